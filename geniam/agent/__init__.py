@@ -1,0 +1,1 @@
+"""The gateway agent: its device back ends and its service."""

@@ -1,0 +1,1 @@
+"""The geniam command line."""

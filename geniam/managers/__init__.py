@@ -1,0 +1,1 @@
+"""API semantics: aggregate, slice, island, tickets and transactions managers."""

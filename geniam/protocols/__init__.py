@@ -1,0 +1,1 @@
+"""Wire formats and transports: XML-RPC server and client, Perspective Broker."""

@@ -1,0 +1,1 @@
+"""RSpec v3 documents, the island extension and merging."""

@@ -1,0 +1,1 @@
+"""Persistence behind IStore: SQLite (embedded) and PostgreSQL."""

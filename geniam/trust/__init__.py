@@ -1,0 +1,1 @@
+"""Who the caller is and what they may do: GIDs, credentials, TLS."""
