@@ -1,0 +1,1 @@
+"""twistd wiring: one module per role, each with Options and makeService."""
