@@ -108,17 +108,17 @@ class ServerOptions(usage.Options):
         coercers = {p[0]: (p[4] if len(p) > 4 else None) for p in self._all_parameters()}
         for raw_key, value in values.items():
             key = raw_key.replace("_", "-")
+            if key not in self or key == "config":
+                raise usage.UsageError(f"--config {path}: unknown setting {raw_key!r}")
             if key in self._given or (isinstance(self[key], list) and self[key]):
                 continue
-            if key not in self:
-                raise usage.UsageError(f"--config {path}: unknown setting {raw_key!r}")
             coerce: Callable[[Any], Any] | None = coercers.get(key)
             if isinstance(self[key], list):
                 self[key] = list(value) if isinstance(value, list) else [value]
             else:
                 try:
                     self[key] = coerce(value) if coerce else value
-                except ValueError as e:
+                except (TypeError, ValueError) as e:
                     raise usage.UsageError(f"--config {path}: {raw_key}: {e}") from None
 
     def _all_parameters(self) -> list[list[Any]]:

@@ -1,0 +1,141 @@
+# -*- test-case-name: tests.test_arguments -*-
+"""
+The AM API v3 arguments and standard options, read strictly.
+
+Every function raises L{GeniError} (BADARGS, MISSINGARGS, BADVERSION) with
+a message naming the offending argument, so callers never see a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from geniam.errors import GeniCode, GeniError
+from geniam.gatewayconfig import validate_ssh_keys
+from geniam.timeutil import parse_time
+from geniam.urn import URN, parse_urn
+
+GENI_RSPEC_V3 = {
+    "type": "GENI",
+    "version": "3",
+    "namespace": "http://www.geni.net/resources/rspec/3",
+}
+
+
+def flag(options: dict[str, Any], name: str, default: bool = False) -> bool:
+    """Read a boolean option, accepting XML-RPC booleans, 0/1 and 'true'/'false'."""
+    value = options.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "0", "1", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise GeniError(GeniCode.BADARGS, f"option {name} must be a boolean")
+
+
+def optional_time(options: dict[str, Any], name: str) -> float | None:
+    """Read an RFC 3339 time option, or None when absent."""
+    if name not in options or options[name] in ("", None):
+        return None
+    try:
+        return parse_time(options[name])
+    except GeniError as e:
+        raise GeniError(GeniCode.BADARGS, f"option {name}: {e.output}") from None
+
+
+def rspec_version(options: dict[str, Any], supported: Iterable[dict[str, str]]) -> dict[str, str]:
+    """
+    Read the required C{geni_rspec_version} option.
+
+    @return: the matching entry of C{supported}.
+    @raise GeniError: BADARGS when missing or malformed, BADVERSION when not supported.
+    """
+    wanted = options.get("geni_rspec_version")
+    if wanted is None:
+        raise GeniError(GeniCode.BADARGS, "option geni_rspec_version is required, e.g. {type: GENI, version: 3}")
+    if not isinstance(wanted, dict) or not isinstance(wanted.get("type"), str) or "version" not in wanted:
+        raise GeniError(GeniCode.BADARGS, "option geni_rspec_version must be a struct {type, version}")
+    kind, version = wanted["type"].strip().lower(), str(wanted["version"]).strip()
+    for entry in supported:
+        if entry["type"].lower() == kind and entry["version"] == version:
+            return entry
+    raise GeniError(GeniCode.BADVERSION, f"RSpec version {wanted['type']} {version} is not supported (use GENI 3)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a call's C{urns} argument names: a slice, or some of its slivers."""
+
+    slice_urn: str | None
+    sliver_urns: tuple[str, ...]
+
+
+def target_urns(urns: Any) -> Target:
+    """
+    Read the C{urns} argument: exactly one slice URN, or one or more sliver URNs.
+
+    @raise GeniError: BADARGS for anything else (mixes, several slices, other URN types).
+    """
+    if not isinstance(urns, list) or not urns:
+        raise GeniError(GeniCode.BADARGS, "urns must be a non-empty list of slice or sliver URNs")
+    if len(urns) > 1000:
+        raise GeniError(GeniCode.TOOBIG, "at most 1000 URNs per call")
+    parsed: list[URN] = [parse_urn(u) for u in urns]
+    kinds = {p.type for p in parsed}
+    if kinds == {"slice"}:
+        if len({p.key for p in parsed}) > 1:
+            raise GeniError(GeniCode.BADARGS, "urns may name only one slice")
+        return Target(str(parsed[0]), ())
+    if kinds == {"sliver"}:
+        return Target(None, tuple(dict.fromkeys(str(p) for p in parsed)))
+    if "slice" in kinds and "sliver" in kinds:
+        raise GeniError(GeniCode.BADARGS, "urns must name either one slice or slivers, not both")
+    other = sorted(kinds - {"slice", "sliver"})
+    raise GeniError(GeniCode.BADARGS, f"urns must be slice or sliver URNs, not {', '.join(other)}")
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    """One entry of C{geni_users}: a user URN and their SSH public keys."""
+
+    urn: str
+    keys: tuple[str, ...]
+
+
+def users_option(options: dict[str, Any]) -> tuple[UserKeys, ...] | None:
+    """Read C{geni_users} (C{[{urn, keys: [...]}]}), or None when absent."""
+    if "geni_users" not in options:
+        return None
+    users = options["geni_users"]
+    if not isinstance(users, list) or len(users) > 256:
+        raise GeniError(GeniCode.BADARGS, "geni_users must be a list of {urn, keys} structs")
+    result = []
+    for entry in users:
+        if not isinstance(entry, dict) or "urn" not in entry:
+            raise GeniError(GeniCode.BADARGS, "each geni_users entry must be a struct with urn and keys")
+        urn = str(parse_urn(entry["urn"], "user"))
+        try:
+            keys = validate_ssh_keys(entry.get("keys", []))
+        except GeniError as e:
+            raise GeniError(GeniCode.BADARGS, f"geni_users {urn}: {e.output}") from None
+        result.append(UserKeys(urn, keys))
+    return tuple(result)
+
+
+def string_option(options: dict[str, Any], name: str) -> str | None:
+    """Read an optional string option."""
+    value = options.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise GeniError(GeniCode.BADARGS, f"option {name} must be a string")
+    return value
+
+
+def options_struct(options: Any) -> dict[str, Any]:
+    """Check that C{options} is a struct (the XML-RPC layer checks this too)."""
+    if not isinstance(options, dict):
+        raise GeniError(GeniCode.BADARGS, "options must be a struct")
+    return options
