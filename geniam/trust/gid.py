@@ -1,0 +1,730 @@
+# -*- test-case-name: tests.test_gid -*-
+"""
+GENI identity certificates (GIDs) and the roots they must chain to.
+
+A L{GID} is an X.509 v3 certificate whose subjectAltName names a GENI URN
+(C{URI:urn:publicid:IDN+...}), usually a UUID (C{URI:urn:uuid:...}) and
+sometimes an e-mail address, together with the issuer certificates that
+came with it in the same PEM (omni sends the user certificate followed by
+its authority's).
+
+L{TrustRoots} is the set of self-signed authority certificates an
+aggregate trusts. L{TrustRoots.verify} builds a path from a GID to one of
+them and applies the GENI rules: every signature verifies, every
+certificate is inside its validity window, every issuer is a CA, and every
+issuer with an authority URN has namespace authority over what it signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+
+from geniam.errors import GeniCode, GeniError
+from geniam.timeutil import format_time, from_datetime
+from geniam.urn import URN, parse_urn
+
+MAX_PEM_BYTES = 256 * 1024
+"""The largest PEM text L{GID.from_pem} accepts."""
+
+MAX_CERTIFICATES = 16
+"""The most certificates one PEM text (subject plus chain) may hold."""
+
+MAX_PATH_LENGTH = 10
+"""The most certificates a path from a leaf to a root may hold."""
+
+CACHE_SIZE = 2048
+"""How many verified paths a L{TrustRoots} remembers."""
+
+ROOT_SUFFIXES = (".pem", ".crt", ".cert")
+"""The file name endings L{TrustRoots.from_directory} reads."""
+
+_PEM_CERT = re.compile(
+    rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----.*?-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
+    re.DOTALL,
+)
+
+
+class TrustError(GeniError):
+    """
+    An identity or signature that cannot be trusted.
+
+    The default code is C{CREDENTIAL_SIGNER_UNTRUSTED}; expired certificates
+    use C{CREDENTIAL_EXPIRED} and malformed ones C{CREDENTIAL_INVALID}.
+    C{output} is a reason fit to show the caller.
+
+    Both C{TrustError(reason, code)} and the L{GeniError} order
+    C{TrustError(code, reason)} are accepted.
+    """
+
+    def __init__(
+        self,
+        reason: str | GeniCode,
+        code: GeniCode | str = GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+        value: Any = None,
+    ) -> None:
+        if isinstance(reason, int) and isinstance(code, str):
+            reason, code = code, reason
+        if not isinstance(reason, str) or isinstance(code, str):
+            raise TypeError("TrustError takes a reason string and a GeniCode")
+        super().__init__(code, reason, value)
+
+    def __repr__(self) -> str:
+        return f"TrustError({self.code.name}, {self.output!r})"
+
+
+def _describe(cert: x509.Certificate) -> str:
+    """Name a certificate in a reason: its URN if it has one, else its subject."""
+    urn = _san_values(cert)[0]
+    subject = cert.subject.rfc4514_string() or "(empty subject)"
+    if urn is not None:
+        return f"certificate {urn} ({subject})"
+    return f"certificate {subject}"
+
+
+def _san_values(cert: x509.Certificate) -> tuple[str | None, str | None, str | None]:
+    """
+    Return (URN, UUID, e-mail) from a certificate's subjectAltName.
+
+    @raise ValueError: if the extension is malformed.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None, None, None
+    urn = uuid = email = None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        lowered = uri.lower()
+        if lowered.startswith("urn:publicid:") and urn is None:
+            urn = uri
+        elif lowered.startswith("urn:uuid:") and uuid is None:
+            uuid = uri[len("urn:uuid:"):]
+    emails = san.get_values_for_type(x509.RFC822Name)
+    if emails:
+        email = emails[0]
+    return urn, uuid, email
+
+
+def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    return aki.key_identifier
+
+
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+
+
+def _public_key_der(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _check_parseable(cert: x509.Certificate) -> None:
+    """Touch the lazily parsed parts so that malformed ones fail now."""
+    cert.extensions  # noqa: B018
+    cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+    cert.not_valid_before_utc
+    cert.not_valid_after_utc
+    cert.public_key()
+    _san_values(cert)
+
+
+def _load_certificates(data: bytes | str) -> list[x509.Certificate]:
+    """
+    Load every certificate of a PEM text.
+
+    Lines may be indented (PEM embedded in XML often is).
+
+    @raise TrustError: CREDENTIAL_INVALID if there is none or one is malformed.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    if not isinstance(data, bytes):
+        raise TrustError(f"expected PEM text, got {type(data).__name__}", GeniCode.CREDENTIAL_INVALID)
+    if len(data) > MAX_PEM_BYTES:
+        raise TrustError("certificate PEM too large", GeniCode.CREDENTIAL_INVALID)
+    blocks = _PEM_CERT.findall(data)
+    if not blocks:
+        raise TrustError("no PEM certificate found", GeniCode.CREDENTIAL_INVALID)
+    if len(blocks) > MAX_CERTIFICATES:
+        raise TrustError(
+            f"too many certificates in one PEM ({len(blocks)} > {MAX_CERTIFICATES})",
+            GeniCode.CREDENTIAL_INVALID,
+        )
+    certs = []
+    for index, block in enumerate(blocks):
+        lines = [line.strip() for line in block.splitlines()]
+        text = b"\n".join(line for line in lines if line) + b"\n"
+        try:
+            cert = x509.load_pem_x509_certificate(text)
+            _check_parseable(cert)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise TrustError(
+                f"malformed certificate #{index + 1} in PEM: {e}", GeniCode.CREDENTIAL_INVALID
+            ) from None
+        certs.append(cert)
+    return certs
+
+
+class GID:
+    """
+    An immutable GENI identity certificate plus the issuers that came with it.
+
+    @ivar certificate: the subject's certificate.
+    @ivar chain: issuer certificates that came with it, nearest first; may be empty.
+    @ivar urn: the C{urn:publicid:IDN+...} URI of the subjectAltName, or C{None}.
+    @ivar uuid: the UUID of the C{urn:uuid:...} URI (without that prefix), or C{None}.
+    @ivar email: the first e-mail address of the subjectAltName, or C{None}.
+    @ivar is_authority: whether basicConstraints says C{CA:TRUE}.
+    @ivar subject_key_id: the subjectKeyIdentifier, or the RFC 5280 method 1
+        key identifier (SHA-1 of the public key bits) when the extension is absent.
+    @ivar fingerprint: SHA-256 of the certificate's DER encoding.
+    """
+
+    __slots__ = (
+        "certificate",
+        "chain",
+        "urn",
+        "uuid",
+        "email",
+        "is_authority",
+        "subject_key_id",
+        "fingerprint",
+        "_frozen",
+    )
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    urn: str | None
+    uuid: str | None
+    email: str | None
+    is_authority: bool
+    subject_key_id: bytes
+    fingerprint: bytes
+
+    def __init__(self, certificate: x509.Certificate, chain: Iterable[x509.Certificate] = ()) -> None:
+        """
+        Wrap a certificate; prefer L{from_pem} or L{from_certificate}.
+
+        @raise TrustError: CREDENTIAL_INVALID if the certificate is malformed.
+        """
+        chain = tuple(chain)
+        try:
+            for cert in (certificate, *chain):
+                if not isinstance(cert, x509.Certificate):
+                    raise TypeError(f"expected an x509.Certificate, got {type(cert).__name__}")
+                _check_parseable(cert)
+            urn, uuid, email = _san_values(certificate)
+            constraints = _basic_constraints(certificate)
+            ski = _subject_key_id(certificate)
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise TrustError(f"malformed certificate: {e}", GeniCode.CREDENTIAL_INVALID) from None
+        setter = object.__setattr__
+        setter(self, "certificate", certificate)
+        setter(self, "chain", chain)
+        setter(self, "urn", urn)
+        setter(self, "uuid", uuid)
+        setter(self, "email", email)
+        setter(self, "is_authority", bool(constraints is not None and constraints.ca))
+        setter(self, "subject_key_id", ski)
+        setter(self, "fingerprint", _fingerprint(certificate))
+        setter(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("GID is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("GID is immutable")
+
+    @classmethod
+    def from_pem(cls, data: bytes | str) -> GID:
+        """
+        Load a GID from PEM text: the first certificate is the subject, the rest its chain.
+
+        @raise TrustError: CREDENTIAL_INVALID if there is no certificate or one is malformed.
+        """
+        certs = _load_certificates(data)
+        return cls(certs[0], certs[1:])
+
+    @classmethod
+    def from_der(cls, data: bytes, chain: Iterable[x509.Certificate] = ()) -> GID:
+        """
+        Load a GID from one DER certificate and an optional chain.
+
+        @raise TrustError: CREDENTIAL_INVALID if the DER is malformed.
+        """
+        try:
+            cert = x509.load_der_x509_certificate(bytes(data))
+        except (ValueError, TypeError) as e:
+            raise TrustError(f"malformed DER certificate: {e}", GeniCode.CREDENTIAL_INVALID) from None
+        return cls(cert, chain)
+
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate, chain: Iterable[x509.Certificate] = ()) -> GID:
+        """Wrap a parsed certificate and its chain."""
+        return cls(cert, chain)
+
+    def to_pem(self, with_chain: bool = True) -> bytes:
+        """Return the certificate as PEM, followed by the chain if C{with_chain}."""
+        certs = (self.certificate, *self.chain) if with_chain else (self.certificate,)
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+    def to_der(self) -> bytes:
+        """Return the subject certificate's DER encoding."""
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    def public_key_matches(self, other: GID) -> bool:
+        """True if C{other} certifies the same public key as this GID."""
+        return _public_key_der(self.certificate) == _public_key_der(other.certificate)
+
+    def public_key_der(self) -> bytes:
+        """Return the subject's public key as DER SubjectPublicKeyInfo."""
+        return _public_key_der(self.certificate)
+
+    @property
+    def parsed_urn(self) -> URN | None:
+        """The subject URN parsed with L{geniam.urn.parse_urn}, or C{None} if absent or invalid."""
+        if self.urn is None:
+            return None
+        try:
+            return parse_urn(self.urn)
+        except GeniError:
+            return None
+
+    @property
+    def subject_key_id_hex(self) -> str:
+        """L{subject_key_id} as lower-case hexadecimal (the ABAC key id form)."""
+        return self.subject_key_id.hex()
+
+    @property
+    def subject(self) -> str:
+        """The subject distinguished name (RFC 4514)."""
+        return self.certificate.subject.rfc4514_string()
+
+    @property
+    def not_before(self) -> float:
+        """Start of the validity window, POSIX seconds."""
+        return from_datetime(self.certificate.not_valid_before_utc)
+
+    @property
+    def not_after(self) -> float:
+        """End of the validity window, POSIX seconds."""
+        return from_datetime(self.certificate.not_valid_after_utc)
+
+    def describe(self) -> str:
+        """A short human-readable name: the URN if present, else the subject."""
+        return _describe(self.certificate)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GID):
+            return NotImplemented
+        return self.fingerprint == other.fingerprint and [_fingerprint(c) for c in self.chain] == [
+            _fingerprint(c) for c in other.chain
+        ]
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"<GID {self.urn or self.subject} chain={len(self.chain)}>"
+
+
+def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:
+    """Check that C{issuer}'s key signed C{cert}; return None or why not."""
+    try:
+        key = issuer.public_key()
+        params = cert.signature_algorithm_parameters
+        if isinstance(key, rsa.RSAPublicKey):
+            algorithm = cert.signature_hash_algorithm
+            if algorithm is None or not isinstance(params, (padding.PKCS1v15, padding.PSS)):
+                return "signature algorithm does not match an RSA key"
+            key.verify(cert.signature, cert.tbs_certificate_bytes, params, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            if not isinstance(params, ec.ECDSA):
+                return "signature algorithm does not match an EC key"
+            key.verify(cert.signature, cert.tbs_certificate_bytes, params)
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            key.verify(cert.signature, cert.tbs_certificate_bytes)
+        elif isinstance(key, dsa.DSAPublicKey):
+            algorithm = cert.signature_hash_algorithm
+            if algorithm is None:
+                return "signature algorithm does not match a DSA key"
+            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
+        else:
+            return f"unsupported issuer key type {type(key).__name__}"
+    except InvalidSignature:
+        return "signature does not verify"
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        return f"signature cannot be checked ({e})"
+    return None
+
+
+class _Reject(Exception):
+    """One candidate path failed; carries the code and reason."""
+
+    def __init__(self, code: GeniCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _check_validity(cert: x509.Certificate, at: float) -> None:
+    before = from_datetime(cert.not_valid_before_utc)
+    after = from_datetime(cert.not_valid_after_utc)
+    if at < before:
+        raise _Reject(
+            GeniCode.CREDENTIAL_INVALID,
+            f"{_describe(cert)} is not valid before {format_time(before)} (now {format_time(at)})",
+        )
+    if at > after:
+        raise _Reject(
+            GeniCode.CREDENTIAL_EXPIRED,
+            f"{_describe(cert)} expired at {format_time(after)} (now {format_time(at)})",
+        )
+
+
+def _check_issuer(
+    cert: x509.Certificate, issuer: x509.Certificate, intermediates_below: int
+) -> None:
+    """
+    Apply the structural checks for C{issuer} signing C{cert}.
+
+    @param intermediates_below: how many CA certificates lie between C{issuer} and the leaf.
+    """
+    why = _verify_signature(cert, issuer)
+    if why is not None:
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"{_describe(cert)}: {why} with the key of issuer {_describe(issuer)}",
+        )
+    constraints = _basic_constraints(issuer)
+    if constraints is None or not constraints.ca:
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"issuer {_describe(issuer)} of {_describe(cert)} is not a CA (basicConstraints CA:TRUE missing)",
+        )
+    if constraints.path_length is not None and intermediates_below > constraints.path_length:
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"issuer {_describe(issuer)} allows a path length of {constraints.path_length}, "
+            f"but {intermediates_below} CA certificates follow it",
+        )
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"issuer {_describe(issuer)} may not sign certificates (keyUsage lacks keyCertSign)",
+        )
+    issuer_urn_text = _san_values(issuer)[0]
+    if issuer_urn_text is None:
+        return
+    try:
+        issuer_urn = parse_urn(issuer_urn_text)
+    except GeniError:
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"issuer {_describe(issuer)} has a malformed URN",
+        ) from None
+    if issuer_urn.type != "authority":
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"issuer {_describe(issuer)} is not an authority (URN type {issuer_urn.type!r})",
+        )
+    subject_urn_text = _san_values(cert)[0]
+    if subject_urn_text is None:
+        return
+    try:
+        subject_urn = parse_urn(subject_urn_text)
+    except GeniError as e:
+        raise _Reject(GeniCode.CREDENTIAL_INVALID, f"{_describe(cert)}: {e.output}") from None
+    if not subject_urn.is_within(issuer_urn.authority):
+        raise _Reject(
+            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            f"issuer {_describe(issuer)} has no namespace authority over {subject_urn_text} "
+            f"({issuer_urn.authority!r} does not prefix {subject_urn.authority!r})",
+        )
+
+
+def _is_self_issued(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
+
+
+class TrustRoots:
+    """
+    The certificates an aggregate trusts as roots of every identity path.
+
+    Immutable; verified paths are cached per leaf and candidate chain
+    (validity windows are checked again on every call).
+    """
+
+    def __init__(self, certificates: Iterable[x509.Certificate]) -> None:
+        """
+        @raise TrustError: if C{certificates} is empty or holds a malformed certificate.
+        """
+        unique: dict[bytes, x509.Certificate] = {}
+        for cert in certificates:
+            if not isinstance(cert, x509.Certificate):
+                raise TypeError(f"expected an x509.Certificate, got {type(cert).__name__}")
+            try:
+                _check_parseable(cert)
+            except (ValueError, UnsupportedAlgorithm) as e:
+                raise TrustError(f"malformed trust root: {e}", GeniCode.CREDENTIAL_INVALID) from None
+            unique.setdefault(_fingerprint(cert), cert)
+        if not unique:
+            raise TrustError("no trust root certificates given", GeniCode.ERROR)
+        self._by_fingerprint = unique
+        self.certificates: tuple[x509.Certificate, ...] = tuple(unique.values())
+        self._by_subject: dict[bytes, list[x509.Certificate]] = {}
+        for cert in self.certificates:
+            self._by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
+        self._cache: OrderedDict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_certificates(cls, certs: Iterable[x509.Certificate | GID]) -> TrustRoots:
+        """Trust these certificates (L{GID}s contribute their subject certificate)."""
+        return cls(c.certificate if isinstance(c, GID) else c for c in certs)
+
+    @classmethod
+    def from_directory(cls, path: str | os.PathLike[str]) -> TrustRoots:
+        """
+        Trust every certificate in the C{*.pem}, C{*.crt} and C{*.cert} files of a directory.
+
+        A file may hold several certificates; files that hold none (a
+        private key, say) are skipped.
+
+        @raise TrustError: code ERROR if the directory cannot be read or
+            yields no certificate; CREDENTIAL_INVALID if a certificate is malformed.
+        """
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as e:
+            raise TrustError(f"cannot read trust roots directory {os.fspath(path)!r}: {e}", GeniCode.ERROR) from None
+        certs: list[x509.Certificate] = []
+        for name in names:
+            if not name.lower().endswith(ROOT_SUFFIXES):
+                continue
+            full = os.path.join(path, name)
+            if not os.path.isfile(full):
+                continue
+            try:
+                with open(full, "rb") as f:
+                    data = f.read(MAX_PEM_BYTES + 1)
+            except OSError as e:
+                raise TrustError(f"cannot read trust root {full!r}: {e}", GeniCode.ERROR) from None
+            if not _PEM_CERT.search(data):
+                continue
+            try:
+                certs.extend(_load_certificates(data))
+            except TrustError as e:
+                raise TrustError(f"trust root {full!r}: {e.output}", GeniCode.CREDENTIAL_INVALID) from None
+        if not certs:
+            raise TrustError(f"no certificates in trust roots directory {os.fspath(path)!r}", GeniCode.ERROR)
+        return cls(certs)
+
+    def __len__(self) -> int:
+        return len(self.certificates)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, GID):
+            item = item.certificate
+        if not isinstance(item, x509.Certificate):
+            return False
+        return _fingerprint(item) in self._by_fingerprint
+
+    def __repr__(self) -> str:
+        return f"<TrustRoots {len(self.certificates)} root(s)>"
+
+    def verify(
+        self,
+        gid: GID,
+        at: float,
+        intermediates: Sequence[x509.Certificate] = (),
+    ) -> tuple[x509.Certificate, ...]:
+        """
+        Build and check a path from C{gid} to one of these roots.
+
+        Issuers are looked for in C{gid.chain}, C{intermediates} and the roots.
+        Every signature must verify (RSA PKCS#1 v1.5 or PSS with the
+        certificate's own hash, SHA-1 included; ECDSA; Ed25519), every
+        certificate must be valid at C{at}, every issuer must be a CA whose
+        path length allows the path, and every issuer with an authority URN
+        must have namespace authority over its subject's URN.
+
+        @param at: the time to check validity windows against, POSIX seconds.
+        @return: the path, leaf first, root last.
+        @raise TrustError: naming the failing certificate and check
+            (CREDENTIAL_EXPIRED for an expired certificate, CREDENTIAL_INVALID for
+            one not yet valid or malformed, CREDENTIAL_SIGNER_UNTRUSTED otherwise).
+        """
+        if not isinstance(gid, GID):
+            raise TypeError(f"expected a GID, got {type(gid).__name__}")
+        pool: dict[bytes, x509.Certificate] = {}
+        for cert in (*gid.chain, *intermediates):
+            if not isinstance(cert, x509.Certificate):
+                raise TypeError(f"expected an x509.Certificate, got {type(cert).__name__}")
+            pool.setdefault(_fingerprint(cert), cert)
+        key = (gid.fingerprint, *sorted(pool))
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+        if cached is not None:
+            try:
+                for cert in cached:
+                    _check_validity(cert, at)
+                return cached
+            except _Reject:
+                pass
+        try:
+            path = self._build(gid.certificate, list(pool.values()), at)
+        except _Reject as e:
+            raise TrustError(e.reason, e.code) from None
+        with self._lock:
+            self._cache[key] = path
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return path
+
+    def _candidates(self, cert: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
+        """
+        Possible issuers of C{cert}: those whose subject is its issuer name.
+
+        Roots come before the pool, and candidates whose key id matches the
+        authorityKeyIdentifier before the others (key ids only order the
+        search: issuers compute them in different ways, signatures decide).
+        """
+        wanted = cert.issuer.public_bytes()
+        aki = _authority_key_id(cert)
+        found: list[x509.Certificate] = []
+        seen: set[bytes] = set()
+        for candidate in (*self._by_subject.get(wanted, ()), *pool):
+            if candidate.subject.public_bytes() != wanted:
+                continue
+            fp = _fingerprint(candidate)
+            if fp in seen:
+                continue
+            seen.add(fp)
+            found.append(candidate)
+        if aki is not None:
+            found.sort(key=lambda c: _subject_key_id(c) != aki)
+        return found
+
+    def _build(
+        self, leaf: x509.Certificate, pool: list[x509.Certificate], at: float
+    ) -> tuple[x509.Certificate, ...]:
+        _check_validity(leaf, at)
+        if _fingerprint(leaf) in self._by_fingerprint:
+            return (leaf,)
+        failures: list[_Reject] = []
+        path = self._extend([leaf], pool, at, failures)
+        if path is not None:
+            return path
+        if _is_self_issued(leaf):
+            failures.insert(
+                0,
+                _Reject(
+                    GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+                    f"{_describe(leaf)} is self-signed but not a trusted root",
+                ),
+            )
+        if failures:
+            # Report the failure that got furthest: it names the real problem.
+            best = failures[0]
+            for failure in failures[1:]:
+                if failure.code != GeniCode.CREDENTIAL_SIGNER_UNTRUSTED and best.code == GeniCode.CREDENTIAL_SIGNER_UNTRUSTED:
+                    best = failure
+            reasons = "; ".join(dict.fromkeys(f.reason for f in failures))
+            raise _Reject(best.code, f"untrusted {_describe(leaf)}: {reasons}")
+        raise _Reject(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, f"untrusted {_describe(leaf)}: no path to a trusted root")
+
+    def _extend(
+        self,
+        path: list[x509.Certificate],
+        pool: list[x509.Certificate],
+        at: float,
+        failures: list[_Reject],
+    ) -> tuple[x509.Certificate, ...] | None:
+        """Depth-first search from the last certificate of C{path} towards a root."""
+        cert = path[-1]
+        candidates = self._candidates(cert, pool)
+        if not candidates:
+            if _is_self_issued(cert):
+                failures.append(
+                    _Reject(
+                        GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+                        f"{_describe(cert)} is self-signed but not a trusted root",
+                    )
+                )
+            else:
+                failures.append(
+                    _Reject(
+                        GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+                        f"no trusted issuer found for {_describe(cert)} (issuer {cert.issuer.rfc4514_string()})",
+                    )
+                )
+            return None
+        in_path = {_fingerprint(c) for c in path}
+        for issuer in candidates:
+            fp = _fingerprint(issuer)
+            is_root = fp in self._by_fingerprint
+            if fp in in_path:
+                if _is_self_issued(cert) and not is_root:
+                    failures.append(
+                        _Reject(
+                            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+                            f"{_describe(cert)} is self-signed but not a trusted root",
+                        )
+                    )
+                continue
+            if len(path) >= MAX_PATH_LENGTH:
+                failures.append(
+                    _Reject(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, f"certificate path longer than {MAX_PATH_LENGTH}")
+                )
+                return None
+            intermediates_below = sum(1 for c in path[1:] if not _is_self_issued(c))
+            try:
+                _check_issuer(cert, issuer, intermediates_below)
+                _check_validity(issuer, at)
+            except _Reject as e:
+                failures.append(e)
+                continue
+            if is_root:
+                return (*path, issuer)
+            found = self._extend([*path, issuer], pool, at, failures)
+            if found is not None:
+                return found
+        return None
