@@ -11,7 +11,9 @@ carry their issuer's certificates as their chain.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid as uuid_module
+from collections.abc import Sequence
 from datetime import timedelta
 
 from cryptography import x509
@@ -65,6 +67,7 @@ def issue_certificate(
     uuid: str | None = None,
     hash_algorithm: hashes.HashAlgorithm | None = None,
     path_length: int | None = None,
+    dns_names: Sequence[str] = (),
 ) -> x509.Certificate:
     """
     Sign a GENI certificate for C{subject_key}.
@@ -76,6 +79,8 @@ def issue_certificate(
     @param uuid: the UUID for the subjectAltName; a random one if C{None}.
     @param hash_algorithm: the signature hash; SHA-256 if C{None} (ignored for Ed25519/Ed448 issuers).
     @param path_length: the basicConstraints path length of an authority.
+    @param dns_names: host names (or IP addresses) to add to the subjectAltName;
+        GENI certificates usually name none.
     @raise GeniError: BADARGS if C{urn} is not a valid GENI URN.
     """
     common_name = common_name_for(urn)
@@ -89,6 +94,11 @@ def issue_certificate(
     ]
     if email:
         names.append(x509.RFC822Name(email))
+    for host in dns_names:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
     start = to_datetime(now - CLOCK_SKEW)
     builder = (
         x509.CertificateBuilder()
@@ -184,6 +194,7 @@ def make_identity(
     private_key: PrivateKey | None = None,
     uuid: str | None = None,
     hash_algorithm: hashes.HashAlgorithm | None = None,
+    dns_names: Sequence[str] = (),
 ) -> Identity:
     """
     Issue an identity (user, slice, aggregate, tool) signed by C{issuer}.
@@ -194,6 +205,7 @@ def make_identity(
 
     @param now: the start of the validity window, POSIX seconds.
     @param private_key: a key to reuse instead of generating one.
+    @param dns_names: host names or IP addresses for the subjectAltName (see L{issue_certificate}).
     @raise GeniError: BADARGS if C{urn} is not a valid GENI URN.
     """
     parse_urn(urn)
@@ -210,5 +222,6 @@ def make_identity(
         email=email,
         uuid=uuid,
         hash_algorithm=hash_algorithm,
+        dns_names=dns_names,
     )
     return Identity(GID(cert, (issuer.gid.certificate, *issuer.gid.chain)), key)
