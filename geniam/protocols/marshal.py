@@ -1,0 +1,303 @@
+# -*- test-case-name: tests.test_xmlrpc_marshal -*-
+"""
+XML-RPC encoding and decoding shared by the server and the client.
+
+Decoding uses expat directly with a hardened set-up: a document that
+declares a DOCTYPE (and so any ENTITY) is refused before its internal
+subset is read, entities are never resolved, and element nesting is
+bounded. Encoding first passes every value through L{sanitise}, which
+removes what GENI clients cannot read: C{nil}, C{dateTime.iso8601} and
+integers beyond 32 bits.
+
+All functions here are pure and thread-safe, so they may run in a worker
+thread for large documents.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from xml.parsers import expat
+
+from geniam.timeutil import format_time, from_datetime
+
+PARSE_ERROR = -32700
+"""Fault code for a document that is not well-formed or is refused (DOCTYPE, entities, depth)."""
+
+INVALID_REQUEST = -32600
+"""Fault code for well-formed XML that is not an XML-RPC call or response."""
+
+METHOD_NOT_FOUND = -32601
+"""Fault code for a method name the server does not serve."""
+
+INTERNAL_ERROR = -32603
+"""Fault code for a failure of the XML-RPC layer itself."""
+
+MAX_DEPTH = 64
+"""Default bound on element nesting in a decoded document."""
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+class XmlRpcDecodeError(Exception):
+    """
+    A document could not be decoded as the expected XML-RPC message.
+
+    @ivar fault_code: L{PARSE_ERROR} or L{INVALID_REQUEST}, the fault a
+        server answers with.
+    @ivar reason: a short description, safe to show to the sender.
+    """
+
+    def __init__(self, fault_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.fault_code = fault_code
+        self.reason = reason
+
+
+class _Refused(Exception):
+    """Raised from an expat handler to stop parsing a refused document."""
+
+
+class _HardenedParser:
+    """
+    Feed one document to an L{xmlrpc.client.Unmarshaller} through expat,
+    refusing DTDs and deep nesting and remembering the root element.
+    """
+
+    def __init__(self, target: xmlrpc.client.Unmarshaller, max_depth: int) -> None:
+        self._target = target
+        self._max_depth = max_depth
+        self._depth = 0
+        self.root: str | None = None
+        parser = expat.ParserCreate(None, None)
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = self._refuse_doctype
+        parser.EntityDeclHandler = self._refuse_entity
+        parser.UnparsedEntityDeclHandler = self._refuse_entity
+        parser.ExternalEntityRefHandler = self._refuse_external
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = target.data
+        parser.buffer_text = True
+        # Expat hands over text, which must not be decoded again.
+        target.xml(None, None)  # type: ignore[arg-type]
+        self._parser = parser
+
+    def _refuse_doctype(self, *args: object) -> None:
+        raise _Refused("DOCTYPE declarations are not accepted")
+
+    def _refuse_entity(self, *args: object) -> None:
+        raise _Refused("entity declarations and references are not accepted")
+
+    def _refuse_external(self, context: str, base: str | None, system_id: str | None, public_id: str | None) -> int:
+        raise _Refused("external entities are not accepted")
+
+    def _start(self, tag: str, attrs: dict[str, str]) -> None:
+        self._depth += 1
+        if self._depth > self._max_depth:
+            raise _Refused(f"elements nested deeper than {self._max_depth}")
+        if self.root is None:
+            self.root = tag
+        self._target.start(tag, attrs)
+
+    def _end(self, tag: str) -> None:
+        self._depth -= 1
+        self._target.end(tag)
+
+    def parse(self, data: bytes) -> None:
+        """
+        Parse the whole document.
+
+        @raise XmlRpcDecodeError: with L{PARSE_ERROR} for malformed or
+            refused XML, L{INVALID_REQUEST} for values the unmarshaller
+            rejects (bad integers, booleans, dates, base64).
+        """
+        try:
+            self._parser.Parse(data, True)
+        except _Refused as e:
+            raise XmlRpcDecodeError(PARSE_ERROR, f"parse error: {e}") from None
+        except expat.ExpatError as e:
+            raise XmlRpcDecodeError(PARSE_ERROR, f"parse error: not well formed ({e})") from None
+        except (ValueError, TypeError, xmlrpc.client.ResponseError) as e:
+            raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC value ({_short(e)})") from None
+        except Exception as e:  # binascii.Error and other unmarshaller slips
+            raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC value ({_short(e)})") from None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _unmarshal(data: bytes, root: str, max_depth: int) -> tuple[xmlrpc.client.Unmarshaller, tuple[Any, ...]]:
+    target = xmlrpc.client.Unmarshaller(use_builtin_types=True)
+    parser = _HardenedParser(target, max_depth)
+    parser.parse(data)
+    if parser.root != root:
+        raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC: expected <{root}>, got <{parser.root}>")
+    try:
+        values = target.close()
+    except xmlrpc.client.Fault:
+        raise
+    except Exception:
+        raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC: incomplete <{root}>") from None
+    return target, values
+
+
+def parse_call(data: bytes, max_depth: int = MAX_DEPTH) -> tuple[str, tuple[Any, ...]]:
+    """
+    Decode an XML-RPC C{methodCall}.
+
+    Values decode to Python built-ins: C{dateTime.iso8601} to naive
+    L{datetime}, C{base64} to L{bytes}, C{nil} (if a client sends it) to
+    C{None}.
+
+    @param data: the request body.
+    @param max_depth: the deepest element nesting accepted.
+    @return: the method name and the tuple of parameters.
+    @raise XmlRpcDecodeError: the document is malformed, refused, or not a
+        method call.
+    """
+    try:
+        target, params = _unmarshal(data, "methodCall", max_depth)
+    except xmlrpc.client.Fault:
+        raise XmlRpcDecodeError(INVALID_REQUEST, "invalid XML-RPC: a fault is not a method call") from None
+    name = target.getmethodname()
+    if not isinstance(name, str) or not name:
+        raise XmlRpcDecodeError(INVALID_REQUEST, "invalid XML-RPC: no methodName")
+    return name, params
+
+
+def parse_response(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """
+    Decode an XML-RPC C{methodResponse}.
+
+    @param data: the response body.
+    @param max_depth: the deepest element nesting accepted.
+    @return: the single returned value.
+    @raise xmlrpc.client.Fault: the response is a fault.
+    @raise XmlRpcDecodeError: the document is malformed, refused, or not a
+        response with exactly one value.
+    """
+    _, values = _unmarshal(data, "methodResponse", max_depth)
+    if len(values) != 1:
+        raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC: {len(values)} values in a response")
+    return values[0]
+
+
+def _clean_text(text: str) -> str:
+    text = str(text)
+    if _INVALID_XML_CHARS.search(text):
+        return _INVALID_XML_CHARS.sub("\ufffd", text)
+    return text
+
+
+def sanitise(value: Any, _depth: int = 0) -> Any:
+    """
+    Return C{value} made safe for any GENI XML-RPC client.
+
+      - C{None} members of a struct are dropped; C{None} elsewhere becomes C{""};
+      - L{datetime} and L{xmlrpc.client.DateTime} become RFC 3339 strings
+        (a naive datetime is taken as UTC);
+      - integers outside 32 bits become decimal strings, C{bool} stays a
+        boolean, C{IntEnum} members become plain integers;
+      - tuples become arrays; mappings become structs with string keys;
+      - characters XML 1.0 forbids are replaced by U+FFFD.
+
+    @raise TypeError: a value has no XML-RPC form (an arbitrary object,
+        a non-string struct key).
+    @raise ValueError: a float is not finite, or nesting is deeper than
+        L{MAX_DEPTH}.
+    """
+    if _depth > MAX_DEPTH:
+        raise ValueError(f"value nested deeper than {MAX_DEPTH}")
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        number = int(value)
+        return number if INT32_MIN <= number <= INT32_MAX else str(number)
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot send the float {value!r}")
+        return float(value)
+    if isinstance(value, Mapping):
+        struct: dict[str, Any] = {}
+        for key, member in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"struct keys must be strings, not {type(key).__name__}")
+            if member is not None:
+                struct[_clean_text(key)] = sanitise(member, _depth + 1)
+        return struct
+    if isinstance(value, (list, tuple)):
+        return [sanitise(item, _depth + 1) for item in value]
+    if isinstance(value, datetime):
+        return format_time(from_datetime(value))
+    if isinstance(value, xmlrpc.client.DateTime):
+        return format_time(from_datetime(datetime.strptime(value.value, "%Y%m%dT%H:%M:%S")))
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, xmlrpc.client.Binary):
+        return value
+    raise TypeError(f"cannot send {type(value).__name__} values over XML-RPC")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+class _Marshaller(xmlrpc.client.Marshaller):
+    """A marshaller whose strings keep carriage returns (as C{&#13;})."""
+
+    dispatch = dict(xmlrpc.client.Marshaller.dispatch)
+
+    def dump_unicode(self, value: str, write: Callable[[str], Any], escape: Any = None) -> None:
+        write("<value><string>")
+        write(_escape(value))
+        write("</string></value>\n")
+
+    dispatch[str] = dump_unicode  # type: ignore[assignment]
+
+
+_HEADER = "<?xml version='1.0' encoding='utf-8'?>\n"
+
+
+def dump_call(method: str, params: tuple[Any, ...] | list[Any]) -> bytes:
+    """
+    Encode a C{methodCall} with sanitised parameters.
+
+    @raise TypeError: see L{sanitise}.
+    @raise ValueError: see L{sanitise}.
+    """
+    clean = tuple(sanitise(list(params)))
+    body = _Marshaller("utf-8", allow_none=False).dumps(clean)
+    text = f"{_HEADER}<methodCall>\n<methodName>{_escape(method)}</methodName>\n{body}</methodCall>\n"
+    return text.encode("utf-8")
+
+
+def dump_response(value: Any) -> bytes:
+    """
+    Encode a C{methodResponse} carrying the sanitised C{value}.
+
+    @raise TypeError: see L{sanitise}.
+    @raise ValueError: see L{sanitise}.
+    """
+    body = _Marshaller("utf-8", allow_none=False).dumps((sanitise(value),))
+    return f"{_HEADER}<methodResponse>\n{body}</methodResponse>\n".encode("utf-8")
+
+
+def dump_fault(code: int, message: str) -> bytes:
+    """Encode a C{methodResponse} carrying the fault C{code} with C{message}."""
+    fault = xmlrpc.client.Fault(int(code), _clean_text(message))
+    body = _Marshaller("utf-8", allow_none=False).dumps(fault)
+    return f"{_HEADER}<methodResponse>\n{body}</methodResponse>\n".encode("utf-8")

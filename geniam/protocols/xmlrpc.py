@@ -1,0 +1,345 @@
+# -*- test-case-name: tests.test_xmlrpc -*-
+"""
+The XML-RPC server side shared by the aggregate manager and the slice manager.
+
+L{GeniXmlRpcResource} decodes a call, checks its arguments against a
+declarative signature table (L{geniam.protocols.signatures}), asks the
+injected C{identify} function who the caller is, and dispatches to the API
+object's method of the same name as C{api.Method(caller, *args)}. Every
+outcome the API can produce is a GENI return struct: L{GeniError} becomes
+its struct, an unexpected exception is logged and answered with
+SERVERERROR. XML-RPC faults are kept for malformed XML-RPC and unknown
+methods.
+
+L{GeniSite} refuses request bodies over a limit while they arrive, before
+they are buffered, answering HTTP 413 and closing the connection.
+L{make_site} serves one resource at C{/} and C{/am/3.0}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from geniam.errors import GeniCode, GeniError, error_struct
+from geniam.protocols.marshal import (
+    METHOD_NOT_FOUND,
+    XmlRpcDecodeError,
+    dump_fault,
+    dump_response,
+    parse_call,
+)
+from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
+
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+"""Default limit on a request body, in bytes."""
+
+DEFAULT_IDLE_TIMEOUT = 300
+"""
+Default seconds an idle connection is kept open by L{GeniSite}; above the
+240 seconds for which L{twisted.web.client.HTTPConnectionPool} keeps one,
+so a pooled client closes first.
+"""
+
+DEFAULT_PATHS: tuple[str, ...] = ("/", "/am/3.0")
+"""Where L{make_site} serves the resource by default."""
+
+Identify = Callable[[IRequest], Any]
+"""
+C{identify(request) -> caller}: returns the caller object (or a Deferred
+or coroutine firing with it); raises L{GeniError} to refuse the call.
+"""
+
+_log = Logger()
+
+
+def _peer_name(address: object) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    return f"{host}:{port}" if host is not None else str(address)
+
+
+def _too_large_message(limit: int) -> bytes:
+    return b"request body too large: the limit is %d bytes\n" % (limit,)
+
+
+class BoundedRequest(Request):
+    """
+    A request that refuses a body longer than its site's C{max_body}.
+
+    A declared C{Content-Length} over the limit is refused as soon as the
+    headers are read; a chunked body is refused as soon as the received
+    bytes pass the limit. Refusal writes an HTTP 413 response directly and
+    closes the connection; the request is never processed. Form bodies are
+    not parsed into C{args}.
+    """
+
+    _refused = False
+    _body_size = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("parsePOSTFormSubmission", False)
+        super().__init__(*args, **kwargs)
+
+    def _body_limit(self) -> int:
+        site = getattr(self.channel, "site", None)
+        return int(getattr(site, "max_body", DEFAULT_MAX_BODY))
+
+    def gotLength(self, length: int | None) -> None:
+        """Refuse a declared body length over the limit before any of it arrives."""
+        limit = self._body_limit()
+        if length is not None and length > limit:
+            self.content = None
+            self._refuse(limit)
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Store a piece of the body, refusing the request once it passes the limit."""
+        if self._refused:
+            return
+        self._body_size += len(data)
+        limit = self._body_limit()
+        if self._body_size > limit:
+            if self.content is not None:
+                self.content.close()
+                self.content = None
+            self._refuse(limit)
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Process the request unless its body was refused."""
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def _refuse(self, limit: int) -> None:
+        self._refused = True
+        # No "100 Continue" may follow the refusal.
+        self.requestHeaders.removeHeader(b"expect")
+        body = _too_large_message(limit)
+        channel = self.channel
+        transport = channel.transport
+        _log.info(
+            "refused a request body over {limit} bytes from {peer}",
+            limit=limit,
+            peer=_peer_name(self.client),
+        )
+        if transport is None:
+            return
+        transport.write(
+            b"HTTP/1.1 413 Content Too Large\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(body), body)
+        )
+        channel.loseConnection()
+
+
+class GeniSite(Site):
+    """
+    A L{Site} whose requests refuse bodies over C{max_body} bytes (L{BoundedRequest}).
+
+    @ivar max_body: the body limit in bytes.
+    """
+
+    displayTracebacks = False
+
+    def __init__(self, resource: IResource, max_body: int = DEFAULT_MAX_BODY, **kwargs: Any) -> None:
+        """
+        @param resource: the root resource.
+        @param max_body: the body limit in bytes.
+        @param kwargs: passed to L{Site} (C{reactor}, C{timeout}, C{logPath});
+            C{timeout} defaults to L{DEFAULT_IDLE_TIMEOUT}.
+        """
+        kwargs.setdefault("timeout", DEFAULT_IDLE_TIMEOUT)
+        super().__init__(resource, requestFactory=BoundedRequest, **kwargs)
+        self.max_body = max_body
+
+
+class _Directory(Resource):
+    """An intermediate path segment: its children are served, it is not."""
+
+    def render(self, request: IRequest) -> bytes:
+        return NoResource().render(request)
+
+
+def build_site_root(mounts: Mapping[str, IResource]) -> Resource:
+    """
+    Build a resource tree serving each resource at its path.
+
+    @param mounts: C{{"/": resource, "/am/3.0": resource}}; paths are
+        slash-separated, C{"/"} is the root itself.
+    @return: the root of the tree; unknown paths answer 404.
+    """
+    root = _Directory()
+    for path, leaf in mounts.items():
+        segments = [segment.encode("utf-8") for segment in path.split("/") if segment]
+        if not segments:
+            root.putChild(b"", leaf)
+            continue
+        node: Resource = root
+        for segment in segments[:-1]:
+            child = node.children.get(segment)
+            if child is None:
+                child = _Directory()
+                node.putChild(segment, child)
+            node = child
+        node.putChild(segments[-1], leaf)
+    return root
+
+
+def make_site(
+    resource: IResource,
+    paths: Sequence[str] = DEFAULT_PATHS,
+    max_body: int | None = None,
+    **kwargs: Any,
+) -> GeniSite:
+    """
+    Build a L{GeniSite} serving C{resource} at each of C{paths}.
+
+    @param resource: usually a L{GeniXmlRpcResource}.
+    @param paths: the paths to serve it at.
+    @param max_body: the body limit; by default the resource's own
+        C{max_body}, else L{DEFAULT_MAX_BODY}.
+    @param kwargs: passed to L{Site} (C{reactor}, C{timeout}).
+    """
+    if max_body is None:
+        max_body = int(getattr(resource, "max_body", DEFAULT_MAX_BODY))
+    return GeniSite(build_site_root({path: resource for path in paths}), max_body=max_body, **kwargs)
+
+
+class _Exchange:
+    """What one request has seen of its client going away."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.lost = False
+        request.notifyFinish().addErrback(self._on_lost)
+
+    def _on_lost(self, reason: Failure) -> None:
+        self.lost = True
+
+
+class GeniXmlRpcResource(Resource):
+    """
+    Serve GENI XML-RPC calls from an API object.
+
+    @ivar max_body: the body limit in bytes (also checked after buffering,
+        for a resource mounted under a plain L{Site}).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        api: object,
+        identify: Identify,
+        max_body: int = DEFAULT_MAX_BODY,
+        methods: Mapping[str, Signature] = API_V3_SIGNATURES,
+        reactor: IReactorFromThreads | None = None,
+        threadpool: ThreadPool | None = None,
+    ) -> None:
+        """
+        @param api: the object whose methods serve the calls; a method named
+            in C{methods} but missing here answers as an unknown method.
+        @param identify: see L{Identify}.
+        @param max_body: the body limit in bytes.
+        @param methods: the served method names and their signatures.
+        @param reactor: required with C{threadpool}, to return results from it.
+        @param threadpool: when given, decoding calls and encoding replies
+            run in it; otherwise they run inline.
+        """
+        super().__init__()
+        if threadpool is not None and reactor is None:
+            raise ValueError("a thread pool needs a reactor")
+        self._api = api
+        self._identify = identify
+        self.max_body = max_body
+        self._methods = dict(methods)
+        self._reactor = reactor
+        self._threadpool = threadpool
+
+    def getChild(self, path: bytes, request: IRequest) -> IResource:
+        """Serve C{.../} like C{...}; anything below answers 404."""
+        if path == b"":
+            return self
+        return NoResource()
+
+    def render_POST(self, request: Request) -> bytes | int:  # type: ignore[override]
+        """Answer one XML-RPC call; the reply is written when the call completes."""
+        content = request.content
+        data = b""
+        if content is not None:
+            content.seek(0, 0)
+            data = content.read(self.max_body + 1)
+        if len(data) > self.max_body:
+            request.setResponseCode(413)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return _too_large_message(self.max_body)
+        exchange = _Exchange(request)
+        d = Deferred.fromCoroutine(self._answer(request, data))
+        d.addCallback(self._send, exchange)
+        d.addErrback(self._send_failed, exchange)
+        return NOT_DONE_YET
+
+    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self._threadpool is None:
+            return function(*args)
+        assert self._reactor is not None
+        return await deferToThreadPool(self._reactor, self._threadpool, function, *args)
+
+    async def _answer(self, request: Request, data: bytes) -> bytes:
+        peer = _peer_name(request.getClientAddress())
+        try:
+            method, args = await self._run(parse_call, data)
+        except XmlRpcDecodeError as e:
+            self.log.info("malformed XML-RPC from {peer}: {reason}", peer=peer, reason=e.reason)
+            return dump_fault(e.fault_code, e.reason)
+        signature = self._methods.get(method)
+        handler = getattr(self._api, signature.target or method, None) if signature is not None else None
+        if signature is None or handler is None:
+            shown = method if len(method) <= 64 else method[:61] + "..."
+            self.log.info("unknown method {method!r} from {peer}", method=shown, peer=peer)
+            return dump_fault(METHOD_NOT_FOUND, f"method {shown!r} not found")
+        try:
+            caller = await maybeDeferred(self._identify, request)
+            bound = signature.bind(method, args)
+            result = await maybeDeferred(handler, caller, *bound)
+        except GeniError as e:
+            self.log.info("{method} from {peer}: {code} {output}", method=method, peer=peer, code=e.code.name, output=e.output)
+            result = e.as_struct()
+        except Exception:
+            self.log.failure("{method} from {peer} failed unexpectedly", method=method, peer=peer)
+            result = error_struct(GeniCode.SERVERERROR, f"internal server error in {method}")
+        try:
+            return await self._run(dump_response, result)
+        except Exception:
+            self.log.failure("the reply to {method} cannot be encoded", method=method)
+            return dump_response(error_struct(GeniCode.SERVERERROR, f"internal server error: the reply to {method} cannot be encoded"))
+
+    def _send(self, body: bytes, exchange: _Exchange) -> None:
+        request = exchange.request
+        if exchange.lost:
+            self.log.info("the client went away before its reply ({size} bytes)", size=len(body))
+            return
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        request.setHeader(b"content-length", b"%d" % (len(body),))
+        request.write(body)
+        request.finish()
+
+    def _send_failed(self, reason: Failure, exchange: _Exchange) -> None:
+        self.log.failure("writing an XML-RPC reply failed", failure=reason)
+        if not exchange.lost:
+            exchange.request.loseConnection()
