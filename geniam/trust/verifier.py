@@ -1,0 +1,833 @@
+# -*- test-case-name: tests.test_verifier -*-
+"""
+Deciding whether a call's credentials let this caller do this method.
+
+L{CredentialVerifier.authorize} is what an aggregate asks for every call:
+given the caller's certificate (from TLS), the C{credentials} list, the
+method and its slice, it fires with a L{Grant} or fails with a
+L{GeniError} that says which credential failed which check.
+
+A credential chain is valid at a time C{t} when, for every level (the
+presented credential and each parent):
+
+    - its XML-DSig signature verifies (L{geniam.trust.xmldsig}) and the
+      signer's certificate chains to the trust roots at C{t};
+    - it has not expired at C{t}, and the owner and target certificates
+      chain to the trust roots at C{t};
+    - a delegated level keeps its parent's target, does not outlive it,
+      holds only privileges its parent held as delegatable, and is signed
+      by its parent's owner;
+    - the root level is signed by an authority whose namespace covers the
+      target (or by the authority that issued the target's certificate).
+
+For a call, the presented credential's owner must be the caller (same
+public key and URN), its target the call's slice (or, for methods needing
+a user credential, the caller), and its privileges must allow the
+method's operation (L{geniam.trust.privileges}). A valid C{geni_abac}
+speaks-for credential together with the option C{geni_speaking_for}
+makes the user the caller (L{geniam.trust.speaksfor}).
+
+Verified chains are remembered per (document digest, caller) until their
+earliest expiry, so a repeated call costs a hash and a dictionary lookup;
+cold verification runs in the thread pool given to the verifier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from geniam.errors import GeniCode, GeniError
+from geniam.timeutil import format_time, from_datetime
+from geniam.trust.credential import (
+    GENI_ABAC,
+    MAX_CREDENTIAL_BYTES,
+    PRIVILEGE_TYPE,
+    Credential,
+    PresentedCredential,
+    SignedCredential,
+    describe_privileges,
+    parse_credential,
+    parse_presented,
+    unwrap_credentials,
+)
+from geniam.trust.gid import GID, TrustError, TrustRoots
+from geniam.trust.privileges import DEFAULT_TABLE, NONE, SLICE, USER, MethodRule, PrivilegeTable
+from geniam.trust.speaksfor import verify_speaks_for
+from geniam.trust.xmldsig import DIGEST_SHA1, RSA_SHA1, SignatureError
+from geniam.urn import parse_urn, same_urn
+
+_T = TypeVar("_T")
+
+DEFAULT_CACHE_SIZE = 4096
+"""How many verified (credential, caller) pairs a verifier remembers."""
+
+SPEAKING_FOR_OPTION = "geni_speaking_for"
+"""The option naming the user a tool speaks for."""
+
+_PROGRESS = {
+    GeniCode.CREDENTIAL_INVALID: 0,
+    GeniCode.CREDENTIAL_SIGNER_UNTRUSTED: 1,
+    GeniCode.CREDENTIAL_EXPIRED: 2,
+    GeniCode.CREDENTIAL_MISMATCH: 3,
+    GeniCode.FORBIDDEN: 4,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """
+    One check made on a credential, for people reading why it passed or failed.
+
+    @ivar name: what was checked (C{signature ref0}, C{owner = caller}, ...).
+    @ivar passed: whether it passed.
+    @ivar reason: what was found.
+    @ivar code: the GENI code a failure maps to (C{None} when passed).
+    """
+
+    name: str
+    passed: bool
+    reason: str
+    code: GeniCode | None = None
+
+    def format(self) -> str:
+        """One line: C{PASS name: reason} or C{FAIL name: reason}."""
+        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.reason}"
+
+
+def _pass(name: str, reason: str) -> Check:
+    return Check(name, True, reason)
+
+
+def _fail(name: str, reason: str, code: GeniCode) -> Check:
+    return Check(name, False, reason, code)
+
+
+@dataclass
+class VerificationReport:
+    """
+    Every check made on one credential, in order.
+
+    @ivar checks: the checks.
+    @ivar credential: the parsed credential, or C{None} if it did not parse.
+    """
+
+    checks: list[Check] = field(default_factory=list)
+    credential: SignedCredential | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if there was at least one check and all passed."""
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        """The checks that failed."""
+        return [c for c in self.checks if not c.passed]
+
+    def error(self) -> GeniError | None:
+        """The first failure as a L{GeniError}, or C{None} if all passed."""
+        for check in self.checks:
+            if not check.passed:
+                return GeniError(check.code or GeniCode.CREDENTIAL_INVALID, f"{check.name}: {check.reason}")
+        return None
+
+    def format(self) -> str:
+        """The checks, one per line."""
+        return "\n".join(c.format() for c in self.checks)
+
+
+@dataclass(frozen=True, eq=False)
+class VerifiedCredential:
+    """
+    A credential chain that verified and is owned by a given caller.
+
+    @ivar signed: the parsed document.
+    @ivar owner: the owner of the presented level.
+    @ivar target: the target of the chain.
+    @ivar expires: the earliest expiry of any level, POSIX seconds.
+    @ivar valid_until: when this verification stops holding: L{expires} or
+        the end of any certificate involved, whichever comes first.
+    @ivar privileges: the presented level's privilege names, lower-case.
+    """
+
+    signed: SignedCredential
+    owner: GID
+    target: GID
+    expires: float
+    valid_until: float
+    privileges: frozenset[str]
+
+    @property
+    def credential(self) -> Credential:
+        """The presented (outermost) level."""
+        return self.signed.credential
+
+    @property
+    def target_urn(self) -> str:
+        """The target's URN."""
+        return self.signed.credential.target_urn or self.target.urn or ""
+
+
+@dataclass(frozen=True, eq=False)
+class SpeaksFor:
+    """
+    A verified speaks-for credential.
+
+    @ivar user: the user the tool speaks for (the credential's signer).
+    @ivar tool: the tool that presented it.
+    @ivar signed: the parsed C{geni_abac} credential.
+    @ivar valid_until: when the verification stops holding.
+    """
+
+    user: GID
+    tool: GID
+    signed: SignedCredential
+    valid_until: float
+
+
+@dataclass(frozen=True, eq=False)
+class Grant:
+    """
+    Permission for one call.
+
+    @ivar caller: the effective caller: the TLS client, or the user a tool speaks for.
+    @ivar caller_urn: the effective caller's URN.
+    @ivar credentials: the verified credentials that granted the call,
+        the one lasting longest first (empty for methods needing none).
+    @ivar expires: when the granting chain expires (the latest of the
+        granting credentials' earliest expiries), POSIX seconds; cap any
+        expiration granted in the call at this. Infinite when no
+        credential was needed.
+    @ivar privileges: the privileges of the granting credentials, lower-case.
+    @ivar speaks_for: the speaks-for credential applied, or C{None}.
+    """
+
+    caller: GID
+    caller_urn: str
+    credentials: tuple[VerifiedCredential, ...]
+    expires: float
+    privileges: frozenset[str]
+    speaks_for: SpeaksFor | None = None
+
+    @property
+    def tool(self) -> GID | None:
+        """The tool that presented a speaks-for credential, or C{None}."""
+        return self.speaks_for.tool if self.speaks_for is not None else None
+
+
+class _Cache:
+    """A bounded LRU map whose entries lapse at their C{valid_until}."""
+
+    def __init__(self, size: int) -> None:
+        self._size = max(0, size)
+        self._entries: OrderedDict[tuple[bytes, ...], Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[bytes, ...], now: float) -> Any:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        if entry.valid_until <= now:
+            del self._entries[key]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: tuple[bytes, ...], entry: Any) -> None:
+        if self._size == 0:
+            return
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _algorithm_name(signature_method: str, digest_method: str) -> str:
+    signing = "RSA-SHA1" if signature_method == RSA_SHA1 else "RSA-SHA256"
+    digest = "SHA-1" if digest_method == DIGEST_SHA1 else "SHA-256"
+    return f"{signing}, {digest} digest"
+
+
+def _path_end(path: Iterable[x509.Certificate]) -> float:
+    return min(from_datetime(c.not_valid_after_utc) for c in path)
+
+
+def _same_identity(a: GID, b: GID) -> bool:
+    """Same public key and same URN (authority and name compared case-insensitively)."""
+    return a.public_key_matches(b) and a.urn is not None and b.urn is not None and same_urn(a.urn, b.urn)
+
+
+class CredentialVerifier:
+    """
+    Verifies credentials against trust roots and authorises calls.
+
+    @ivar roots: the trust roots.
+    @ivar table: the method and privilege rules.
+    """
+
+    def __init__(
+        self,
+        roots: TrustRoots,
+        clock: IReactorTime,
+        threadpool: ThreadPool | None = None,
+        reactor: IReactorThreads | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        table: PrivilegeTable = DEFAULT_TABLE,
+        max_credentials: int = 32,
+        max_bytes: int = MAX_CREDENTIAL_BYTES,
+    ) -> None:
+        """
+        @param clock: gives "now" for expiry checks and cache lifetimes.
+        @param threadpool: a bounded pool for cold verification; C{None}
+            verifies inline (tests, command line).
+        @param reactor: the reactor the pool reports back to; defaults to
+            C{clock} when that provides threads.
+        @param cache_size: how many verified credentials to remember (0: none).
+        @param max_credentials: the most credentials one call may present.
+        @param max_bytes: the largest credential document accepted.
+        """
+        if threadpool is not None and reactor is None:
+            if not IReactorThreads.providedBy(clock):
+                raise ValueError("a reactor is needed to use a thread pool")
+            reactor = clock  # type: ignore[assignment]
+        self.roots = roots
+        self.table = table
+        self._clock = clock
+        self._threadpool = threadpool
+        self._reactor = reactor
+        self._max_credentials = max_credentials
+        self._max_bytes = max_bytes
+        self._cache = _Cache(cache_size)
+        self._speaks_for_cache = _Cache(cache_size)
+
+    # --- cache introspection -------------------------------------------
+
+    @property
+    def cache_hits(self) -> int:
+        """How many credential lookups the cache answered."""
+        return self._cache.hits + self._speaks_for_cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        """How many credential lookups needed a cold verification."""
+        return self._cache.misses + self._speaks_for_cache.misses
+
+    @property
+    def cache_size(self) -> int:
+        """How many verified credentials are remembered now."""
+        return len(self._cache) + len(self._speaks_for_cache)
+
+    def clear_cache(self) -> None:
+        """Forget every verified credential (after the trust roots change, say)."""
+        self._cache.clear()
+        self._speaks_for_cache.clear()
+
+    # --- authorisation -------------------------------------------------
+
+    def authorize(
+        self,
+        caller: GID,
+        credentials: Sequence[object],
+        method: str,
+        target_urn: str | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> Deferred[Grant]:
+        """
+        Decide whether C{caller} may call C{method} on C{target_urn}.
+
+        @param caller: the TLS client's GID (its chain was checked by TLS).
+        @param credentials: the call's C{credentials} argument: structs
+            C{{geni_type, geni_version, geni_value}} or bare XML strings.
+        @param method: the AM API method name (see L{PrivilegeTable}).
+        @param target_urn: the slice URN of the call, for methods needing a
+            slice credential.
+        @param options: the call's options (C{geni_speaking_for} is used).
+        @return: a Deferred firing with a L{Grant}, or failing with a
+            L{GeniError}: FORBIDDEN, CREDENTIAL_INVALID, CREDENTIAL_EXPIRED,
+            CREDENTIAL_MISMATCH or CREDENTIAL_SIGNER_UNTRUSTED (the most
+            specific failure among the credentials, all of them named in
+            the output), or BADARGS for malformed arguments.
+        """
+        return Deferred.fromCoroutine(self._authorize(caller, credentials, method, target_urn, options))
+
+    async def _authorize(
+        self,
+        caller: GID,
+        credentials: Sequence[object],
+        method: str,
+        target_urn: str | None,
+        options: Mapping[str, object] | None,
+    ) -> Grant:
+        rule = self.table.rule(method) if isinstance(method, str) else None
+        if rule is None:
+            raise GeniError(GeniCode.FORBIDDEN, f"no authorisation rule for method {str(method)[:60]!r}")
+        if not isinstance(caller, GID):
+            raise GeniError(GeniCode.FORBIDDEN, "no verified client certificate")
+        now = self._clock.seconds()
+        if rule.credential == NONE:
+            return Grant(caller, caller.urn or "", (), math.inf, frozenset())
+        if rule.credential == SLICE:
+            if not target_urn:
+                raise GeniError(GeniCode.BADARGS, f"{method} needs a slice URN")
+            if parse_urn(target_urn).type != "slice":
+                raise GeniError(GeniCode.BADARGS, f"{method} needs a slice URN, not {target_urn[:120]}")
+        options = options or {}
+        if not isinstance(options, Mapping):
+            raise GeniError(GeniCode.BADARGS, "options must be a struct")
+        presented, notes = unwrap_credentials(credentials, self._max_credentials)
+        effective = caller
+        speaks_for = None
+        speaking_for = options.get(SPEAKING_FOR_OPTION)
+        if speaking_for is not None:
+            if not isinstance(speaking_for, str) or not speaking_for.strip():
+                raise GeniError(GeniCode.BADARGS, f"{SPEAKING_FOR_OPTION} must be a user URN")
+            speaks_for, reasons = await self._speaks_for(caller, presented, speaking_for.strip(), now)
+            if speaks_for is not None:
+                effective = speaks_for.user
+            else:
+                notes.extend(reasons)
+        candidates = [p for p in presented if p.kind != GENI_ABAC]
+        outcomes = await self._verify_for(candidates, effective, now)
+        granted: list[VerifiedCredential] = []
+        failures: list[GeniError] = []
+        for presented_credential, outcome in outcomes:
+            where = presented_credential.describe()
+            if isinstance(outcome, str):
+                notes.append(f"{where}: {outcome}")
+                continue
+            if isinstance(outcome, GeniError):
+                failures.append(GeniError(outcome.code, f"{where}: {outcome.output}"))
+                continue
+            problem = self._call_check(outcome, rule, method, target_urn, effective)
+            if problem is None:
+                granted.append(outcome)
+            else:
+                failures.append(GeniError(problem.code or GeniCode.FORBIDDEN, f"{where}: {problem.reason}"))
+        if not granted:
+            raise self._refusal(method, target_urn, effective, failures, notes)
+        granted.sort(key=lambda v: v.expires, reverse=True)
+        privileges: frozenset[str] = frozenset().union(*(v.privileges for v in granted))
+        return Grant(
+            caller=effective,
+            caller_urn=effective.urn or "",
+            credentials=tuple(granted),
+            expires=granted[0].expires,
+            privileges=privileges,
+            speaks_for=speaks_for,
+        )
+
+    def _refusal(
+        self,
+        method: str,
+        target_urn: str | None,
+        caller: GID,
+        failures: list[GeniError],
+        notes: list[str],
+    ) -> GeniError:
+        what = f"{method} on {target_urn}" if target_urn else method
+        who = caller.urn or caller.subject
+        if not failures:
+            detail = "; ".join(notes) if notes else "no credentials were presented"
+            return GeniError(GeniCode.FORBIDDEN, f"no credential lets {who} call {what}: {detail}")
+        best = max(failures, key=lambda e: _PROGRESS.get(e.code, 0))
+        reasons = "; ".join([e.output for e in failures] + notes)
+        return GeniError(best.code, f"no credential lets {who} call {what}: {reasons}")
+
+    def _call_check(
+        self,
+        verified: VerifiedCredential,
+        rule: MethodRule,
+        method: str,
+        target_urn: str | None,
+        caller: GID,
+    ) -> Check | None:
+        """The call-level checks on a chain already verified for this caller; None if all pass."""
+        target = verified.target
+        target_text = verified.target_urn
+        try:
+            target_type = parse_urn(target_text).type
+        except GeniError:
+            return _fail("target", f"target URN {target_text[:120]!r} is malformed", GeniCode.CREDENTIAL_INVALID)
+        if rule.credential == USER:
+            if target_type != "user" or not _same_identity(target, caller):
+                return _fail(
+                    "credential kind",
+                    f"{method} needs a user credential of the caller, this one is about {target_text}",
+                    GeniCode.CREDENTIAL_MISMATCH,
+                )
+        elif rule.credential == SLICE:
+            if target_type != "slice":
+                return _fail(
+                    "credential kind",
+                    f"{method} needs a slice credential, this one is a {target_type} credential for {target_text}",
+                    GeniCode.CREDENTIAL_MISMATCH,
+                )
+            assert target_urn is not None
+            if not same_urn(target_text, target_urn):
+                return _fail(
+                    "target",
+                    f"the credential is for {target_text}, not {target_urn}",
+                    GeniCode.CREDENTIAL_MISMATCH,
+                )
+        if rule.operation is not None and not self.table.grants(verified.privileges, rule.operation):
+            held = describe_privileges(verified.credential.privileges)
+            return _fail(
+                "privilege",
+                f"privileges {held} do not allow {rule.operation} ({method})",
+                GeniCode.FORBIDDEN,
+            )
+        return None
+
+    # --- verification with caching ------------------------------------
+
+    def _run(self, function: Callable[..., _T], *args: object) -> Deferred[_T]:
+        if self._threadpool is None or self._reactor is None:
+            return maybeDeferred(function, *args)
+        return deferToThreadPool(self._reactor, self._threadpool, function, *args)  # type: ignore[arg-type]
+
+    async def _verify_for(
+        self, presented: list[PresentedCredential], caller: GID, now: float
+    ) -> list[tuple[PresentedCredential, VerifiedCredential | GeniError | str]]:
+        results: dict[int, VerifiedCredential | GeniError | str] = {}
+        misses: list[PresentedCredential] = []
+        for item in presented:
+            entry = self._cache.get((item.digest, caller.fingerprint), now)
+            if entry is not None:
+                results[item.index] = entry
+            else:
+                misses.append(item)
+        if misses:
+            fresh = await self._run(self._thd_verify_many, misses, caller, now)
+            for item, outcome in fresh:
+                results[item.index] = outcome
+                if isinstance(outcome, VerifiedCredential):
+                    self._cache.put((item.digest, caller.fingerprint), outcome)
+        return [(item, results[item.index]) for item in presented]
+
+    def _thd_verify_many(
+        self, presented: list[PresentedCredential], caller: GID, now: float
+    ) -> list[tuple[PresentedCredential, VerifiedCredential | GeniError | str]]:
+        return [(item, self._thd_verify_one(item, caller, now)) for item in presented]
+
+    def _thd_verify_one(
+        self, presented: PresentedCredential, caller: GID, now: float
+    ) -> VerifiedCredential | GeniError | str:
+        try:
+            signed = parse_presented(presented, self._max_bytes)
+        except GeniError as e:
+            return e
+        if signed.kind == GENI_ABAC:
+            return f"ABAC credential used only with {SPEAKING_FOR_OPTION}"
+        checks, verified = self._check_chain(signed, now)
+        if verified is None:
+            error = VerificationReport(checks).error()
+            assert error is not None
+            return error
+        owner_check = self._owner_check(verified.owner, caller)
+        if not owner_check.passed:
+            return GeniError(owner_check.code or GeniCode.CREDENTIAL_MISMATCH, owner_check.reason)
+        return verified
+
+    async def _speaks_for(
+        self, tool: GID, presented: list[PresentedCredential], user_urn: str, now: float
+    ) -> tuple[SpeaksFor | None, list[str]]:
+        candidates = [p for p in presented if p.kind in (GENI_ABAC, None)]
+        misses = []
+        for item in candidates:
+            entry = self._speaks_for_cache.get((item.digest, tool.fingerprint), now)
+            if entry is not None and entry.user.urn is not None and same_urn(entry.user.urn, user_urn):
+                return entry, []
+            misses.append(item)
+        if not misses:
+            return None, [f"{SPEAKING_FOR_OPTION} given but no speaks-for credential presented"]
+        found, reasons = await self._run(self._thd_speaks_for, misses, tool, user_urn, now)
+        if found is not None:
+            item, speaks_for = found
+            self._speaks_for_cache.put((item.digest, tool.fingerprint), speaks_for)
+            return speaks_for, []
+        return None, reasons
+
+    def _thd_speaks_for(
+        self, presented: list[PresentedCredential], tool: GID, user_urn: str, now: float
+    ) -> tuple[tuple[PresentedCredential, SpeaksFor] | None, list[str]]:
+        reasons = []
+        for item in presented:
+            try:
+                signed = parse_presented(item, self._max_bytes)
+                if signed.kind != GENI_ABAC:
+                    continue
+                user = verify_speaks_for(signed, tool, user_urn, self.roots, now)
+                valid_until = min(
+                    signed.credential.expires,
+                    _path_end(self.roots.verify(user, now)),
+                    _path_end(self.roots.verify(tool, now)),
+                )
+            except GeniError as e:
+                reasons.append(f"{item.describe()}: {e.output}")
+                continue
+            return (item, SpeaksFor(user, tool, signed, valid_until)), reasons
+        return None, reasons
+
+    # --- the checks ----------------------------------------------------
+
+    def _owner_check(self, owner: GID, caller: GID) -> Check:
+        if not owner.public_key_matches(caller):
+            return _fail(
+                "owner = caller",
+                f"the credential belongs to {owner.urn or owner.subject}; the caller's certificate "
+                f"({caller.urn or caller.subject}) has another key",
+                GeniCode.CREDENTIAL_MISMATCH,
+            )
+        if owner.urn is None or caller.urn is None or not same_urn(owner.urn, caller.urn):
+            return _fail(
+                "owner = caller",
+                f"owner URN {owner.urn} differs from the caller's {caller.urn}",
+                GeniCode.CREDENTIAL_MISMATCH,
+            )
+        return _pass("owner = caller", f"{owner.urn}, same public key as the caller's certificate")
+
+    def _trust(self, name: str, gid: GID, at: float, checks: list[Check]) -> float | None:
+        """Check that C{gid} chains to the roots at C{at}; return when the path ends."""
+        try:
+            path = self.roots.verify(gid, at)
+        except TrustError as e:
+            checks.append(_fail(name, e.output, e.code))
+            return None
+        root = path[-1]
+        checks.append(_pass(name, f"{gid.describe()} chains to trusted root {root.subject.rfc4514_string()}"))
+        return _path_end(path)
+
+    def _check_chain(self, signed: SignedCredential, at: float) -> tuple[list[Check], VerifiedCredential | None]:
+        """Run every chain-level check; return them and, if all passed, the verified chain."""
+        checks: list[Check] = []
+        levels = signed.levels()
+        ends: list[float] = []
+        signers: list[GID | None] = []
+        for level in levels:
+            tag = level.xml_id
+            signature = level.signature
+            try:
+                signature.verify()
+                checks.append(
+                    _pass(
+                        f"signature {tag}",
+                        f"{_algorithm_name(signature.signature_method, signature.digest_method)}, "
+                        f"by {signature.signer.subject.rfc4514_string()}",
+                    )
+                )
+            except SignatureError as e:
+                checks.append(_fail(f"signature {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
+            try:
+                signer: GID | None = GID.from_certificate(signature.signer, signature.certificates[1:])
+            except TrustError as e:
+                checks.append(_fail(f"signer {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
+                signer = None
+            signers.append(signer)
+            if signer is not None:
+                end = self._trust(f"signer {tag}", signer, at, checks)
+                if end is not None:
+                    ends.append(end)
+            if level.expires > at:
+                checks.append(_pass(f"expiry {tag}", f"expires {format_time(level.expires)}"))
+            else:
+                checks.append(
+                    _fail(
+                        f"expiry {tag}",
+                        f"expired at {format_time(level.expires)} (now {format_time(at)})",
+                        GeniCode.CREDENTIAL_EXPIRED,
+                    )
+                )
+            ends.append(level.expires)
+            for what, gid in (("owner", level.owner_gid), ("target", level.target_gid)):
+                if gid is not None:
+                    end = self._trust(f"{what} certificate {tag}", gid, at, checks)
+                    if end is not None:
+                        ends.append(end)
+        for child, parent, signer in zip(levels, levels[1:], signers):
+            checks.append(self._delegation_check(child, parent, signer))
+        root = levels[-1]
+        if root.type == PRIVILEGE_TYPE:
+            checks.append(self._issuer_check(root, signers[-1]))
+        top = signed.credential
+        if not all(c.passed for c in checks) or top.owner_gid is None or top.target_gid is None:
+            return checks, None
+        verified = VerifiedCredential(
+            signed=signed,
+            owner=top.owner_gid,
+            target=top.target_gid,
+            expires=min(level.expires for level in levels),
+            valid_until=min(ends),
+            privileges=top.privilege_names,
+        )
+        return checks, verified
+
+    def _delegation_check(self, child: Credential, parent: Credential, signer: GID | None) -> Check:
+        name = f"delegation {child.xml_id} from {parent.xml_id}"
+        if parent.type != PRIVILEGE_TYPE or child.type != PRIVILEGE_TYPE:
+            return _fail(name, "only privilege credentials can be delegated", GeniCode.CREDENTIAL_INVALID)
+        assert child.target_gid is not None and parent.target_gid is not None
+        if child.target_gid.fingerprint != parent.target_gid.fingerprint:
+            return _fail(
+                name,
+                f"target changed from {parent.target_urn} to {child.target_urn}",
+                GeniCode.CREDENTIAL_INVALID,
+            )
+        wildcard = parent.privilege("*")
+        for privilege in child.privileges:
+            held = parent.privilege(privilege.name) or wildcard
+            if held is None:
+                return _fail(
+                    name,
+                    f"privilege {privilege.name!r} is not held by the parent ({describe_privileges(parent.privileges)})",
+                    GeniCode.CREDENTIAL_INVALID,
+                )
+            if not held.can_delegate:
+                return _fail(
+                    name,
+                    f"the parent's privilege {held.name!r} is not delegatable",
+                    GeniCode.CREDENTIAL_INVALID,
+                )
+        if child.expires > parent.expires:
+            return _fail(
+                name,
+                f"expires {format_time(child.expires)}, after its parent ({format_time(parent.expires)})",
+                GeniCode.CREDENTIAL_INVALID,
+            )
+        assert parent.owner_gid is not None
+        if signer is None or not _same_identity(signer, parent.owner_gid):
+            who = signer.urn or signer.subject if signer is not None else "an unreadable certificate"
+            return _fail(
+                name,
+                f"signed by {who}, who is not the parent's owner {parent.owner_urn}",
+                GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            )
+        return _pass(
+            name,
+            f"{parent.owner_urn} delegated {describe_privileges(child.privileges)} "
+            f"(a delegatable subset) to {child.owner_urn}, same target, not outliving the parent",
+        )
+
+    def _issuer_check(self, root: Credential, signer: GID | None) -> Check:
+        name = f"issuer {root.xml_id}"
+        target = root.target_gid
+        assert target is not None
+        if signer is None:
+            return _fail(name, "the signer's certificate is unreadable", GeniCode.CREDENTIAL_INVALID)
+        if not signer.is_authority:
+            return _fail(
+                name,
+                f"signed by {signer.urn or signer.subject}, which is not an authority (CA:FALSE)",
+                GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            )
+        signer_urn = signer.parsed_urn
+        target_urn = target.parsed_urn
+        if (
+            signer_urn is not None
+            and target_urn is not None
+            and signer_urn.type == "authority"
+            and target_urn.is_within(signer_urn.authority)
+        ):
+            return _pass(name, f"signed by {signer.urn}, whose namespace covers {target.urn}")
+        try:
+            target.certificate.verify_directly_issued_by(signer.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            return _fail(
+                name,
+                f"signed by {signer.urn or signer.subject}, which neither issued the target "
+                f"{target.urn} nor has namespace authority over it",
+                GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
+            )
+        return _pass(name, f"signed by {signer.urn or signer.subject}, which issued the target {target.urn}")
+
+    # --- reports -------------------------------------------------------
+
+    def verify_credential(
+        self,
+        xml: str | bytes,
+        at: float,
+        caller: GID | None = None,
+        target_urn: str | None = None,
+        privilege: str | None = None,
+    ) -> VerificationReport:
+        """
+        Verify one credential document synchronously and explain every check.
+
+        @param at: the time to verify at, POSIX seconds.
+        @param caller: if given, the credential's owner must be this
+            certificate (for a speaks-for credential: the tool it names).
+        @param target_urn: if given, the credential's target must be this URN.
+        @param privilege: if given, the credential must allow it: a
+            privilege name, an SFA operation or an AM API method.
+        @return: the report; L{VerificationReport.ok} says whether all passed.
+        """
+        report = VerificationReport()
+        try:
+            signed = parse_credential(xml, max_bytes=self._max_bytes)
+        except GeniError as e:
+            report.checks.append(_fail("parse", e.output, e.code))
+            return report
+        report.credential = signed
+        levels = signed.levels()
+        report.checks.append(
+            _pass(
+                "parse",
+                f"{signed.kind} credential, {len(levels)} level(s): " + " <- ".join(level.xml_id for level in levels),
+            )
+        )
+        checks, verified = self._check_chain(signed, at)
+        report.checks.extend(checks)
+        top = signed.credential
+        if signed.kind == GENI_ABAC:
+            if caller is not None:
+                try:
+                    signer_urn = GID.from_certificate(top.signature.signer).urn or ""
+                    user = verify_speaks_for(signed, caller, signer_urn, self.roots, at)
+                    report.checks.append(_pass("speaks-for", f"{caller.urn} may act for {user.urn}"))
+                except GeniError as e:
+                    report.checks.append(_fail("speaks-for", e.output, e.code))
+            return report
+        if caller is not None and top.owner_gid is not None:
+            report.checks.append(self._owner_check(top.owner_gid, caller))
+        if target_urn is not None:
+            actual = top.target_urn or ""
+            if actual and same_urn(actual, target_urn):
+                report.checks.append(_pass("target", actual))
+            else:
+                report.checks.append(
+                    _fail("target", f"the credential is for {actual}, not {target_urn}", GeniCode.CREDENTIAL_MISMATCH)
+                )
+        if privilege is not None:
+            if self.table.allows(top.privilege_names, privilege):
+                report.checks.append(
+                    _pass("privilege", f"{describe_privileges(top.privileges)} allow {privilege}")
+                )
+            else:
+                report.checks.append(
+                    _fail(
+                        "privilege",
+                        f"{describe_privileges(top.privileges)} do not allow {privilege}",
+                        GeniCode.FORBIDDEN,
+                    )
+                )
+        return report
