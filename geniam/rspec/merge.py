@@ -1,0 +1,394 @@
+# -*- test-case-name: tests.test_rspec_merge -*-
+"""
+RSpec merging and splitting for the Slice Manager.
+
+L{merge_advertisements} and L{merge_manifests} combine what each peer
+aggregate returned into one document and record, per aggregate, how the
+call went::
+
+  <statistics call="ListResources">
+    <aggregate name="https://am1.example:8001/am/3.0" elapsed="0.120" status="success"/>
+    <aggregate name="urn:publicid:IDN+am2.example+authority+am" elapsed="30.000"
+               status="timeout" code="8" exception="no answer in 30 s"/>
+  </statistics>
+
+C{<statistics>} is written in the GENI v3 namespace (it reads as a bare
+C{<statistics>} under the document's default namespace). Any
+C{<statistics>} already in an input, in that namespace or in none, is
+dropped, so nested slice managers do not pile them up.
+
+L{split_request} cuts a request into one request per aggregate by
+C{component_manager_id}.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lxml import etree
+
+from geniam.errors import GeniCode, GeniError
+from geniam.rspec import island
+from geniam.rspec.advertisement import GENERATED_BY
+from geniam.rspec.compression import maybe_decompress
+from geniam.rspec.namespaces import RSPEC_NS, XSI_NS, qname, rspec_tag
+from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, parse_rspec, serialise
+from geniam.rspec.request import (
+    INTERFACE,
+    LINK,
+    NODE,
+    check_client_ids,
+    describe_element,
+    island_manager,
+    link_interface_client_ids,
+    link_managers,
+    node_authority,
+    node_manager,
+)
+from geniam.timeutil import format_time, parse_time
+from geniam.urn import parse_urn
+
+STATISTICS = rspec_tag("statistics")
+AGGREGATE = rspec_tag("aggregate")
+STATUSES = ("success", "error", "timeout")
+"""The values of C{<aggregate status>}."""
+
+_SCHEMA_LOCATION = qname(XSI_NS, "schemaLocation")
+_EXCEPTION_CHARS = 200
+
+
+@dataclass(frozen=True)
+class AggregateOutcome:
+    """
+    What one aggregate answered to a fanned-out call.
+
+    @ivar name: the aggregate's URL or URN, as C{<aggregate name>}.
+    @ivar elapsed: seconds the call took.
+    @ivar status: C{success}, C{error} or C{timeout}.
+    @ivar rspec: the RSpec it returned (plain or C{geni_compressed}), if any.
+    @ivar code: the C{geni_code} of a failed call.
+    @ivar exception: a short reason for a failed call.
+    """
+
+    name: str
+    elapsed: float
+    status: str = "success"
+    rspec: str | bytes | None = None
+    code: int | None = None
+    exception: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+def is_statistics(element: etree._Element) -> bool:
+    """True for a C{<statistics>} element in the GENI v3 namespace or in none."""
+    return element.tag in ("statistics", STATISTICS)
+
+
+def strip_statistics(root: etree._Element) -> etree._Element:
+    """Remove every C{<statistics>} element (GENI v3 namespace or none) from a tree, in place."""
+    for element in [e for e in root.iter("statistics", STATISTICS) if e is not root]:
+        parent = element.getparent()
+        if parent is not None:
+            parent.remove(element)
+    return root
+
+
+def add_statistics(root: etree._Element, call: str, outcomes: Iterable[AggregateOutcome]) -> etree._Element:
+    """
+    Append C{<statistics call>} with one C{<aggregate>} per outcome to C{root}.
+
+    @return: the new C{<statistics>} element.
+    """
+    statistics = etree.SubElement(root, STATISTICS, call=call)
+    for outcome in outcomes:
+        entry = etree.SubElement(
+            statistics,
+            AGGREGATE,
+            name=outcome.name,
+            elapsed=f"{max(0.0, float(outcome.elapsed)):.3f}",
+            status=outcome.status,
+        )
+        if outcome.code is not None:
+            entry.set("code", str(int(outcome.code)))
+        if outcome.exception:
+            reason = " ".join(str(outcome.exception).split())
+            entry.set("exception", reason[:_EXCEPTION_CHARS])
+    return statistics
+
+
+def _new_root(kind: str, generated: float | None, nsmap: dict[str | None, str]) -> etree._Element:
+    root = etree.Element(rspec_tag("rspec"), nsmap=nsmap)  # type: ignore[arg-type]
+    root.set("type", kind)
+    if generated is not None:
+        root.set("generated", format_time(generated))
+    root.set("generated_by", GENERATED_BY)
+    return root
+
+
+def _namespaces(sources: Iterable[etree._Element]) -> dict[str | None, str]:
+    nsmap: dict[str | None, str] = {None: RSPEC_NS, "xsi": XSI_NS}
+    for source in sources:
+        for prefix, namespace in source.nsmap.items():
+            if prefix is not None and prefix not in nsmap and namespace not in nsmap.values():
+                nsmap[prefix] = namespace
+    return nsmap
+
+
+def _schema_pairs(root: etree._Element) -> list[tuple[str, str]]:
+    words = (root.get(_SCHEMA_LOCATION) or "").split()
+    return list(zip(words[0::2], words[1::2]))
+
+
+def _earliest_expiry(root: etree._Element) -> float | None:
+    value = root.get("expires")
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except GeniError:
+        return None
+
+
+def _key(element: etree._Element, kind: str) -> tuple[str, str] | None:
+    if element.tag not in (NODE, LINK):
+        return None
+    attribute = "component_id" if kind == "advertisement" else "client_id"
+    value = element.get(attribute)
+    if not value:
+        return None
+    return (element.tag, value.strip().lower() if attribute == "component_id" else value)
+
+
+def _merge(
+    kind: str,
+    outcomes: Sequence[AggregateOutcome],
+    call: str,
+    generated: float | None,
+    limits: ParseLimits,
+) -> str:
+    parsed: list[etree._Element] = []
+    reported: list[AggregateOutcome] = []
+    for outcome in outcomes:
+        if outcome.status != "success" or outcome.rspec is None:
+            reported.append(outcome)
+            continue
+        try:
+            source = parse_rspec(maybe_decompress(outcome.rspec, limits), kind, limits)
+        except GeniError as e:
+            reported.append(
+                AggregateOutcome(outcome.name, outcome.elapsed, "error", None, int(e.code), f"bad {kind}: {e.output}")
+            )
+            continue
+        reported.append(outcome)
+        parsed.append(strip_statistics(source))
+    root = _new_root(kind, generated, _namespaces(parsed))
+    keyed: dict[tuple[str, str], etree._Element] = {}
+    seen_other: set[bytes] = set()
+    schemas: dict[str, str] = {}
+    expiries: list[float] = []
+    for source in parsed:
+        for namespace, location in _schema_pairs(source):
+            schemas.setdefault(namespace, location)
+        expiry = _earliest_expiry(source)
+        if expiry is not None:
+            expiries.append(expiry)
+        # The parsed sources belong to this call alone, so elements are moved, not copied.
+        for child in list(source):
+            key = _key(child, kind)
+            if key is not None:
+                kept = keyed.get(key)
+                if kept is None:
+                    keyed[key] = child
+                    root.append(child)
+                elif kind == "manifest" and kept.get("sliver_id") is None and child.get("sliver_id"):
+                    kept.addprevious(child)
+                    root.remove(kept)
+                    keyed[key] = child
+                continue
+            fingerprint = etree.tostring(child, method="c14n")
+            if fingerprint in seen_other:
+                continue
+            seen_other.add(fingerprint)
+            root.append(child)
+    if schemas:
+        root.set(_SCHEMA_LOCATION, " ".join(f"{ns} {loc}" for ns, loc in schemas.items()))
+    if expiries:
+        root.set("expires", format_time(min(expiries)))
+    add_statistics(root, call, reported)
+    return serialise(root)
+
+
+def merge_advertisements(
+    outcomes: Sequence[AggregateOutcome],
+    call: str = "ListResources",
+    generated: float | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> str:
+    """
+    Merge the advertisements of several aggregates into one.
+
+    Nodes and links are kept once per C{component_id} (the first wins);
+    other top-level elements once per exact content. An outcome whose
+    RSpec does not parse as a GENI v3 advertisement is reported as an
+    C{error} in the statistics and contributes nothing.
+
+    @param outcomes: one per aggregate called, in the order to report them.
+    @param call: the method name for C{<statistics call>}.
+    @param generated: the C{generated} time, POSIX seconds.
+    @param limits: parser bounds for each input.
+    @return: the merged advertisement XML.
+    """
+    return _merge("advertisement", outcomes, call, generated, limits)
+
+
+def merge_manifests(
+    outcomes: Sequence[AggregateOutcome],
+    call: str = "Describe",
+    generated: float | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> str:
+    """
+    Merge the manifests of several aggregates into one.
+
+    Nodes and links are kept once per C{client_id}; an annotated copy
+    (with C{sliver_id}) replaces an unannotated one, since aggregates copy
+    other aggregates' request elements unchanged into their manifests.
+    Other top-level elements are kept once per exact content.
+
+    @param outcomes: one per aggregate called.
+    @param call: the method name for C{<statistics call>}.
+    @param generated: the C{generated} time, POSIX seconds.
+    @param limits: parser bounds for each input.
+    @return: the merged manifest XML.
+    """
+    return _merge("manifest", outcomes, call, generated, limits)
+
+
+def read_statistics(text: str | bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[dict[str, str]]:
+    """
+    Read the C{<statistics>} of a merged RSpec: one dict of attributes per
+    C{<aggregate>}, each also holding the C{call}.
+
+    @raise GeniError: BADARGS for a malformed document.
+    """
+    root = parse_rspec(text, None, limits)
+    found = []
+    for statistics in root.iterchildren("statistics", STATISTICS):
+        for entry in statistics.iterchildren("aggregate", AGGREGATE):
+            found.append(dict(entry.attrib, call=statistics.get("call", "")))
+    return found
+
+
+def split_request(
+    text: str | bytes,
+    aggregates: Sequence[str],
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> dict[str, str]:
+    """
+    Split a request into one request per aggregate.
+
+    Routing, by top-level element:
+
+      - C{<node>}: to its C{component_manager_id}; without one, to the
+        aggregate whose authority minted its C{component_id};
+      - C{<link>}: to every aggregate its C{<component_manager>}s name and
+        every aggregate owning a node its C{<interface_ref client_id>}s
+        point at (a link spanning aggregates goes to each);
+      - island elements: to their C{component_manager_id}; without one,
+        to every aggregate that receives something else;
+      - anything else (extensions) to every aggregate that receives
+        something; C{<statistics>} to none.
+
+    With a single known aggregate, elements naming none go to it.
+
+    @param text: the request.
+    @param aggregates: the known aggregates' URNs.
+    @return: C{{aggregate URN as given: request XML}}, only for the
+        aggregates the request concerns, in the order of C{aggregates}.
+    @raise GeniError: BADARGS, listing them, for elements naming no known
+        aggregate (or naming none when several are known), and for a
+        request that concerns no aggregate; also as L{parse_rspec}.
+    """
+    known: dict[str, str] = {}
+    by_authority: dict[str, list[str]] = {}
+    for urn in aggregates:
+        parsed = parse_urn(urn)
+        known.setdefault(parsed.key, urn)
+        by_authority.setdefault(parsed.authority.lower(), []).append(urn)
+    if not known:
+        raise GeniError(GeniCode.BADARGS, "no aggregate to send the request to")
+    only = next(iter(known.values())) if len(known) == 1 else None
+    root = parse_rspec(text, "request", limits)
+    check_client_ids(root)
+
+    unknown: list[str] = []
+    targets: dict[etree._Element, list[str]] = {}
+    interface_owner: dict[str, str] = {}
+
+    def route(element: etree._Element, urns: Iterable[str]) -> None:
+        """Send C{element} to the aggregates C{urns} name, or record it as unroutable."""
+        chosen: list[str] = []
+        for urn in urns:
+            aggregate = known.get(parse_urn(urn).key)
+            if aggregate is None:
+                unknown.append(f"{describe_element(element)} (component manager {urn})")
+                return
+            if aggregate not in chosen:
+                chosen.append(aggregate)
+        if not chosen:
+            if only is None:
+                unknown.append(f"{describe_element(element)} (names no component manager)")
+                return
+            chosen = [only]
+        targets[element] = chosen
+
+    for node in root.iterchildren(NODE):
+        manager = node_manager(node)
+        if manager is not None:
+            route(node, [str(manager)])
+        else:
+            authority = node_authority(node)
+            candidates = by_authority.get(authority.lower(), []) if authority else []
+            route(node, candidates[:1] if len(candidates) == 1 else [])
+        for interface in node.iterchildren(INTERFACE):
+            if interface.get("client_id") and node in targets:
+                interface_owner[interface.get("client_id", "")] = targets[node][0]
+    for link in root.iterchildren(LINK):
+        urns = [str(m) for m in link_managers(link)]
+        urns += [interface_owner[c] for c in link_interface_client_ids(link) if c in interface_owner]
+        route(link, urns)
+    for element in root:
+        if island.is_island_element(element):
+            island.check_request_element(element)
+            scope = island_manager(element)
+            if scope is not None:
+                route(element, [str(scope)])
+    if unknown:
+        raise GeniError(
+            GeniCode.BADARGS,
+            "request elements name no known aggregate: "
+            + "; ".join(unknown[:20])
+            + (f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else "")
+            + f". Known aggregates: {', '.join(known.values())}",
+        )
+    concerned = {urn for chosen in targets.values() for urn in chosen}
+    if not concerned:
+        if only is None:
+            raise GeniError(GeniCode.BADARGS, "the request names no aggregate (set component_manager_id)")
+        concerned = {only}
+    result: dict[str, str] = {}
+    for aggregate in (a for a in known.values() if a in concerned):
+        part = etree.Element(root.tag, attrib=dict(root.attrib), nsmap=root.nsmap)
+        for child in root:
+            if is_statistics(child):
+                continue
+            chosen = targets.get(child)
+            if chosen is None or aggregate in chosen:
+                part.append(copy.deepcopy(child))
+        result[aggregate] = serialise(part)
+    return result
