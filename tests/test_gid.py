@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -50,27 +51,23 @@ def fixture_roots() -> TrustRoots:
 
 
 @lru_cache(maxsize=None)
-def test_key(index: int):  # type: ignore[no-untyped-def]
+def shared_key(index: int) -> rsa.RSAPrivateKey:
     """A 2048-bit RSA key shared by every test of the process that asks for C{index}."""
     return generate_key()
 
 
-test_key.__test__ = False  # type: ignore[attr-defined]
-
 
 @lru_cache(maxsize=None)
-def test_authority(authority: str = "geni:gpo:gcf", key_index: int = 0, now: float = NOW) -> Identity:
+def shared_authority(authority: str = "geni:gpo:gcf", key_index: int = 0, now: float = NOW) -> Identity:
     """A cached self-signed authority over C{authority}."""
-    return make_authority(authority, now=now, private_key=test_key(key_index))
+    return make_authority(authority, now=now, private_key=shared_key(key_index))
 
 
-test_authority.__test__ = False  # type: ignore[attr-defined]
 
-
-def issue(issuer: Identity, urn: str, key_index: int = 1, **kwargs) -> Identity:  # type: ignore[no-untyped-def]
+def issue(issuer: Identity, urn: str, key_index: int = 1, **kwargs: Any) -> Identity:
     """Issue an identity with a shared key, valid from L{NOW} unless told otherwise."""
     kwargs.setdefault("now", NOW)
-    return make_identity(issuer, urn, private_key=test_key(key_index), **kwargs)
+    return make_identity(issuer, urn, private_key=shared_key(key_index), **kwargs)
 
 
 _SHA256_RSA = bytes.fromhex("2a864886f70d01010b")
@@ -216,18 +213,18 @@ class GIDParsingTests(SynchronousTestCase):
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
             .issuer_name(x509.Name([]))
-            .public_key(test_key(0).public_key())
+            .public_key(shared_key(0).public_key())
             .serial_number(1)
             .not_valid_before(fixture_gid("ch").certificate.not_valid_before_utc)
             .not_valid_after(fixture_gid("ch").certificate.not_valid_after_utc)
             .add_extension(ski, critical=False)
-            .sign(test_key(0), hashes.SHA256())
+            .sign(shared_key(0), hashes.SHA256())
         )
         self.assertEqual(GID(cert).subject_key_id, b"\x01" * 20)
 
     def test_email(self) -> None:
         """An e-mail address in the subjectAltName is reported."""
-        carol = issue(test_authority(), "urn:publicid:IDN+geni:gpo:gcf+user+carol", email="carol@example.org")
+        carol = issue(shared_authority(), "urn:publicid:IDN+geni:gpo:gcf+user+carol", email="carol@example.org")
         self.assertEqual(carol.gid.email, "carol@example.org")
 
     def test_public_key_matches(self) -> None:
@@ -257,17 +254,17 @@ class TrustRootsLoadingTests(SynchronousTestCase):
         path = FilePath(self.mktemp())
         path.makedirs()
         path.child("ch-cert.pem").setContent(fixture_bytes("ch-cert.pem"))
-        other = test_authority("geni:other")
-        third = test_authority("geni:third", key_index=2)
+        other = shared_authority("geni:other")
+        third = shared_authority("geni:third", key_index=2)
         path.child("two.crt").setContent(other.gid.to_pem() + third.gid.to_pem())
-        path.child("ignored.txt").setContent(test_authority("geni:fourth", key_index=3).gid.to_pem())
+        path.child("ignored.txt").setContent(shared_authority("geni:fourth", key_index=3).gid.to_pem())
         path.child("key.pem").setContent(fixture_bytes("alice-key.pem"))
         roots = TrustRoots.from_directory(path.path)
         self.assertEqual(len(roots), 3)
         self.assertIn(fixture_gid("ch"), roots)
         self.assertIn(other.gid, roots)
         self.assertIn(third.gid.certificate, roots)
-        self.assertNotIn(test_authority("geni:fourth", key_index=3).gid, roots)
+        self.assertNotIn(shared_authority("geni:fourth", key_index=3).gid, roots)
 
     def test_empty_or_missing_directory(self) -> None:
         """A directory without certificates, or none at all, is a configuration error."""
@@ -337,14 +334,14 @@ class FixtureVerificationTests(SynchronousTestCase):
 
     def test_wrong_root(self) -> None:
         """Against roots that did not issue it, alice's certificate is refused."""
-        roots = TrustRoots.from_certificates([test_authority("geni:other").gid])
+        roots = TrustRoots.from_certificates([shared_authority("geni:other").gid])
         e = self.assertRaises(TrustError, roots.verify, fixture_gid("alice"), NOW)
         self.assertEqual(e.code, GeniCode.CREDENTIAL_SIGNER_UNTRUSTED)
         self.assertIn("self-signed but not a trusted root", e.output)
 
     def test_root_unknown_and_missing(self) -> None:
         """Without its issuer in the roots or the chain, a certificate has no path."""
-        roots = TrustRoots.from_certificates([test_authority("geni:other").gid])
+        roots = TrustRoots.from_certificates([shared_authority("geni:other").gid])
         bare = GID.from_pem(fixture_gid("alice").to_pem(with_chain=False))
         e = self.assertRaises(TrustError, roots.verify, bare, NOW)
         self.assertIn("no trusted issuer found", e.output)
@@ -355,7 +352,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_impostor_root(self) -> None:
         """A self-signed certificate with the clearinghouse's very subject name is not trusted."""
-        impostor = test_authority("geni:gpo:gcf", key_index=4)
+        impostor = shared_authority("geni:gpo:gcf", key_index=4)
         self.assertEqual(impostor.gid.certificate.subject, fixture_gid("ch").certificate.subject)
         e = self.assertRaises(TrustError, fixture_roots().verify, impostor.gid, NOW)
         self.assertEqual(e.code, GeniCode.CREDENTIAL_SIGNER_UNTRUSTED)
@@ -364,7 +361,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_user_of_impostor(self) -> None:
         """A user certificate issued by the impostor, chain included, is refused."""
-        impostor = test_authority("geni:gpo:gcf", key_index=4)
+        impostor = shared_authority("geni:gpo:gcf", key_index=4)
         mallory = issue(impostor, ALICE_URN)
         e = self.assertRaises(TrustError, fixture_roots().verify, mallory.gid, NOW)
         self.assertEqual(e.code, GeniCode.CREDENTIAL_SIGNER_UNTRUSTED)
@@ -373,7 +370,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_minted_round_trip(self) -> None:
         """A minted user verifies against its authority, with or without the chain."""
-        ca = test_authority()
+        ca = shared_authority()
         user = issue(ca, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         roots = TrustRoots.from_certificates([ca.gid])
         self.assertEqual(roots.verify(user.gid, NOW), (user.gid.certificate, ca.gid.certificate))
@@ -381,7 +378,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_non_ca_issuer(self) -> None:
         """A certificate signed by a user (CA:FALSE) is refused even under the right namespace."""
-        ca = test_authority()
+        ca = shared_authority()
         alice = issue(ca, ALICE_URN)
         mallory = issue(alice, "urn:publicid:IDN+geni:gpo:gcf+user+mallory", key_index=2)
         self.assertEqual(len(mallory.gid.chain), 2)
@@ -392,7 +389,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_namespace_violation(self) -> None:
         """A trusted authority for geni:other cannot issue geni:gpo:gcf users, only its own."""
-        other = test_authority("geni:other")
+        other = shared_authority("geni:other")
         roots = TrustRoots.from_certificates([other.gid])
         eve = issue(other, "urn:publicid:IDN+geni:gpo:gcf+user+eve")
         e = self.assertRaises(TrustError, roots.verify, eve.gid, NOW)
@@ -403,23 +400,23 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_namespace_prefix_is_whole_components(self) -> None:
         """geni:gpo vouches for geni:gpo:gcf; geni:gpo:gc does not (prefixes go by component)."""
-        parent = test_authority("geni:gpo", key_index=5)
+        parent = shared_authority("geni:gpo", key_index=5)
         sub = issue(parent, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         self.assertEqual(len(TrustRoots.from_certificates([parent.gid]).verify(sub.gid, NOW)), 2)
-        near = test_authority("geni:gpo:gc", key_index=5)
+        near = shared_authority("geni:gpo:gc", key_index=5)
         wrong = issue(near, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         e = self.assertRaises(TrustError, TrustRoots.from_certificates([near.gid]).verify, wrong.gid, NOW)
         self.assertIn("no namespace authority", e.output)
 
     def test_case_insensitive_namespace(self) -> None:
         """Authority strings compare case-insensitively."""
-        ca = test_authority("GENI:GPO:GCF", key_index=6)
+        ca = shared_authority("GENI:GPO:GCF", key_index=6)
         user = issue(ca, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         self.assertEqual(len(TrustRoots.from_certificates([ca.gid]).verify(user.gid, NOW)), 2)
 
     def test_intermediate_authority(self) -> None:
         """root -> sub-authority -> user verifies with the sub-authority in the chain or given apart."""
-        root = test_authority("geni:gpo", key_index=5)
+        root = shared_authority("geni:gpo", key_index=5)
         sub = issue(root, "urn:publicid:IDN+geni:gpo:gcf+authority+sa", key_index=2, is_authority=True)
         user = issue(sub, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         roots = TrustRoots.from_certificates([root.gid])
@@ -432,7 +429,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_intermediate_outside_namespace(self) -> None:
         """A sub-authority outside its issuer's namespace breaks the path even if it signs its own names."""
-        root = test_authority("geni:gpo", key_index=5)
+        root = shared_authority("geni:gpo", key_index=5)
         sub = issue(root, "urn:publicid:IDN+geni:other+authority+sa", key_index=2, is_authority=True)
         user = issue(sub, "urn:publicid:IDN+geni:other+user+carol")
         e = self.assertRaises(TrustError, TrustRoots.from_certificates([root.gid]).verify, user.gid, NOW)
@@ -440,7 +437,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_ca_issuer_that_is_not_an_authority(self) -> None:
         """An issuer whose URN is not of type authority is refused even if CA:TRUE."""
-        root = test_authority()
+        root = shared_authority()
         odd = issue(root, "urn:publicid:IDN+geni:gpo:gcf+user+odd", key_index=2, is_authority=True)
         user = issue(odd, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         e = self.assertRaises(TrustError, TrustRoots.from_certificates([root.gid]).verify, user.gid, NOW)
@@ -448,7 +445,7 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_path_length_constraint(self) -> None:
         """A root limited to path length 0 may not have intermediate CAs below it."""
-        root = make_authority("geni:gpo", now=NOW, private_key=test_key(5), path_length=0)
+        root = make_authority("geni:gpo", now=NOW, private_key=shared_key(5), path_length=0)
         sub = issue(root, "urn:publicid:IDN+geni:gpo:gcf+authority+sa", key_index=2, is_authority=True)
         user = issue(sub, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         roots = TrustRoots.from_certificates([root.gid])
@@ -459,7 +456,7 @@ class MintedVerificationTests(SynchronousTestCase):
     def test_expired_issuer(self) -> None:
         """An expired authority invalidates what it issued, and the reason names it."""
         start = NOW - 40 * DAY
-        ca = make_authority("geni:gpo:gcf", lifetime_seconds=30 * DAY, now=start, private_key=test_key(0))
+        ca = make_authority("geni:gpo:gcf", lifetime_seconds=30 * DAY, now=start, private_key=shared_key(0))
         user = issue(ca, "urn:publicid:IDN+geni:gpo:gcf+user+carol", now=start, lifetime_seconds=365 * DAY)
         sub_ca = issue(ca, "urn:publicid:IDN+geni:gpo:gcf:x+authority+sa", key_index=2, now=start,
                        is_authority=True, lifetime_seconds=365 * DAY)
@@ -473,13 +470,13 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_sha1_signature(self) -> None:
         """Certificates signed with RSA-SHA1, as older GENI tools made them, verify."""
-        ca = test_authority()
+        ca = shared_authority()
         user = issue(ca, "urn:publicid:IDN+geni:gpo:gcf+user+old")
         old = resign_sha1(user.gid.certificate, ca)
         self.assertEqual(old.signature_hash_algorithm.name, "sha1")  # type: ignore[union-attr]
         roots = TrustRoots.from_certificates([ca.gid])
         self.assertEqual(roots.verify(GID(old), NOW), (old, ca.gid.certificate))
-        forged = resign_sha1(user.gid.certificate, test_authority("geni:gpo:gcf", key_index=4))
+        forged = resign_sha1(user.gid.certificate, shared_authority("geni:gpo:gcf", key_index=4))
         e = self.assertRaises(TrustError, roots.verify, GID(forged), NOW)
         self.assertIn("signature does not verify", e.output)
 
@@ -489,7 +486,7 @@ class MintedVerificationTests(SynchronousTestCase):
             ca = make_authority("geni:gpo:gcf", now=NOW, private_key=key)
             user = issue(ca, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
             self.assertEqual(len(TrustRoots.from_certificates([ca.gid]).verify(user.gid, NOW)), 2)
-            forged = issue(test_authority(), "urn:publicid:IDN+geni:gpo:gcf+user+carol")
+            forged = issue(shared_authority(), "urn:publicid:IDN+geni:gpo:gcf+user+carol")
             self.assertRaises(TrustError, TrustRoots.from_certificates([ca.gid]).verify, forged.gid, NOW)
 
     def test_cache_rechecks_validity(self) -> None:
@@ -503,21 +500,27 @@ class MintedVerificationTests(SynchronousTestCase):
 
     def test_cache_is_per_chain(self) -> None:
         """A path cached with one chain does not vouch for the same leaf with a different chain."""
-        root = test_authority("geni:gpo", key_index=5)
+        root = shared_authority("geni:gpo", key_index=5)
         sub = issue(root, "urn:publicid:IDN+geni:gpo:gcf+authority+sa", key_index=2, is_authority=True)
         user = issue(sub, "urn:publicid:IDN+geni:gpo:gcf+user+carol")
         roots = TrustRoots.from_certificates([root.gid])
         roots.verify(user.gid, NOW)
         self.assertRaises(TrustError, roots.verify, GID(user.gid.certificate), NOW)
 
+    def test_too_many_intermediates(self) -> None:
+        """An absurd number of candidate issuers is refused before any path search."""
+        certs = [issue(shared_authority(), f"urn:publicid:IDN+geni:gpo:gcf+user+u{i}").gid.certificate for i in range(70)]
+        e = self.assertRaises(TrustError, fixture_roots().verify, fixture_gid("alice"), NOW, certs)
+        self.assertEqual(e.code, GeniCode.CREDENTIAL_INVALID)
+
     def test_user_without_urn(self) -> None:
         """A certificate issued without any URN still chains (namespace checks need a URN)."""
-        ca = test_authority()
+        ca = shared_authority()
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "plain")]))
             .issuer_name(ca.gid.certificate.subject)
-            .public_key(test_key(1).public_key())
+            .public_key(shared_key(1).public_key())
             .serial_number(7)
             .not_valid_before(ca.gid.certificate.not_valid_before_utc)
             .not_valid_after(ca.gid.certificate.not_valid_after_utc)

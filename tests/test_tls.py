@@ -33,7 +33,7 @@ from geniam.trust.tls import (
     peer_gid,
     server_tls_options,
 )
-from tests.test_gid import ALICE_URN, NOW, fixture_identity, fixture_roots, issue, test_authority
+from tests.test_gid import ALICE_URN, NOW, fixture_identity, fixture_roots, issue, shared_authority
 
 AM1_URN = "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"
 AM2_URN = "urn:publicid:IDN+geni:gpo:gcf:am2+authority+am"
@@ -173,7 +173,7 @@ class InMemoryTLSTests(SynchronousTestCase):
 
     def test_untrusted_ca_refused(self) -> None:
         """A certificate from a CA outside the roots, even one with the right names, is refused."""
-        impostor = test_authority("geni:gpo:gcf", key_index=4)
+        impostor = shared_authority("geni:gpo:gcf", key_index=4)
         mallory = issue(impostor, ALICE_URN)
         client = client_tls_options(mallory, self.roots, clock=self.clock)
         server_protocol, client_protocol, *_ = in_memory(self.server, client, self.clock)
@@ -185,7 +185,7 @@ class InMemoryTLSTests(SynchronousTestCase):
         A client chained to a trusted root outside its namespace passes OpenSSL
         but peer_gid refuses it with the namespace reason.
         """
-        other = test_authority("geni:other")
+        other = shared_authority("geni:other")
         roots = TrustRoots.from_certificates([*self.roots.certificates, other.gid.certificate])
         eve = issue(other, "urn:publicid:IDN+geni:gpo:gcf+user+eve")
         server = server_tls_options(self.am1, roots, self.clock)
@@ -239,7 +239,7 @@ class InMemoryTLSTests(SynchronousTestCase):
 
     def test_client_refuses_untrusted_server(self) -> None:
         """A client whose roots did not issue the server's certificate refuses it."""
-        roots = TrustRoots.from_certificates([test_authority("geni:other").gid])
+        roots = TrustRoots.from_certificates([shared_authority("geni:other").gid])
         client = client_tls_options(fixture_identity("alice"), roots, clock=self.clock)
         server_protocol, client_protocol, *_ = in_memory(self.server, client, self.clock)
         self.assertEqual(client_protocol.data, b"")
@@ -247,7 +247,7 @@ class InMemoryTLSTests(SynchronousTestCase):
 
     def test_hostname_checked_only_when_named(self) -> None:
         """A server certificate naming hosts must name ours; one naming none is judged by URN alone."""
-        ca = test_authority()
+        ca = shared_authority()
         roots = TrustRoots.from_certificates([ca.gid])
         user = issue(ca, "urn:publicid:IDN+geni:gpo:gcf+user+carol", key_index=2)
         named = issue(ca, "urn:publicid:IDN+geni:gpo:gcf:am9+authority+am", is_authority=True,
@@ -382,6 +382,6 @@ class LoopbackTLSTests(TestCase):
 
     async def test_untrusted_ca_refused(self) -> None:
         """A client certificate from an untrusted CA is refused."""
-        impostor = test_authority("geni:gpo:gcf", key_index=4)
+        impostor = shared_authority("geni:gpo:gcf", key_index=4)
         recorder = await self.connect_raw(issue(impostor, ALICE_URN))
         self.assertEqual(recorder.data, b"")

@@ -43,6 +43,9 @@ MAX_CERTIFICATES = 16
 MAX_PATH_LENGTH = 10
 """The most certificates a path from a leaf to a root may hold."""
 
+MAX_POOL = 64
+"""The most distinct chain and intermediate certificates one L{TrustRoots.verify} call considers."""
+
 CACHE_SIZE = 2048
 """How many verified paths a L{TrustRoots} remembers."""
 
@@ -219,7 +222,6 @@ class GID:
         "is_authority",
         "subject_key_id",
         "fingerprint",
-        "_frozen",
     )
 
     certificate: x509.Certificate
@@ -257,7 +259,6 @@ class GID:
         setter(self, "is_authority", bool(constraints is not None and constraints.ca))
         setter(self, "subject_key_id", ski)
         setter(self, "fingerprint", _fingerprint(certificate))
-        setter(self, "_frozen", True)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("GID is immutable")
@@ -596,6 +597,10 @@ class TrustRoots:
             if not isinstance(cert, x509.Certificate):
                 raise TypeError(f"expected an x509.Certificate, got {type(cert).__name__}")
             pool.setdefault(_fingerprint(cert), cert)
+        if len(pool) > MAX_POOL:
+            raise TrustError(
+                f"too many candidate issuer certificates ({len(pool)} > {MAX_POOL})", GeniCode.CREDENTIAL_INVALID
+            )
         key = (gid.fingerprint, *sorted(pool))
         with self._lock:
             cached = self._cache.get(key)
@@ -662,7 +667,7 @@ class TrustRoots:
                 ),
             )
         if failures:
-            # Report the failure that got furthest: it names the real problem.
+            # A specific code (expired, not yet valid) tells more than the generic one.
             best = failures[0]
             for failure in failures[1:]:
                 if failure.code != GeniCode.CREDENTIAL_SIGNER_UNTRUSTED and best.code == GeniCode.CREDENTIAL_SIGNER_UNTRUSTED:
