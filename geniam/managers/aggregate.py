@@ -1,0 +1,418 @@
+# -*- test-case-name: tests.test_aggregate -*-
+"""
+The GENI AM API v3 on top of an island resource manager.
+
+L{AggregateManager} is the object the XML-RPC resource dispatches to: each
+method takes the verified caller (a L{GID}) and the call's arguments, checks
+the credentials through the trust layer, reads the options strictly, asks
+the resource manager, and answers with the GENI return struct. Expected
+failures are raised as L{GeniError}; the transport turns them into structs.
+
+geniam-specific options (all optional):
+  - C{geniam_controller} (Provision): the OpenFlow controller C{host:port}.
+  - C{geniam_vlans} (Provision): the VLAN map C{{testbed VLAN: island VLAN}}.
+  - C{geniam_start_time}, C{geniam_end_time} (Provision): the slot, RFC 3339.
+    On the first Provision they must equal the allocated slot (or be
+    absent); on a provisioned sliver they move the slot if it is free.
+Sliver info carries C{geniam_slot_start} and C{geniam_slot_end}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from geniam import __version__
+from geniam.booking import (
+    Booking,
+    Slot,
+    geni_allocation_status,
+    geni_expires,
+    geni_operational_status,
+)
+from geniam.errors import GeniCode, GeniError, success_struct
+from geniam.managers.arguments import (
+    GENI_RSPEC_V3,
+    Target,
+    flag,
+    optional_time,
+    options_struct,
+    rspec_version,
+    string_option,
+    target_urns,
+    users_option,
+)
+from geniam.managers.island import Inventory
+from geniam.rspec.advertisement import build_advertisement
+from geniam.rspec.compression import compress_rspec
+from geniam.rspec.manifest import ManifestBooking, ManifestUser, build_manifest
+from geniam.rspec.namespaces import rspec_version_struct
+from geniam.rspec.request import parse_request
+from geniam.rspec.resources import IslandResources
+from geniam.timeutil import format_time, parse_time
+from geniam.trust.gid import GID
+from geniam.trust.verifier import CredentialVerifier, Grant
+from geniam.urn import parse_urn
+
+CREDENTIAL_TYPES = [
+    {"geni_type": "geni_sfa", "geni_version": "3"},
+    {"geni_type": "geni_sfa", "geni_version": "2"},
+    {"geni_type": "geni_abac", "geni_version": "1"},
+]
+SUPPORTED_RSPECS = (GENI_RSPEC_V3,)
+ACTIONS = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
+FAR_FUTURE = 366 * 86400.0
+
+
+@dataclass(frozen=True)
+class AggregateInfo:
+    """
+    How the aggregate describes itself.
+
+    @ivar urn: the aggregate's URN (C{...+authority+am}).
+    @ivar url: the URL clients reach the v3 API at.
+    @ivar gateway_host: the host users log in to during their slot, if any.
+    """
+
+    urn: str
+    url: str
+    gateway_host: str | None = None
+
+
+def sliver_info(booking: Booking, with_error: bool = False) -> dict[str, Any]:
+    """The AM API v3 per-sliver struct of a booking."""
+    info: dict[str, Any] = {
+        "geni_sliver_urn": booking.sliver_urn,
+        "geni_allocation_status": geni_allocation_status(booking),
+        "geni_operational_status": geni_operational_status(booking),
+        "geni_expires": format_time(geni_expires(booking)),
+        "geniam_slot_start": format_time(booking.slot.start),
+        "geniam_slot_end": format_time(booking.slot.end),
+    }
+    if booking.error or with_error:
+        info["geni_error"] = booking.error
+    return info
+
+
+def manifest_booking(booking: Booking) -> ManifestBooking:
+    """The manifest's view of a booking."""
+    return ManifestBooking(
+        sliver_urn=booking.sliver_urn,
+        start=booking.slot.start,
+        end=booking.slot.end,
+        controller=booking.controller,
+        vlan_map=dict(booking.vlan_map),
+        users=tuple(ManifestUser(u.urn, tuple(u.keys)) for u in booking.users),
+        allocation_status=geni_allocation_status(booking),
+        operational_status=geni_operational_status(booking),
+        expires=geni_expires(booking),
+    )
+
+
+class AggregateManager:
+    """
+    The ten AM API v3 methods for one island.
+
+    @param resource_manager: the island's L{IResourceManager}.
+    @param verifier: checks credentials and privileges.
+    @param info: the aggregate's URN and URL.
+    @param clock: the reactor's clock.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        resource_manager: Any,
+        verifier: CredentialVerifier,
+        info: AggregateInfo,
+        clock: IReactorTime,
+    ) -> None:
+        parse_urn(info.urn)
+        self.rm = resource_manager
+        self.verifier = verifier
+        self.info = info
+        self._clock = clock
+        self._resources: tuple[Inventory, IslandResources] | None = None
+
+    # Helpers.
+
+    async def _island(self) -> IslandResources:
+        inventory = await self.rm.inventory()
+        if self._resources is None or self._resources[0] != inventory:
+            resources = IslandResources.create(
+                self.info.urn, inventory.switches, inventory.links, gateway_host=self.info.gateway_host
+            )
+            self._resources = (inventory, resources)
+        return self._resources[1]
+
+    async def _authorize(
+        self, caller: GID, credentials: list[Any], method: str, slice_urn: str | None, options: dict[str, Any]
+    ) -> Grant:
+        return await self.verifier.authorize(caller, credentials, method, slice_urn, options)
+
+    async def _resolve(self, urns: Any, allow_empty: bool = False) -> tuple[str, list[Booking]]:
+        """
+        Read C{urns} and find the live bookings it names.
+
+        @return: the slice URN and its bookings (all of the slice's live
+            ones for a slice URN).
+        @raise GeniError: SEARCHFAILED for unknown, ended or deleted slivers
+            (and a slice with nothing live here unless C{allow_empty}).
+        """
+        target: Target = target_urns(urns)
+        if target.slice_urn is not None:
+            bookings = await self.rm.slice_bookings(target.slice_urn, True)
+            if not bookings and not allow_empty:
+                raise GeniError(GeniCode.SEARCHFAILED, f"slice {target.slice_urn} has no live slivers here")
+            return target.slice_urn, list(bookings)
+        bookings = list(await self.rm.lookup(list(target.sliver_urns)))
+        slices = {parse_urn(b.slice_urn).key for b in bookings}
+        if len(slices) > 1:
+            raise GeniError(GeniCode.BADARGS, "the slivers named belong to different slices")
+        return bookings[0].slice_urn, bookings
+
+    async def _each(
+        self,
+        bookings: Sequence[Booking],
+        best_effort: bool,
+        all_at_once: Callable[[list[Booking]], Awaitable[list[Booking]]],
+    ) -> list[dict[str, Any]]:
+        """
+        Apply a change to C{bookings}: all or nothing, or one by one with a
+        per-sliver C{geni_error} when C{best_effort}.
+        """
+        if not best_effort:
+            return [sliver_info(b) for b in await all_at_once(list(bookings))]
+        results = []
+        for booking in bookings:
+            try:
+                (changed,) = await all_at_once([booking])
+                results.append(sliver_info(changed))
+            except GeniError as e:
+                info = sliver_info(booking)
+                info["geni_error"] = f"{e.code.name}: {e.output}"
+                results.append(info)
+        return results
+
+    # The API.
+
+    async def GetVersion(self, caller: GID, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Describe this aggregate; needs no credential."""
+        value = {
+            "geni_api": 3,
+            "geni_api_versions": {"3": self.info.url},
+            "geni_request_rspec_versions": [rspec_version_struct("request")],
+            "geni_ad_rspec_versions": [rspec_version_struct("ad")],
+            "geni_credential_types": CREDENTIAL_TYPES,
+            "geni_single_allocation": 0,
+            "geni_allocate": "geni_disjoint",
+            "geni_am_type": "geniam",
+            "geni_am_code": __version__,
+            "urn": self.info.urn,
+            "geniam_actions": list(ACTIONS),
+        }
+        struct = success_struct(value)
+        struct["geni_api"] = 3
+        return struct
+
+    async def ListResources(self, caller: GID, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The island's advertisement: switches, links and booked slots."""
+        options = options_struct(options)
+        await self._authorize(caller, credentials, "ListResources", None, options)
+        if "geni_slice_urn" in options:
+            raise GeniError(GeniCode.BADARGS, "geni_slice_urn is not an AM API v3 option; use Describe")
+        rspec_version(options, SUPPORTED_RSPECS)
+        available = flag(options, "geni_available")
+        compressed = flag(options, "geni_compressed")
+        resources = await self._island()
+        now = self._clock.seconds()
+        booked = await self.rm.booked_slots(Slot(now, now + FAR_FUTURE))
+        ad = build_advertisement(resources, [(s.start, s.end) for s in booked], now, available_only=available)
+        return success_struct(compress_rspec(ad) if compressed else ad)
+
+    async def Describe(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The manifest and sliver states of a slice or some of its slivers."""
+        options = options_struct(options)
+        rspec_version(options, SUPPORTED_RSPECS)
+        compressed = flag(options, "geni_compressed")
+        slice_urn, bookings, _ = await self._resolve_authorized(
+            caller, urns, credentials, "Describe", options, True
+        )
+        manifest = build_manifest(await self._island(), [manifest_booking(b) for b in bookings], self._clock.seconds())
+        return success_struct(
+            {
+                "geni_rspec": compress_rspec(manifest) if compressed else manifest,
+                "geni_urn": slice_urn,
+                "geni_slivers": [sliver_info(b) for b in bookings],
+            }
+        )
+
+    async def _resolve_authorized(
+        self,
+        caller: GID,
+        urns: Any,
+        credentials: list[Any],
+        method: str,
+        options: dict[str, Any],
+        allow_empty: bool = False,
+    ) -> tuple[str, list[Booking], Grant]:
+        """
+        Check the credentials against the slice that C{urns} names and
+        find its bookings. For sliver URNs the slice is found first.
+        """
+        target = target_urns(urns)
+        if target.slice_urn is not None:
+            grant = await self._authorize(caller, credentials, method, target.slice_urn, options)
+            slice_urn, bookings = await self._resolve(urns, allow_empty)
+            return slice_urn, bookings, grant
+        slice_urn, bookings = await self._resolve(urns, allow_empty)
+        grant = await self._authorize(caller, credentials, method, slice_urn, options)
+        return slice_urn, bookings, grant
+
+    async def Allocate(
+        self, caller: GID, slice_urn: Any, credentials: list[Any], rspec: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Book the island for the slot the request names (temporary until provisioned)."""
+        options = options_struct(options)
+        slice_urn = str(parse_urn(slice_urn, "slice"))
+        grant = await self._authorize(caller, credentials, "Allocate", slice_urn, options)
+        if not isinstance(rspec, str):
+            raise GeniError(GeniCode.BADARGS, "rspec must be a string")
+        request = parse_request(rspec, self.info.urn)
+        slot = self._requested_slot(request.slot, options)
+        booking = await self.rm.allocate(
+            slice_urn,
+            grant.caller_urn,
+            grant.caller.email or "",
+            slot,
+            grant.expires,
+            request.controller,
+            request.vlan_map or None,
+        )
+        manifest = build_manifest(await self._island(), [manifest_booking(booking)], self._clock.seconds(), request=rspec)
+        return success_struct({"geni_rspec": manifest, "geni_slivers": [sliver_info(booking)]})
+
+    def _requested_slot(self, from_rspec: tuple[float, float] | None, options: dict[str, Any]) -> Slot:
+        start = optional_time(options, "geni_start_time")
+        end = optional_time(options, "geni_end_time")
+        if from_rspec is not None:
+            if (start is not None and start != from_rspec[0]) or (end is not None and end != from_rspec[1]):
+                raise GeniError(
+                    GeniCode.BADARGS, "the slot in the request RSpec differs from geni_start_time/geni_end_time"
+                )
+            return Slot(*from_rspec)
+        if end is None:
+            raise GeniError(
+                GeniCode.BADARGS,
+                "no time slot: put <island:slot start end/> in the request RSpec "
+                "(see 'geniam rspec request') or give geni_start_time and geni_end_time",
+            )
+        return Slot(self._clock.seconds() if start is None else start, end)
+
+    async def Renew(
+        self, caller: GID, urns: Any, credentials: list[Any], expiration_time: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Move the end of the slivers' slots (conflict-checked)."""
+        options = options_struct(options)
+        end = parse_time(expiration_time)
+        best_effort = flag(options, "geni_best_effort")
+        alap = flag(options, "geni_extend_alap")
+        _, bookings, grant = await self._resolve_authorized(caller, urns, credentials, "Renew", options)
+
+        async def renew(chosen: list[Booking]) -> list[Booking]:
+            return list(await self.rm.renew(chosen, end, grant.expires, alap))
+
+        return success_struct(await self._each(bookings, best_effort, renew))
+
+    async def Provision(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Approve allocated slivers with the users' parameters, or update provisioned ones."""
+        options = options_struct(options)
+        rspec_version(options, SUPPORTED_RSPECS)
+        best_effort = flag(options, "geni_best_effort")
+        users = users_option(options)
+        controller = string_option(options, "geniam_controller")
+        vlans = options.get("geniam_vlans")
+        if vlans is not None and not isinstance(vlans, dict):
+            raise GeniError(GeniCode.BADARGS, "option geniam_vlans must be a struct {testbed VLAN: island VLAN}")
+        start = optional_time(options, "geniam_start_time")
+        end = optional_time(options, "geniam_end_time")
+        _, bookings, grant = await self._resolve_authorized(caller, urns, credentials, "Provision", options)
+        user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
+
+        async def provision(chosen: list[Booking]) -> list[Booking]:
+            slot = None
+            if start is not None or end is not None:
+                current = chosen[0].slot
+                slot = Slot(current.start if start is None else start, current.end if end is None else end)
+            return list(await self.rm.provision(chosen, user_list, controller, vlans, slot, grant.expires))
+
+        infos = await self._each(bookings, best_effort, provision)
+        done = {i["geni_sliver_urn"] for i in infos if i["geni_allocation_status"] == "geni_provisioned"}
+        current = [b for b in await self.rm.lookup([b.sliver_urn for b in bookings], True) if b.sliver_urn in done]
+        manifest = build_manifest(await self._island(), [manifest_booking(b) for b in current], self._clock.seconds())
+        return success_struct({"geni_rspec": manifest, "geni_slivers": infos})
+
+    async def Status(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The allocation and operational state of each sliver."""
+        options = options_struct(options)
+        slice_urn, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Status", options)
+        return success_struct(
+            {"geni_urn": slice_urn, "geni_slivers": [sliver_info(b, with_error=True) for b in bookings]}
+        )
+
+    async def PerformOperationalAction(
+        self, caller: GID, urns: Any, credentials: list[Any], action: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """geni_start, geni_stop, geni_restart or geni_update_users."""
+        options = options_struct(options)
+        if action not in ACTIONS:
+            raise GeniError(
+                GeniCode.UNSUPPORTED, f"unsupported action {str(action)[:64]!r}; supported: {', '.join(ACTIONS)}"
+            )
+        best_effort = flag(options, "geni_best_effort")
+        users = users_option(options)
+        if action == "geni_update_users" and users is None:
+            raise GeniError(GeniCode.BADARGS, "geni_update_users needs the geni_users option")
+        _, bookings, _ = await self._resolve_authorized(
+            caller, urns, credentials, "PerformOperationalAction", options
+        )
+        user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
+
+        async def act(chosen: list[Booking]) -> list[Booking]:
+            return list(await self.rm.perform_action(chosen, action, user_list))
+
+        return success_struct(await self._each(bookings, best_effort, act))
+
+    async def Delete(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Release the slivers (resetting the gateway first if their slot has started)."""
+        options = options_struct(options)
+        best_effort = flag(options, "geni_best_effort")
+        _, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Delete", options)
+
+        async def delete(chosen: list[Booking]) -> list[Booking]:
+            return list(await self.rm.delete(chosen))
+
+        infos = await self._each(bookings, best_effort, delete)
+        return success_struct(
+            [
+                {
+                    key: value
+                    for key, value in info.items()
+                    if key in ("geni_sliver_urn", "geni_allocation_status", "geni_expires", "geni_error")
+                }
+                for info in infos
+            ]
+        )
+
+    async def Shutdown(self, caller: GID, slice_urn: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Stop the slice at once and refuse further changes to it."""
+        options = options_struct(options)
+        slice_urn = str(parse_urn(slice_urn, "slice"))
+        await self._authorize(caller, credentials, "Shutdown", slice_urn, options)
+        await self.rm.shutdown(slice_urn)
+        return success_struct(True)
+
