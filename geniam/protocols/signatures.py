@@ -16,6 +16,7 @@ Only the shape of the arguments is checked here, never their meaning.
 from __future__ import annotations
 
 import xmlrpc.client
+from xmlrpc.client import Binary
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,13 +112,31 @@ def string_list(name: str, value: Any) -> list[str]:
 
 
 def credential_list(name: str, value: Any) -> list[dict[str, Any] | str]:
-    """Accept an array of credential structs or bare credential strings."""
+    """
+    Accept an array of credential structs or bare credential strings.
+
+    Some clients (geni-lib) send the credential document as C{base64}
+    rather than a string; such values are decoded to text here.
+    """
     if not isinstance(value, list):
         raise _bad(name, "an array of credentials", value)
+    result: list[dict[str, Any] | str] = []
     for index, item in enumerate(value):
+        if isinstance(item, Binary):
+            item = _text(f"{name}[{index}]", item)
+        elif isinstance(item, dict) and isinstance(item.get("geni_value"), Binary):
+            item = {**item, "geni_value": _text(f"{name}[{index}].geni_value", item["geni_value"])}
         if not isinstance(item, (dict, str)):
             raise _bad(f"{name}[{index}]", "a credential struct or string", item)
-    return value
+        result.append(item)
+    return result
+
+
+def _text(name: str, value: Binary) -> str:
+    try:
+        return bytes(value.data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise GeniError(GeniCode.BADARGS, f"{name} is not UTF-8 text") from None
 
 
 def anything(name: str, value: Any) -> Any:
