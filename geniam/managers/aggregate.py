@@ -185,6 +185,8 @@ class AggregateManager:
         Apply a change to C{bookings}: all or nothing, or one by one with a
         per-sliver C{geni_error} when C{best_effort}.
         """
+        if not bookings:
+            return []
         if not best_effort:
             return [sliver_info(b) for b in await all_at_once(list(bookings))]
         results = []
@@ -388,10 +390,14 @@ class AggregateManager:
         return success_struct(await self._each(bookings, best_effort, act))
 
     async def Delete(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
-        """Release the slivers (resetting the gateway first if their slot has started)."""
+        """
+        Release the slivers (resetting the gateway first if their slot has
+        started). Deleting a slice with nothing live here succeeds with an
+        empty list, so Delete can be repeated safely.
+        """
         options = options_struct(options)
         best_effort = flag(options, "geni_best_effort")
-        _, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Delete", options)
+        _, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Delete", options, True)
 
         async def delete(chosen: list[Booking]) -> list[Booking]:
             return list(await self.rm.delete(chosen))

@@ -1,0 +1,218 @@
+# -*- test-case-name: tests.test_cli_call -*-
+"""
+C{geniam call}: call any AM API v3 method of an aggregate or slice manager.
+
+::
+
+  geniam call URL METHOD [ARGUMENT ...] --certificate CERT --private-key KEY
+      --trust-roots DIR [--credential FILE ...] [--option NAME=VALUE ...]
+      [--ssh-key FILE] [--json]
+
+Positional arguments after METHOD, by method:
+
+  - GetVersion, ListResources: none
+  - Describe, Status, Provision, Delete: one slice URN or sliver URNs
+  - Allocate: SLICE_URN RSPEC_FILE (C{-} reads standard input)
+  - Renew: URN ... TIME (RFC 3339 or C{now+2h})
+  - PerformOperationalAction: ACTION URN ...
+  - Shutdown: SLICE_URN
+
+C{--option NAME=VALUE} sets an option; VALUE is read as JSON when it parses
+(C{true}, C{3}, C{{"type": "GENI", "version": "3"}}), else as a string.
+ListResources, Describe and Provision get C{geni_rspec_version} GENI 3
+unless it is given. C{--ssh-key FILE} adds C{geni_users} for the caller.
+The exit status is 0 when the call succeeded (geni_code 0), 1 when the
+server answered with an error, 2 for usage errors or when it could not be
+reached.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+from twisted.python import usage
+
+from geniam.cli.rspec import parse_when
+from geniam.client import GENI_V3, AMClient
+from geniam.errors import GeniError
+from geniam.timeutil import format_time
+from geniam.trust.gid import TrustRoots
+from geniam.trust.identity import Identity
+
+METHODS = (
+    "GetVersion",
+    "ListResources",
+    "Describe",
+    "Allocate",
+    "Renew",
+    "Provision",
+    "Status",
+    "PerformOperationalAction",
+    "Delete",
+    "Shutdown",
+)
+WANTS_RSPEC_VERSION = ("ListResources", "Describe", "Provision")
+
+
+class Options(usage.Options):
+    """Flags of C{geniam call}."""
+
+    synopsis = "geniam call URL METHOD [ARGUMENT ...] [options]"
+    optParameters = [
+        ["certificate", None, None, "Your certificate (PEM, chain allowed)."],
+        ["private-key", None, None, "Your private key (PEM)."],
+        ["trust-roots", None, None, "Folder of root certificates the server's certificate must chain to."],
+        ["ssh-key", None, None, "An SSH public key file to send as geni_users for you."],
+        ["timeout", None, 120.0, "Seconds to wait for the answer.", float],
+    ]
+    optFlags = [["json", None, "Print the whole return struct as JSON."]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["credential"] = []
+        self["option"] = {}
+
+    def opt_credential(self, path: str) -> None:
+        """A credential file to send (repeatable)."""
+        try:
+            self["credential"].append(Path(path).read_text())
+        except OSError as e:
+            raise usage.UsageError(f"--credential {path}: {e.strerror}") from None
+
+    def opt_option(self, pair: str) -> None:
+        """An option NAME=VALUE (repeatable; VALUE as JSON when it parses)."""
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise usage.UsageError(f"--option wants NAME=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        self["option"][name] = value
+
+    def parseArgs(self, url: str, method: str, *arguments: str) -> None:
+        """Take the URL, the method and its arguments."""
+        if method not in METHODS:
+            raise usage.UsageError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+        self["url"], self["method"], self["arguments"] = url, method, list(arguments)
+
+    def postOptions(self) -> None:
+        """Check that an identity and roots are given."""
+        for name in ("certificate", "private-key", "trust-roots"):
+            if not self[name]:
+                raise usage.UsageError(f"--{name} is required")
+
+
+def call_parameters(options: Options, caller_urn: str, now: float) -> list[Any]:
+    """Build the XML-RPC parameters of the call from the command line."""
+    method, args = options["method"], list(options["arguments"])
+    opts = dict(options["option"])
+    if method in WANTS_RSPEC_VERSION:
+        opts.setdefault("geni_rspec_version", GENI_V3)
+    if options["ssh-key"]:
+        key = Path(options["ssh-key"]).read_text().strip()
+        opts.setdefault("geni_users", [{"urn": caller_urn, "keys": [key]}])
+    creds = [{"geni_type": "geni_sfa", "geni_version": "3", "geni_value": c} for c in options["credential"]]
+
+    def need(count: int, what: str) -> None:
+        if len(args) < count:
+            raise usage.UsageError(f"{method} needs {what}")
+
+    if method == "GetVersion":
+        return [opts]
+    if method == "ListResources":
+        return [creds, opts]
+    if method == "Allocate":
+        need(2, "SLICE_URN RSPEC_FILE")
+        rspec = sys.stdin.read() if args[1] == "-" else Path(args[1]).read_text()
+        return [args[0], creds, rspec, opts]
+    if method == "Renew":
+        need(2, "URN ... TIME")
+        return [args[:-1], creds, format_time(parse_when(args[-1], now)), opts]
+    if method == "PerformOperationalAction":
+        need(2, "ACTION URN ...")
+        return [args[1:], creds, args[0], opts]
+    if method == "Shutdown":
+        need(1, "SLICE_URN")
+        return [args[0], creds, opts]
+    need(1, "a slice URN or sliver URNs")
+    return [args, creds, opts]
+
+
+def render(struct: Any) -> str:
+    """A readable rendering of a GENI return struct."""
+    if not isinstance(struct, dict) or "code" not in struct:
+        return json.dumps(struct, indent=2, default=str)
+    code = struct["code"]
+    lines = [f"geni_code: {code.get('geni_code')}" + (f"  ({struct.get('output')})" if struct.get("output") else "")]
+    lines.append(_render_value(struct.get("value"), ""))
+    return "\n".join(line for line in lines if line)
+
+
+def _render_value(value: Any, indent: str) -> str:
+    if isinstance(value, str) and value.lstrip().startswith("<"):
+        return value
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) or (isinstance(item, str) and item.lstrip().startswith("<")):
+                parts.append(f"{indent}{key}:")
+                parts.append(_render_value(item, indent + "  "))
+            else:
+                parts.append(f"{indent}{key}: {item}")
+        return "\n".join(parts)
+    if isinstance(value, list):
+        parts = []
+        for item in value:
+            text = _render_value(item, indent + "  ")
+            parts.append(f"{indent}- " + text.lstrip() if text else f"{indent}-")
+        return "\n".join(parts)
+    return f"{indent}{value}"
+
+
+async def run(reactor: Any, options: Options) -> int:
+    """Make the call and print its result; return the exit status."""
+    identity = Identity.from_files(options["certificate"], options["private-key"])
+    roots = TrustRoots.from_directory(options["trust-roots"])
+    params = call_parameters(options, identity.urn or "", time.time())
+    client = AMClient(reactor, options["url"], identity, roots, timeout=options["timeout"])
+    try:
+        struct = await client.call(options["method"], *params)
+    except GeniError as e:
+        print(f"geniam call: {e.output}", file=sys.stderr)
+        return 2
+    finally:
+        await client.close()
+    print(json.dumps(struct, indent=2, default=str) if options["json"] else render(struct))
+    code = struct.get("code", {}).get("geni_code") if isinstance(struct, dict) else None
+    return 0 if code == 0 else 1
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of C{geniam call}."""
+    options = Options()
+    try:
+        options.parseOptions(list(argv))
+    except (usage.UsageError, GeniError) as e:
+        print(f"geniam call: {getattr(e, 'output', e)}\n\n{options}", file=sys.stderr)
+        return 2
+    status: list[int] = []
+
+    async def go(reactor: Any) -> None:
+        try:
+            status.append(await run(reactor, options))
+        except (usage.UsageError, GeniError, OSError) as e:
+            print(f"geniam call: {getattr(e, 'output', e)}", file=sys.stderr)
+            status.append(2)
+
+    try:
+        react(lambda reactor: Deferred.fromCoroutine(go(reactor)))
+    except SystemExit:
+        pass
+    return status[0] if status else 2
