@@ -15,6 +15,7 @@ a usage error. Scripts rely on these flags and statuses.
 
 from __future__ import annotations
 
+import getopt
 import sys
 from datetime import datetime, timezone
 from typing import TextIO
@@ -45,12 +46,36 @@ def _time(text: str) -> float:
         raise usage.UsageError(f"--at: {e.output}") from None
 
 
-class VerifyOptions(usage.Options):
+class InterspersedOptions(usage.Options):
+    """Options that may also follow the positional arguments, GNU style."""
+
+    def parseOptions(self, options: list[str] | None = None) -> None:  # noqa: N802 (usage.Options API)
+        """Move every option before the positional arguments, then parse as usual."""
+        arguments = list(sys.argv[1:] if options is None else options)
+        try:
+            found, positional = getopt.gnu_getopt(arguments, self.shortOpt, self.longOpt)
+        except getopt.error as e:
+            raise usage.UsageError(str(e)) from None
+        takes_value = {"--" + name[:-1] for name in self.longOpt if name.endswith("=")}
+        ordered: list[str] = []
+        for option, value in found:
+            if option in takes_value:
+                ordered.append(f"{option}={value}")
+            elif option.startswith("--") or not value:
+                ordered.append(option)
+            else:
+                ordered.extend([option, value])
+        super().parseOptions([*ordered, "--", *positional])
+
+
+class VerifyOptions(InterspersedOptions):
     """Options of C{geniam credential verify}."""
 
-    synopsis = (
-        "geniam credential verify --trust-roots DIR --caller CERT.pem "
-        "[--target URN] [--privilege NAME] [--at RFC3339-TIME] CREDENTIAL.xml"
+    synopsis = "--trust-roots DIR --caller CERT.pem [--target URN] [--privilege NAME] [--at RFC3339-TIME] CREDENTIAL.xml"
+    longdesc = (
+        "Explain every check made on CREDENTIAL.xml for the caller: each level's signature, signer, "
+        "expiry, owner and target certificates, delegation, the issuing authority, owner = caller, "
+        "and the target and privilege when given. Exit 0 if valid, 1 if not, 2 on usage errors."
     )
     optParameters = [
         ["trust-roots", None, None, "Directory of trusted root certificates (PEM files)."],
@@ -79,7 +104,8 @@ class VerifyOptions(usage.Options):
 class Options(usage.Options):
     """Options of C{geniam credential}."""
 
-    synopsis = "geniam credential verify [options] CREDENTIAL.xml"
+    synopsis = "geniam credential"
+    longdesc = "Inspect GENI credentials."
     subCommands = [["verify", None, VerifyOptions, "Explain whether a credential is valid for a caller."]]
 
     def postOptions(self) -> None:  # noqa: N802 (usage.Options API)
@@ -141,7 +167,7 @@ def main(argv: list[str], now: float | None = None, out: TextIO | None = None, e
         return verify(options.subOptions, now, out)
     except usage.UsageError as e:
         print(f"geniam credential: {e}", file=err)
-        print(str(options.subOptions or options), file=err)
+        print(str(getattr(options, "subOptions", None) or options), file=err)
         return EXIT_USAGE
     except SystemExit as e:
         return int(e.code or 0)

@@ -572,11 +572,13 @@ class CredentialVerifier:
         self, presented: list[PresentedCredential], tool: GID, user_urn: str, now: float
     ) -> tuple[tuple[PresentedCredential, SpeaksFor] | None, list[str]]:
         reasons = []
+        seen = False
         for item in presented:
             try:
                 signed = parse_presented(item, self._max_bytes)
                 if signed.kind != GENI_ABAC:
                     continue
+                seen = True
                 user = verify_speaks_for(signed, tool, user_urn, self.roots, now)
                 valid_until = min(
                     signed.credential.expires,
@@ -587,6 +589,8 @@ class CredentialVerifier:
                 reasons.append(f"{item.describe()}: {e.output}")
                 continue
             return (item, SpeaksFor(user, tool, signed, valid_until)), reasons
+        if not seen and not reasons:
+            reasons.append(f"{SPEAKING_FOR_OPTION} given but no speaks-for credential presented")
         return None, reasons
 
     # --- the checks ----------------------------------------------------
