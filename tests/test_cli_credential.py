@@ -122,8 +122,7 @@ class VerifyCommandTests(SynchronousTestCase):
             status, _, err = self.run_verify(*args)
             self.assertEqual(status, 2, args)
             self.assertIn("geniam credential:", err)
-        out, err = io.StringIO(), io.StringIO()
-        self.assertEqual(cli.main([], now=NOW, out=out, err=err), 2)
+        self.assertEqual(cli.main([], now=NOW, out=io.StringIO(), err=io.StringIO()), 2)
 
     def test_dispatcher(self) -> None:
         """The geniam command dispatches to this module."""

@@ -462,7 +462,12 @@ class CacheTests(SynchronousTestCase):
         authorize(self, v, w.alice.gid, [alice_slice()], "Allocate", SLICE_URN)
         self.assertEqual((v.cache_hits, v.cache_size), (0, 1))
         parsed: list[object] = []
-        self.patch(v, "_thd_verify_many", lambda *a: parsed.append(a) or [])
+
+        def record(*args: object) -> list[object]:
+            parsed.append(args)
+            return []
+
+        self.patch(v, "_thd_verify_many", record)
         grant = authorize(self, v, w.alice.gid, [alice_slice()], "Describe", SLICE_URN)
         self.assertEqual(parsed, [])
         self.assertEqual(v.cache_hits, 1)

@@ -26,7 +26,8 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from twisted.python import usage
 
@@ -71,7 +72,7 @@ class _DomainCommand(InterspersedOptions):
 
     optFlags = [["sha1", None, "Sign with RSA-SHA1, as the GENI reference tools do (default RSA-SHA256)."]]
 
-    def parseArgs(self, directory: str) -> None:  # noqa: N802 (usage.Options API)
+    def parseArgs(self, directory: str) -> None:  # type: ignore[override]  # noqa: N802
         """Take the domain folder."""
         self["directory"] = directory
 
@@ -88,7 +89,7 @@ class InitOptions(InterspersedOptions):
     longdesc = "Create a trust domain in DIR: a new slice authority, the domain's only trust root (DIR/roots)."
     optParameters = [["authority", None, DEFAULT_AUTHORITY, "The authority string (e.g. geni:example)."]]
 
-    def parseArgs(self, directory: str) -> None:  # noqa: N802 (usage.Options API)
+    def parseArgs(self, directory: str) -> None:  # type: ignore[override]  # noqa: N802
         """Take the domain folder."""
         self["directory"] = directory
 
@@ -316,7 +317,7 @@ def speaks_for(options: SpeaksForOptions, now: float, out: TextIO) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"init": init, "user": user, "slice": create_slice, "delegate": delegate, "speaks-for": speaks_for}
+_COMMANDS: dict[str, Callable[[Any, float, TextIO], int]] = {"init": init, "user": user, "slice": create_slice, "delegate": delegate, "speaks-for": speaks_for}
 
 
 def main(argv: list[str], now: float | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -333,7 +334,7 @@ def main(argv: list[str], now: float | None = None, out: TextIO | None = None, e
         options.parseOptions(argv)
         if now is None:
             now = from_datetime(datetime.now(tz=timezone.utc))
-        return _COMMANDS[options.subCommand](options.subOptions, now, out)  # type: ignore[index]
+        return _COMMANDS[str(options.subCommand)](options.subOptions, now, out)
     except usage.UsageError as e:
         print(f"geniam authority: {e}", file=err)
         print(str(getattr(options, "subOptions", None) or options), file=err)

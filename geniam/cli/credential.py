@@ -90,7 +90,7 @@ class VerifyOptions(InterspersedOptions):
         ["at", None, None, "Verify at this RFC 3339 time instead of now.", _time],
     ]
 
-    def parseArgs(self, credential: str) -> None:  # noqa: N802 (usage.Options API)
+    def parseArgs(self, credential: str) -> None:  # type: ignore[override]  # noqa: N802
         """Take the credential file name."""
         self["credential"] = credential
 

@@ -227,6 +227,9 @@ def index_ids(root: etree._Element) -> dict[str, etree._Element]:
 # --- canonical XML 1.0 ----------------------------------------------------
 
 
+_ATTRIBUTE_SPECIALS = frozenset('&<"\t\n\r')
+
+
 def _escape_text(text: str) -> str:
     if "&" in text:
         text = text.replace("&", "&amp;")
@@ -240,6 +243,8 @@ def _escape_text(text: str) -> str:
 
 
 def _escape_attribute(value: str) -> str:
+    if not _ATTRIBUTE_SPECIALS.intersection(value):
+        return value
     return (
         value.replace("&", "&amp;")
         .replace("<", "&lt;")
@@ -285,54 +290,56 @@ def _render(
     out: list[str],
 ) -> None:
     nsmap = element.nsmap
-    declarations: list[tuple[str, str]] = []
-    for prefix, uri in nsmap.items():
-        if context.get(prefix) != uri:
-            declarations.append(("" if prefix is None else prefix, uri))
-    if None not in nsmap and context.get(None):
-        declarations.append(("", ""))
-    declarations.sort()
-    attributes: list[tuple[str, str, str, str]] = []
-    for key, value in element.attrib.items():
-        uri, local = _split(key)
-        if uri:
-            name = f"{_attribute_prefix(element, uri, local, nsmap)}:{local}"
-        else:
-            name = local
-        attributes.append((uri, local, name, value))
-    for key, value in extra_attributes.items():
-        uri, local = _split(key)
-        attributes.append((uri, local, f"xml:{local}", value))
-    attributes.sort()
-    _, local = _split(element.tag)
-    tag = _qualified(element.prefix, local)
-    out.append("<" + tag)
-    for prefix, uri in declarations:
-        attr = "xmlns" if not prefix else f"xmlns:{prefix}"
-        out.append(f' {attr}="{_escape_attribute(uri)}"')
-    for _, _, name, value in attributes:
-        out.append(f' {name}="{_escape_attribute(value)}"')
-    out.append(">")
+    start: list[str] = []
+    if nsmap != context:
+        declarations: list[tuple[str, str]] = []
+        for prefix, uri in nsmap.items():
+            if context.get(prefix) != uri:
+                declarations.append(("" if prefix is None else prefix, uri))
+        if None not in nsmap and context.get(None):
+            declarations.append(("", ""))
+        declarations.sort()
+        for prefix, uri in declarations:
+            start.append(f' xmlns="{_escape_attribute(uri)}"' if not prefix else f' xmlns:{prefix}="{_escape_attribute(uri)}"')
+    attrib = element.attrib
+    if attrib or extra_attributes:
+        attributes: list[tuple[str, str, str, str]] = []
+        for key, value in attrib.items():
+            uri, local = _split(key)
+            name = f"{_attribute_prefix(element, uri, local, nsmap)}:{local}" if uri else local
+            attributes.append((uri, local, name, value))
+        for key, value in extra_attributes.items():
+            uri, local = _split(key)
+            attributes.append((uri, local, f"xml:{local}", value))
+        attributes.sort()
+        for _, _, name, value in attributes:
+            start.append(f' {name}="{_escape_attribute(value)}"')
+    raw = element.tag
+    if raw[0] == "{":
+        tag = _qualified(element.prefix, raw[raw.index("}") + 1 :])
+    else:
+        tag = raw
+    out.append(f"<{tag}{''.join(start)}>")
     if element.text:
         out.append(_escape_text(element.text))
     # After this start tag exactly the element's in-scope namespaces are in
     # effect in the output (prefixes cannot be undeclared in XML 1.0).
     for child in element:
-        if child is exclude:
+        if exclude is not None and id(child) == id(exclude):
             if child.tail:
                 out.append(_escape_text(child.tail))
             continue
-        if isinstance(child, etree._Comment):
+        if isinstance(child.tag, str):
+            _render(child, nsmap, {}, with_comments, exclude, out)
+        elif isinstance(child, etree._Comment):
             if with_comments:
                 out.append(f"<!--{child.text or ''}-->")
         elif isinstance(child, etree._ProcessingInstruction):
             target = child.target
             data = child.text or ""
             out.append(f"<?{target} {data}?>" if data else f"<?{target}?>")
-        elif isinstance(child, etree._Entity):
-            raise SignatureError("entity references are not allowed in signed content")
         else:
-            _render(child, nsmap, {}, with_comments, exclude, out)
+            raise SignatureError("entity references are not allowed in signed content")
         if child.tail:
             out.append(_escape_text(child.tail))
     out.append(f"</{tag}>")
@@ -470,7 +477,7 @@ def check_signature(
     if uri != "#" + reference_id:
         raise SignatureError(f"{where}: reference {str(uri)[:80]!r} is not #{reference_id}")
     target = ids.get(reference_id)
-    if target is not element:
+    if target is None or id(target) != id(element):
         raise SignatureError(f"{where}: #{reference_id} does not resolve to the credential being checked")
     ref_children = _children(reference)
     if ref_children and ref_children[0].tag == _TRANSFORMS:
