@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
 from geniam.trust.certs import make_identity
 from geniam.trust.credential import GENI_ABAC, as_struct
 from geniam.trust.mint import delegate_credential, issue_credential, slice_credential, user_credential
@@ -420,6 +420,19 @@ class MutationPropertyTests(SynchronousTestCase):
         mutated = data.draw(mutations(bob_delegation()))
         report = verifier(cache_size=0).verify_credential(mutated, NOW, caller=world().bob.gid)
         self.assertFalse(report.ok)
+
+
+    @given(st.integers(min_value=0), st.text(max_size=3), st.integers(min_value=0, max_value=40))
+    def test_any_edit_fails_cleanly(self, position: int, insert: str, delete: int) -> None:
+        """Edits anywhere in the document end in a grant or a GeniError, never another exception."""
+        text = bob_delegation()
+        where = position % len(text)
+        mutated = text[:where] + insert + text[where + delete :]
+        results: list[object] = []
+        verifier(cache_size=0).authorize(world().bob.gid, [mutated], "Allocate", SLICE_URN).addBoth(results.append)
+        outcome = results[0]
+        if isinstance(outcome, Failure):
+            self.assertIsInstance(outcome.value, GeniError)
 
 
 class FakeThreadPool:

@@ -247,11 +247,18 @@ class PresentedCredential:
         return f"credential #{self.index + 1}"
 
 
+def _encode(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(f"{what} is not valid Unicode text") from None
+
+
 def _as_bytes(value: object, what: str) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode("utf-8")
+        return _encode(value, what)
     data = getattr(value, "data", None)
     if isinstance(data, bytes):
         return data
@@ -327,7 +334,7 @@ def parse_document(data: bytes | str, max_bytes: int = MAX_CREDENTIAL_BYTES) -> 
         UTF-8 compatible, declares a DOCTYPE or entities, or is not well formed.
     """
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        data = _encode(data, "credential")
     if not isinstance(data, bytes):
         raise _invalid(f"a credential must be XML text, not {type(data).__name__}")
     if len(data) > max_bytes:
@@ -343,7 +350,7 @@ def parse_document(data: bytes | str, max_bytes: int = MAX_CREDENTIAL_BYTES) -> 
         root = etree.fromstring(data, _make_parser())
     except etree.XMLSyntaxError as e:
         raise _invalid(f"credential is not well-formed XML: {str(e)[:200]}") from None
-    except ValueError as e:
+    except (ValueError, etree.LxmlError) as e:
         raise _invalid(f"credential cannot be parsed: {str(e)[:200]}") from None
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
@@ -561,7 +568,7 @@ def parse_credential(
         or a document whose type contradicts C{kind}.
     """
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        data = _encode(data, "credential")
     root = parse_document(data, max_bytes)
     if root.tag != "signed-credential":
         raise _invalid(f"expected a <signed-credential> document, got <{str(root.tag)[:40]}>")

@@ -632,21 +632,23 @@ class CredentialVerifier:
             tag = level.xml_id
             signature = level.signature
             try:
+                signer: GID | None = GID.from_certificate(signature.signer, signature.certificates[1:])
+            except TrustError as e:
+                signer = None
+                signer_problem = e.output
+            try:
                 signature.verify()
                 checks.append(
                     _pass(
                         f"signature {tag}",
                         f"{_algorithm_name(signature.signature_method, signature.digest_method)}, "
-                        f"by {signature.signer.subject.rfc4514_string()}",
+                        f"by {signer.subject if signer is not None else 'an unreadable certificate'}",
                     )
                 )
             except SignatureError as e:
                 checks.append(_fail(f"signature {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
-            try:
-                signer: GID | None = GID.from_certificate(signature.signer, signature.certificates[1:])
-            except TrustError as e:
-                checks.append(_fail(f"signer {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
-                signer = None
+            if signer is None:
+                checks.append(_fail(f"signer {tag}", signer_problem, GeniCode.CREDENTIAL_INVALID))
             signers.append(signer)
             if signer is not None:
                 end = self._trust(f"signer {tag}", signer, at, checks)

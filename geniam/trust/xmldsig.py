@@ -189,7 +189,10 @@ class SignatureCheck:
             raise SignatureError(
                 f"signature {self.signature_id}: digest of #{self.reference_id} does not match (content altered)"
             )
-        key = self.signer.public_key()
+        try:
+            key = self.signer.public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise SignatureError(f"signature {self.signature_id}: unusable signer key ({e})") from None
         if not isinstance(key, rsa.RSAPublicKey):
             raise SignatureError(
                 f"signature {self.signature_id}: signer key is {type(key).__name__}, not RSA"
@@ -200,7 +203,7 @@ class SignatureCheck:
             )
         try:
             key.verify(self.signature_value, self.signed_info, padding.PKCS1v15(), _SIGNATURES[self.signature_method]())
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             raise SignatureError(
                 f"signature {self.signature_id}: SignatureValue does not verify with the signer's key"
             ) from None
