@@ -39,12 +39,25 @@ ALL_OPERATIONS = "*"
 """Stands for every operation in L{PRIVILEGE_OPERATIONS}."""
 
 CREATESLIVER = "createsliver"
+"""SFA operation of Allocate, Provision and PerformOperationalAction."""
+
 GETSLICERESOURCES = "getsliceresources"
+"""SFA operation of Describe and Status."""
+
 RENEWSLIVER = "renewsliver"
+"""SFA operation of Renew."""
+
 DELETESLICE = "deleteslice"
+"""SFA operation of Delete."""
+
 SHUTDOWN = "shutdown"
+"""SFA operation of Shutdown."""
+
 GETTICKET = "getticket"
+"""SFA operation for obtaining a ticket (ProtoGENI-style reservations)."""
+
 REDEEMTICKET = "redeemticket"
+"""SFA operation for redeeming a ticket."""
 
 _SLIVER_OPERATIONS = frozenset({CREATESLIVER, GETSLICERESOURCES, RENEWSLIVER, DELETESLICE})
 
