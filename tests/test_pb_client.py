@@ -218,3 +218,26 @@ class ReconnectTests(SynchronousTestCase):
         d = agent.stopService()
         harness.flush()
         self.successResultOf(d)
+
+
+class DefaultPolicyTests(SynchronousTestCase):
+    """The default reconnection back-off."""
+
+    def test_back_within_five_seconds(self) -> None:
+        """However long the agent was down, the client reaches it within 5 s of its return."""
+        harness = AgentHarness(self)
+        endpoint = MemoryEndpoint(None)
+        agent = PBGatewayAgent(endpoint, harness.clock)
+        agent.startService()
+        for _ in range(600):
+            harness.clock.advance(1)
+        attempts = endpoint.attempts
+        self.assertGreater(attempts, 100)
+        endpoint.harness = harness
+        for _ in range(50):
+            harness.clock.advance(0.1)
+            harness.flush()
+        self.assertTrue(agent.connected)
+        d = agent.stopService()
+        harness.flush()
+        self.successResultOf(d)

@@ -38,7 +38,7 @@ from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, TimeoutError, maybeDeferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint, ITransport
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -724,7 +724,8 @@ class PBGatewayAgent(_GatewayCalls, MultiService):
         @param secret: the shared secret, if the agent requires one.
         @param check_peer: called with the transport once TLS is up; raises to reject the agent.
         @param retry_policy: seconds to wait before reconnect attempt N
-            (default: back-off from 0.5 s, doubling, at most 10 s).
+            (default: back-off from 0.5 s, doubling, at most 4 s, plus up to
+            1 s of jitter, so a returning agent is reached within 5 s).
         @param call_timeout: seconds a call may take.
         @param login_timeout: seconds a login may take.
         """
@@ -739,7 +740,7 @@ class PBGatewayAgent(_GatewayCalls, MultiService):
         self._waiters: list[Deferred[None]] = []
         self._observers: list[ConnectionObserver] = []
         self.last_error = "not connected yet"
-        policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=10.0, factor=2.0)
+        policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=4.0, factor=2.0)
         self._client = ClientService(
             _LoginEndpoint(self._open),
             Factory.forProtocol(lambda: _SessionProtocol(self._lost)),
@@ -809,8 +810,10 @@ class PBGatewayAgent(_GatewayCalls, MultiService):
                 call_timeout=self._call_timeout,
             )
         except GeniError as e:
-            self.last_error = e.output.removeprefix("gateway agent unreachable: ")
-            self.log.warn("gateway agent login failed: {why}", why=e.output)
+            why = e.output.removeprefix("gateway agent unreachable: ")
+            if why != self.last_error:
+                self.log.warn("cannot reach the gateway agent: {why}", why=e.output)
+            self.last_error = why
             raise
 
     def _connected(self, handle: Any) -> None:
