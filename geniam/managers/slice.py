@@ -1,0 +1,733 @@
+# -*- test-case-name: tests.test_slice_manager -*-
+"""
+The Slice Manager: one AM API v3 endpoint in front of many aggregates.
+
+L{SliceManager} is the API object the XML-RPC resource dispatches to,
+with the same methods as the aggregate manager. Each call is checked,
+then sent to every peer concerned at once (L{FanOut}: per-peer timeout,
+overall deadline, circuit breakers, bounded concurrency), and what they
+answer is merged (L{geniam.managers.rollup}):
+
+  - ListResources: the merged advertisement, from the L{AdvertisementCache}
+    unless the option C{cached} is false;
+  - Describe, Allocate, Provision: one merged manifest, C{geni_urn},
+    C{geni_slivers} concatenated;
+  - Renew, PerformOperationalAction, Delete: the sliver lists joined;
+  - Status: C{geni_urn} and C{geni_slivers} concatenated;
+  - Shutdown: C{true} when every aggregate shut the slice down;
+  - GetVersion: describes the slice manager itself (C{interface:
+    slicemgr}, C{peers}: URN to URL); it is not forwarded.
+
+Merged RSpecs carry C{<statistics call>} with one C{<aggregate>} per
+peer; every forwarded call's struct carries C{geniam_statistics}.
+
+Routing: a call naming a slice goes to every peer; a call naming slivers
+goes to the peers whose authority minted them (SEARCHFAILED for slivers
+no peer minted); Allocate sends each peer only its part of the request
+RSpec, split by C{component_manager_id} (BADARGS for elements naming no
+known aggregate). Allocate is all or nothing across aggregates: when a
+part fails, the slivers the other parts allocated are deleted again and
+the call fails, unless C{geni_best_effort} is true.
+
+Repeats and loops: a repeated C{(caller, method, call_id)} gets the
+original answer (L{CallReplay}); a call is never sent to the peer that
+made it (its URN, learned from GetVersion, is the caller's), nor to this
+slice manager itself; every forwarded call carries a C{call_id} (the
+caller's or a fresh one), and a peer sending back a C{call_id} this slice
+manager is forwarding is refused with REFUSED.
+
+Credentials: see L{geniam.managers.forwarding}.
+
+Options understood besides the standard ones:
+  - C{cached} (ListResources, default true): false bypasses the cache
+    (the fresh advertisement is then cached);
+  - C{geni_best_effort} (Allocate): keep the parts that succeeded.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from geniam import __version__
+from geniam.errors import GeniCode, GeniError, success_struct
+from geniam.managers.adcache import AdvertisementCache, CachedAd, ad_cache_key
+from geniam.managers.arguments import GENI_RSPEC_V3, Target, flag, options_struct, rspec_version, target_urns
+from geniam.managers.breaker import CircuitBreaker
+from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
+from geniam.managers.forwarding import Forwarder, Forwarding
+from geniam.managers.peers import Peer, PeerRecord
+from geniam.managers.replay import CallReplay
+from geniam.managers.rollup import (
+    concatenated,
+    first_member,
+    result_struct,
+    rollup,
+    rspec_outcomes,
+)
+from geniam.managers.shared import Shared
+from geniam.rspec.compression import compress_rspec
+from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
+from geniam.rspec.namespaces import rspec_version_struct
+from geniam.urn import URN, parse_urn
+
+_T = TypeVar("_T")
+
+CREDENTIAL_TYPES = [
+    {"geni_type": "geni_sfa", "geni_version": "3"},
+    {"geni_type": "geni_sfa", "geni_version": "2"},
+    {"geni_type": "geni_abac", "geni_version": "1"},
+]
+SUPPORTED_RSPECS = (GENI_RSPEC_V3,)
+CALL_ID_OPTION = "call_id"
+CACHED_OPTION = "cached"
+MAX_CALL_ID = 256
+
+
+@dataclass(frozen=True)
+class SliceManagerInfo:
+    """
+    How the slice manager describes itself.
+
+    @ivar urn: its URN (that of its certificate).
+    @ivar url: the URL clients reach its AM API v3 at.
+    """
+
+    urn: str
+    url: str
+
+
+@dataclass(frozen=True)
+class SliceManagerSettings:
+    """
+    The slice manager's tunables.
+
+    @ivar peer_timeout: seconds one peer may take to answer one call.
+    @ivar deadline: seconds a whole call may take; then it answers with
+        what it has.
+    @ivar max_concurrency: calls in flight to all peers together.
+    @ivar cache_ttl: seconds a merged advertisement is fresh.
+    @ivar stale_ttl: seconds past C{cache_ttl} it is still served while
+        refreshed (C{None}: as long as C{cache_ttl}).
+    @ivar call_id_window: seconds a finished call's answer is kept for repeats.
+    @ivar breaker_failures: consecutive failures that open a peer's circuit.
+    @ivar breaker_reset: seconds before an open circuit is probed.
+    @ivar breaker_max_reset: the longest cool-down after failed probes.
+    """
+
+    peer_timeout: float = 30.0
+    deadline: float = 60.0
+    max_concurrency: int = 512
+    cache_ttl: float = 60.0
+    stale_ttl: float | None = None
+    call_id_window: float = 600.0
+    breaker_failures: int = 5
+    breaker_reset: float = 30.0
+    breaker_max_reset: float = 600.0
+
+
+@dataclass(frozen=True)
+class Mergers:
+    """
+    The RSpec functions the slice manager uses (L{geniam.rspec.merge} by default).
+
+    @ivar advertisements: C{(outcomes, call, generated) -> XML}.
+    @ivar manifests: C{(outcomes, call, generated) -> XML}.
+    @ivar split: C{(request, aggregate URNs) -> {URN: request}}.
+    """
+
+    advertisements: Callable[..., str] = merge_advertisements
+    manifests: Callable[..., str] = merge_manifests
+    split: Callable[..., dict[str, str]] = split_request
+
+
+@dataclass
+class _Call:
+    """One incoming call on its way through the slice manager."""
+
+    method: str
+    caller: Any
+    options: dict[str, Any]
+    call_id: str
+    deadline: float
+    forwarded: dict[str, Any] = field(default_factory=dict)
+
+
+def caller_urn(caller: Any) -> str | None:
+    """The URN of the caller (a verified L{GID} or anything with C{urn})."""
+    urn = getattr(caller, "urn", None)
+    return urn if isinstance(urn, str) and urn else None
+
+
+def caller_key(caller: Any) -> str:
+    """A normalised identifier of the caller, for call_id replay."""
+    urn = caller_urn(caller)
+    if urn is not None:
+        try:
+            return parse_urn(urn).key
+        except GeniError:
+            return urn
+    fingerprint = getattr(caller, "fingerprint", None)
+    if isinstance(fingerprint, bytes):
+        return fingerprint.hex()
+    return repr(caller)
+
+
+class SliceManager:
+    """
+    The ten AM API v3 methods, forwarded to many peers.
+
+    @ivar records: the peers, in the configured order.
+    @ivar fanout: makes the calls.
+    @ivar cache: the advertisement cache.
+    @ivar replay: remembers answers by C{call_id}.
+    @ivar info: the slice manager's URN and URL.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        peers: Sequence[Peer],
+        clock: IReactorTime,
+        forwarder: Forwarder,
+        info: SliceManagerInfo,
+        settings: SliceManagerSettings = SliceManagerSettings(),
+        mergers: Mergers = Mergers(),
+        peer_urns: Mapping[str, str] | None = None,
+        threadpool: ThreadPool | None = None,
+        reactor: IReactorFromThreads | None = None,
+        new_call_id: Callable[[], str] | None = None,
+    ) -> None:
+        """
+        @param peers: the aggregates and slice managers to forward to.
+        @param clock: gives the time; drives timeouts, the cache and the breakers.
+        @param forwarder: decides which credentials are sent (L{CredentialForwarder}).
+        @param info: the slice manager's URN and URL.
+        @param settings: timeouts, deadline, bounds.
+        @param mergers: the RSpec merge and split functions.
+        @param peer_urns: URNs known in advance, by peer URL.
+        @param threadpool: where RSpecs are merged, split and compressed;
+            inline when C{None}.
+        @param reactor: required with C{threadpool}.
+        @param new_call_id: makes the C{call_id} of calls that came without one.
+        """
+        if threadpool is not None and reactor is None:
+            raise ValueError("a thread pool needs a reactor")
+        parse_urn(info.urn)
+        self.info = info
+        self.settings = settings
+        self.mergers = mergers
+        self._clock = clock
+        self._forwarder = forwarder
+        self._threadpool = threadpool
+        self._reactor = reactor
+        self._new_call_id = new_call_id or (lambda: secrets.token_hex(16))
+        urns = dict(peer_urns or {})
+        self.records = [
+            PeerRecord(
+                peer,
+                CircuitBreaker(clock, settings.breaker_failures, settings.breaker_reset, settings.breaker_max_reset),
+                urns.get(peer.url),
+            )
+            for peer in peers
+        ]
+        self._order = {id(record): index for index, record in enumerate(self.records)}
+        self.fanout = FanOut(clock, settings.peer_timeout, settings.max_concurrency)
+        self.cache = AdvertisementCache(clock, settings.cache_ttl, settings.stale_ttl)
+        self.replay = CallReplay(clock, settings.call_id_window)
+        self._forwarding: dict[str, int] = {}
+        self._learning: Shared[None] | None = None
+
+    # --- peers ----------------------------------------------------------
+
+    def learn_versions(self, records: Sequence[PeerRecord] | None = None) -> Deferred[None]:
+        """
+        Ask peers for their GetVersion and learn their URNs (all peers by default).
+
+        Concurrent requests share one round of calls.
+
+        @return: a Deferred firing when the round is over.
+        """
+        if self._learning is None or self._learning.done:
+            chosen = list(self.records if records is None else records)
+            self._learning = Shared(Deferred.fromCoroutine(self._learn(chosen)))
+        return self._learning.wait()
+
+    def start(self) -> Deferred[None]:
+        """Learn every peer's version; fires when done (failures are remembered, not raised)."""
+        return self.learn_versions()
+
+    async def _learn(self, records: list[PeerRecord]) -> None:
+        if not records:
+            return
+        deadline = self._clock.seconds() + self.settings.peer_timeout
+        outcomes = await self.fanout.run([PeerCall(r, "GetVersion", ({},)) for r in records], deadline)
+        for outcome in outcomes:
+            record = outcome.record
+            if outcome.struct is None:
+                record.failed_to_learn(GeniError(GeniCode(outcome.code or GeniCode.RPCERROR), outcome.reason or outcome.status))
+                continue
+            try:
+                record.learn(outcome.struct)
+            except GeniError as e:
+                record.failed_to_learn(e)
+                self.log.warn("peer {url}: {reason}", url=record.url, reason=e.output)
+            else:
+                self.log.info("peer {url} is {urn}", url=record.url, urn=record.urn)
+
+    def _partition(self, caller: Any) -> tuple[list[PeerRecord], list[PeerRecord], list[PeerRecord]]:
+        """
+        Split the peers for a call: those to call, those not known yet, and
+        those left out (the caller, and this slice manager itself).
+        """
+        urn = caller_urn(caller)
+        callable_: list[PeerRecord] = []
+        unknown: list[PeerRecord] = []
+        excluded: list[PeerRecord] = []
+        for record in self.records:
+            if not record.known:
+                unknown.append(record)
+            elif record.is_urn(urn) or record.is_urn(self.info.urn):
+                excluded.append(record)
+            else:
+                callable_.append(record)
+        if unknown:
+            self.learn_versions(unknown).addErrback(lambda f: self.log.failure("learning peer versions failed", f))
+        return callable_, unknown, excluded
+
+    def _not_known(self, record: PeerRecord) -> PeerOutcome:
+        error = record.version_error
+        code = int(error.code) if error is not None else int(GeniCode.UNAVAILABLE)
+        why = error.output if error is not None else "it has not answered GetVersion yet"
+        return PeerOutcome(record, ERROR, 0.0, None, code, f"not called: its URN is unknown ({why})", called=False)
+
+    def _in_order(self, outcomes: list[PeerOutcome]) -> list[PeerOutcome]:
+        return sorted(outcomes, key=lambda o: self._order.get(id(o.record), 0))
+
+    # --- helpers --------------------------------------------------------
+
+    async def _cpu(self, function: Callable[..., _T], *args: Any) -> _T:
+        if self._threadpool is None:
+            return function(*args)
+        assert self._reactor is not None
+        result: _T = await deferToThreadPool(self._reactor, self._threadpool, function, *args)  # type: ignore[arg-type]
+        return result
+
+    async def _once(self, method: str, caller: Any, options: Any, work: Callable[[_Call], Any]) -> dict[str, Any]:
+        """Run C{work} for a call, answering repeats of its C{call_id} with the first answer."""
+        options = options_struct(options)
+        call_id = options.get(CALL_ID_OPTION)
+        if call_id is not None and (not isinstance(call_id, str) or len(call_id) > MAX_CALL_ID):
+            raise GeniError(GeniCode.BADARGS, f"option call_id must be a string of at most {MAX_CALL_ID} characters")
+        given = bool(call_id)
+        if not call_id:
+            call_id = self._new_call_id()
+        call = _Call(method, caller, options, call_id, self._clock.seconds() + self.settings.deadline)
+        if not given:
+            return await self._forwarding_call(call, work)  # type: ignore[no-any-return]
+        key = (caller_key(caller), method, call_id)
+        if not self.replay.knows(key) and call_id in self._forwarding and self._is_peer(caller):
+            raise GeniError(
+                GeniCode.REFUSED,
+                f"call_id {call_id[:64]!r} is being forwarded by this slice manager already: "
+                "the call came back through a loop of slice managers",
+            )
+        result: dict[str, Any] = await self.replay.run(key, lambda: Deferred.fromCoroutine(self._forwarding_call(call, work)))
+        return result
+
+    async def _forwarding_call(self, call: _Call, work: Callable[[_Call], Any]) -> Any:
+        self._forwarding[call.call_id] = self._forwarding.get(call.call_id, 0) + 1
+        try:
+            return await work(call)
+        finally:
+            left = self._forwarding[call.call_id] - 1
+            if left:
+                self._forwarding[call.call_id] = left
+            else:
+                del self._forwarding[call.call_id]
+
+    def _is_peer(self, caller: Any) -> bool:
+        urn = caller_urn(caller)
+        return any(record.is_urn(urn) for record in self.records)
+
+    def _options_for(self, call: _Call, forwarding: Forwarding, drop: Sequence[str] = ()) -> dict[str, Any]:
+        options = forwarding.options(call.options)
+        for name in drop:
+            options.pop(name, None)
+        options[CALL_ID_OPTION] = call.call_id
+        return options
+
+    async def _fan(self, call: _Call, calls: list[PeerCall], unknown: Sequence[PeerRecord] = ()) -> list[PeerOutcome]:
+        outcomes = await self.fanout.run(calls, call.deadline)
+        return self._in_order(list(outcomes) + [self._not_known(r) for r in unknown])
+
+    def _route(self, call: _Call, target: Target) -> tuple[list[tuple[PeerRecord, list[str]]], list[PeerRecord]]:
+        """
+        Choose the peers for a call naming C{target}.
+
+        @return: C{(peer, its URNs)} pairs, and the peers not known yet
+            (for a slice; slivers go only to known peers).
+        @raise GeniError: SEARCHFAILED for slivers no known peer minted.
+        """
+        callable_, unknown, excluded = self._partition(call.caller)
+        if target.slice_urn is not None:
+            return [(r, [target.slice_urn]) for r in callable_], unknown
+        routed: dict[int, tuple[PeerRecord, list[str]]] = {}
+        lost: list[str] = []
+        for urn in target.sliver_urns:
+            parsed = parse_urn(urn)
+            owner = self._owner(parsed, callable_)
+            if owner is None:
+                lost.append(urn)
+                continue
+            routed.setdefault(id(owner), (owner, []))[1].append(urn)
+        if lost:
+            detail = ""
+            if any(self._owner(parse_urn(u), excluded) for u in lost):
+                detail = " (slivers of the calling aggregate are not forwarded back to it)"
+            elif unknown:
+                detail = " (some aggregates are not reachable now: " + ", ".join(r.url for r in unknown) + ")"
+            raise GeniError(
+                GeniCode.SEARCHFAILED,
+                "no aggregate of this slice manager minted "
+                + ", ".join(lost[:10])
+                + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+                + detail,
+            )
+        pairs = sorted(routed.values(), key=lambda pair: self._order.get(id(pair[0]), 0))
+        return pairs, []
+
+    @staticmethod
+    def _owner(urn: URN, records: Sequence[PeerRecord]) -> PeerRecord | None:
+        for record in records:
+            if record.owns(urn):
+                return record
+        return None
+
+    @staticmethod
+    def _shaped(outcomes: list[PeerOutcome], check: Callable[[Any], bool], what: str) -> list[PeerOutcome]:
+        """Turn successes whose value is not shaped as C{what} into errors."""
+        fixed = []
+        for outcome in outcomes:
+            if outcome.ok and not check(outcome.value):
+                outcome = PeerOutcome(
+                    outcome.record,
+                    ERROR,
+                    outcome.elapsed,
+                    None,
+                    int(GeniCode.RPCERROR),
+                    f"malformed reply: the value is not {what}",
+                )
+            fixed.append(outcome)
+        return fixed
+
+    # --- GetVersion -----------------------------------------------------
+
+    async def GetVersion(self, caller: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Describe this slice manager and its peers; not forwarded, needs no credential."""
+        peers: dict[str, str] = {}
+        states = []
+        for record in self.records:
+            peers[record.urn or record.url] = record.url
+            state: dict[str, Any] = {"url": record.url, "state": record.breaker.state.value}
+            if record.urn:
+                state["urn"] = record.urn
+            if record.version_error is not None:
+                state["error"] = record.version_error.output
+            states.append(state)
+        value = {
+            "geni_api": 3,
+            "geni_api_versions": {"3": self.info.url},
+            "geni_request_rspec_versions": [rspec_version_struct("request")],
+            "geni_ad_rspec_versions": [rspec_version_struct("ad")],
+            "geni_credential_types": CREDENTIAL_TYPES,
+            "geni_single_allocation": 0,
+            "geni_allocate": "geni_many",
+            "geni_am_type": "geniam",
+            "geni_am_code": __version__,
+            "interface": "slicemgr",
+            "urn": self.info.urn,
+            "peers": peers,
+            "geniam_peers": states,
+        }
+        struct = success_struct(value)
+        struct["geni_api"] = 3
+        return struct
+
+    # --- ListResources --------------------------------------------------
+
+    async def ListResources(self, caller: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The merged advertisement of every peer (cached unless C{cached} is false)."""
+        return await self._once("ListResources", caller, options, lambda call: self._list_resources(call, credentials))
+
+    async def _list_resources(self, call: _Call, credentials: list[Any]) -> dict[str, Any]:
+        options = call.options
+        if "geni_slice_urn" in options:
+            raise GeniError(GeniCode.BADARGS, "geni_slice_urn is not an AM API v3 option; use Describe")
+        rspec_version(options, SUPPORTED_RSPECS)
+        compressed = flag(options, "geni_compressed")
+        use_cache = flag(options, CACHED_OPTION, True)
+        forwarding = await self._forwarder.for_resources(call.caller, credentials, options)
+        callable_, unknown, excluded = self._partition(call.caller)
+        key = ad_cache_key(options, [r.key for r in excluded])
+        forwarded = self._options_for(call, forwarding, drop=("geni_compressed",))
+
+        def fetch() -> Deferred[str]:
+            return Deferred.fromCoroutine(self._fetch_advertisement(call, forwarding, forwarded, callable_, unknown))
+
+        if use_cache:
+            cached = await self.cache.get(key, fetch)
+        else:
+            cached = CachedAd(await self.cache.refresh(key, fetch), 0.0, False)
+        value = await self._cpu(compress_rspec, cached.value) if compressed else cached.value
+        struct = success_struct(value)
+        struct["geniam_cache"] = {"hit": cached.hit, "age": round(cached.age, 3), "stale": cached.stale}
+        return struct
+
+    async def _fetch_advertisement(
+        self,
+        call: _Call,
+        forwarding: Forwarding,
+        options: dict[str, Any],
+        records: list[PeerRecord],
+        unknown: list[PeerRecord],
+    ) -> str:
+        calls = [PeerCall(r, "ListResources", (list(forwarding.credentials), options)) for r in records]
+        outcomes = self._shaped(await self._fan(call, calls, unknown), lambda v: isinstance(v, str), "an RSpec string")
+        if outcomes and not any(o.ok for o in outcomes):
+            code, output = rollup(outcomes, False, False)
+            raise GeniError(GeniCode(code), f"no aggregate listed its resources: {output}")
+        rspecs = [o.value if o.ok else None for o in outcomes]
+        return await self._cpu(
+            self.mergers.advertisements, rspec_outcomes(outcomes, rspecs), "ListResources", self._clock.seconds()
+        )
+
+    # --- Describe, Provision, Status ------------------------------------
+
+    async def Describe(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The merged manifest and sliver states of a slice or some of its slivers."""
+        return await self._once("Describe", caller, options, lambda call: self._manifest_call(call, urns, credentials))
+
+    async def Provision(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Provision at every aggregate concerned; the merged manifest of what was provisioned."""
+        return await self._once("Provision", caller, options, lambda call: self._manifest_call(call, urns, credentials))
+
+    async def _manifest_call(self, call: _Call, urns: Any, credentials: list[Any]) -> dict[str, Any]:
+        rspec_version(call.options, SUPPORTED_RSPECS)
+        compressed = call.method == "Describe" and flag(call.options, "geni_compressed")
+        best_effort = flag(call.options, "geni_best_effort")
+        target = target_urns(urns)
+        slice_urn = target.slice_urn
+        forwarding = await self._forwarder.for_slice(call.caller, credentials, call.method, slice_urn, call.options)
+        plan, unknown = self._route(call, target)
+        options = self._options_for(call, forwarding, drop=("geni_compressed",))
+        calls = [PeerCall(r, call.method, (own, list(forwarding.credentials), options)) for r, own in plan]
+        try:
+            outcomes = await self._fan(call, calls, unknown)
+        finally:
+            if call.method == "Provision":
+                self.cache.invalidate()
+        outcomes = self._shaped(outcomes, _manifest_shaped, "a struct with geni_rspec and geni_slivers")
+        whole = slice_urn is not None
+        code, output = rollup(outcomes, whole, best_effort)
+        rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
+        manifest = await self._cpu(
+            self.mergers.manifests, rspec_outcomes(outcomes, rspecs), call.method, self._clock.seconds()
+        )
+        if compressed:
+            manifest = await self._cpu(compress_rspec, manifest)
+        value = {
+            "geni_rspec": manifest,
+            "geni_urn": first_member(outcomes, "geni_urn", slice_urn or forwarding.slice_urn or ""),
+            "geni_slivers": concatenated(outcomes, "geni_slivers"),
+        }
+        return result_struct(call.method, outcomes, value, code, output)
+
+    async def Status(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """C{geni_urn} and the sliver states from every aggregate concerned."""
+        return await self._once("Status", caller, options, lambda call: self._status(call, urns, credentials))
+
+    async def _status(self, call: _Call, urns: Any, credentials: list[Any]) -> dict[str, Any]:
+        target = target_urns(urns)
+        slice_urn = target.slice_urn
+        forwarding = await self._forwarder.for_slice(call.caller, credentials, "Status", slice_urn, call.options)
+        plan, unknown = self._route(call, target)
+        options = self._options_for(call, forwarding)
+        calls = [PeerCall(r, "Status", (own, list(forwarding.credentials), options)) for r, own in plan]
+        outcomes = self._shaped(
+            await self._fan(call, calls, unknown),
+            lambda v: isinstance(v, dict) and isinstance(v.get("geni_slivers"), list),
+            "a struct with geni_slivers",
+        )
+        code, output = rollup(outcomes, slice_urn is not None, flag(call.options, "geni_best_effort"))
+        value = {
+            "geni_urn": first_member(outcomes, "geni_urn", slice_urn or forwarding.slice_urn or ""),
+            "geni_slivers": concatenated(outcomes, "geni_slivers"),
+        }
+        return result_struct("Status", outcomes, value, code, output)
+
+    # --- Allocate -------------------------------------------------------
+
+    async def Allocate(
+        self, caller: Any, slice_urn: Any, credentials: list[Any], rspec: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send each aggregate its part of the request; the merged manifest of the new slivers."""
+        return await self._once(
+            "Allocate", caller, options, lambda call: self._allocate(call, slice_urn, credentials, rspec)
+        )
+
+    async def _allocate(self, call: _Call, slice_urn: Any, credentials: list[Any], rspec: Any) -> dict[str, Any]:
+        slice_urn = str(parse_urn(slice_urn, "slice"))
+        if not isinstance(rspec, str):
+            raise GeniError(GeniCode.BADARGS, "rspec must be a string")
+        best_effort = flag(call.options, "geni_best_effort")
+        forwarding = await self._forwarder.for_slice(call.caller, credentials, "Allocate", slice_urn, call.options)
+        callable_, unknown, excluded = self._partition(call.caller)
+        by_urn = {r.urn: r for r in callable_}
+        try:
+            parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
+        except GeniError as e:
+            notes = []
+            if unknown:
+                notes.append("not reachable now: " + ", ".join(r.url for r in unknown))
+            if excluded:
+                notes.append("not forwarded to: " + ", ".join(r.name for r in excluded))
+            raise GeniError(e.code, e.output + (f" ({'; '.join(notes)})" if notes else "")) from None
+        options = self._options_for(call, forwarding)
+        calls = [
+            PeerCall(by_urn[urn], "Allocate", (slice_urn, list(forwarding.credentials), part, options))
+            for urn, part in parts.items()
+        ]
+        try:
+            outcomes = await self._fan(call, calls)
+        finally:
+            self.cache.invalidate()
+        outcomes = self._shaped(
+            outcomes,
+            lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
+            "a struct with geni_rspec and geni_slivers",
+        )
+        code, output = rollup(outcomes, False, best_effort)
+        if code != GeniCode.SUCCESS and any(o.ok for o in outcomes):
+            released = self._release(call, forwarding, [o for o in outcomes if o.ok])
+            output += f"; allocation is all or nothing, so the slivers allocated at {released} are being deleted"
+            outcomes = [o if not o.ok else _rolled_back(o) for o in outcomes]
+        rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
+        manifest = await self._cpu(self.mergers.manifests, rspec_outcomes(outcomes, rspecs), "Allocate", self._clock.seconds())
+        value = {
+            "geni_rspec": manifest,
+            "geni_urn": first_member(outcomes, "geni_urn", slice_urn),
+            "geni_slivers": concatenated(outcomes, "geni_slivers"),
+        }
+        return result_struct("Allocate", outcomes, value, code, output)
+
+    def _release(self, call: _Call, forwarding: Forwarding, outcomes: list[PeerOutcome]) -> str:
+        """Delete, in the background, the slivers a failed Allocate made; return whose they were."""
+        calls = []
+        for outcome in outcomes:
+            urns = [s.get("geni_sliver_urn") for s in outcome.value["geni_slivers"] if isinstance(s, dict)]
+            urns = [u for u in urns if isinstance(u, str)]
+            if urns:
+                options = self._options_for(call, forwarding)
+                options[CALL_ID_OPTION] = f"{call.call_id}-release"
+                calls.append(PeerCall(outcome.record, "Delete", (urns, list(forwarding.credentials), options)))
+        deadline = self._clock.seconds() + self.settings.peer_timeout
+        d = self.fanout.run(calls, deadline)
+
+        def report(released: list[PeerOutcome]) -> None:
+            self.cache.invalidate()
+            for outcome in released:
+                if not outcome.ok:
+                    self.log.warn(
+                        "releasing the slivers of a failed Allocate at {peer} failed: {reason}",
+                        peer=outcome.name,
+                        reason=outcome.reason,
+                    )
+
+        d.addCallback(report)
+        d.addErrback(lambda f: self.log.failure("releasing the slivers of a failed Allocate failed", f))
+        return ", ".join(o.name for o in outcomes)
+
+    # --- Renew, PerformOperationalAction, Delete, Shutdown --------------
+
+    async def Renew(
+        self, caller: Any, urns: Any, credentials: list[Any], expiration_time: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Renew at every aggregate concerned; the sliver lists joined, codes rolled up."""
+        return await self._once(
+            "Renew", caller, options, lambda call: self._list_call(call, urns, credentials, (expiration_time,))
+        )
+
+    async def PerformOperationalAction(
+        self, caller: Any, urns: Any, credentials: list[Any], action: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Perform the action at every aggregate concerned; the sliver lists joined."""
+        if not isinstance(action, str) or not action:
+            raise GeniError(GeniCode.BADARGS, "action must be a non-empty string")
+        return await self._once(
+            "PerformOperationalAction", caller, options, lambda call: self._list_call(call, urns, credentials, (action,))
+        )
+
+    async def Delete(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Delete at every aggregate concerned; the lists of deleted slivers joined."""
+        return await self._once("Delete", caller, options, lambda call: self._list_call(call, urns, credentials, ()))
+
+    async def _list_call(self, call: _Call, urns: Any, credentials: list[Any], extra: tuple[Any, ...]) -> dict[str, Any]:
+        target = target_urns(urns)
+        slice_urn = target.slice_urn
+        forwarding = await self._forwarder.for_slice(call.caller, credentials, call.method, slice_urn, call.options)
+        plan, unknown = self._route(call, target)
+        options = self._options_for(call, forwarding)
+        calls = [PeerCall(r, call.method, (own, list(forwarding.credentials), *extra, options)) for r, own in plan]
+        try:
+            outcomes = await self._fan(call, calls, unknown)
+        finally:
+            if call.method == "Delete":
+                self.cache.invalidate()
+        outcomes = self._shaped(outcomes, lambda v: isinstance(v, list), "a list of slivers")
+        code, output = rollup(outcomes, slice_urn is not None, flag(call.options, "geni_best_effort"))
+        return result_struct(call.method, outcomes, concatenated(outcomes, None), code, output)
+
+    async def Shutdown(self, caller: Any, slice_urn: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Shut the slice down at every aggregate; C{true} when all did."""
+        return await self._once("Shutdown", caller, options, lambda call: self._shutdown(call, slice_urn, credentials))
+
+    async def _shutdown(self, call: _Call, slice_urn: Any, credentials: list[Any]) -> dict[str, Any]:
+        slice_urn = str(parse_urn(slice_urn, "slice"))
+        forwarding = await self._forwarder.for_slice(call.caller, credentials, "Shutdown", slice_urn, call.options)
+        callable_, unknown, _ = self._partition(call.caller)
+        options = self._options_for(call, forwarding)
+        calls = [PeerCall(r, "Shutdown", (slice_urn, list(forwarding.credentials), options)) for r in callable_]
+        outcomes = await self._fan(call, calls, unknown)
+        code, output = rollup(outcomes, True, False)
+        value = code == GeniCode.SUCCESS and all(o.value is True for o in outcomes if o.ok)
+        return result_struct("Shutdown", outcomes, value, code, output)
+
+
+def _manifest_shaped(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("geni_rspec"), str)
+        and isinstance(value.get("geni_slivers", []), list)
+    )
+
+
+def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
+    """A successful Allocate whose slivers are being released: reported as an error."""
+    return PeerOutcome(
+        outcome.record,
+        ERROR,
+        outcome.elapsed,
+        None,
+        int(GeniCode.REFUSED),
+        "allocated, then released because another aggregate failed",
+    )
