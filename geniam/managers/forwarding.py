@@ -25,8 +25,10 @@ When neither is there, the call fails with FORBIDDEN, naming both ways.
 
 Calls about no slice (ListResources) need the caller's own user
 credential at the slice manager; the aggregates are then called with the
-slice manager's own user credential (C{--credential FILE}), since the
-merged advertisement is shared by every user.
+slice manager's own credential (C{--credential FILE}: a user credential
+whose owner and target are the slice manager), since the merged
+advertisement is shared by every user; a speaks-for credential the
+caller gave for the slice manager is used instead when present.
 
 L{CredentialForwarder} decides with the slice manager's own
 L{CredentialVerifier}, so refusals are given before any aggregate is
@@ -123,13 +125,30 @@ class CredentialForwarder:
         self.own_credentials = tuple(own_credentials)
 
     async def for_resources(self, caller: Any, credentials: Sequence[Any], options: Mapping[str, Any]) -> Forwarding:
-        """See L{Forwarder.for_resources}."""
+        """
+        See L{Forwarder.for_resources}. A speaks-for credential the caller
+        gave the slice manager is used when present (with the caller's
+        user credential); otherwise the slice manager's own credentials.
+        """
         await self._verifier.authorize(caller, credentials, "ListResources", None, options)
+        if isinstance(caller, GID) and caller.urn:
+            presented, _ = unwrap_credentials(credentials)
+            if any(self._is_abac(p) for p in presented):
+                try:
+                    grant = await self._verifier.authorize(
+                        self.gid, credentials, "ListResources", None, {SPEAKING_FOR_OPTION: caller.urn}
+                    )
+                except GeniError:
+                    pass
+                else:
+                    if grant.speaks_for is not None and grant.speaks_for.user.public_key_matches(caller):
+                        return Forwarding(tuple(credentials), SPEAKS_FOR, None, caller.urn)
         if not self.own_credentials:
             raise GeniError(
                 GeniCode.FORBIDDEN,
                 f"this slice manager ({self.gid.urn}) has no credential of its own to list its aggregates' "
-                "resources with; its operator must start it with --credential FILE",
+                "resources with (its operator starts it with --credential FILE); you may instead give it a "
+                "speaks-for credential (geni_abac) naming it, with your user credential",
             )
         return Forwarding(self.own_credentials, OWN)
 

@@ -1,0 +1,361 @@
+# -*- test-case-name: tests.test_sm_tap -*-
+"""
+C{twistd geniam-sm}: the slice manager's options and service tree.
+
+The slice manager serves AM API v3 over TLS (client certificates
+required) and calls its peers over TLS with its own certificate, through
+one keep-alive connection pool. Each peer's certificate must chain to the
+trust roots; a peer configured as C{URN=URL} must present that URN, and a
+certificate naming host names must name the URL's host.
+
+Example C{sm.toml}::
+
+    port = 8002
+    trust-roots = "/etc/geniam/roots"
+    certificate = "/etc/geniam/sm-cert.pem"
+    private-key = "/etc/geniam/sm-key.pem"
+
+    [sm]
+    aggregate = ["urn:publicid:IDN+island1.example+authority+am=https://island1.example:8001/",
+                 "https://island2.example:8001/"]
+    credential = ["/etc/geniam/sm-credential.xml"]
+    peer-timeout = "30s"
+    deadline = "60s"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.application.internet import TimerService
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.client import HTTPConnectionPool
+
+from geniam.config import ServerOptions, duration, positive_int
+from geniam.errors import GeniError
+from geniam.managers.forwarding import CredentialForwarder
+from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
+from geniam.protocols.peer import XmlRpcPeer
+from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniXmlRpcResource, make_site
+from geniam.tap.common import ServerTrust, ThreadPoolService, listen_tls, server_trust, tls_for
+from geniam.trust.credential import GENI_SFA, as_struct, parse_credential
+from geniam.trust.mint import user_credential
+from geniam.trust.tls import GeniTLSPolicy
+from geniam.trust.verifier import CredentialVerifier
+from geniam.urn import parse_urn
+
+OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
+"""How long the credential a development slice manager mints for itself lasts."""
+
+
+def parse_aggregate(text: str) -> tuple[str | None, str]:
+    """
+    Read an C{--aggregate} value: C{URL} or C{URN=URL}.
+
+    @return: the URN (or C{None}) and the URL.
+    @raise usage.UsageError: for a malformed value.
+    """
+    text = str(text).strip()
+    urn: str | None = None
+    if text.lower().startswith("urn:") and "=" in text:
+        urn, text = text.split("=", 1)
+        try:
+            urn = str(parse_urn(urn.strip()))
+        except GeniError as e:
+            raise usage.UsageError(f"--aggregate: {e.output}") from None
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise usage.UsageError(f"--aggregate: {text!r} is not an https:// URL")
+    return urn, text
+
+
+class Options(ServerOptions):
+    """Flags of C{twistd geniam-sm}; every one may also be set in the C{[sm]} table of C{--config}."""
+
+    role = "sm"
+    default_port = 8002
+    synopsis = "[options] --aggregate URL [--aggregate URL ...]"
+    optParameters = [
+        ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
+        ["peer-timeout", None, 30.0, "How long one aggregate may take to answer one call (e.g. 30s).", duration],
+        ["deadline", None, 60.0, "How long a whole call may take; then it answers with what it has.", duration],
+        ["max-concurrency", None, 512, "Calls in flight to all aggregates together.", positive_int],
+        ["cache-ttl", None, 60.0, "How long a merged advertisement is served from the cache.", duration],
+        ["stale-ttl", None, None, "How long past --cache-ttl it is served while refreshed (default: --cache-ttl).", duration],
+        ["call-id-window", None, 600.0, "How long an answer is kept for repeats of its call_id.", duration],
+        ["breaker-failures", None, 5, "Consecutive failures that stop calls to an aggregate.", positive_int],
+        ["breaker-reset", None, 30.0, "How long before a stopped aggregate is probed again.", duration],
+        ["refresh-interval", None, 600.0, "How often each aggregate's GetVersion is asked again.", duration],
+        ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
+        ["threads", None, 4, "Worker threads for credential checks and RSpec merging.", positive_int],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Plain dict updates: these lists are not "given" until a flag or the file fills them.
+        self.update({"aggregate": [], "credential": []})
+
+    def opt_aggregate(self, value: str) -> None:
+        """A peer aggregate or slice manager: URL, or URN=URL to require that URN (repeatable)."""
+        self["aggregate"].append(value)
+
+    def opt_credential(self, value: str) -> None:
+        """A credential file of the slice manager's own, used to list resources (repeatable)."""
+        self["credential"].append(value)
+
+    def check(self) -> None:
+        """Cross-check the slice manager's options."""
+        if self["url"] and not str(self["url"]).startswith("https://"):
+            raise usage.UsageError("--url must be an https:// URL")
+        if not self["aggregate"]:
+            raise usage.UsageError("give at least one --aggregate URL")
+        self["aggregates"] = [parse_aggregate(a) for a in self["aggregate"]]
+        urls = [url for _, url in self["aggregates"]]
+        if len(set(urls)) != len(urls):
+            raise usage.UsageError("--aggregate: the same URL is given twice")
+        for path in self["credential"]:
+            if not os.path.isfile(path):
+                raise usage.UsageError(f"--credential: no such file {path}")
+
+    def settings(self) -> SliceManagerSettings:
+        """The slice manager's tunables from these options."""
+        return SliceManagerSettings(
+            peer_timeout=self["peer-timeout"],
+            deadline=self["deadline"],
+            max_concurrency=self["max-concurrency"],
+            cache_ttl=self["cache-ttl"],
+            stale_ttl=self["stale-ttl"],
+            call_id_window=self["call-id-window"],
+            breaker_failures=self["breaker-failures"],
+            breaker_reset=self["breaker-reset"],
+        )
+
+
+def read_credentials(paths: list[str]) -> list[dict[str, Any]]:
+    """
+    Read credential files as AM API v3 credential structs.
+
+    @raise usage.UsageError: for an unreadable or malformed credential.
+    """
+    structs = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            signed = parse_credential(text)
+        except (OSError, UnicodeDecodeError, GeniError) as e:
+            reason = e.output if isinstance(e, GeniError) else str(e)
+            raise usage.UsageError(f"--credential {path}: {reason}") from None
+        structs.append(as_struct(text, signed.kind))
+    return structs
+
+
+class _TlsPeer:
+    """An L{XmlRpcPeer} that can tell the URN its TLS connection verified."""
+
+    def __init__(self, peer: XmlRpcPeer, policy: GeniTLSPolicy) -> None:
+        self._peer = peer
+        self._policy = policy
+        self.url = peer.url
+
+    def call(self, method: str, *params: Any) -> Deferred[Any]:
+        return self._peer.call(method, *params)
+
+    def verified_urn(self) -> str | None:
+        parts = urlsplit(self.url)
+        gid = self._policy.peer_gid(parts.hostname or "", parts.port or 443)
+        return gid.urn if gid is not None else None
+
+
+class SliceManagerService(MultiService):
+    """
+    One slice manager: its TLS XML-RPC listener, its client to the peers,
+    and a periodic refresh of the peers' versions and the caches.
+
+    @ivar manager: the L{SliceManager}.
+    @ivar port: the listening port once started.
+    @ivar pool: the keep-alive connection pool to the peers.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        trust: ServerTrust,
+        aggregates: list[tuple[str | None, str]],
+        own_credentials: list[Any],
+        port: int,
+        interface: str,
+        url: str | None = None,
+        settings: SliceManagerSettings = SliceManagerSettings(),
+        max_body: int = DEFAULT_MAX_BODY,
+        threads: int = 4,
+        refresh_interval: float = 600.0,
+        clock: Any = None,
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.clock = reactor if clock is None else clock
+        self.trust = trust
+        self.urn = trust.identity.gid.urn or ""
+        parse_urn(self.urn)
+        self._port_number = port
+        self._interface = interface
+        self._url = url
+        self._max_body = max_body
+        self.threads = ThreadPoolService("geniam-sm-workers", threads)
+        self.threads.setServiceParent(self)
+        self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.threads.pool, reactor=reactor)
+        expected = {}
+        for urn, peer_url in aggregates:
+            if urn is not None:
+                parts = urlsplit(peer_url)
+                expected[f"{parts.hostname}:{parts.port or 443}"] = urn
+        self.policy = GeniTLSPolicy(trust.identity, trust.roots, expected, clock=self.clock)
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 8
+        peers = [
+            _TlsPeer(XmlRpcPeer(peer_url, reactor, self.policy, self.pool, timeout=settings.peer_timeout), self.policy)
+            for _, peer_url in aggregates
+        ]
+        self.manager = SliceManager(
+            peers,
+            self.clock,
+            CredentialForwarder(self.verifier, trust.identity.gid, own_credentials),
+            SliceManagerInfo(self.urn, url or ""),
+            settings,
+            peer_urns={peer_url: urn for urn, peer_url in aggregates if urn is not None},
+            threadpool=self.threads.pool,
+            reactor=reactor,
+        )
+        self.refresher = TimerService(refresh_interval, self._refresh)
+        self.refresher.clock = self.clock
+        self.refresher.setServiceParent(self)
+        self.port: IListeningPort | None = None
+        self._first_round: Deferred[None] | None = None
+        self._waiters: list[Deferred[SliceManagerService]] = []
+        self._ready = False
+
+    @property
+    def url(self) -> str:
+        """The URL the slice manager serves AM API v3 at."""
+        if self._url:
+            return self._url
+        host = self.port.getHost() if self.port is not None else None
+        port = getattr(host, "port", self._port_number)
+        return f"https://{self._interface or 'localhost'}:{port}/"
+
+    def _refresh(self) -> Deferred[None]:
+        """Ask every peer's GetVersion again and drop expired cache entries; never fails."""
+        self.manager.cache.expire()
+        self.manager.replay.expire()
+        d = self.manager.learn_versions()
+        if self._first_round is None:
+            self._first_round = self.manager.learn_versions()
+        d.addErrback(lambda f: self.log.failure("refreshing the peers' versions failed", f))
+        return d
+
+    def when_started(self) -> Deferred[SliceManagerService]:
+        """A Deferred firing with this service once it listens and has asked its peers' versions once."""
+        d: Deferred[SliceManagerService] = Deferred()
+        if self._ready:
+            d.callback(self)
+        else:
+            self._waiters.append(d)
+        return d
+
+    def startService(self) -> None:
+        """Start the workers and the refresh, then listen."""
+        super().startService()
+        d = Deferred.fromCoroutine(self._start())
+        d.addErrback(self._failed_start)
+
+    def _failed_start(self, failure: Any) -> None:
+        self.log.failure("the slice manager could not start", failure)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
+
+    async def _start(self) -> None:
+        tls = tls_for(self.trust, self.clock)
+        resource = GeniXmlRpcResource(self.manager, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
+        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, make_site(resource))
+        self.manager.info = SliceManagerInfo(self.urn, self.url)
+        self.log.info(
+            "slice manager {urn} serving AM API v3 at {url} for {count} aggregates",
+            urn=self.urn,
+            url=self.url,
+            count=len(self.manager.records),
+        )
+        if self._first_round is not None:
+            await self._first_round
+        self._ready = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(self)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening and refreshing, close the peer connections and the workers."""
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        self._ready = False
+        if self.port is not None:
+            stopped = self.port.stopListening()
+            self.port = None
+            if stopped is not None:
+                await stopped
+        await super().stopService()  # type: ignore[misc]
+        await self.pool.closeCachedConnections()
+
+
+def own_credentials(options: Options, trust: ServerTrust, reactor: Any) -> list[Any]:
+    """
+    The slice manager's own credentials: the C{--credential} files, or,
+    in a development trust domain, a user credential it mints for itself.
+    """
+    if options["credential"]:
+        return read_credentials(options["credential"])
+    if trust.domain is not None:
+        now = reactor.seconds()
+        xml = user_credential(trust.domain.ca, trust.identity.gid, now + OWN_CREDENTIAL_LIFETIME)
+        return [as_struct(xml, GENI_SFA)]
+    return []
+
+
+def build(options: Options, reactor: Any) -> SliceManagerService:
+    """Build the slice manager an C{Options} describes."""
+    Path(options["data-dir"]).mkdir(parents=True, exist_ok=True)
+    trust = server_trust(options, "sm", reactor)
+    if trust.domain is not None:
+        print(f"geniam-sm: development trust domain in {trust.domain.path}")
+    credentials = own_credentials(options, trust, reactor)
+    if not credentials:
+        print("geniam-sm: no --credential given: ListResources needs the callers' speaks-for credentials")
+    return SliceManagerService(
+        reactor,
+        trust,
+        options["aggregates"],
+        credentials,
+        options["port"],
+        options["interface"],
+        url=options["url"],
+        settings=options.settings(),
+        max_body=options["max-body"],
+        threads=options["threads"],
+        refresh_interval=options["refresh-interval"],
+    )
+
+
+def makeService(options: Options) -> IService:
+    """The twistd entry point: the slice manager on the global reactor."""
+    from twisted.internet import reactor
+
+    return build(options, reactor)
