@@ -53,3 +53,258 @@ class IGatewayAgent(Interface):
         Fire with what is applied now: C{{"users": [key, ...], "proxy": "host:port" or "",
         "vlans": {testbed: island}}}.
         """
+
+
+class IStore(Interface):
+    """
+    Where an island's bookings (L{geniam.booking.Booking}) persist.
+
+    Every method returns a Deferred. Every state change is one transaction.
+    The store, not its caller, guarantees that no two live (allocated or
+    provisioned) bookings of its island overlap: L{insert} and L{update}
+    check and write in one transaction that no concurrent writer can
+    interleave with, even in another process sharing the database.
+
+    Failures are L{geniam.errors.GeniError} subclasses:
+    L{geniam.booking.BookingConflict} (UNAVAILABLE),
+    L{geniam.store.errors.StaleBooking} (BUSY),
+    L{geniam.store.errors.UnknownBooking} (SEARCHFAILED),
+    L{geniam.store.errors.DuplicateBooking} (ALREADYEXISTS) and
+    L{geniam.store.errors.StoreError} (DBERROR).
+
+    URNs are compared in their normalised form (L{geniam.urn.URN.key}).
+    """
+
+    island = Attribute("The name of the island whose bookings this store holds (a C{str}).")
+
+    def start():  # type: ignore[misc]
+        """
+        Open the database and create or upgrade its schema; fire with None.
+
+        Fails with L{geniam.store.errors.SchemaTooNew} if the database was
+        written by a newer version of geniam.
+        """
+
+    def stop():  # type: ignore[misc]
+        """Close the database once work in flight is done; fire with None."""
+
+    def insert(booking):  # type: ignore[misc]
+        """
+        Store a new booking; fire with it as stored (C{version} 1).
+
+        A live booking is stored only if no live booking of the island
+        overlaps its slot; otherwise fail with
+        L{geniam.booking.BookingConflict} naming the conflicting slot.
+        Fails with L{geniam.store.errors.DuplicateBooking} if its sliver
+        URN is already used.
+        """
+
+    def get(sliver_urn):  # type: ignore[misc]
+        """Fire with the booking of this sliver URN, or None if there is none."""
+
+    def list_by_slice(slice_urn, live_only=False):  # type: ignore[misc]
+        """Fire with the slice's bookings (only the live ones if C{live_only}), by slot start."""
+
+    def list_live(window, limit=None):  # type: ignore[misc]
+        """
+        Fire with the live bookings whose slot overlaps the
+        L{geniam.booking.Slot} C{window}, by slot start (at most C{limit}).
+        """
+
+    def list_applied():  # type: ignore[misc]
+        """Fire with the bookings whose configuration is on the gateway (C{applied})."""
+
+    def due(now, limit=500):  # type: ignore[misc]
+        """
+        Fire with a L{geniam.booking.Due}: the bookings that need an action
+        at C{now}, exactly as L{geniam.booking.due} would sort them (at most
+        C{limit} of each kind, earliest first).
+        """
+
+    def next_boundary(after):  # type: ignore[misc]
+        """
+        Fire with the earliest moment later than C{after} when a live
+        booking changes by itself (as L{geniam.booking.next_boundary}), or None.
+        """
+
+    def update(bookings):  # type: ignore[misc]
+        """
+        Replace stored bookings with these new values, all or none, in one
+        transaction; fire with them as stored (each C{version} plus one).
+
+        Each booking's C{version} must equal the stored one, else fail with
+        L{geniam.store.errors.StaleBooking}; an unknown sliver fails with
+        L{geniam.store.errors.UnknownBooking}. A live result must not
+        overlap another live booking (those in the same call included),
+        else fail with L{geniam.booking.BookingConflict}.
+        """
+
+    def set_shutdown(slice_urn, when):  # type: ignore[misc]
+        """Mark the slice shut down at C{when}; fire with True, or False if it already was."""
+
+    def is_shutdown(slice_urn):  # type: ignore[misc]
+        """Fire with True if the slice has been shut down."""
+
+    def count(states=None):  # type: ignore[misc]
+        """Fire with the number of bookings (in any of C{states}, if given)."""
+
+
+class IResourceManager(Interface):
+    """
+    An island's resource manager: books the whole island by time slot and
+    configures its gateway when slots begin and end.
+
+    Every method returns a Deferred. Expected failures are
+    L{geniam.errors.GeniError}; each method names the codes it uses.
+    Times are float POSIX seconds; bookings are L{geniam.booking.Booking}.
+
+    Methods that take C{sliver_urns} act on all of them or on none: they
+    check every booking first (unknown, deleted, ended or expired slivers
+    fail the call with SEARCHFAILED; a slice that was shut down fails it
+    with REFUSED) and change the store in one transaction where the
+    change is the store's alone (L{renew}, L{provision}). Gateway work
+    that fails afterwards does not fail the call: the booking comes back
+    C{failed} with C{error} set, and is retried while its slot lasts. For
+    C{geni_best_effort}, call once per sliver URN and report each
+    GeniError against its sliver.
+    """
+
+    authority = Attribute("The AM authority named in the sliver URNs it issues (a C{str}).")
+    allocation_ttl = Attribute("How long an unprovisioned allocation is held, in seconds.")
+    max_slot_length = Attribute("The longest slot one booking may hold, in seconds.")
+
+    def start():  # type: ignore[misc]
+        """
+        Start the periodic checks; fire with None once the first check has
+        caught up with starts and ends missed while the manager was down.
+        """
+
+    def stop():  # type: ignore[misc]
+        """Stop the periodic checks; fire with None once work in flight is done."""
+
+    def inventory():  # type: ignore[misc]
+        """
+        Fire with the island's L{geniam.managers.island.Inventory}: its
+        switches and links as configured, refreshed from the gateway when it
+        answers. Never fails: an unreachable gateway leaves the last known
+        inventory.
+        """
+
+    def booked_slots(window):  # type: ignore[misc]
+        """
+        Fire with the L{geniam.booking.Slot}s of live bookings overlapping
+        C{window}, by start; never who holds them.
+        """
+
+    def check_availability(slot):  # type: ignore[misc]
+        """Fire with True if no live booking overlaps C{slot}."""
+
+    def allocate(slice_urn, owner_urn, owner_email, slot, credential_expires, controller=None, vlan_map=None):  # type: ignore[misc]
+        """
+        Book the whole island for C{slot}; fire with the new allocated booking.
+
+        Its allocation expires at the earliest of now plus the allocation
+        TTL, C{credential_expires} (None: no limit) and the slot's end.
+        C{controller} (C{host:port}) and C{vlan_map} may be given now or at
+        L{provision}.
+
+        Fails with BADARGS for malformed arguments, OUTOFRANGE for a slot
+        already over, too long or ending after C{credential_expires},
+        UNAVAILABLE (L{geniam.booking.BookingConflict}) if a live booking
+        overlaps the slot (the message names that booking's time window,
+        not its slice), REFUSED if the slice was shut down.
+        """
+
+    def provision(sliver_urns, users=None, controller=None, vlan_map=None, slot=None, credential_expires=None):  # type: ignore[misc]
+        """
+        Approve allocated bookings, or update provisioned ones; fire with
+        the bookings as they are now, in the order asked.
+
+        C{sliver_urns} are URN strings or bookings. C{users} is
+        C{geni_users} (C{[{"urn": ..., "keys": [...]}]}). C{None} keeps a
+        value; C{[]}, C{""} and C{{}} clear users, controller and VLAN map.
+        An allocated booking is approved only for the slot it was allocated
+        (C{slot} None or equal). A provisioned booking takes the new values
+        and, if C{slot} is given, moves to that slot if it is free (once the
+        slot has begun, only its end may change); if its slot is in
+        progress the changes are pushed to the gateway at once.
+
+        Fails with BADARGS for malformed arguments, SEARCHFAILED for unknown
+        or no longer live slivers, REFUSED for a different slot on first
+        provision, a moved start of a started slot or a shut-down slice,
+        OUTOFRANGE as in L{allocate}, UNAVAILABLE for a new slot that is
+        taken, BUSY if the bookings kept changing meanwhile.
+        """
+
+    def renew(sliver_urns, end, credential_expires=None, extend_alap=False):  # type: ignore[misc]
+        """
+        Move the end of the bookings' slots to C{end}; fire with the
+        bookings as they are now.
+
+        An allocation's expiry is recomputed from now. With C{extend_alap},
+        each slot ends at the furthest time no later than C{end} that is
+        free, within the maximum slot length and no later than
+        C{credential_expires}.
+
+        Fails with SEARCHFAILED for unknown or no longer live slivers,
+        OUTOFRANGE for an end not after the start and now, after
+        C{credential_expires} or beyond the maximum slot length,
+        UNAVAILABLE if the longer slot is taken, REFUSED for a shut-down
+        slice, BUSY if the bookings kept changing meanwhile.
+        """
+
+    def delete(sliver_urns):  # type: ignore[misc]
+        """
+        Release the bookings, removing their configuration from the gateway
+        first if their slot is in progress; fire with the deleted bookings.
+
+        If the gateway fails, the bookings are deleted anyway with C{error}
+        set, and the removal is retried in the background.
+
+        Fails with SEARCHFAILED for unknown or no longer live slivers,
+        REFUSED for a shut-down slice.
+        """
+
+    def shutdown(slice_urn):  # type: ignore[misc]
+        """
+        Stop the slice at once (an operator's emergency stop): remove its
+        configuration from the gateway, mark its provisioned bookings
+        stopped and refuse further changes to the slice. Bookings are kept.
+        Fire with the slice's live bookings as they are now (possibly
+        empty). Repeating it succeeds. Fails with BADARGS for a malformed URN.
+        """
+
+    def perform_action(sliver_urns, action, users=None):  # type: ignore[misc]
+        """
+        Perform an operational action on provisioned bookings; fire with the
+        bookings as they are now.
+
+        C{geni_start}: apply the configuration now if the slot is in
+        progress, else clear a stop so the slot starts automatically.
+        C{geni_stop}: remove the configuration and keep the slot from
+        starting. C{geni_restart}: reset the gateway and apply again (slot
+        in progress only). C{geni_update_users} (needs C{users}, only while
+        C{ready}): listed users get exactly the listed keys, new users are
+        added, others are kept.
+
+        Fails with UNSUPPORTED for an unknown action or an allocated
+        booking, BADARGS for malformed C{users} or their absence,
+        SEARCHFAILED for unknown or no longer live slivers, REFUSED for a
+        restart outside the slot, C{geni_update_users} when not ready, or a
+        shut-down slice.
+        """
+
+    def lookup(sliver_urns, include_dead=False):  # type: ignore[misc]
+        """
+        Fire with the bookings of these sliver URNs, in the order asked.
+
+        Fails with BADARGS for a malformed URN and SEARCHFAILED for an
+        unknown one, or for a deleted, ended or expired one unless
+        C{include_dead}.
+        """
+
+    def slice_bookings(slice_urn, live_only=True):  # type: ignore[misc]
+        """Fire with the slice's bookings, by slot start (possibly empty). BADARGS for a malformed URN."""
+
+    def is_shut_down(slice_urn):  # type: ignore[misc]
+        """Fire with True if the slice has been shut down."""

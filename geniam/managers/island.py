@@ -1,0 +1,997 @@
+# -*- test-case-name: tests.test_island -*-
+"""
+The island resource manager: books the whole island by time slot and
+configures its gateway when slots begin and end.
+
+Allocate books a slot (nothing is configured); Provision approves it and
+records the user's keys, controller and VLAN map; when the slot begins the
+configuration is pushed to the gateway, and when it ends it is removed.
+Two checks run on the injected clock: allocations left unprovisioned past
+their expiry lapse, and provisioned slots start and end. They run at the
+next known boundary (a timer re-armed whenever bookings change) and every
+C{sweep_interval} seconds as a safety net; a start or end missed while the
+manager was down is caught up by the first check after L{start}.
+
+One lock serialises every change to an existing booking and all gateway
+work in this process; the store's version check and conflict check keep
+other processes sharing the database honest.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock, TimeoutError, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from geniam.booking import (
+    DEFAULT_ALLOCATION_TTL,
+    DEFAULT_MAX_SLOT_LENGTH,
+    MAX_TIME,
+    AllocationState,
+    Booking,
+    OperationalState,
+    Slot,
+    UserKeys,
+    check_current,
+    make_sliver_urn,
+    merge_users,
+    needs_cleanup,
+    needs_end,
+    needs_expiry,
+    needs_start,
+    new_booking,
+    parse_users,
+    provisioned,
+    renewed,
+    urn_key,
+    validate_controller,
+    validate_email,
+)
+from geniam.errors import GeniCode, GeniError
+from geniam.gatewayconfig import validate_vlan_map
+from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
+from geniam.store.errors import StaleBooking
+from geniam.urn import parse_urn
+
+T = TypeVar("T")
+
+ACTIONS: tuple[str, ...] = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
+"""The operational actions L{IslandResourceManager.perform_action} supports."""
+
+BOUNDARY_SLACK = 0.001
+"""Seconds after a boundary at which its timer fires, so the boundary has passed."""
+
+CHANGE_ATTEMPTS = 5
+"""How often a change is retried when the booking changed meanwhile."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """
+    The island's devices.
+
+    @ivar switches: switch DPIDs (C{00:00:00:00:00:00:00:01}).
+    @ivar links: links as C{DPID:port-DPID:port}.
+    @ivar confirmed: when the gateway last reported them, or None if they
+        come from the configuration alone.
+    """
+
+    switches: tuple[str, ...]
+    links: tuple[str, ...]
+    confirmed: float | None = None
+
+
+def _uuid_name() -> str:
+    return uuid.uuid4().hex
+
+
+def _string_list(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise GeniError(GeniCode.RPCERROR, f"the gateway returned malformed {what}")
+    return tuple(value)
+
+
+def _check_slot(slot: object, what: str = "slot") -> Slot:
+    if not isinstance(slot, Slot):
+        raise GeniError(GeniCode.BADARGS, f"{what} must be a time slot")
+    return slot
+
+
+def _check_time(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GeniError(GeniCode.BADARGS, f"{what} must be a time")
+    return float(value)
+
+
+def _gateway_view(booking: Booking) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
+    return booking.ssh_keys, booking.controller, dict(booking.vlan_map)
+
+
+@implementer(IResourceManager)
+class IslandResourceManager:
+    """
+    L{IResourceManager} for one island booked whole by time slot.
+
+    @param store: where bookings persist.
+    @param gateway: the island's gateway agent.
+    @param clock: the clock for every timer and timestamp.
+    @param am_authority: the authority named in issued sliver URNs.
+    @param switches: the switch DPIDs known before the gateway answers.
+    @param links: the links known before the gateway answers.
+    @param allocation_ttl: how long an unprovisioned allocation is held.
+    @param max_slot_length: the longest slot one booking may hold.
+    @param sweep_interval: seconds between safety sweeps.
+    @param gateway_timeout: seconds a gateway call may take.
+    @param retry_delay: the first delay before retrying failed gateway
+        work; it doubles on each failure up to C{max_retry_delay}.
+    @param max_retry_delay: the longest delay between retries.
+    @param inventory_ttl: how long the gateway's inventory is trusted.
+    @param sliver_names: makes the name part of a new sliver URN (a random
+        hex UUID by default).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IStore,
+        gateway: IGatewayAgent,
+        clock: IReactorTime,
+        am_authority: str,
+        *,
+        switches: Sequence[str] = (),
+        links: Sequence[str] = (),
+        allocation_ttl: float = DEFAULT_ALLOCATION_TTL,
+        max_slot_length: float = DEFAULT_MAX_SLOT_LENGTH,
+        sweep_interval: float = 30.0,
+        gateway_timeout: float = 30.0,
+        retry_delay: float = 5.0,
+        max_retry_delay: float = 300.0,
+        inventory_ttl: float = 300.0,
+        sliver_names: Callable[[], str] = _uuid_name,
+    ) -> None:
+        make_sliver_urn(am_authority, "check")
+        for name, value in (
+            ("allocation_ttl", allocation_ttl),
+            ("max_slot_length", max_slot_length),
+            ("sweep_interval", sweep_interval),
+            ("gateway_timeout", gateway_timeout),
+            ("retry_delay", retry_delay),
+            ("max_retry_delay", max_retry_delay),
+        ):
+            if not value > 0:
+                raise GeniError(GeniCode.BADARGS, f"{name} must be positive")
+        self.authority = am_authority
+        self.allocation_ttl = float(allocation_ttl)
+        self.max_slot_length = float(max_slot_length)
+        self._store = store
+        self._gateway = gateway
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._gateway_timeout = gateway_timeout
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._inventory_ttl = inventory_ttl
+        self._sliver_names = sliver_names
+        self._inventory = Inventory(tuple(switches), tuple(links))
+        self._inventory_attempt: float | None = None
+        self._inventory_waiters: list[Deferred[Inventory]] = []
+        self._refreshing = False
+        self._lock = DeferredLock()
+        self._retry: dict[str, tuple[int, float]] = {}
+        self._running = False
+        self._loop: LoopingCall | None = None
+        self._timer: IDelayedCall | None = None
+        self._sweeping = False
+        self._sweep_pending = False
+        self._sweep_waiters: list[Deferred[None]] = []
+        self._busy: set[object] = set()
+        self._idle_waiters: list[Deferred[None]] = []
+
+    # Bookkeeping of work in flight.
+
+    def _track(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
+        d = Deferred.fromCoroutine(coroutine)
+        if d.called:
+            return d
+        token = object()
+        self._busy.add(token)
+
+        def done(result: Any) -> Any:
+            self._busy.discard(token)
+            if not self._busy:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+            return result
+
+        d.addBoth(done)
+        return d
+
+    def _background(self, coroutine: Coroutine[Any, Any, Any], what: str) -> None:
+        def failed(failure: Failure) -> None:
+            self.log.failure("{what} failed", failure, what=what)
+
+        self._track(coroutine).addErrback(failed)
+
+    def _when_idle(self) -> Deferred[None]:
+        if not self._busy:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    # Lifecycle.
+
+    def start(self) -> Deferred[None]:
+        """Start the periodic checks (see L{IResourceManager.start})."""
+        if self._running:
+            return succeed(None)
+        self._running = True
+        loop = LoopingCall(self._safety_sweep)
+        loop.clock = self._clock
+        self._loop = loop
+
+        def loop_stopped(failure: Failure) -> None:
+            self.log.failure("the island's periodic check stopped", failure)
+
+        loop.start(self._sweep_interval, now=False).addErrback(loop_stopped)
+        self._maybe_refresh_inventory()
+        return self.sweep()
+
+    def stop(self) -> Deferred[None]:
+        """Stop the periodic checks and wait for work in flight."""
+        self._running = False
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        return self._when_idle()
+
+    # Reads.
+
+    def inventory(self) -> Deferred[Inventory]:
+        """Fire with the island's inventory (see L{IResourceManager.inventory})."""
+        self._maybe_refresh_inventory()
+        if self._refreshing and self._inventory.confirmed is None:
+            d: Deferred[Inventory] = Deferred()
+            self._inventory_waiters.append(d)
+            return d
+        return succeed(self._inventory)
+
+    def _maybe_refresh_inventory(self) -> None:
+        now = self._clock.seconds()
+        if self._refreshing:
+            return
+        if self._inventory.confirmed is not None and now - self._inventory.confirmed < self._inventory_ttl:
+            return
+        if self._inventory_attempt is not None and now - self._inventory_attempt < self._retry_delay:
+            return
+        self._refreshing = True
+        self._inventory_attempt = now
+        self._background(self._refresh_inventory(), "inventory refresh")
+
+    async def _refresh_inventory(self) -> None:
+        try:
+            switches = _string_list(await self._gw("get_switches"), "switches")
+            links = _string_list(await self._gw("get_links"), "links")
+            self._inventory = Inventory(switches, links, self._clock.seconds())
+        except GeniError as e:
+            self.log.warn("could not refresh the island inventory from the gateway: {error}", error=e.output)
+        finally:
+            self._refreshing = False
+            waiters, self._inventory_waiters = self._inventory_waiters, []
+            for waiter in waiters:
+                waiter.callback(self._inventory)
+
+    def booked_slots(self, window: Slot) -> Deferred[list[Slot]]:
+        """Fire with the booked slots overlapping C{window} (see L{IResourceManager.booked_slots})."""
+        return self._track(self._booked_slots(window))
+
+    async def _booked_slots(self, window: Slot) -> list[Slot]:
+        bookings = await self._store.list_live(_check_slot(window, "window"))
+        return [b.slot for b in bookings]
+
+    def check_availability(self, slot: Slot) -> Deferred[bool]:
+        """Fire with True if C{slot} is free."""
+        return self._track(self._check_availability(slot))
+
+    async def _check_availability(self, slot: Slot) -> bool:
+        return not await self._store.list_live(_check_slot(slot), 1)
+
+    def lookup(self, sliver_urns: Sequence[str | Booking], include_dead: bool = False) -> Deferred[list[Booking]]:
+        """Fire with the bookings of these slivers (see L{IResourceManager.lookup})."""
+        return self._track(self._lookup(sliver_urns, include_dead))
+
+    async def _lookup(self, sliver_urns: Sequence[str | Booking], include_dead: bool) -> list[Booking]:
+        result = []
+        for urn in self._urns(sliver_urns):
+            booking = await self._get(urn)
+            if not include_dead and not booking.live:
+                check_current(booking, self._clock.seconds())
+            result.append(booking)
+        return result
+
+    def slice_bookings(self, slice_urn: str, live_only: bool = True) -> Deferred[list[Booking]]:
+        """Fire with the slice's bookings by slot start."""
+        return self._track(self._slice_bookings(slice_urn, live_only))
+
+    async def _slice_bookings(self, slice_urn: str, live_only: bool) -> list[Booking]:
+        parse_urn(slice_urn, "slice")
+        return list(await self._store.list_by_slice(slice_urn, live_only))
+
+    def is_shut_down(self, slice_urn: str) -> Deferred[bool]:
+        """Fire with True if the slice has been shut down."""
+        return self._track(self._is_shut_down(slice_urn))
+
+    async def _is_shut_down(self, slice_urn: str) -> bool:
+        parse_urn(slice_urn, "slice")
+        return bool(await self._store.is_shutdown(slice_urn))
+
+    # Allocate.
+
+    def allocate(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        slot: Slot,
+        credential_expires: float | None,
+        controller: str | None = None,
+        vlan_map: Mapping[str, str] | None = None,
+    ) -> Deferred[Booking]:
+        """Book the island for C{slot} (see L{IResourceManager.allocate})."""
+        return self._track(self._allocate(slice_urn, owner_urn, owner_email, slot, credential_expires, controller, vlan_map))
+
+    async def _allocate(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        slot: Slot,
+        credential_expires: float | None,
+        controller: str | None,
+        vlan_map: Mapping[str, str] | None,
+    ) -> Booking:
+        parse_urn(slice_urn, "slice")
+        parse_urn(owner_urn, "user")
+        booking = new_booking(
+            sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
+            slice_urn=slice_urn,
+            owner_urn=owner_urn,
+            owner_email=validate_email(owner_email),
+            slot=_check_slot(slot),
+            now=self._clock.seconds(),
+            allocation_ttl=self.allocation_ttl,
+            credential_expires=_check_time(credential_expires, "credential expiry"),
+            max_slot_length=self.max_slot_length,
+            controller=validate_controller(controller),
+            vlan_map=validate_vlan_map(vlan_map) if vlan_map is not None else None,
+        )
+        if await self._store.is_shutdown(slice_urn):
+            raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
+        stored = await self._store.insert(booking)
+        self.log.info(
+            "allocated {sliver} for {slot} to {slice}", sliver=stored.sliver_urn, slot=str(stored.slot), slice=slice_urn
+        )
+        self._background(self._rearm(), "re-arming the boundary timer")
+        return stored
+
+    # Provision.
+
+    def provision(
+        self,
+        sliver_urns: Sequence[str | Booking],
+        users: Sequence[Mapping[str, Any]] | None = None,
+        controller: str | None = None,
+        vlan_map: Mapping[str, str] | None = None,
+        slot: Slot | None = None,
+        credential_expires: float | None = None,
+    ) -> Deferred[list[Booking]]:
+        """Approve or update bookings (see L{IResourceManager.provision})."""
+        return self._track(self._provision(sliver_urns, users, controller, vlan_map, slot, credential_expires))
+
+    async def _provision(
+        self,
+        sliver_urns: Sequence[str | Booking],
+        users: Sequence[Mapping[str, Any]] | None,
+        controller: str | None,
+        vlan_map: Mapping[str, str] | None,
+        slot: Slot | None,
+        credential_expires: float | None,
+    ) -> list[Booking]:
+        urns = self._urns(sliver_urns)
+        new_users = parse_users(users) if users is not None else None
+        new_controller = None if controller is None else (validate_controller(controller) or "")
+        new_vlans = validate_vlan_map(vlan_map) if vlan_map is not None else None
+        new_slot = _check_slot(slot) if slot is not None else None
+        expires = _check_time(credential_expires, "credential expiry")
+        before: dict[str, Booking] = {}
+
+        async def compute(current: list[Booking], now: float) -> list[Booking]:
+            await self._refuse_shut_down(current)
+            before.clear()
+            before.update((b.sliver_key, b) for b in current)
+            return [
+                provisioned(
+                    b,
+                    now,
+                    users=new_users,
+                    controller=new_controller,
+                    vlan_map=new_vlans,
+                    slot=new_slot,
+                    credential_expires=expires,
+                    max_slot_length=self.max_slot_length,
+                )
+                for b in current
+            ]
+
+        async with self._lock:
+            after = await self._change(urns, compute)
+            result = []
+            for new in after:
+                old = before[new.sliver_key]
+                if old.operational_state is OperationalState.READY and _gateway_view(old) != _gateway_view(new):
+                    new = await self._push_update_locked(old, new)
+                result.append(new)
+        for new in result:
+            self.log.info("provisioned {sliver} for {slot}", sliver=new.sliver_urn, slot=str(new.slot))
+        self._after_change()
+        return result
+
+    # Renew.
+
+    def renew(
+        self,
+        sliver_urns: Sequence[str | Booking],
+        end: float,
+        credential_expires: float | None = None,
+        extend_alap: bool = False,
+    ) -> Deferred[list[Booking]]:
+        """Move the end of the bookings' slots (see L{IResourceManager.renew})."""
+        return self._track(self._renew(sliver_urns, end, credential_expires, extend_alap))
+
+    async def _renew(
+        self, sliver_urns: Sequence[str | Booking], end: float, credential_expires: float | None, extend_alap: bool
+    ) -> list[Booking]:
+        urns = self._urns(sliver_urns)
+        new_end = _check_time(end, "expiration time")
+        if new_end is None:
+            raise GeniError(GeniCode.BADARGS, "expiration time must be a time")
+        expires = _check_time(credential_expires, "credential expiry")
+
+        async def compute(current: list[Booking], now: float) -> list[Booking]:
+            await self._refuse_shut_down(current)
+            for b in current:
+                check_current(b, now)
+            low = min(b.slot.start for b in current)
+            high = min(max([new_end] + [b.slot.end for b in current]), MAX_TIME)
+            keys = {b.sliver_key for b in current}
+            others = [o for o in await self._store.list_live(Slot(low, high)) if o.sliver_key not in keys]
+            return [
+                renewed(b, new_end, now, expires, others, self.max_slot_length, self.allocation_ttl, extend_alap)
+                for b in current
+            ]
+
+        async with self._lock:
+            result = await self._change(urns, compute)
+        self._after_change()
+        return result
+
+    # Delete.
+
+    def delete(self, sliver_urns: Sequence[str | Booking]) -> Deferred[list[Booking]]:
+        """Release the bookings (see L{IResourceManager.delete})."""
+        return self._track(self._delete(sliver_urns))
+
+    async def _delete(self, sliver_urns: Sequence[str | Booking]) -> list[Booking]:
+        urns = self._urns(sliver_urns)
+        result = []
+        async with self._lock:
+            current = [await self._get(urn) for urn in urns]
+            now = self._clock.seconds()
+            for b in current:
+                check_current(b, now)
+            await self._refuse_shut_down(current)
+            for b in current:
+                applied, error = await self._remove_locked(b)
+
+                def deleted(cur: Booking, now: float, applied: bool = applied, error: str = error) -> Booking | None:
+                    if not cur.live:
+                        return None
+                    return replace(
+                        cur,
+                        allocation_state=AllocationState.DELETED,
+                        operational_state=cur.operational_state if applied else OperationalState.NOTREADY,
+                        applied=applied,
+                        error=error,
+                        updated=now,
+                    )
+
+                new = await self._change_one(b.sliver_urn, deleted)
+                self.log.info("deleted {sliver}", sliver=new.sliver_urn)
+                result.append(new)
+        self._after_change()
+        return result
+
+    # Shutdown.
+
+    def shutdown(self, slice_urn: str) -> Deferred[list[Booking]]:
+        """Stop the slice at once and refuse further changes (see L{IResourceManager.shutdown})."""
+        return self._track(self._shutdown(slice_urn))
+
+    async def _shutdown(self, slice_urn: str) -> list[Booking]:
+        parse_urn(slice_urn, "slice")
+        async with self._lock:
+            if await self._store.set_shutdown(slice_urn, self._clock.seconds()):
+                self.log.warn("slice {slice} shut down", slice=slice_urn)
+            for b in await self._store.list_by_slice(slice_urn, True):
+                if b.allocation_state is not AllocationState.PROVISIONED:
+                    continue
+                applied, error = await self._remove_locked(b)
+
+                def stopped(cur: Booking, now: float, applied: bool = applied, error: str = error) -> Booking | None:
+                    if cur.allocation_state is not AllocationState.PROVISIONED:
+                        return None
+                    return replace(cur, operational_state=OperationalState.STOPPED, applied=applied, error=error, updated=now)
+
+                await self._change_one(b.sliver_urn, stopped)
+            result = list(await self._store.list_by_slice(slice_urn, True))
+        self._after_change()
+        return result
+
+    # Operational actions.
+
+    def perform_action(
+        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[Mapping[str, Any]] | None = None
+    ) -> Deferred[list[Booking]]:
+        """Perform an operational action (see L{IResourceManager.perform_action})."""
+        return self._track(self._perform_action(sliver_urns, action, users))
+
+    async def _perform_action(
+        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[Mapping[str, Any]] | None
+    ) -> list[Booking]:
+        urns = self._urns(sliver_urns)
+        if action not in ACTIONS:
+            raise GeniError(GeniCode.UNSUPPORTED, f"unsupported action {str(action)[:64]!r}; supported: {', '.join(ACTIONS)}")
+        new_users: tuple[UserKeys, ...] = ()
+        if action == "geni_update_users":
+            if users is None:
+                raise GeniError(GeniCode.BADARGS, "geni_update_users needs geni_users")
+            new_users = parse_users(users)
+        result = []
+        async with self._lock:
+            current = [await self._get(urn) for urn in urns]
+            now = self._clock.seconds()
+            for b in current:
+                check_current(b, now)
+            await self._refuse_shut_down(current)
+            for b in current:
+                if b.allocation_state is AllocationState.ALLOCATED:
+                    code = GeniCode.REFUSED if action == "geni_update_users" else GeniCode.UNSUPPORTED
+                    raise GeniError(code, f"sliver {b.sliver_urn} is only allocated; provision it first")
+                if action == "geni_restart" and not b.slot.contains(now):
+                    raise GeniError(GeniCode.REFUSED, f"sliver {b.sliver_urn} can only restart during its slot ({b.slot})")
+                if action == "geni_update_users" and b.operational_state is not OperationalState.READY:
+                    raise GeniError(
+                        GeniCode.REFUSED, f"sliver {b.sliver_urn} is {b.operational_state.value}; users can be updated only when ready"
+                    )
+            for b in current:
+                result.append(await self._act_locked(b, action, new_users))
+        self._after_change()
+        return result
+
+    async def _act_locked(self, booking: Booking, action: str, users: tuple[UserKeys, ...]) -> Booking:
+        now = self._clock.seconds()
+        urn = booking.sliver_urn
+        if action == "geni_start":
+            if booking.slot.contains(now):
+                if booking.operational_state is OperationalState.READY:
+                    return booking
+                return await self._start_locked(urn, manual=True)
+
+            def unstopped(cur: Booking, now: float) -> Booking | None:
+                if cur.operational_state is not OperationalState.STOPPED:
+                    return None
+                return replace(cur, operational_state=OperationalState.NOTREADY, updated=now)
+
+            return await self._change_one(urn, unstopped)
+        if action == "geni_restart":
+            return await self._start_locked(urn, manual=True, reset_first=True)
+        if action == "geni_stop":
+            applied, error = await self._remove_locked(booking)
+
+            def stopped(cur: Booking, now: float) -> Booking | None:
+                return replace(cur, operational_state=OperationalState.STOPPED, applied=applied, error=error, updated=now)
+
+            return await self._change_one(urn, stopped)
+        merged = merge_users(booking.users, users)
+
+        def with_users(cur: Booking, now: float) -> Booking | None:
+            return replace(cur, users=merge_users(cur.users, users), updated=now)
+
+        new = await self._change_one(urn, with_users)
+        if _gateway_view(booking) == _gateway_view(replace(booking, users=merged)):
+            return new
+        return await self._push_update_locked(booking, new)
+
+    # The periodic checks.
+
+    def sweep(self) -> Deferred[None]:
+        """
+        Run the periodic checks now: lapse expired allocations, end slots
+        that are over, remove configuration left on the gateway, start slots
+        in progress, then re-arm the boundary timer. Fire with None when
+        done; never fails (errors are logged). Overlapping requests share
+        one run.
+        """
+        d: Deferred[None] = Deferred()
+        self._sweep_waiters.append(d)
+        self._sweep_pending = True
+        if not self._sweeping:
+            self._sweeping = True
+            self._background(self._sweep_loop(), "island check")
+        return d
+
+    def _safety_sweep(self) -> Deferred[None]:
+        return self.sweep()
+
+    async def _sweep_loop(self) -> None:
+        try:
+            while self._sweep_pending:
+                self._sweep_pending = False
+                waiters, self._sweep_waiters = self._sweep_waiters, []
+                try:
+                    await self._sweep_once()
+                except Exception:
+                    self.log.failure("island check failed")
+                for waiter in waiters:
+                    waiter.callback(None)
+        finally:
+            self._sweeping = False
+
+    async def _sweep_once(self) -> None:
+        now = self._clock.seconds()
+        due = await self._store.due(now)
+        waiting = {b.sliver_key for b in due.start + due.cleanup + due.end}
+        self._retry = {key: value for key, value in self._retry.items() if key in waiting}
+        for b in due.expire:
+            await self._guarded(self._expire(b.sliver_urn), b)
+        for b in due.end:
+            await self._guarded(self._locked(self._end_locked, b.sliver_urn), b)
+        for b in due.cleanup:
+            if self._may_retry(b.sliver_key, now):
+                await self._guarded(self._locked(self._cleanup_locked, b.sliver_urn), b)
+        for b in due.start:
+            if self._may_retry(b.sliver_key, now):
+                await self._guarded(self._locked(self._start_locked, b.sliver_urn), b)
+        await self._rearm()
+
+    async def _guarded(self, work: Awaitable[Any], booking: Booking) -> None:
+        try:
+            await work
+        except GeniError as e:
+            self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.output)
+        except Exception:
+            self.log.failure("island check of {sliver} failed", sliver=booking.sliver_urn)
+
+    async def _locked(self, work: Callable[[str], Awaitable[Any]], urn: str) -> None:
+        async with self._lock:
+            await work(urn)
+
+    async def _expire(self, urn: str) -> None:
+        def expired(cur: Booking, now: float) -> Booking | None:
+            if not needs_expiry(cur, now):
+                return None
+            return replace(cur, allocation_state=AllocationState.EXPIRED, updated=now)
+
+        new = await self._change_one(urn, expired)
+        if new.allocation_state is AllocationState.EXPIRED:
+            self.log.info("allocation {sliver} expired", sliver=urn)
+
+    async def _end_locked(self, urn: str) -> None:
+        booking = await self._get(urn)
+        if not needs_end(booking, self._clock.seconds()):
+            return
+        applied, error = await self._remove_locked(booking)
+
+        def ended(cur: Booking, now: float) -> Booking | None:
+            if needs_end(cur, now):
+                return replace(
+                    cur,
+                    allocation_state=AllocationState.ENDED,
+                    operational_state=cur.operational_state if applied else OperationalState.NOTREADY,
+                    applied=applied,
+                    error=error,
+                    updated=now,
+                )
+            if cur.applied and not applied:
+                return replace(cur, operational_state=OperationalState.NOTREADY, applied=False, updated=now)
+            return None
+
+        new = await self._change_one(urn, ended)
+        if new.allocation_state is AllocationState.ENDED:
+            self.log.info("slot {slot} of {sliver} ended", slot=str(new.slot), sliver=urn)
+
+    async def _cleanup_locked(self, urn: str) -> None:
+        booking = await self._get(urn)
+        if not needs_cleanup(booking):
+            return
+        holders = [b for b in await self._store.list_applied() if b.live and not needs_cleanup(b)]
+        if holders:
+            return
+        applied, error = await self._remove_locked(booking)
+        if applied:
+            return
+
+        def cleaned(cur: Booking, now: float) -> Booking | None:
+            if not needs_cleanup(cur):
+                return None
+            return replace(cur, applied=False, error="", updated=now)
+
+        await self._change_one(urn, cleaned)
+
+    async def _start_locked(self, urn: str, manual: bool = False, reset_first: bool = False) -> Booking:
+        """
+        Apply a booking's configuration to the gateway now (lock held):
+        configuring, then ready, or failed with a retry scheduled.
+        """
+        booking = await self._get(urn)
+        now = self._clock.seconds()
+        in_slot = booking.allocation_state is AllocationState.PROVISIONED and booking.slot.contains(now)
+        if not in_slot or not (manual or needs_start(booking, now)):
+            return booking
+        others = [b for b in await self._store.list_applied() if b.sliver_key != booking.sliver_key]
+        clean_first = reset_first or booking.applied or bool(others)
+
+        def configuring(cur: Booking, now: float) -> Booking | None:
+            if cur.allocation_state is not AllocationState.PROVISIONED or not cur.slot.contains(now):
+                return None
+            return replace(cur, operational_state=OperationalState.CONFIGURING, applied=True, updated=now)
+
+        booking = await self._change_one(urn, configuring)
+        if booking.operational_state is not OperationalState.CONFIGURING:
+            return booking
+        self.log.info("starting slot {slot} of {sliver}", slot=str(booking.slot), sliver=urn)
+        error: str | None = None
+        reset_done = False
+        try:
+            if clean_first:
+                await self._gw("reset")
+                reset_done = True
+            await self._push_config(booking)
+        except GeniError as e:
+            error = e.output
+        if reset_done:
+            for other in others:
+                await self._change_one(other.sliver_urn, self._mark_removed)
+        return await self._finish_configuring(urn, error)
+
+    @staticmethod
+    def _mark_removed(cur: Booking, now: float) -> Booking | None:
+        if not cur.applied:
+            return None
+        state = OperationalState.NOTREADY if cur.operational_state is OperationalState.READY else cur.operational_state
+        return replace(cur, applied=False, operational_state=state, updated=now)
+
+    async def _finish_configuring(self, urn: str, error: str | None) -> Booking:
+        key = urn_key(urn)
+        if error is None:
+            self._retry.pop(key, None)
+
+            def ready(cur: Booking, now: float) -> Booking | None:
+                if cur.operational_state is not OperationalState.CONFIGURING:
+                    return None
+                return replace(cur, operational_state=OperationalState.READY, error="", updated=now)
+
+            return await self._change_one(urn, ready)
+        delay = self._note_failure(key)
+        self.log.warn("gateway failed for {sliver}: {error}; retrying in {delay:g} s", sliver=urn, error=error, delay=delay)
+
+        def failed(cur: Booking, now: float) -> Booking | None:
+            if cur.operational_state is not OperationalState.CONFIGURING:
+                return None
+            return replace(cur, operational_state=OperationalState.FAILED, error=f"gateway: {error}", updated=now)
+
+        return await self._change_one(urn, failed)
+
+    async def _push_update_locked(self, old: Booking, new: Booking) -> Booking:
+        """Push the difference between two versions of a ready booking (lock held)."""
+
+        def configuring(cur: Booking, now: float) -> Booking | None:
+            if cur.operational_state is not OperationalState.READY:
+                return None
+            return replace(cur, operational_state=OperationalState.CONFIGURING, updated=now)
+
+        current = await self._change_one(new.sliver_urn, configuring)
+        if current.operational_state is not OperationalState.CONFIGURING:
+            return current
+        error: str | None = None
+        try:
+            await self._push_difference(old, current)
+        except GeniError as e:
+            error = e.output
+        return await self._finish_configuring(new.sliver_urn, error)
+
+    async def _remove_locked(self, booking: Booking) -> tuple[bool, str]:
+        """
+        Remove a booking's configuration from the gateway if it may be there
+        (lock held); return whether some may still be there, and the error text.
+        """
+        if not booking.applied:
+            return False, booking.error
+        try:
+            await self._remove_config(booking)
+        except GeniError as e:
+            delay = self._note_failure(booking.sliver_key)
+            self.log.warn(
+                "could not remove {sliver} from the gateway: {error}; retrying in {delay:g} s",
+                sliver=booking.sliver_urn,
+                error=e.output,
+                delay=delay,
+            )
+            return True, f"gateway: could not remove the configuration: {e.output}"
+        self._retry.pop(booking.sliver_key, None)
+        return False, ""
+
+    # Gateway work.
+
+    async def _gw(self, name: str, *args: Any) -> Any:
+        method = getattr(self._gateway, name)
+        try:
+            d = maybeDeferred(method, *args)
+            d.addTimeout(self._gateway_timeout, self._clock)
+            return await d
+        except (GeniError, CancelledError):
+            raise
+        except TimeoutError:
+            raise GeniError(GeniCode.TIMEDOUT, f"the gateway did not answer {name} within {self._gateway_timeout:g} s") from None
+        except Exception as e:
+            raise GeniError(GeniCode.RPCERROR, f"gateway {name} failed: {e}") from e
+
+    async def _push_config(self, booking: Booking) -> None:
+        if booking.ssh_keys:
+            await self._gw("set_user_auth", list(booking.ssh_keys))
+        if booking.controller:
+            await self._gw("set_tcp_proxy", booking.controller)
+        if booking.vlan_map:
+            await self._gw("set_ovs", dict(booking.vlan_map))
+
+    async def _push_difference(self, old: Booking, new: Booking) -> None:
+        removed = [k for k in old.ssh_keys if k not in new.ssh_keys]
+        if removed:
+            await self._gw("rem_user_auth", removed)
+        if new.ssh_keys and new.ssh_keys != old.ssh_keys:
+            await self._gw("set_user_auth", list(new.ssh_keys))
+        if new.controller != old.controller:
+            if new.controller:
+                await self._gw("set_tcp_proxy", new.controller)
+            else:
+                await self._gw("rem_tcp_proxy")
+        if dict(new.vlan_map) != dict(old.vlan_map):
+            if new.vlan_map:
+                await self._gw("set_ovs", dict(new.vlan_map))
+            else:
+                await self._gw("rem_ovs")
+
+    async def _remove_config(self, booking: Booking) -> None:
+        if booking.operational_state in (OperationalState.CONFIGURING, OperationalState.FAILED):
+            await self._gw("reset")
+            return
+        steps: list[tuple[str, tuple[Any, ...]]] = []
+        if booking.ssh_keys:
+            steps.append(("rem_user_auth", (list(booking.ssh_keys),)))
+        steps += [("rem_tcp_proxy", ()), ("rem_ovs", ())]
+        errors = []
+        for name, args in steps:
+            try:
+                await self._gw(name, *args)
+            except GeniError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    # Retries and the boundary timer.
+
+    def _note_failure(self, key: str) -> float:
+        attempts = self._retry.get(key, (0, 0.0))[0] + 1
+        delay = min(self._retry_delay * 2 ** (attempts - 1), self._max_retry_delay)
+        self._retry[key] = (attempts, self._clock.seconds() + delay)
+        return delay
+
+    def _may_retry(self, key: str, now: float) -> bool:
+        entry = self._retry.get(key)
+        return entry is None or entry[1] <= now
+
+    def _after_change(self) -> None:
+        if self._running:
+            self.sweep()
+
+    async def _rearm(self) -> None:
+        if not self._running:
+            return
+        moments = [when for _, when in self._retry.values()]
+        boundary = await self._store.next_boundary(self._clock.seconds())
+        if boundary is not None:
+            moments.append(boundary)
+        if moments:
+            self._schedule(min(moments))
+
+    def _schedule(self, moment: float) -> None:
+        if not self._running:
+            return
+        target = moment + BOUNDARY_SLACK
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= target:
+                return
+            self._timer.cancel()
+        self._timer = self._clock.callLater(max(0.0, target - self._clock.seconds()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.sweep()
+
+    # Helpers shared by the operations.
+
+    def _urns(self, sliver_urns: Sequence[str | Booking]) -> list[str]:
+        if isinstance(sliver_urns, (str, bytes)) or not isinstance(sliver_urns, Iterable):
+            raise GeniError(GeniCode.BADARGS, "sliver URNs must be a list")
+        urns: dict[str, str] = {}
+        for item in sliver_urns:
+            urn = item.sliver_urn if isinstance(item, Booking) else item
+            key = parse_urn(urn, "sliver").key
+            urns.setdefault(key, urn)
+        if not urns:
+            raise GeniError(GeniCode.BADARGS, "no sliver URNs given")
+        return list(urns.values())
+
+    async def _get(self, urn: str) -> Booking:
+        booking = await self._store.get(urn)
+        if booking is None:
+            raise GeniError(GeniCode.SEARCHFAILED, f"no such sliver: {urn}")
+        return booking
+
+    async def _refuse_shut_down(self, bookings: Iterable[Booking]) -> None:
+        slices = {b.slice_key: b.slice_urn for b in bookings}
+        for slice_urn in slices.values():
+            if await self._store.is_shutdown(slice_urn):
+                raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
+
+    async def _change(
+        self, urns: Sequence[str], compute: Callable[[list[Booking], float], Awaitable[list[Booking]]]
+    ) -> list[Booking]:
+        """Read the bookings, compute their new values and store them all or none, retrying if they changed meanwhile."""
+        for _ in range(CHANGE_ATTEMPTS):
+            current = [await self._get(urn) for urn in urns]
+            new = await compute(current, self._clock.seconds())
+            try:
+                return list(await self._store.update(new))
+            except StaleBooking:
+                continue
+        raise GeniError(GeniCode.BUSY, "the slivers kept changing; try again")
+
+    async def _change_one(self, urn: str, change: Callable[[Booking, float], Booking | None]) -> Booking:
+        """Apply C{change} to one booking (None: leave it), retrying if it changed meanwhile; return it as stored."""
+        for _ in range(CHANGE_ATTEMPTS):
+            current = await self._get(urn)
+            new = change(current, self._clock.seconds())
+            if new is None:
+                return current
+            try:
+                return (await self._store.update([new]))[0]
+            except StaleBooking:
+                continue
+        raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")
