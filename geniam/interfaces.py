@@ -63,7 +63,11 @@ class IStore(Interface):
     The store, not its caller, guarantees that no two live (allocated or
     provisioned) bookings of its island overlap: L{insert} and L{update}
     check and write in one transaction that no concurrent writer can
-    interleave with, even in another process sharing the database.
+    interleave with, even in another process sharing the database (SQLite:
+    C{BEGIN IMMEDIATE}; PostgreSQL: an exclusion constraint on the island
+    and the slot's range over live rows, or a per-island lock taken first).
+    The contract tests in C{tests.test_store} hold every implementation to
+    this.
 
     Failures are L{geniam.errors.GeniError} subclasses:
     L{geniam.booking.BookingConflict} (UNAVAILABLE),

@@ -125,7 +125,9 @@ class StoreContractMixin:
     Tests every IStore implementation must pass.
 
     Mix into a trial C{TestCase} that defines C{async def make_store(self,
-    island="default")}, returning a started store stopped after the test.
+    island="default", share_with=None)}, returning a started store that is
+    stopped after the test; with C{share_with} (another store it made), the
+    new store must use the same database.
     """
 
     make_store: Callable[..., Any]

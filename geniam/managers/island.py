@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island -*-
+# -*- test-case-name: tests.test_island,tests.test_island_sqlite -*-
 """
 The island resource manager: books the whole island by time slot and
 configures its gateway when slots begin and end.
