@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from twisted.python import usage
 
-from geniam.cli.credential import InterspersedOptions
+from geniam.cli.options import InterspersedOptions
 from geniam.errors import GeniCode, GeniError
 from geniam.timeutil import format_time, from_datetime
 from geniam.trust.domain import DEFAULT_AUTHORITY, TrustDomain

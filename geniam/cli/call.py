@@ -38,6 +38,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
+from geniam.cli.options import InterspersedOptions
 from geniam.cli.rspec import parse_when
 from geniam.client import GENI_V3, AMClient
 from geniam.errors import GeniError
@@ -60,8 +61,8 @@ METHODS = (
 WANTS_RSPEC_VERSION = ("ListResources", "Describe", "Provision")
 
 
-class Options(usage.Options):
-    """Flags of C{geniam call}."""
+class Options(InterspersedOptions):
+    """Flags of C{geniam call}; they may come before or after the arguments."""
 
     synopsis = "geniam call URL METHOD [ARGUMENT ...] [options]"
     optParameters = [

@@ -15,7 +15,6 @@ a usage error. Scripts rely on these flags and statuses.
 
 from __future__ import annotations
 
-import getopt
 import sys
 from datetime import datetime, timezone
 from typing import TextIO
@@ -23,6 +22,7 @@ from typing import TextIO
 from twisted.internet.task import Clock
 from twisted.python import usage
 
+from geniam.cli.options import InterspersedOptions
 from geniam.errors import GeniError
 from geniam.timeutil import format_time, parse_time
 from geniam.trust.credential import MAX_CREDENTIAL_BYTES
@@ -44,28 +44,6 @@ def _time(text: str) -> float:
         return parse_time(text)
     except GeniError as e:
         raise usage.UsageError(f"--at: {e.output}") from None
-
-
-class InterspersedOptions(usage.Options):
-    """Options that may also follow the positional arguments, GNU style."""
-
-    def parseOptions(self, options: list[str] | None = None) -> None:  # noqa: N802 (usage.Options API)
-        """Move every option before the positional arguments, then parse as usual."""
-        arguments = list(sys.argv[1:] if options is None else options)
-        try:
-            found, positional = getopt.gnu_getopt(arguments, self.shortOpt, self.longOpt)
-        except getopt.error as e:
-            raise usage.UsageError(str(e)) from None
-        takes_value = {"--" + name[:-1] for name in self.longOpt if name.endswith("=")}
-        ordered: list[str] = []
-        for option, value in found:
-            if option in takes_value:
-                ordered.append(f"{option}={value}")
-            elif option.startswith("--") or not value:
-                ordered.append(option)
-            else:
-                ordered.extend([option, value])
-        super().parseOptions([*ordered, "--", *positional])
 
 
 class VerifyOptions(InterspersedOptions):
