@@ -41,8 +41,8 @@ def template() -> Path:
     return _template
 
 
-class AggregateLoopbackTests(TestCase):
-    """AM API v3 calls from a TLS client to a running aggregate manager."""
+class AggregateHarness(TestCase):
+    """A running aggregate manager with TLS clients, for the tests below."""
 
     async def start(self, **kwargs: Any) -> LoopbackFederation:
         folder = Path(self.mktemp())
@@ -76,6 +76,11 @@ class AggregateLoopbackTests(TestCase):
 
     async def sweep(self) -> None:
         await self.service.resource_manager.sweep()
+
+
+
+class AggregateLoopbackTests(AggregateHarness):
+    """AM API v3 calls from a TLS client to a running aggregate manager."""
 
     async def test_get_version(self) -> None:
         """GetVersion describes AM API v3 at this URL, with integer single-allocation and GENI v3 RSpecs."""
@@ -306,3 +311,82 @@ class AggregateLoopbackTests(TestCase):
         for form in ([credential_struct(cred)], [cred]):
             ad = value_of(await client.call("ListResources", form, {"geni_rspec_version": {"type": "GENI", "version": "3"}}))
             self.assertIn("<rspec", ad)
+
+
+class AggregateWireTests(AggregateHarness):
+    """Describe, and what reaches the aggregate that is not proper XML-RPC."""
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        from io import BytesIO
+
+        from twisted.web.client import Agent, FileBodyProducer, readBody
+        from twisted.web.http_headers import Headers
+
+        client = self.alice()
+        agent = Agent(reactor, contextFactory=client.policy, pool=client.peer.pool)
+        response = await agent.request(
+            b"POST", self.service.url.encode(), Headers({b"Content-Type": [b"text/xml"]}), FileBodyProducer(BytesIO(body))
+        )
+        return response.code, await readBody(response)
+
+    async def test_describe(self) -> None:
+        """Describe returns the manifest with the slot and the sliver states; an empty slice an empty manifest."""
+        await self.start()
+        client = self.alice()
+        now = self.clock.seconds()
+        slice_urn = self.fed.slice_urn("exp1")
+        empty = value_of(await client.describe([slice_urn]))
+        self.assertEqual(empty["geni_slivers"], [])
+        self.assertNotIn("<node", empty["geni_rspec"])
+        allocated = value_of(await client.allocate(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        sliver = allocated["geni_slivers"][0]["geni_sliver_urn"]
+        described = value_of(await client.describe([slice_urn]))
+        self.assertEqual(described["geni_urn"], slice_urn)
+        self.assertEqual([s["geni_sliver_urn"] for s in described["geni_slivers"]], [sliver])
+        self.assertIn(format_time(now + HOUR), described["geni_rspec"])
+        compressed = value_of(await client.describe([sliver], geni_compressed=True))
+        self.assertIn(sliver, decompress_rspec(compressed["geni_rspec"]))
+        await self.assertGeniError(GeniCode.BADARGS, client.call("Describe", [slice_urn], client.credentials, {}))
+
+    async def test_oversized_body_refused(self) -> None:
+        """A body announced over the limit is refused with HTTP 413 before it is sent, and books nothing."""
+        from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        await self.start()
+        client = self.alice()
+        port = self.service.port.getHost().port  # type: ignore[union-attr]
+        done: Deferred[bytes] = Deferred()
+
+        class Raw(Protocol):
+            received = b""
+
+            def connectionMade(self) -> None:
+                self.transport.write(
+                    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+                    b"Content-Length: %d\r\n\r\n<?xml" % (64 * 1024 * 1024)
+                )
+
+            def dataReceived(self, data: bytes) -> None:
+                self.received += data
+
+            def connectionLost(self, reason: object) -> None:
+                done.callback(self.received)
+
+        creator = client.policy.creatorForNetloc(b"127.0.0.1", port)
+        await connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", port, creator), Raw())
+        reply = await done
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:80])
+        self.assertEqual(await self.service.store.count(), 0)
+
+    async def test_malformed_xmlrpc_is_a_fault(self) -> None:
+        """Malformed XML-RPC gets an XML-RPC fault, not a traceback."""
+        import xmlrpc.client
+
+        await self.start()
+        for body in (b"<methodCall><methodName>GetVersion", b"not xml at all"):
+            code, reply = await self.post(body)
+            self.assertEqual(code, 200)
+            with self.assertRaises(xmlrpc.client.Fault):
+                xmlrpc.client.loads(reply)
+            self.assertNotIn(b"Traceback", reply)
