@@ -6,6 +6,7 @@ by step, each step checked and recorded for a readable table.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -42,7 +43,8 @@ class Experiment:
     @ivar user_urn: the user's URN (for C{geni_users}).
     @ivar now: the current time (the clock the servers use).
     @ivar wait: waits that many seconds of that clock.
-    @ivar gateway_view: reports what the gateway has applied (for the table), if known.
+    @ivar gateway_view: reports what the gateway has applied (for the table),
+        at once or through an awaitable (asking the agent), if known.
     @ivar lead: how far ahead the slot starts; C{length}: how long it lasts.
     """
 
@@ -51,7 +53,7 @@ class Experiment:
     user_urn: str
     now: Callable[[], float]
     wait: Callable[[float], Awaitable[None]]
-    gateway_view: Callable[[], str] | None = None
+    gateway_view: Callable[[], str | Awaitable[str]] | None = None
     lead: float = 5.0
     length: float = 10.0
     renew_by: float = 4.0
@@ -71,8 +73,16 @@ class Experiment:
         if not ok:
             raise StepFailed(f"{name}: {detail}")
 
-    def _gateway(self) -> str:
-        return f"; gateway: {self.gateway_view()}" if self.gateway_view is not None else ""
+    async def _gateway(self) -> str:
+        if self.gateway_view is None:
+            return ""
+        view = self.gateway_view()
+        if inspect.isawaitable(view):
+            try:
+                view = await view
+            except GeniError as e:
+                view = f"unknown ({e.output})"
+        return f"; gateway: {view}"
 
     async def run(self) -> bool:
         """Run every step; True if all behaved."""
@@ -111,20 +121,22 @@ class Experiment:
             statuses = {s["geni_allocation_status"] for s in value["geni_slivers"]}
             if statuses != {"geni_provisioned"}:
                 raise StepFailed(f"expected geni_provisioned, got {sorted(statuses)}")
-            return "provisioned: SSH key, controller 127.0.0.1:6633, VLAN 10 untagged" + self._gateway()
+            return "provisioned: SSH key, controller 127.0.0.1:6633, VLAN 10 untagged" + await self._gateway()
 
         async def until_ready() -> str:
-            deadline = state["start"] + 10.0
-            seen = []
+            deadline = min(state["start"] + 10.0, state["end"] - 1.0)
+            seen: list[str] = []
             while True:
                 value = value_of(await self.client.status([self.slice_urn]))
                 states = sorted({s["geni_operational_status"] for s in value["geni_slivers"]})
+                errors = sorted({s["geni_error"] for s in value["geni_slivers"] if s.get("geni_error")})
                 if not seen or seen[-1] != "/".join(states):
                     seen.append("/".join(states))
                 if states == ["geni_ready"]:
-                    return " -> ".join(seen) + self._gateway()
-                if "geni_failed" in states or self.now() > deadline:
-                    raise StepFailed(f"not ready: {' -> '.join(seen)}")
+                    return " -> ".join(seen) + await self._gateway()
+                if "geni_failed" in states or self.now() >= deadline:
+                    why = f" ({'; '.join(errors)})" if errors else ""
+                    raise StepFailed(f"not ready: {' -> '.join(seen)}{why}")
                 await self.wait(1.0)
 
         async def renew() -> str:
@@ -143,11 +155,11 @@ class Experiment:
             except GeniError as e:
                 if e.code != GeniCode.SEARCHFAILED:
                     raise
-                return f"slot over: {e.output}" + self._gateway()
+                return f"slot over: {e.output}" + await self._gateway()
             live = [s for s in value["geni_slivers"] if s["geni_allocation_status"] != "geni_unallocated"]
             if live:
                 raise StepFailed(f"still live after the slot: {live}")
-            return "slot over, nothing live" + self._gateway()
+            return "slot over, nothing live" + await self._gateway()
 
         async def delete() -> str:
             value = value_of(await self.client.delete([self.slice_urn]))

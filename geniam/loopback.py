@@ -1,7 +1,13 @@
-# -*- test-case-name: tests.test_am_loopback -*-
+# -*- test-case-name: tests.test_am_loopback,tests.test_am_agent,tests.test_demo -*-
 """
 A whole federation on 127.0.0.1: a development trust domain, aggregate
-managers with simulated gateways, and clients acting as its users.
+managers, their island gateways, and clients acting as its users.
+
+Each aggregate's gateway is either simulated in process (the default) or,
+with C{with_agents}, a real gateway agent service (C{twistd geniam-agent}
+with its simulated back end, its state file in the federation's folder)
+that the aggregate controls over Perspective Broker on mutual TLS, as
+C{twistd geniam-am --agent} does.
 
 C{geniam demo} runs one of these; so do the end-to-end tests, with a
 L{twisted.internet.task.Clock} for time and the real reactor for I/O.
@@ -13,8 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+
+from geniam.agent.options import AgentOptions
+from geniam.agent.service import make_agent_service
 from geniam.agent.simulated import SimulatedGateway
 from geniam.client import AMClient
+from geniam.protocols.pb import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust
@@ -22,6 +35,11 @@ from geniam.trust.domain import TrustDomain
 from geniam.trust.mint import slice_credential, user_credential
 
 DAY = 86400.0
+
+
+def agent_name(aggregate: str) -> str:
+    """The trust domain name of the gateway agent of C{aggregate}: C{<aggregate>gw}."""
+    return f"{aggregate}gw"
 
 
 @dataclass
@@ -32,6 +50,13 @@ class LoopbackFederation:
     @ivar folder: where the trust domain and the databases live.
     @ivar reactor: does the I/O.
     @ivar clock: gives the time (the reactor unless a test passes a Clock).
+    @ivar with_agents: run a gateway agent service per aggregate, reached
+        over PB, instead of an in-process simulated gateway.
+    @ivar agent_retry: seconds between the aggregates' reconnection
+        attempts to their agents (None: the PB client's own back-off).
+    @ivar gateways: each aggregate's L{IGatewayAgent} (the PB client with agents).
+    @ivar agents: each aggregate's running gateway agent service.
+    @ivar agent_ports: the port each aggregate's agent listens on.
     """
 
     folder: Path
@@ -41,9 +66,13 @@ class LoopbackFederation:
     user_names: tuple[str, ...] = ("alice",)
     authority: str = "geniam:demo"
     allocation_ttl: float = 172800.0
+    with_agents: bool = False
+    agent_retry: float | None = None
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
-    gateways: dict[str, SimulatedGateway] = field(init=False, default_factory=dict)
+    gateways: dict[str, Any] = field(init=False, default_factory=dict)
+    agents: dict[str, MultiService] = field(init=False, default_factory=dict)
+    agent_ports: dict[str, int] = field(init=False, default_factory=dict)
     _clients: list[AMClient] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -55,31 +84,123 @@ class LoopbackFederation:
             self.domain.ensure_user(name, f"{name}@example.org")
         for name in self.aggregate_names:
             self.domain.ensure_aggregate(name)
+            if self.with_agents:
+                self.domain.ensure_aggregate(agent_name(name))
+
+    def agent_urn(self, aggregate: str) -> str:
+        """The URN of the gateway agent of C{aggregate}."""
+        return self.domain.aggregate_urn(agent_name(aggregate))
+
+    def build_agent(self, aggregate: str, port: int = 0) -> MultiService:
+        """
+        Build (not start) the gateway agent of C{aggregate}: the agent
+        service with the simulated back end, on 127.0.0.1, letting in only
+        that aggregate's certificate.
+        """
+        name = agent_name(aggregate)
+        options = AgentOptions()
+        options.parseOptions(
+            [
+                "--port", str(port),
+                "--interface", "127.0.0.1",
+                "--data-dir", str(self.folder / f"{name}-data"),
+                "--trust-roots", str(self.domain.roots_dir),
+                "--certificate", str(self.domain.cert_path("aggregates", name)),
+                "--private-key", str(self.domain.key_path("aggregates", name)),
+                "--backend", "simulated",
+                "--allow", self.domain.aggregate_urn(aggregate),
+            ]
+        )
+        return make_agent_service(options, self.reactor, clock=self.clock)
+
+    async def start_agent(self, aggregate: str) -> int:
+        """
+        Start the gateway agent of C{aggregate} (on the port it had before,
+        if it ran already) and return its port.
+        """
+        service = self.build_agent(aggregate, self.agent_ports.get(aggregate, 0))
+        service.startService()
+        self.agents[aggregate] = service
+        listener = next(s for s in service if isinstance(s, StreamServerEndpointService))
+        port: Any = await listener._waitingForPort
+        self.agent_ports[aggregate] = int(port.getHost().port)
+        return self.agent_ports[aggregate]
+
+    async def stop_agent(self, aggregate: str) -> None:
+        """Stop the gateway agent of C{aggregate} (its applied state stays in its state file)."""
+        service = self.agents.pop(aggregate, None)
+        if service is not None and service.running:
+            await service.stopService()
+
+    def build_gateway(self, aggregate: str) -> Any:
+        """
+        The gateway a newly built aggregate drives: a new PB client to its
+        agent, or the aggregate's one in-process simulated gateway.
+        """
+        if not self.with_agents:
+            return self.gateways.setdefault(aggregate, SimulatedGateway(clock=self.clock))
+        retry = self.agent_retry
+        gateway = make_gateway_agent(
+            self.reactor,
+            f"127.0.0.1:{self.agent_ports[aggregate]}",
+            self.domain.aggregate(aggregate),
+            self.domain.roots(),
+            expected_urn=self.agent_urn(aggregate),
+            retry_policy=(lambda attempt: retry) if retry is not None else None,
+            clock=self.clock,
+        )
+        self.gateways[aggregate] = gateway
+        return gateway
 
     def build_aggregate(self, name: str) -> AggregateService:
         """Build (not start) the aggregate C{name} on a free loopback port."""
         identity = self.domain.aggregate(name)
         trust = ServerTrust(identity, self.domain.roots(), self.domain.roots_dir, self.domain)
         store = SQLiteStore(str(self.folder / f"{name}.sqlite"), reactor=self.reactor)
-        gateway = self.gateways.setdefault(name, SimulatedGateway(clock=self.clock))
+        gateway = self.build_gateway(name)
         return AggregateService(
             self.reactor, trust, store, gateway, 0, "127.0.0.1", clock=self.clock, allocation_ttl=self.allocation_ttl
         )
 
+    async def start_aggregate(self, name: str, connect_timeout: float = 30.0) -> AggregateService:
+        """
+        Build and start the aggregate C{name}; wait until it listens and,
+        with agents, until it has logged in to its agent and read the
+        island's inventory.
+        """
+        service = self.build_aggregate(name)
+        self.aggregates[name] = service
+        service.startService()
+        await service.when_started()
+        if self.with_agents:
+            connected: Deferred[None] = self.gateways[name].when_connected()
+            connected.addTimeout(connect_timeout, self.reactor)
+            await connected
+            await service.resource_manager.inventory()
+        return service
+
     async def start(self) -> None:
-        """Start every aggregate and wait until each listens."""
+        """Start every agent (with agents), then every aggregate, and wait until each is ready."""
+        if self.with_agents:
+            for name in self.aggregate_names:
+                await self.start_agent(name)
         for name in self.aggregate_names:
-            service = self.build_aggregate(name)
-            self.aggregates[name] = service
-            service.startService()
-            await service.when_started()
+            await self.start_aggregate(name)
 
     async def stop(self) -> None:
-        """Close clients and stop every aggregate."""
+        """Close clients, stop every aggregate, then every agent."""
         for client in self._clients:
             await client.close()
         for service in self.aggregates.values():
-            await service.stopService()
+            if service.running:
+                await service.stopService()
+        for name in list(self.agents):
+            await self.stop_agent(name)
+
+    def gateway_state(self, aggregate: str) -> Deferred[dict[str, Any]]:
+        """Fire with what the gateway of C{aggregate} has applied now (asked over PB, with agents)."""
+        state: Deferred[dict[str, Any]] = self.gateways[aggregate].state()
+        return state
 
     def url(self, aggregate: str) -> str:
         """The AM API v3 URL of an aggregate."""

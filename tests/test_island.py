@@ -335,7 +335,10 @@ class SlotTests(SynchronousTestCase):
         self.assertEqual(island.gateway.users, [KEY_A])
 
     def test_failure_then_retry(self) -> None:
-        """A refused start leaves the booking failed with the error, and a retry later makes it ready."""
+        """
+        A refused start leaves the booking failed with the error, and a retry
+        later makes it ready, applying only what the gateway still lacks.
+        """
         island = Island(self, retry_delay=10)
         island.start()
         b = island.provisioned(100, 1000)
@@ -350,42 +353,55 @@ class SlotTests(SynchronousTestCase):
         island.advance_to(111)
         ready = island.get(b)
         self.assertEqual((ready.operational_state, ready.error), (OperationalState.READY, ""))
-        self.assertEqual(island.ops()[-4:], ["reset", "set_user_auth", "set_tcp_proxy", "set_ovs"])
-        self.assertEqual(island.ok(island.gateway.state())["proxy"], CONTROLLER)
+        self.assertEqual(island.ops(), ["set_user_auth", "set_tcp_proxy", "set_ovs"])
+        self.assertEqual(island.ok(island.gateway.state()), {"users": [KEY_A], "proxy": CONTROLLER, "vlans": VLANS})
 
     def test_retry_backs_off_while_slot_lasts(self) -> None:
-        """Retries of an unreachable gateway back off, stop when the slot is over, and the leftovers are cleaned later."""
+        """
+        While the gateway is unreachable the booking shows configuring with
+        the reason, is retried with doubling delays up to the maximum while
+        the slot lasts, and is never marked applied or ready.
+        """
         island = Island(self, retry_delay=10, max_retry_delay=40)
         island.start()
         b = island.provisioned(100, 300)
         island.gateway.set_reachable(False)
-        island.advance_to(299)
-        attempts = island.gateway.calls.count("set_user_auth")
-        self.assertEqual(attempts, 1)
-        self.assertEqual(island.gateway.calls.count("reset"), 6)
+        del island.gateway.calls[:]
+        attempts: list[int] = []
+        for moment in range(100, 300):
+            island.advance_to(moment + 0.5)
+            if len(attempts) < island.gateway.calls.count("state"):
+                attempts.append(moment)
+            if moment == 100:
+                waiting = island.get(b)
+                self.assertEqual(geni_operational_status(waiting), "geni_configuring")
+                self.assertIn("gateway unreachable", waiting.error)
+                self.assertFalse(waiting.applied)
+        self.assertEqual(attempts, [100, 110, 130, 170, 210, 250, 290])
+        self.assertEqual([c for c in island.gateway.calls if c != "state"], [])
         island.advance_to(301)
         ended = island.get(b)
-        self.assertEqual((ended.allocation_state, ended.applied), (AllocationState.ENDED, True))
+        self.assertEqual((ended.allocation_state, ended.applied), (AllocationState.ENDED, False))
         self.assertIn("unreachable", ended.error)
         island.gateway.set_reachable(True)
         island.advance_to(301 + SWEEP)
-        self.assertFalse(island.get(b).applied)
-        self.assertEqual(island.ops(), ["reset"])
+        self.assertEqual(island.gateway.log, [])
 
     def test_timeout(self) -> None:
-        """A gateway that does not answer fails the start with TIMEDOUT text after the gateway timeout."""
+        """A gateway that does not answer within the gateway timeout counts as unreachable: configuring, with the reason."""
         clock = Clock()
         clock.advance(T0)
         slow = SimulatedGateway(clock=clock, latency=60)
         island = Island(self, clock=clock, gateway=slow, gateway_timeout=5, retry_delay=1000)
         island.start()
+        island.advance_to(5)
         b = island.provisioned(100, 1000)
         island.advance_to(100.5)
-        self.assertEqual(island.get(b).operational_state, OperationalState.CONFIGURING)
+        self.assertEqual(island.get(b).operational_state, OperationalState.NOTREADY)
         island.advance_to(106)
-        failed = island.get(b)
-        self.assertEqual(failed.operational_state, OperationalState.FAILED)
-        self.assertIn("did not answer set_user_auth", failed.error)
+        waiting = island.get(b)
+        self.assertEqual((waiting.operational_state, waiting.applied), (OperationalState.CONFIGURING, False))
+        self.assertIn("did not answer state within 5 s", waiting.error)
 
 
 class ChangeTests(SynchronousTestCase):
@@ -457,9 +473,10 @@ class ChangeTests(SynchronousTestCase):
         island.start()
         b = island.provisioned(100, 1000)
         island.advance_to(150)
-        island.gateway.fail_next(1, "ovs busy", methods=["set_ovs"])
+        island.gateway.fail_next(1, "ovs busy", code=GeniCode.REFUSED, methods=["set_ovs"])
         [failed] = island.ok(island.manager.provision([b.sliver_urn], vlan_map={"7": "8"}))
         self.assertEqual(failed.operational_state, OperationalState.FAILED)
+        self.assertIn("ovs busy", failed.error)
         island.advance_to(156)
         self.assertEqual(island.get(b).operational_state, OperationalState.READY)
         self.assertEqual(island.gateway.vlans, {"7": "8"})
@@ -725,16 +742,23 @@ class LifecycleTests(SynchronousTestCase):
         self.assertEqual([name for name, _ in gateway.log], ["set_user_auth", "set_tcp_proxy", "set_ovs"])
 
     def test_interrupted_configuring(self) -> None:
-        """A booking left configuring by a crash is applied again, after a reset, on the next start."""
+        """
+        A booking left configuring by a crash is applied again on the next
+        start; what the crash left half done (a stray key, a wrong proxy) is replaced.
+        """
         path = self.mktemp()
         first = Island(self, path)
         b = first.provisioned(100, 1000)
         current = first.get(b)
         first.ok(first.store.update([replace(current, operational_state=OperationalState.CONFIGURING, applied=True)]))
+        first.ok(first.gateway.set_user_auth([KEY_B]))
+        first.ok(first.gateway.set_tcp_proxy("192.0.2.77:1"))
+        del first.gateway.log[:]
         first.advance_to(150)
         first.start()
         self.assertEqual(first.get(b).operational_state, OperationalState.READY)
-        self.assertEqual(first.ops()[0], "reset")
+        self.assertEqual(first.ops(), ["rem_user_auth", "set_user_auth", "set_tcp_proxy", "set_ovs"])
+        self.assertEqual(first.ok(first.gateway.state()), {"users": [KEY_A], "proxy": CONTROLLER, "vlans": VLANS})
 
     def test_sweep_survives_errors(self) -> None:
         """An error in the periodic check is logged and the next check still runs."""
@@ -768,12 +792,13 @@ class LifecycleTests(SynchronousTestCase):
         slow = SimulatedGateway(clock=clock, latency=3)
         island = Island(self, clock=clock, gateway=slow)
         self.successResultOf(island.manager.start())
+        island.advance_to(3)
         b = island.provisioned(100, 1000)
-        island.advance_to(100.5)
+        island.advance_to(103.5)
         self.assertEqual(island.get(b).operational_state, OperationalState.CONFIGURING)
         stopping = island.manager.stop()
         self.assertNoResult(stopping)
-        island.advance_to(110)
+        island.advance_to(115)
         self.successResultOf(stopping)
         self.assertEqual(island.get(b).operational_state, OperationalState.READY)
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island,tests.test_island_sqlite -*-
+# -*- test-case-name: tests.test_island,tests.test_island_sqlite,tests.test_island_agent,tests.test_am_agent -*-
 """
 The island resource manager: books the whole island by time slot and
 configures its gateway when slots begin and end.
@@ -12,6 +12,22 @@ next known boundary (a timer re-armed whenever bookings change) and every
 C{sweep_interval} seconds as a safety net; a start or end missed while the
 manager was down is caught up by the first check after L{start}.
 
+Starting a slot reads what the gateway holds (C{state}) and applies only
+the difference to the booking: stray keys, a wrong proxy or VLAN map are
+replaced. While the gateway agent cannot be reached (C{RPCERROR} or
+C{TIMEDOUT}) the booking shows C{configuring} with the reason in its error
+text; when the agent refuses, it shows C{failed}. Both are retried with
+back-off while the slot lasts. Removal at the slot's end, on Delete,
+Shutdown or C{geni_stop} is retried the same way until it succeeds.
+
+Drift repair (L{IslandResourceManager.repair}) compares the gateway's
+reported state with the booking that should be applied now and repairs
+the difference: what is missing is applied again, what no booking explains
+is removed (a reset when no slot runs). It runs once after L{start} and,
+when the gateway reports its connection (C{add_connection_observer}, as
+L{geniam.protocols.pb.PBGatewayAgent} does), after every reconnection, at
+which point waiting retries are also made at once.
+
 One lock serialises every change to an existing booking and all gateway
 work in this process; the store's version check and conflict check keep
 other processes sharing the database honest.
@@ -22,7 +38,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, TimeoutError, maybeDeferred, succeed
@@ -57,7 +73,7 @@ from geniam.booking import (
     validate_email,
 )
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import validate_vlan_map
+from geniam.gatewayconfig import parse_controller, validate_ssh_keys, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
 from geniam.store.errors import StaleBooking
 from geniam.urn import parse_urn
@@ -72,6 +88,9 @@ BOUNDARY_SLACK = 0.001
 
 CHANGE_ATTEMPTS = 5
 """How often a change is retried when the booking changed meanwhile."""
+
+UNREACHABLE_CODES = frozenset({GeniCode.RPCERROR, GeniCode.TIMEDOUT})
+"""Gateway failures that mean the agent could not be reached (the booking shows configuring meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,55 @@ class Inventory:
     switches: tuple[str, ...]
     links: tuple[str, ...]
     confirmed: float | None = None
+
+
+@dataclass(frozen=True)
+class GatewayView:
+    """
+    A configuration of the gateway: what it reports, or what a booking needs.
+
+    @ivar users: the authorised SSH keys, in order.
+    @ivar proxy: the controller C{host:port} the proxy forwards to, or C{""}.
+    @ivar vlans: the VLAN map C{{testbed VLAN: island VLAN}}.
+    """
+
+    users: tuple[str, ...] = ()
+    proxy: str = ""
+    vlans: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, booking: Booking) -> GatewayView:
+        """The configuration C{booking} needs during its slot."""
+        return cls(booking.ssh_keys, booking.controller or "", dict(booking.vlan_map))
+
+    @classmethod
+    def from_report(cls, report: object) -> GatewayView:
+        """
+        Read a gateway's C{state()} report, normalised as the booking's values are.
+
+        @raise GeniError: ERROR if the report is malformed.
+        """
+        try:
+            if not isinstance(report, Mapping):
+                raise GeniError(GeniCode.BADARGS, "not a struct")
+            users = validate_ssh_keys(list(report.get("users", [])))
+            proxy = report.get("proxy", "") or ""
+            if proxy:
+                parse_controller(proxy)
+            vlans = validate_vlan_map(dict(report.get("vlans", {})))
+        except (GeniError, TypeError, ValueError) as e:
+            why = e.output if isinstance(e, GeniError) else str(e)
+            raise GeniError(GeniCode.ERROR, f"the gateway reported a malformed state: {why}") from None
+        return cls(users, str(proxy), vlans)
+
+    @property
+    def empty(self) -> bool:
+        """True for the default configuration: no users, no proxy, no VLAN map."""
+        return not self.users and not self.proxy and not self.vlans
+
+    def describe(self) -> str:
+        """A short summary for the log."""
+        return f"{len(self.users)} SSH key(s), proxy {self.proxy or 'none'}, VLAN map {dict(self.vlans) or 'none'}"
 
 
 def _uuid_name() -> str:
@@ -198,6 +266,8 @@ class IslandResourceManager:
         self._sweep_waiters: list[Deferred[None]] = []
         self._busy: set[object] = set()
         self._idle_waiters: list[Deferred[None]] = []
+        self._repair_pending = False
+        self._observing = False
 
     # Bookkeeping of work in flight.
 
@@ -235,7 +305,11 @@ class IslandResourceManager:
     # Lifecycle.
 
     def start(self) -> Deferred[None]:
-        """Start the periodic checks (see L{IResourceManager.start})."""
+        """
+        Start the periodic checks (see L{IResourceManager.start}); fire once
+        the first check is done. A drift repair follows in the background,
+        and after every reconnection of a gateway that reports its connection.
+        """
         if self._running:
             return succeed(None)
         self._running = True
@@ -247,12 +321,22 @@ class IslandResourceManager:
             self.log.failure("the island's periodic check stopped", failure)
 
         loop.start(self._sweep_interval, now=False).addErrback(loop_stopped)
+        add_observer = getattr(self._gateway, "add_connection_observer", None)
+        if add_observer is not None and not self._observing:
+            add_observer(self._gateway_connection)
+            self._observing = True
         self._maybe_refresh_inventory()
-        return self.sweep()
+        first = self.sweep()
+        self.repair()
+        return first
 
     def stop(self) -> Deferred[None]:
         """Stop the periodic checks and wait for work in flight."""
         self._running = False
+        remove_observer = getattr(self._gateway, "remove_connection_observer", None)
+        if remove_observer is not None and self._observing:
+            remove_observer(self._gateway_connection)
+        self._observing = False
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
@@ -260,6 +344,28 @@ class IslandResourceManager:
             self._timer.cancel()
         self._timer = None
         return self._when_idle()
+
+    # The gateway's connection.
+
+    def _gateway_online(self) -> bool:
+        """False only while a gateway that reports its connection says it has none."""
+        return bool(getattr(self._gateway, "connected", True))
+
+    def _gateway_connection(self, connected: bool) -> None:
+        """
+        Connection observer: after every (re)connection retry waiting work at
+        once, refresh the inventory and repair drift.
+        """
+        if not self._running:
+            return
+        if not connected:
+            self.log.info("the gateway agent is unreachable; gateway work waits for it to return")
+            return
+        self.log.info("the gateway agent is reachable; checking it against the bookings")
+        self._retry.clear()
+        self._inventory_attempt = None
+        self._maybe_refresh_inventory()
+        self.repair()
 
     # Reads.
 
@@ -279,6 +385,8 @@ class IslandResourceManager:
         if self._inventory.confirmed is not None and now - self._inventory.confirmed < self._inventory_ttl:
             return
         if self._inventory_attempt is not None and now - self._inventory_attempt < self._retry_delay:
+            return
+        if not self._gateway_online():
             return
         self._refreshing = True
         self._inventory_attempt = now
@@ -633,10 +741,10 @@ class IslandResourceManager:
     def sweep(self) -> Deferred[None]:
         """
         Run the periodic checks now: lapse expired allocations, end slots
-        that are over, remove configuration left on the gateway, start slots
-        in progress, then re-arm the boundary timer. Fire with None when
-        done; never fails (errors are logged). Overlapping requests share
-        one run.
+        that are over, remove configuration left on the gateway, repair
+        drift if L{repair} asked for it, start slots in progress, then
+        re-arm the boundary timer. Fire with None when done; never fails
+        (errors are logged). Overlapping requests share one run.
         """
         d: Deferred[None] = Deferred()
         self._sweep_waiters.append(d)
@@ -646,6 +754,18 @@ class IslandResourceManager:
             self._background(self._sweep_loop(), "island check")
         return d
 
+    def repair(self) -> Deferred[None]:
+        """
+        Compare the gateway's reported state with the booking that should be
+        applied now and repair the difference, within the next check (after
+        slots that are over have ended and before slots in progress start).
+        Fire with None when done; never fails (errors are logged). Skipped
+        while a gateway that reports its connection has none: its return
+        triggers a repair.
+        """
+        self._repair_pending = True
+        return self.sweep()
+
     def _safety_sweep(self) -> Deferred[None]:
         return self.sweep()
 
@@ -653,9 +773,10 @@ class IslandResourceManager:
         try:
             while self._sweep_pending:
                 self._sweep_pending = False
+                repair, self._repair_pending = self._repair_pending, False
                 waiters, self._sweep_waiters = self._sweep_waiters, []
                 try:
-                    await self._sweep_once()
+                    await self._sweep_once(repair)
                 except Exception:
                     self.log.failure("island check failed")
                 for waiter in waiters:
@@ -663,7 +784,7 @@ class IslandResourceManager:
         finally:
             self._sweeping = False
 
-    async def _sweep_once(self) -> None:
+    async def _sweep_once(self, repair: bool = False) -> None:
         now = self._clock.seconds()
         due = await self._store.due(now)
         waiting = {b.sliver_key for b in due.start + due.cleanup + due.end}
@@ -675,6 +796,12 @@ class IslandResourceManager:
         for b in due.cleanup:
             if self._may_retry(b.sliver_key, now):
                 await self._guarded(self._locked(self._cleanup_locked, b.sliver_urn), b)
+        if repair:
+            try:
+                async with self._lock:
+                    await self._repair_locked()
+            except Exception:
+                self.log.failure("drift repair failed")
         for b in due.start:
             if self._may_retry(b.sliver_key, now):
                 await self._guarded(self._locked(self._start_locked, b.sliver_urn), b)
@@ -744,18 +871,33 @@ class IslandResourceManager:
 
         await self._change_one(urn, cleaned)
 
-    async def _start_locked(self, urn: str, manual: bool = False, reset_first: bool = False) -> Booking:
+    async def _start_locked(
+        self, urn: str, manual: bool = False, reset_first: bool = False, observed: GatewayView | None = None
+    ) -> Booking:
         """
-        Apply a booking's configuration to the gateway now (lock held):
-        configuring, then ready, or failed with a retry scheduled.
+        Apply a booking's configuration to the gateway now (lock held): read
+        what the gateway holds (or reset it first), then apply the
+        difference. The booking becomes ready, or stays configuring while
+        the agent is unreachable, or fails when the agent refuses; the last
+        two are retried.
+
+        @param manual: start even if the booking is ready or stopped (an
+            operational action or a repair).
+        @param observed: what the gateway was just seen to hold, if known.
         """
         booking = await self._get(urn)
         now = self._clock.seconds()
         in_slot = booking.allocation_state is AllocationState.PROVISIONED and booking.slot.contains(now)
         if not in_slot or not (manual or needs_start(booking, now)):
             return booking
-        others = [b for b in await self._store.list_applied() if b.sliver_key != booking.sliver_key]
-        clean_first = reset_first or booking.applied or bool(others)
+        try:
+            if reset_first:
+                await self._gw("reset")
+                observed = GatewayView()
+            elif observed is None:
+                observed = await self._observe()
+        except GeniError as e:
+            return await self._record_failure(urn, e)
 
         def configuring(cur: Booking, now: float) -> Booking | None:
             if cur.allocation_state is not AllocationState.PROVISIONED or not cur.slot.contains(now):
@@ -766,45 +908,95 @@ class IslandResourceManager:
         if booking.operational_state is not OperationalState.CONFIGURING:
             return booking
         self.log.info("starting slot {slot} of {sliver}", slot=str(booking.slot), sliver=urn)
-        error: str | None = None
-        reset_done = False
         try:
-            if clean_first:
-                await self._gw("reset")
-                reset_done = True
-            await self._push_config(booking)
+            await self._converge(booking, observed)
         except GeniError as e:
-            error = e.output
-        if reset_done:
-            for other in others:
-                await self._change_one(other.sliver_urn, self._mark_removed)
-        return await self._finish_configuring(urn, error)
+            return await self._record_failure(urn, e)
+        await self._mark_others_removed(booking.sliver_key)
+        return await self._record_success(urn)
+
+    async def _observe(self) -> GatewayView:
+        """Fire with what the gateway reports it holds."""
+        return GatewayView.from_report(await self._gw("state"))
+
+    async def _converge(self, booking: Booking, observed: GatewayView) -> list[str]:
+        """
+        Change the gateway from C{observed} to exactly what C{booking} needs;
+        return what was changed, for the log.
+        """
+        wanted = GatewayView.of(booking)
+        done: list[str] = []
+        stray = [key for key in observed.users if key not in wanted.users]
+        if stray:
+            await self._gw("rem_user_auth", stray)
+            done.append(f"removed {len(stray)} SSH key(s)")
+        missing = [key for key in wanted.users if key not in observed.users]
+        if missing:
+            await self._gw("set_user_auth", missing)
+            done.append(f"added {len(missing)} SSH key(s)")
+        if observed.proxy != wanted.proxy:
+            if wanted.proxy:
+                await self._gw("set_tcp_proxy", wanted.proxy)
+                done.append(f"proxy to {wanted.proxy}")
+            else:
+                await self._gw("rem_tcp_proxy")
+                done.append("stopped the proxy")
+        if dict(observed.vlans) != dict(wanted.vlans):
+            if wanted.vlans:
+                await self._gw("set_ovs", dict(wanted.vlans))
+                done.append(f"VLAN map {dict(wanted.vlans)}")
+            else:
+                await self._gw("rem_ovs")
+                done.append("removed the VLAN map")
+        return done
 
     @staticmethod
     def _mark_removed(cur: Booking, now: float) -> Booking | None:
         if not cur.applied:
             return None
         state = OperationalState.NOTREADY if cur.operational_state is OperationalState.READY else cur.operational_state
-        return replace(cur, applied=False, operational_state=state, updated=now)
+        error = "" if needs_cleanup(cur) else cur.error
+        return replace(cur, applied=False, operational_state=state, error=error, updated=now)
 
-    async def _finish_configuring(self, urn: str, error: str | None) -> Booking:
-        key = urn_key(urn)
-        if error is None:
-            self._retry.pop(key, None)
+    async def _mark_others_removed(self, keep: str | None) -> None:
+        """Record that only the booking C{keep} (a sliver key, or None) may have configuration on the gateway."""
+        for other in await self._store.list_applied():
+            if other.sliver_key != keep:
+                self._retry.pop(other.sliver_key, None)
+                await self._change_one(other.sliver_urn, self._mark_removed)
 
-            def ready(cur: Booking, now: float) -> Booking | None:
-                if cur.operational_state is not OperationalState.CONFIGURING:
-                    return None
-                return replace(cur, operational_state=OperationalState.READY, error="", updated=now)
+    async def _record_success(self, urn: str) -> Booking:
+        self._retry.pop(urn_key(urn), None)
 
-            return await self._change_one(urn, ready)
-        delay = self._note_failure(key)
-        self.log.warn("gateway failed for {sliver}: {error}; retrying in {delay:g} s", sliver=urn, error=error, delay=delay)
-
-        def failed(cur: Booking, now: float) -> Booking | None:
+        def ready(cur: Booking, now: float) -> Booking | None:
             if cur.operational_state is not OperationalState.CONFIGURING:
                 return None
-            return replace(cur, operational_state=OperationalState.FAILED, error=f"gateway: {error}", updated=now)
+            return replace(cur, operational_state=OperationalState.READY, error="", updated=now)
+
+        return await self._change_one(urn, ready)
+
+    async def _record_failure(self, urn: str, error: GeniError) -> Booking:
+        """
+        Record that applying a booking failed and schedule a retry: it shows
+        configuring while the agent is unreachable, failed when it refused.
+        """
+        delay = self._note_failure(urn_key(urn))
+        unreachable = error.code in UNREACHABLE_CODES
+        state = OperationalState.CONFIGURING if unreachable else OperationalState.FAILED
+        if unreachable:
+            self.log.warn(
+                "gateway unreachable for {sliver}: {error}; retrying in {delay:g} s or when it returns",
+                sliver=urn,
+                error=error.output,
+                delay=delay,
+            )
+        else:
+            self.log.warn("gateway failed for {sliver}: {error}; retrying in {delay:g} s", sliver=urn, error=error.output, delay=delay)
+
+        def failed(cur: Booking, now: float) -> Booking | None:
+            if cur.allocation_state is not AllocationState.PROVISIONED or not cur.slot.contains(now):
+                return None
+            return replace(cur, operational_state=state, error=f"gateway: {error.output}", updated=now)
 
         return await self._change_one(urn, failed)
 
@@ -819,12 +1011,74 @@ class IslandResourceManager:
         current = await self._change_one(new.sliver_urn, configuring)
         if current.operational_state is not OperationalState.CONFIGURING:
             return current
-        error: str | None = None
         try:
-            await self._push_difference(old, current)
+            await self._converge(current, GatewayView.of(old))
         except GeniError as e:
-            error = e.output
-        return await self._finish_configuring(new.sliver_urn, error)
+            return await self._record_failure(new.sliver_urn, e)
+        return await self._record_success(new.sliver_urn)
+
+    # Drift repair.
+
+    async def _target(self, now: float) -> Booking | None:
+        """The booking whose configuration should be on the gateway at C{now}, if any."""
+        for booking in await self._store.list_live(Slot(now, now + BOUNDARY_SLACK)):
+            if (
+                booking.allocation_state is AllocationState.PROVISIONED
+                and booking.slot.contains(now)
+                and booking.operational_state is not OperationalState.STOPPED
+            ):
+                return booking
+        return None
+
+    async def _repair_locked(self) -> None:
+        """Compare the gateway with the bookings and repair the difference (lock held)."""
+        if not self._gateway_online():
+            self.log.debug("drift repair waits for the gateway agent")
+            return
+        try:
+            observed = await self._observe()
+        except GeniError as e:
+            self.log.warn("cannot compare the gateway with the bookings: {error}", error=e.output)
+            return
+        now = self._clock.seconds()
+        target = await self._target(now)
+        if target is None:
+            if not observed.empty:
+                try:
+                    await self._gw("reset")
+                except GeniError as e:
+                    self.log.warn("drift repair could not reset the gateway: {error}", error=e.output)
+                    return
+                self.log.warn(
+                    "drift repair: no slot runs, so the gateway was reset (it held {what})", what=observed.describe()
+                )
+            await self._mark_others_removed(None)
+            return
+        if target.operational_state is not OperationalState.READY:
+            self.log.info("drift repair: applying {sliver}, whose slot runs now", sliver=target.sliver_urn)
+            await self._start_locked(target.sliver_urn, manual=True, observed=observed)
+            return
+        try:
+            repaired = await self._converge(target, observed)
+        except GeniError as e:
+            self.log.warn(
+                "drift repair of {sliver} failed: {error} (the gateway held {what})",
+                sliver=target.sliver_urn,
+                error=e.output,
+                what=observed.describe(),
+            )
+            await self._record_failure(target.sliver_urn, e)
+            return
+        if repaired:
+            self.log.warn(
+                "drift repair of {sliver}: {repairs} (the gateway held {what})",
+                sliver=target.sliver_urn,
+                repairs="; ".join(repaired),
+                what=observed.describe(),
+            )
+        else:
+            self.log.info("drift repair: the gateway matches {sliver}", sliver=target.sliver_urn)
+        await self._mark_others_removed(target.sliver_key)
 
     async def _remove_locked(self, booking: Booking) -> tuple[bool, str]:
         """
@@ -861,31 +1115,6 @@ class IslandResourceManager:
             raise GeniError(GeniCode.TIMEDOUT, f"the gateway did not answer {name} within {self._gateway_timeout:g} s") from None
         except Exception as e:
             raise GeniError(GeniCode.RPCERROR, f"gateway {name} failed: {e}") from e
-
-    async def _push_config(self, booking: Booking) -> None:
-        if booking.ssh_keys:
-            await self._gw("set_user_auth", list(booking.ssh_keys))
-        if booking.controller:
-            await self._gw("set_tcp_proxy", booking.controller)
-        if booking.vlan_map:
-            await self._gw("set_ovs", dict(booking.vlan_map))
-
-    async def _push_difference(self, old: Booking, new: Booking) -> None:
-        removed = [k for k in old.ssh_keys if k not in new.ssh_keys]
-        if removed:
-            await self._gw("rem_user_auth", removed)
-        if new.ssh_keys and new.ssh_keys != old.ssh_keys:
-            await self._gw("set_user_auth", list(new.ssh_keys))
-        if new.controller != old.controller:
-            if new.controller:
-                await self._gw("set_tcp_proxy", new.controller)
-            else:
-                await self._gw("rem_tcp_proxy")
-        if dict(new.vlan_map) != dict(old.vlan_map):
-            if new.vlan_map:
-                await self._gw("set_ovs", dict(new.vlan_map))
-            else:
-                await self._gw("rem_ovs")
 
     async def _remove_config(self, booking: Booking) -> None:
         if booking.operational_state in (OperationalState.CONFIGURING, OperationalState.FAILED):

@@ -1,6 +1,16 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_tap_agent,tests.test_am_agent -*-
 """
 C{twistd geniam-am}: the aggregate manager's options and service tree.
+
+With C{--agent HOST:PORT} the AM controls the island's gateway agent
+(C{twistd geniam-agent}) over Perspective Broker on mutual TLS: it presents
+its own certificate, checks the agent's against its trust roots (and its
+URN, with C{--agent-urn}), proves the shared secret of
+C{--agent-secret-file} if the agent has one, and stays connected, logging
+in again after every reconnect. Without C{--agent} the AM runs in
+I{simulated mode}: an in-process simulated gateway
+(L{geniam.agent.simulated.SimulatedGateway}) that applies nothing and
+forgets everything when the AM stops.
 """
 
 from __future__ import annotations
@@ -17,11 +27,12 @@ from twisted.python import usage
 
 from geniam.agent.simulated import SimulatedGateway
 from geniam.config import ServerOptions, duration, positive_int
+from geniam.errors import GeniError
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniXmlRpcResource, make_site
 from geniam.store.sqlite import SQLiteStore
-from geniam.tap.common import ServerTrust, ThreadPoolService, listen_tls, server_trust, tls_for
+from geniam.tap.common import ServerTrust, ThreadPoolService, listen_tls, server_trust, stopped_port, tls_for
 from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
 
@@ -40,18 +51,44 @@ class Options(ServerOptions):
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
         ["threads", None, 4, "Worker threads for credential checks.", positive_int],
+        ["agent", None, None, "The gateway agent's HOST:PORT (default: simulated mode, an in-process simulated gateway)."],
+        ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
+        ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
+        ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
     ]
 
     def check(self) -> None:
         """Cross-check the AM's options."""
+        from geniam.protocols.pb import parse_agent_address
+
         if self["url"] and not str(self["url"]).startswith("https://"):
             raise usage.UsageError("--url must be an https:// URL")
+        if self["agent"]:
+            try:
+                parse_agent_address(self["agent"])
+            except GeniError as e:
+                raise usage.UsageError(f"--agent: {e.output}") from None
+        else:
+            for key in ("agent-urn", "agent-secret-file"):
+                if self[key]:
+                    raise usage.UsageError(f"--{key} needs --agent")
+        if self["agent-urn"]:
+            try:
+                parse_urn(self["agent-urn"])
+            except GeniError as e:
+                raise usage.UsageError(f"--agent-urn: {e.output}") from None
+        if self["agent-secret-file"] and not os.path.isfile(self["agent-secret-file"]):
+            raise usage.UsageError(f"--agent-secret-file: no such file {self['agent-secret-file']}")
 
 
 class AggregateService(MultiService):
     """
     One aggregate manager: its store, island resource manager and TLS
     XML-RPC listener, started in that order and stopped in reverse.
+
+    A gateway that is itself a service (the PB client of C{--agent}) is a
+    child of this one: it starts connecting before the island's first
+    check and stops after the island manager.
 
     The reactor does the I/O; C{clock} (the reactor by default) gives the
     time for bookings, credentials and certificates.
@@ -88,6 +125,8 @@ class AggregateService(MultiService):
         urn = parse_urn(self.urn)
         if urn.type != "authority":
             raise usage.UsageError(f"the AM certificate must name an authority URN, not {self.urn!r}")
+        if IService.providedBy(gateway):
+            gateway.setServiceParent(self)
         self._port_number = port
         self._interface = interface
         self._url = url
@@ -117,7 +156,7 @@ class AggregateService(MultiService):
         if self._url:
             return self._url
         host = self.port.getHost() if self.port is not None else None
-        port = host.port if host is not None else self._port_number
+        port = getattr(host, "port", self._port_number)
         return f"https://{self._interface or 'localhost'}:{port}/"
 
     def when_started(self) -> Deferred[AggregateService]:
@@ -156,6 +195,10 @@ class AggregateService(MultiService):
         self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, site)
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
+        if IService.providedBy(self.gateway):
+            self.log.info("gateway: the gateway agent, over Perspective Broker")
+        else:
+            self.log.info("gateway: simulated in process (no --agent given)")
         self._ready = True
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -168,7 +211,7 @@ class AggregateService(MultiService):
     async def _stop(self) -> None:
         self._ready = False
         if self.port is not None:
-            await self.port.stopListening()
+            await stopped_port(self.port)
             self.port = None
         await self.resource_manager.stop()
         await self.store.stop()
@@ -185,7 +228,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         print(f"geniam-am: trust roots {trust.roots_dir}; make users with 'geniam authority user {trust.domain.path} NAME'")
     database = options["database"] or os.fspath(data_dir / "am.sqlite")
     store = SQLiteStore(database, reactor=reactor)
-    gateway = SimulatedGateway(clock=reactor)
+    gateway = build_gateway(options, trust, reactor)
     return AggregateService(
         reactor,
         trust,
@@ -199,6 +242,31 @@ def build(options: Options, reactor: Any) -> AggregateService:
         max_body=options["max-body"],
         gateway_host=options["gateway-host"],
         threads=options["threads"],
+    )
+
+
+def build_gateway(options: Options, trust: ServerTrust, reactor: Any) -> Any:
+    """
+    The gateway the AM drives: the PB client of C{--agent}, presenting the
+    AM's own identity and checking the agent against the AM's trust roots,
+    or the in-process simulated gateway (simulated mode).
+
+    @raise usage.UsageError: if the secret file cannot be read.
+    """
+    if not options["agent"]:
+        return SimulatedGateway(clock=reactor)
+    from geniam.agent.service import read_secret
+    from geniam.protocols.pb import make_gateway_agent
+
+    secret = read_secret(options["agent-secret-file"]) if options["agent-secret-file"] else None
+    return make_gateway_agent(
+        reactor,
+        options["agent"],
+        trust.identity,
+        trust.roots,
+        expected_urn=options["agent-urn"],
+        secret=secret,
+        call_timeout=options["agent-timeout"],
     )
 
 
