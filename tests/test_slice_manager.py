@@ -360,6 +360,17 @@ class RoutingTests(Base):
         self.assertIn("nowhere.example", failure.value.output)
         self.assertEqual(sum(a.methods().count("Status") for a in self.ams), 0)
 
+    def test_bad_expiration_time(self) -> None:
+        """A Renew time that is not RFC 3339 is BADARGS before any aggregate is called."""
+        d = run(self.sm.Renew(self.alice, [SLICE], ["cred"], "tomorrow", {}))
+        self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
+        self.assertEqual(sum(a.methods().count("Renew") for a in self.ams), 0)
+
+    def test_bad_action(self) -> None:
+        """An empty action is BADARGS."""
+        d = run(self.sm.PerformOperationalAction(self.alice, [SLICE], ["cred"], "", {}))
+        self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
+
     def test_bad_urns(self) -> None:
         """Malformed urns are BADARGS."""
         d = run(self.sm.Status(self.alice, [SLICE, "urn:publicid:IDN+am1.example+sliver+s1"], ["cred"], {}))

@@ -18,6 +18,7 @@ from lxml import etree
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from geniam.client import AMClient, credential_struct, value_of
@@ -168,8 +169,8 @@ class SliceManagerLoopbackTests(TestCase):
         self.assertEqual(cm.exception.code, GeniCode.FORBIDDEN)
         self.assertIn("delegated to it", cm.exception.output)
 
-    async def test_dead_and_hanging_peers(self) -> None:
-        """A refusing peer fails at once, a hanging one times out; the call answers by the deadline."""
+    async def test_slow_dead_and_hanging_peers(self) -> None:
+        """A slow aggregate is waited for, a refusing peer fails, a hanging one times out; the call answers by the deadline."""
         silent = ServerFactory.forProtocol(Protocol)
         hang_port: Any = reactor.listenTCP(0, silent, interface="127.0.0.1")  # type: ignore[arg-type]
         self.addCleanup(hang_port.stopListening)
@@ -180,6 +181,15 @@ class SliceManagerLoopbackTests(TestCase):
         dead_urn = "urn:publicid:IDN+geniam:demo:dead+authority+am"
         extra: list[tuple[str | None, str]] = [(dead_urn, dead_url), (hang_urn, f"https://127.0.0.1:{hang_port.getHost().port}/")]
         await self.start(extra, peer_timeout=1.5, deadline=2.5)
+        slow = self.fed.aggregates["am2"].manager
+        assert slow is not None
+        answer = slow.ListResources
+
+        async def slowly(*args: Any) -> Any:
+            await deferLater(reactor, 0.5)
+            return await answer(*args)
+
+        slow.ListResources = slowly  # type: ignore[method-assign,assignment]
         client = self.client(self.speaks_for(), credential_struct(self.user_cred))
         started = time.monotonic()
         ad = value_of(await client.list_resources(cached=False))
@@ -187,6 +197,7 @@ class SliceManagerLoopbackTests(TestCase):
         self.assertLess(elapsed, 2.5 + 1.0)
         statistics = {s["name"]: s for s in read_statistics(ad)}
         self.assertEqual([statistics[u]["status"] for u in self.am_urns], ["success", "success"])
+        self.assertGreaterEqual(float(statistics[self.am_urns[1]]["elapsed"]), 0.5)
         self.assertEqual((statistics[dead_urn]["status"], statistics[dead_urn]["code"]), ("error", "10"))
         self.assertIn("cannot connect", statistics[dead_urn]["exception"])
         self.assertEqual((statistics[hang_urn]["status"], statistics[hang_urn]["code"]), ("timeout", "8"))

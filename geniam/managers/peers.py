@@ -49,7 +49,6 @@ class PeerRecord:
     @ivar url: its URL.
     @ivar breaker: its circuit breaker.
     @ivar configured_urn: the URN it was configured with, if any.
-    @ivar urn: its URN once known (configured or learned).
     @ivar version: the C{value} of its last GetVersion, or C{None}.
     @ivar version_error: why its last GetVersion failed, or C{None}.
     """
@@ -59,12 +58,24 @@ class PeerRecord:
         self.url = peer.url
         self.breaker = breaker
         self.configured_urn = str(parse_urn(urn)) if urn is not None else None
-        self.urn: str | None = self.configured_urn
+        self._urn: str | None = None
+        self._parsed: URN | None = None
+        self.urn = self.configured_urn
         self.version: dict[str, Any] | None = None
         self.version_error: GeniError | None = None
 
     def __repr__(self) -> str:
         return f"<PeerRecord {self.name}>"
+
+    @property
+    def urn(self) -> str | None:
+        """Its URN once known (configured or learned)."""
+        return self._urn
+
+    @urn.setter
+    def urn(self, urn: str | None) -> None:
+        self._parsed = parse_urn(urn) if urn is not None else None
+        self._urn = urn
 
     @property
     def name(self) -> str:
@@ -79,7 +90,7 @@ class PeerRecord:
     @property
     def parsed_urn(self) -> URN | None:
         """Its URN, parsed."""
-        return parse_urn(self.urn) if self.urn is not None else None
+        return self._parsed
 
     @property
     def key(self) -> str:
@@ -95,6 +106,10 @@ class PeerRecord:
     def is_urn(self, urn: str | None) -> bool:
         """Whether C{urn} names this peer."""
         return urn is not None and self.urn is not None and same_urn(urn, self.urn)
+
+    def has_key(self, key: str | None) -> bool:
+        """Whether C{key} (a normalised URN, L{URN.key}) names this peer."""
+        return key is not None and self._parsed is not None and self._parsed.key == key
 
     def owns(self, urn: URN) -> bool:
         """Whether C{urn} (a sliver or component) was minted by this peer's authority."""

@@ -77,6 +77,7 @@ from geniam.managers.shared import Shared
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
 from geniam.rspec.namespaces import rspec_version_struct
+from geniam.timeutil import parse_time
 from geniam.urn import URN, parse_urn
 
 _T = TypeVar("_T")
@@ -165,6 +166,15 @@ def caller_urn(caller: Any) -> str | None:
     """The URN of the caller (a verified L{GID} or anything with C{urn})."""
     urn = getattr(caller, "urn", None)
     return urn if isinstance(urn, str) and urn else None
+
+
+def _urn_key(urn: str | None) -> str | None:
+    if urn is None:
+        return None
+    try:
+        return parse_urn(urn).key
+    except GeniError:
+        return None
 
 
 def caller_key(caller: Any) -> str:
@@ -289,14 +299,15 @@ class SliceManager:
         Split the peers for a call: those to call, those not known yet, and
         those left out (the caller, and this slice manager itself).
         """
-        urn = caller_urn(caller)
+        caller = _urn_key(caller_urn(caller))
+        own = _urn_key(self.info.urn)
         callable_: list[PeerRecord] = []
         unknown: list[PeerRecord] = []
         excluded: list[PeerRecord] = []
         for record in self.records:
             if not record.known:
                 unknown.append(record)
-            elif record.is_urn(urn) or record.is_urn(self.info.urn):
+            elif record.has_key(caller) or record.has_key(own):
                 excluded.append(record)
             else:
                 callable_.append(record)
@@ -367,8 +378,18 @@ class SliceManager:
         return options
 
     async def _fan(self, call: _Call, calls: list[PeerCall], unknown: Sequence[PeerRecord] = ()) -> list[PeerOutcome]:
-        outcomes = await self.fanout.run(calls, call.deadline)
-        return self._in_order(list(outcomes) + [self._not_known(r) for r in unknown])
+        started = self._clock.seconds()
+        outcomes = self._in_order(list(await self.fanout.run(calls, call.deadline)) + [self._not_known(r) for r in unknown])
+        self.log.info(
+            "{method} from {caller} to {count} aggregates: {ok} answered with success, {failed} did not, in {secs:.3f} s",
+            method=call.method,
+            caller=caller_urn(call.caller) or "an unnamed caller",
+            count=len(outcomes),
+            ok=sum(1 for o in outcomes if o.ok),
+            failed=sum(1 for o in outcomes if not o.ok),
+            secs=self._clock.seconds() - started,
+        )
+        return outcomes
 
     def _route(self, call: _Call, target: Target) -> tuple[list[tuple[PeerRecord, list[str]]], list[PeerRecord]]:
         """
@@ -663,6 +684,7 @@ class SliceManager:
         self, caller: Any, urns: Any, credentials: list[Any], expiration_time: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Renew at every aggregate concerned; the sliver lists joined, codes rolled up."""
+        parse_time(expiration_time)
         return await self._once(
             "Renew", caller, options, lambda call: self._list_call(call, urns, credentials, (expiration_time,))
         )
