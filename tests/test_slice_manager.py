@@ -136,6 +136,17 @@ class FanOutTests(Base):
         self.assertEqual([s["geni_sliver_urn"] for s in struct["value"]["geni_slivers"]], ["urn:publicid:IDN+am1.example+sliver+x"])
         self.assertEqual(self.ams[2].cancelled, 1)
 
+    def test_unknown_peer_code(self) -> None:
+        """A code outside the GENI table, from every aggregate, fails the call as a generic ERROR."""
+        for aggregate in self.ams:
+            aggregate.mode = "error"
+            aggregate.error_code = 99  # type: ignore[assignment]
+        d = self.ask()
+        self.clock.advance(1)
+        failure = self.failureResultOf(d, GeniError)
+        self.assertEqual(failure.value.code, GeniCode.ERROR)
+        self.assertIn("am1 says no", failure.value.output)
+
     def test_all_failed_listing_is_an_error(self) -> None:
         """When no aggregate lists its resources, ListResources fails with the reasons."""
         for aggregate in self.ams:

@@ -38,6 +38,11 @@ manager is forwarding is refused with REFUSED.
 
 Credentials: see L{geniam.managers.forwarding}.
 
+Extra return struct members: C{geniam_statistics} on every forwarded
+call (see L{geniam.managers.rollup}); C{geniam_cache} on ListResources:
+C{{hit, age, stale}}, whether the advertisement came from the cache, how
+old it is in seconds, and whether it is being refreshed.
+
 Options understood besides the standard ones:
   - C{cached} (ListResources, default true): false bypasses the cache
     (the fresh advertisement is then cached);
@@ -168,6 +173,16 @@ def caller_urn(caller: Any) -> str | None:
     return urn if isinstance(urn, str) and urn else None
 
 
+def known_code(code: int | None) -> GeniCode:
+    """A peer's C{geni_code} as a L{GeniCode}: unknown codes are generic errors, none is RPCERROR."""
+    if code is None:
+        return GeniCode.RPCERROR
+    try:
+        return GeniCode(code)
+    except ValueError:
+        return GeniCode.ERROR
+
+
 def _urn_key(urn: str | None) -> str | None:
     if urn is None:
         return None
@@ -284,7 +299,7 @@ class SliceManager:
         for outcome in outcomes:
             record = outcome.record
             if outcome.struct is None:
-                record.failed_to_learn(GeniError(GeniCode(outcome.code or GeniCode.RPCERROR), outcome.reason or outcome.status))
+                record.failed_to_learn(GeniError(known_code(outcome.code), outcome.reason or outcome.status))
                 continue
             try:
                 record.learn(outcome.struct)
@@ -526,7 +541,7 @@ class SliceManager:
         outcomes = self._shaped(await self._fan(call, calls, unknown), lambda v: isinstance(v, str), "an RSpec string")
         if outcomes and not any(o.ok for o in outcomes):
             code, output = rollup(outcomes, False, False)
-            raise GeniError(GeniCode(code), f"no aggregate listed its resources: {output}")
+            raise GeniError(known_code(code), f"no aggregate listed its resources: {output}")
         rspecs = [o.value if o.ok else None for o in outcomes]
         return await self._cpu(
             self.mergers.advertisements, rspec_outcomes(outcomes, rspecs), "ListResources", self._clock.seconds()
