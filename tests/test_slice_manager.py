@@ -371,6 +371,15 @@ class RoutingTests(Base):
         self.assertIn("nowhere.example", failure.value.output)
         self.assertEqual(sum(a.methods().count("Status") for a in self.ams), 0)
 
+    def test_list_resources_is_not_describe(self) -> None:
+        """ListResources refuses the v2 option geni_slice_urn and needs geni_rspec_version."""
+        d = run(self.sm.ListResources(self.alice, ["cred"], {"geni_rspec_version": GENI_V3, "geni_slice_urn": SLICE}))
+        self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
+        d = run(self.sm.ListResources(self.alice, ["cred"], {}))
+        self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
+        d = run(self.sm.ListResources(self.alice, ["cred"], {"geni_rspec_version": {"type": "ProtoGENI", "version": "2"}}))
+        self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADVERSION)
+
     def test_bad_expiration_time(self) -> None:
         """A Renew time that is not RFC 3339 is BADARGS before any aggregate is called."""
         d = run(self.sm.Renew(self.alice, [SLICE], ["cred"], "tomorrow", {}))
