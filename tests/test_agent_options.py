@@ -11,8 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.agent.backend import DEFAULT_INVENTORY
 from geniam.agent.options import DEFAULT_PORT, AgentOptions
+from tests.fixturepaths import GCF
 
-FIXTURES = os.environ.get("GENIAM_FIXTURES", "/work/shared/fixtures/gcf")
+FIXTURES = os.environ.get("GENIAM_FIXTURES", str(GCF))
 AM1 = "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"
 AM2 = "urn:publicid:IDN+geni:gpo:gcf:am2+authority+am"
 

@@ -36,8 +36,9 @@ from geniam.agent.service import (
 from geniam.agent.backend import BlockingRunner
 from geniam.protocols.pb import AgentCredentials, GatewayPerspective, login_response
 from tests.test_pb import AGENT, ALICE, AM1, SECRET, AgentHarness
+from tests.fixturepaths import GCF
 
-FIXTURES = os.environ.get("GENIAM_FIXTURES", "/work/shared/fixtures/gcf")
+FIXTURES = os.environ.get("GENIAM_FIXTURES", str(GCF))
 
 
 class CheckerTests(SynchronousTestCase):

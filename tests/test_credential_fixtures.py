@@ -24,8 +24,9 @@ from geniam.trust.gid import GID, TrustRoots
 from geniam.trust.identity import Identity
 from geniam.trust.mint import make_slice
 from geniam.trust.verifier import CredentialVerifier, Grant
+from tests.fixturepaths import GCF
 
-FIXTURES = FilePath("/work/shared/fixtures/gcf")
+FIXTURES = FilePath(str(GCF))
 NOW = parse_time("2026-11-22T12:00:00Z")
 """A time inside the validity window of every fixture (and of the minted domain)."""
 

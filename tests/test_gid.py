@@ -21,8 +21,9 @@ from geniam.timeutil import parse_time
 from geniam.trust.certs import generate_key, make_authority, make_identity
 from geniam.trust.gid import GID, TrustError, TrustRoots
 from geniam.trust.identity import Identity
+from tests.fixturepaths import GCF
 
-FIXTURES = FilePath("/work/shared/fixtures/gcf")
+FIXTURES = FilePath(str(GCF))
 NOW = parse_time("2026-11-22T12:00:00Z")
 """A time inside the validity window of every fixture."""
 

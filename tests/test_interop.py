@@ -27,7 +27,7 @@ from geniam.timeutil import parse_time
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gcf"
+from tests.fixturepaths import GCF as FIXTURES
 NOW = parse_time("2026-11-22T12:00:00Z")
 SLICE = "urn:publicid:IDN+geni:gpo:gcf+slice+fixture"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq5P0wVtV0bWbFQqg8Xn1K1JmHhJ7m1fQ1b3c7m5a1b alice@laptop"

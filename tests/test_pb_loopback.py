@@ -1,6 +1,6 @@
 """
 The gateway agent and its clients over real TLS on 127.0.0.1, with the
-GENI fixture certificates (C{/work/shared/fixtures/gcf}, or the directory
+GENI fixture certificates (C{tests/fixtures/gcf}, or the directory
 in C{GENIAM_FIXTURES}). Certificate validity is judged at a pinned time.
 """
 
@@ -31,8 +31,9 @@ from geniam.protocols.pb import (
 )
 from geniam.timeutil import parse_time
 from tests.test_agent_backend import KEY_A
+from tests.fixturepaths import GCF
 
-FIXTURES = os.environ.get("GENIAM_FIXTURES", "/work/shared/fixtures/gcf")
+FIXTURES = os.environ.get("GENIAM_FIXTURES", str(GCF))
 NOW = parse_time("2026-11-22T12:00:00Z")
 AGENT_URN = "urn:publicid:IDN+geni:gpo:gcf:agent+authority+am"
 AM2_URN = "urn:publicid:IDN+geni:gpo:gcf:am2+authority+am"

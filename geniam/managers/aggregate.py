@@ -97,6 +97,23 @@ def sliver_info(booking: Booking, with_error: bool = False) -> dict[str, Any]:
     return info
 
 
+def booking_owner(grant: Grant) -> GID:
+    """
+    The user a booking is made for: the caller, or, when a slice manager or
+    tool calls with a credential delegated to it, the user at the root of
+    that credential's chain.
+
+    @raise GeniError: FORBIDDEN when no user stands behind the call.
+    """
+    if grant.caller.urn and parse_urn(grant.caller.urn).type == "user":
+        return grant.caller
+    for verified in grant.credentials:
+        root_owner = verified.credential.root.owner_gid
+        if root_owner is not None and root_owner.urn and parse_urn(root_owner.urn).type == "user":
+            return root_owner
+    raise GeniError(GeniCode.FORBIDDEN, f"{grant.caller_urn} acts for no user: a booking needs one")
+
+
 def manifest_booking(booking: Booking) -> ManifestBooking:
     """The manifest's view of a booking."""
     return ManifestBooking(
@@ -286,10 +303,11 @@ class AggregateManager:
             raise GeniError(GeniCode.BADARGS, "rspec must be a string")
         request = parse_request(rspec, self.info.urn)
         slot = self._requested_slot(request.slot, options)
+        owner = booking_owner(grant)
         booking = await self.rm.allocate(
             slice_urn,
-            grant.caller_urn,
-            grant.caller.email or "",
+            str(owner.urn),
+            owner.email or "",
             slot,
             grant.expires,
             request.controller,

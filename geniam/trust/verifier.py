@@ -470,7 +470,9 @@ class CredentialVerifier:
         except GeniError:
             return _fail("target", f"target URN {target_text[:120]!r} is malformed", GeniCode.CREDENTIAL_INVALID)
         if rule.credential == USER:
-            if target_type != "user" or not _same_identity(target, caller):
+            # A user credential, or an authority's credential about itself
+            # (what a slice manager presents for the advertisement).
+            if target_type not in ("user", "authority") or not _same_identity(target, caller):
                 return _fail(
                     "credential kind",
                     f"{method} needs a user credential of the caller, this one is about {target_text}",
