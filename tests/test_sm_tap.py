@@ -40,7 +40,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             options["aggregates"], [(None, "https://a.example:8001/"), (AM1, "https://b.example:8001/am/3.0")]
         )
-        self.assertEqual(options["port"], 8002)
+        self.assertEqual(options["port"], 8003)
 
     def test_defaults_and_durations(self) -> None:
         """Timeouts take units; the settings carry them to the slice manager."""

@@ -10,7 +10,7 @@ certificate naming host names must name the URL's host.
 
 Example C{sm.toml}::
 
-    port = 8002
+    port = 8003
     trust-roots = "/etc/geniam/roots"
     certificate = "/etc/geniam/sm-cert.pem"
     private-key = "/etc/geniam/sm-key.pem"
@@ -80,7 +80,7 @@ class Options(ServerOptions):
     """Flags of C{twistd geniam-sm}; every one may also be set in the C{[sm]} table of C{--config}."""
 
     role = "sm"
-    default_port = 8002
+    default_port = 8003
     synopsis = "[options] --aggregate URL [--aggregate URL ...]"
     optParameters = [
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
