@@ -52,7 +52,10 @@ def main() -> None:
     parser.add_argument("--switches", type=int, default=500)
     parser.add_argument("--aggregates", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--short", action="store_true", help="a smaller island and fewer runs, for CI")
     args = parser.parse_args()
+    if args.short:
+        args.switches, args.aggregates, args.repeat = 100, 5, 1
     limits = ParseLimits(max_bytes=64 * 1024 * 1024, max_elements=10_000_000)
     island = _island("island0.example", args.switches)
     booked = [(START + 7200 * i, START + 7200 * i + 3600) for i in range(200)]

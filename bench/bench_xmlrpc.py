@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one line per operation and size."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
+    parser.add_argument("--short", action="store_true", help="one run per measurement, for CI")
     args = parser.parse_args(argv)
+    if args.short:
+        args.repeat = 1
     print(f"{'operation':<16}{'payload':>10}{'wire':>10}{'best ms':>10}{'MB/s':>9}")
     for size in (1_000, 100_000, 1_000_000, 4_000_000):
         rspec = rspec_of_size(size)
