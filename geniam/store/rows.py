@@ -1,20 +1,32 @@
-# -*- test-case-name: tests.test_store_sqlite -*-
+# -*- test-case-name: tests.test_store_sqlite,tests.test_store_postgres -*-
 """
-Bookings as database rows, shared by every SQL store.
+Bookings as database rows, and the statements on them, shared by every SQL
+store.
 
 The C{bookings} table holds one row per booking: the fields of
 L{geniam.booking.Booking}, plus derived columns the queries index on
 (normalised URNs, the island, whether the booking is live). Users and the
 VLAN map are JSON text.
+
+L{BookingQueries} holds what every store does, written once, without I/O:
+each operation is a generator that yields L{Statement}s (SQL with C{?}
+placeholders, and parameters), is sent back each one's L{Result}, and
+returns the operation's outcome or raises its error. A store drives it on
+its own connection, inside the transaction its database needs (see
+L{drive}); L{geniam.store.sqlite} and L{geniam.store.postgres} do so.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from geniam.booking import AllocationState, Booking, OperationalState, Slot, UserKeys
+from geniam.booking import AllocationState, Booking, BookingConflict, Due, OperationalState, Slot, UserKeys, urn_key
+from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, UnknownBooking
+
+T = TypeVar("T")
 
 BOOKING_COLUMNS: tuple[str, ...] = (
     "sliver_urn",
@@ -103,3 +115,221 @@ def row_to_booking(row: Sequence[Any]) -> Booking:
         provisioned_at=None if values["provisioned_at"] is None else float(values["provisioned_at"]),
         version=int(values["version"]),
     )
+
+
+class Result(NamedTuple):
+    """What one statement gave back: its rows (none for a write) and the rows it changed."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+
+Statement: TypeAlias = tuple[str, tuple[Any, ...]]
+"""One SQL statement with C{?} placeholders, and its parameters."""
+
+Steps: TypeAlias = Generator[Statement, Result, T]
+"""An operation as statements: yields each, is sent its L{Result}, returns the outcome."""
+
+INSERT_BOOKING = f"INSERT INTO bookings ({', '.join(ALL_COLUMNS)}) VALUES ({', '.join('?' for _ in ALL_COLUMNS)})"
+"""Insert one row: the parameters are L{booking_to_row}'s values."""
+
+UPDATE_BOOKING = (
+    f"UPDATE bookings SET {', '.join(c + ' = ?' for c in ALL_COLUMNS)} WHERE sliver_key = ? AND island = ? AND version = ?"
+)
+"""Replace one row: L{booking_to_row}'s values, then its sliver key, island and the version it replaces."""
+
+SELECT_BOOKINGS = f"SELECT {SELECT_LIST} FROM bookings"
+"""The start of a query whose rows L{row_to_booking} reads."""
+
+_ALLOCATED = AllocationState.ALLOCATED.value
+_PROVISIONED = AllocationState.PROVISIONED.value
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" for _ in range(count))
+
+
+def drive(steps: Steps[T], execute: Callable[[str, tuple[Any, ...]], Result], first: Statement | None = None) -> T:
+    """
+    Run C{steps} synchronously: C{execute(sql, params)} runs one statement
+    and returns its L{Result}. If C{first} is given, the caller has already
+    taken that first statement from C{steps}.
+    """
+    try:
+        statement = next(steps) if first is None else first
+        while True:
+            statement = steps.send(execute(*statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class BookingQueries:
+    """
+    The operations of L{geniam.interfaces.IStore} on one island's rows, as
+    L{Steps}.
+
+    Writes assume the caller runs them in one transaction that it rolls
+    back if they raise. Conflicts are found with one index probe: because
+    the live bookings of an island never overlap, the only live booking that
+    can overlap C{[start, end)} is the one with the latest start before
+    C{end}. An update writes each row only if its version is still the one
+    read, so a database that lets another writer in between (PostgreSQL at
+    READ COMMITTED) still never loses an update.
+
+    @ivar island: the island whose rows these statements touch.
+    """
+
+    def __init__(self, island: str) -> None:
+        self.island = island
+
+    def _conflict(self, slot: Slot, exclude: Sequence[str]) -> Steps[Slot | None]:
+        """The slot of a live booking overlapping C{slot}, other than C{exclude} (sliver keys), or None."""
+        sql = "SELECT start_time, end_time FROM bookings WHERE island = ? AND live = 1 AND start_time < ?"
+        params: list[Any] = [self.island, slot.end]
+        if exclude:
+            sql += f" AND sliver_key NOT IN ({_marks(len(exclude))})"
+            params.extend(exclude)
+        sql += " ORDER BY start_time DESC LIMIT 1"
+        found = yield (sql, tuple(params))
+        if found.rows and found.rows[0][1] > slot.start:
+            return Slot(found.rows[0][0], found.rows[0][1])
+        return None
+
+    def _select(self, where: str, params: Iterable[Any]) -> Steps[list[Booking]]:
+        found = yield (f"{SELECT_BOOKINGS} WHERE {where}", tuple(params))
+        return [row_to_booking(row) for row in found.rows]
+
+    # Writes.
+
+    def insert(self, booking: Booking) -> Steps[Booking]:
+        """Store a new booking unless its sliver exists or a live booking overlaps it."""
+        found = yield ("SELECT 1 FROM bookings WHERE sliver_key = ?", (booking.sliver_key,))
+        if found.rows:
+            raise DuplicateBooking(booking.sliver_urn)
+        if booking.live:
+            conflict = yield from self._conflict(booking.slot, ())
+            if conflict is not None:
+                raise BookingConflict(conflict)
+        yield (INSERT_BOOKING, booking_to_row(booking, self.island, 1))
+        return replace(booking, version=1)
+
+    def update(self, bookings: Sequence[Booking]) -> Steps[list[Booking]]:
+        """Replace bookings, all or none, checking versions and conflicts."""
+        bookings = list(bookings)
+        keys = [b.sliver_key for b in bookings]
+        if len(set(keys)) != len(keys):
+            raise StoreError("the same booking appears twice in one update")
+        for booking in bookings:
+            found = yield (
+                "SELECT version FROM bookings WHERE sliver_key = ? AND island = ?",
+                (booking.sliver_key, self.island),
+            )
+            if not found.rows:
+                raise UnknownBooking(booking.sliver_urn)
+            if found.rows[0][0] != booking.version:
+                raise StaleBooking(booking.sliver_urn)
+        for index, booking in enumerate(bookings):
+            if not booking.live:
+                continue
+            conflict = yield from self._conflict(booking.slot, keys)
+            if conflict is None:
+                conflict = next((o.slot for o in bookings[:index] if o.live and o.slot.overlaps(booking.slot)), None)
+            if conflict is not None:
+                raise BookingConflict(conflict)
+        if len(bookings) > 1 and any(b.live for b in bookings):
+            # Rows of one batch may trade slots: a database that checks
+            # each row as it is written must not see a half-moved batch.
+            yield (f"UPDATE bookings SET live = 0 WHERE island = ? AND sliver_key IN ({_marks(len(keys))})", (self.island, *keys))
+        stored = []
+        for booking in bookings:
+            new = replace(booking, version=booking.version + 1)
+            written = yield (UPDATE_BOOKING, booking_to_row(new, self.island, new.version) + (new.sliver_key, self.island, booking.version))
+            if written.rowcount != 1:
+                raise StaleBooking(booking.sliver_urn)
+            stored.append(new)
+        return stored
+
+    def set_shutdown(self, slice_urn: str, when: float) -> Steps[bool]:
+        """Mark the slice shut down; return True unless it already was."""
+        written = yield (
+            "INSERT INTO slices (island, slice_key, slice_urn, shutdown_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (self.island, urn_key(slice_urn), slice_urn, when),
+        )
+        return written.rowcount == 1
+
+    # Reads.
+
+    def get(self, sliver_urn: str) -> Steps[Booking | None]:
+        """The booking of this sliver, or None."""
+        found = yield from self._select("sliver_key = ? AND island = ?", (urn_key(sliver_urn), self.island))
+        return found[0] if found else None
+
+    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Steps[list[Booking]]:
+        """The slice's bookings by slot start."""
+        where = "island = ? AND slice_key = ?" + (" AND live = 1" if live_only else "")
+        return (yield from self._select(where + " ORDER BY start_time, created", (self.island, urn_key(slice_urn))))
+
+    def list_live(self, window: Slot, limit: int | None = None) -> Steps[list[Booking]]:
+        """The live bookings overlapping C{window}, by start."""
+        where = "island = ? AND live = 1 AND start_time < ? AND end_time > ? ORDER BY start_time"
+        params: list[Any] = [self.island, window.end, window.start]
+        if limit is not None:
+            where += " LIMIT ?"
+            params.append(int(limit))
+        return (yield from self._select(where, params))
+
+    def list_applied(self) -> Steps[list[Booking]]:
+        """The bookings whose configuration is on the gateway."""
+        return (yield from self._select("island = ? AND applied = 1 ORDER BY start_time", (self.island,)))
+
+    def due(self, now: float, limit: int) -> Steps[Due]:
+        """The bookings needing an action at C{now}; read them in one snapshot."""
+        island = self.island
+        expire = yield from self._select(
+            "island = ? AND allocation_state = ? AND allocation_expires <= ? ORDER BY allocation_expires LIMIT ?",
+            (island, _ALLOCATED, now, limit),
+        )
+        end = yield from self._select(
+            "island = ? AND allocation_state = ? AND end_time <= ? ORDER BY end_time LIMIT ?",
+            (island, _PROVISIONED, now, limit),
+        )
+        start = yield from self._select(
+            "island = ? AND allocation_state = ? AND start_time <= ? AND end_time > ?"
+            " AND operational_state IN ('notready', 'configuring', 'failed') ORDER BY start_time LIMIT ?",
+            (island, _PROVISIONED, now, now, limit),
+        )
+        cleanup = yield from self._select(
+            "island = ? AND applied = 1 AND (live = 0 OR operational_state = 'stopped') ORDER BY updated LIMIT ?",
+            (island, limit),
+        )
+        return Due(expire=tuple(expire), end=tuple(end), start=tuple(start), cleanup=tuple(cleanup))
+
+    def next_boundary(self, after: float) -> Steps[float | None]:
+        """The next moment later than C{after} a live booking changes by itself, or None; read in one snapshot."""
+        moments = []
+        for column, state in (("allocation_expires", _ALLOCATED), ("start_time", _PROVISIONED), ("end_time", _PROVISIONED)):
+            found = yield (
+                f"SELECT MIN({column}) FROM bookings WHERE island = ? AND allocation_state = ? AND {column} > ?",
+                (self.island, state, after),
+            )
+            if found.rows[0][0] is not None:
+                moments.append(float(found.rows[0][0]))
+        return min(moments) if moments else None
+
+    def is_shutdown(self, slice_urn: str) -> Steps[bool]:
+        """Whether the slice has been shut down."""
+        found = yield ("SELECT 1 FROM slices WHERE island = ? AND slice_key = ?", (self.island, urn_key(slice_urn)))
+        return bool(found.rows)
+
+    def count(self, states: Iterable[AllocationState | str] | None = None) -> Steps[int]:
+        """The number of bookings, in C{states} if given (no statement at all for no states)."""
+        sql = "SELECT COUNT(*) FROM bookings WHERE island = ?"
+        params: list[Any] = [self.island]
+        if states is not None:
+            wanted = [AllocationState(s).value for s in states]
+            if not wanted:
+                return 0
+            sql += f" AND allocation_state IN ({_marks(len(wanted))})"
+            params.extend(wanted)
+        found = yield (sql, tuple(params))
+        return int(found.rows[0][0])

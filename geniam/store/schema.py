@@ -1,19 +1,25 @@
-# -*- test-case-name: tests.test_store_sqlite -*-
+# -*- test-case-name: tests.test_store_sqlite,tests.test_store_postgres -*-
 """
-The versioned SQLite schema of the booking store.
+The versioned schema of the booking store, for SQLite and PostgreSQL.
 
 C{schema_version} holds one row, the version the tables follow. A store
 creates the schema in an empty database, upgrades an older one step by step
-with L{SQLITE_MIGRATIONS}, and refuses to open a newer one.
+with its migrations, and refuses to open a newer one (L{open_schema}). Both
+databases get the same tables and indexes; PostgreSQL adds an exclusion
+constraint that keeps the live bookings of an island apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from geniam.store.errors import SchemaTooNew
+from geniam.store.rows import Statement, Steps
+
 SCHEMA_VERSION = 1
 """The schema version this code reads and writes."""
 
-SQLITE_SCHEMA: tuple[str, ...] = (
-    """
+_BOOKINGS_TABLE = """
     CREATE TABLE bookings (
         sliver_key TEXT PRIMARY KEY,
         island TEXT NOT NULL,
@@ -23,11 +29,11 @@ SQLITE_SCHEMA: tuple[str, ...] = (
         slice_urn TEXT NOT NULL,
         owner_urn TEXT NOT NULL,
         owner_email TEXT NOT NULL,
-        start_time REAL NOT NULL,
-        end_time REAL NOT NULL CHECK (end_time > start_time),
+        start_time {real} NOT NULL,
+        end_time {real} NOT NULL CHECK (end_time > start_time),
         allocation_state TEXT NOT NULL
             CHECK (allocation_state IN ('allocated', 'provisioned', 'ended', 'deleted', 'expired')),
-        allocation_expires REAL NOT NULL,
+        allocation_expires {real} NOT NULL,
         operational_state TEXT NOT NULL
             CHECK (operational_state IN ('notready', 'configuring', 'ready', 'failed', 'stopped')),
         error TEXT NOT NULL,
@@ -35,12 +41,14 @@ SQLITE_SCHEMA: tuple[str, ...] = (
         controller TEXT,
         vlan_map TEXT NOT NULL,
         applied INTEGER NOT NULL CHECK (applied IN (0, 1)),
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        provisioned_at REAL,
-        version INTEGER NOT NULL
+        created {real} NOT NULL,
+        updated {real} NOT NULL,
+        provisioned_at {real},
+        version INTEGER NOT NULL{constraints}
     )
-    """,
+    """
+
+_INDEXES: tuple[str, ...] = (
     # Conflict checks and the advertisement: live bookings by start.
     "CREATE INDEX bookings_live_start ON bookings (island, live, start_time)",
     # The periodic checks: slots starting and ending, allocations lapsing.
@@ -49,17 +57,84 @@ SQLITE_SCHEMA: tuple[str, ...] = (
     "CREATE INDEX bookings_state_expires ON bookings (island, allocation_state, allocation_expires)",
     "CREATE INDEX bookings_slice ON bookings (island, slice_key, start_time)",
     "CREATE INDEX bookings_applied ON bookings (island) WHERE applied = 1",
-    """
+)
+
+_SLICES_TABLE = """
     CREATE TABLE slices (
         island TEXT NOT NULL,
         slice_key TEXT NOT NULL,
         slice_urn TEXT NOT NULL,
-        shutdown_at REAL NOT NULL,
+        shutdown_at {real} NOT NULL,
         PRIMARY KEY (island, slice_key)
     )
-    """,
+    """
+
+SQLITE_SCHEMA: tuple[str, ...] = (
+    _BOOKINGS_TABLE.format(real="REAL", constraints=""),
+    *_INDEXES,
+    _SLICES_TABLE.format(real="REAL"),
 )
-"""The statements that create the current schema in an empty database."""
+"""The statements that create the current schema in an empty SQLite database."""
 
 SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {}
-"""For each version C{n} > 1, the statements that upgrade version C{n - 1} to C{n}."""
+"""For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
+
+NO_OVERLAP_CONSTRAINT = "bookings_live_apart"
+"""The name of the PostgreSQL exclusion constraint that keeps an island's live bookings apart."""
+
+POSTGRES_SCHEMA: tuple[str, ...] = (
+    # Equality on text in a GiST index.
+    "CREATE EXTENSION IF NOT EXISTS btree_gist",
+    # The half-open slot [start_time, end_time) as an exact range of the
+    # stored doubles (numeric casts round to 15 digits).
+    "CREATE TYPE slot_range AS RANGE (subtype = double precision, subtype_diff = float8mi)",
+    _BOOKINGS_TABLE.format(
+        real="DOUBLE PRECISION",
+        constraints=f""",
+        CONSTRAINT {NO_OVERLAP_CONSTRAINT} EXCLUDE USING gist
+            (island WITH =, slot_range(start_time, end_time) WITH &&) WHERE (live = 1)""",
+    ),
+    *_INDEXES,
+    _SLICES_TABLE.format(real="DOUBLE PRECISION"),
+)
+"""
+The statements that create the current schema in an empty PostgreSQL
+schema. The exclusion constraint makes the database refuse a live booking
+overlapping another live booking of its island, whoever writes it.
+"""
+
+POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+"""For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
+
+
+def open_schema(
+    create: Sequence[str],
+    migrations: Mapping[int, Sequence[str]],
+    prelude: Sequence[Statement] = (),
+) -> Steps[None]:
+    """
+    Create the schema in an empty database, upgrade an older one, or refuse
+    a newer one, as L{Steps} to run in one transaction.
+
+    @param create: the statements that create the current schema.
+    @param migrations: for each version C{n} > 1, the statements from
+        C{n - 1} to C{n}.
+    @param prelude: statements to run first (a lock that keeps two processes
+        from creating the schema at once).
+    @raise SchemaTooNew: if the database was written by a newer version.
+    """
+    for statement in prelude:
+        yield statement
+    yield ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", ())
+    found = (yield ("SELECT MAX(version) FROM schema_version", ())).rows[0][0]
+    if found is None:
+        for sql in create:
+            yield (sql, ())
+        yield ("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        return
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(found, SCHEMA_VERSION)
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        for sql in migrations[version]:
+            yield (sql, ())
+    yield ("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))

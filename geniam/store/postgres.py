@@ -1,0 +1,448 @@
+# -*- test-case-name: tests.test_store_postgres -*-
+"""
+The shared booking store: PostgreSQL through txpostgres, for several
+aggregate-manager processes using one database.
+
+The database itself keeps the live bookings of an island apart, whoever
+writes them: the C{bookings} table carries an exclusion constraint
+(L{geniam.store.schema.NO_OVERLAP_CONSTRAINT}),
+C{EXCLUDE USING gist (island WITH =, slot_range(start_time, end_time) WITH &&)
+WHERE (live = 1)}, over an exact range of the stored doubles
+(C{btree_gist} supplies equality on text). Two transactions writing
+overlapping live slots cannot both commit: the later one fails with
+SQLSTATE 23P01.
+
+Why the constraint, rather than a transaction-scoped advisory lock per
+island, is the guarantee: a lock protects only writers that take it (a
+second code path, an older release, a hand-written fix-up may not), while
+the constraint holds for every writer and is visible in the schema.
+
+Each write also takes the island's advisory lock (L{island_lock}) first,
+for speed rather than safety. PostgreSQL checks an exclusion constraint by
+waiting for any uncommitted row that conflicts; two transactions inserting
+overlapping slots at once each see the other's row and wait on each other
+until the deadlock detector aborts one, a second later. Queued on the lock,
+the writers of one island (who all want the same whole island) run one
+after the other and never meet inside the constraint's check. Reads take
+no lock.
+
+Each operation runs the same statements as the SQLite store
+(L{geniam.store.rows.BookingQueries}) in one READ COMMITTED transaction.
+They look for a conflicting live booking first, so a conflict with a
+committed booking fails with L{geniam.booking.BookingConflict} naming its
+window. If the constraint still refuses the write (a writer without the
+lock committed a conflicting row meanwhile), or the sliver's unique key
+does (23505), or a deadlock (40P01) or serialization failure (40001)
+aborts it, the transaction is rolled back and run again, up to
+C{attempts} times; the fresh attempt sees the other writer's row and fails
+with the L{geniam.booking.BookingConflict} or
+L{geniam.store.errors.DuplicateBooking} naming it. An update writes a row
+only if its version is still the one it read, so concurrent updates never
+overwrite each other. Reads of several statements (L{PostgresStore.due},
+L{PostgresStore.next_boundary}) run in a REPEATABLE READ, READ ONLY
+transaction, single-statement reads outside one.
+
+Connections come from a fixed-size txpostgres pool on the reactor passed
+in. Each connection has a dead-connection detector: a connection the server
+dropped fails the call in progress with DBERROR and is reopened in the
+background with back-off, while the others carry on.
+
+Schema creation takes another advisory lock (L{SCHEMA_LOCK}), so processes
+starting together on an empty database create it once. The schema goes to
+the first schema of the connection's C{search_path} (set it in the DSN with
+C{options=-csearch_path=...} to keep several deployments in one database);
+the C{btree_gist} extension is created if it is missing, which needs the
+privileges C{CREATE EXTENSION} asks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import psycopg2
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, succeed
+from twisted.internet.error import ConnectionClosed
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from txpostgres.reconnection import ConnectionDead, DeadConnectionDetector
+from txpostgres.txpostgres import Connection, ConnectionPool, RollbackFailed
+from zope.interface import implementer
+
+from geniam.booking import AllocationState, Booking, Due, Slot
+from geniam.errors import GeniError
+from geniam.interfaces import IStore
+from geniam.store.errors import StaleBooking, StoreError
+from geniam.store.rows import BookingQueries, Result, Statement, Steps
+from geniam.store.schema import POSTGRES_MIGRATIONS, POSTGRES_SCHEMA, open_schema
+
+T = TypeVar("T")
+
+SCHEMA_LOCK = 0x67656E69616D
+"""The advisory lock key held while the schema is created or upgraded."""
+
+RETRIED_SQLSTATES = frozenset({"23P01", "23505", "40P01", "40001"})
+"""Errors after which a write is run again from the start: a concurrent writer won a race."""
+
+_READ = "read"
+_SNAPSHOT = "snapshot"
+_WRITE = "write"
+_SCHEMA = "schema"
+
+
+def island_lock(island: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) a write of C{island} holds."""
+    digest = hashlib.blake2b(f"geniam island {island}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@lru_cache(maxsize=256)
+def _pyformat(sql: str) -> str:
+    """Turn the shared statements' C{?} placeholders into psycopg2's C{%s}."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _arguments(statement: Statement) -> tuple[Any, ...]:
+    """The arguments of C{cursor.execute} for a shared statement."""
+    sql, params = statement
+    return (_pyformat(sql), params) if params else (sql,)
+
+
+def _describe(error: BaseException) -> str:
+    """The first line of a database error's message."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class _Connection(Connection):  # type: ignore[misc]
+    """
+    A txpostgres connection that reports a server that went away while the
+    connection was idle to its detector, instead of raising it into the
+    reactor (which would log it as an unhandled error).
+    """
+
+    def doRead(self) -> Any:
+        try:
+            return super().doRead()
+        except psycopg2.Error as e:
+            return e
+
+
+class _Detector(DeadConnectionDetector):  # type: ignore[misc]
+    """
+    Reopens its connection after the server dropped it, with back-off, and
+    stops trying when the store stops.
+
+    A connection counts as dead when a call fails with a database error
+    and psycopg2 reports the connection closed, or when a rollback failed;
+    a failing query on a healthy connection (a deadlock, say) does not.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any) -> None:
+        super().__init__(deathChecker=self._is_dead, reactor=reactor)
+        self._stopped = False
+        self._delays: Iterator[float] | None = None
+        self._pending: Any = None
+
+    def _is_dead(self, failure: Failure) -> bool:
+        if failure.check(RollbackFailed):
+            return True
+        if not failure.check(psycopg2.Error):
+            return False
+        connection = self.reconnectable.pollable() if self.reconnectable is not None else None
+        return connection is None or bool(connection.closed)
+
+    def startReconnecting(self, f: Failure) -> None:
+        """Begin reopening the connection (the base class's retrying call cannot be stopped)."""
+        if self._stopped:
+            return
+        self.log.warn("lost a database connection ({why}); reconnecting", why=_describe(f.value))
+        self._delays = iter(self.reconnectionIterator())
+        self._schedule()
+
+    def _schedule(self) -> None:
+        assert self._delays is not None
+        self._pending = self.reactor.callLater(next(self._delays), self._attempt)
+
+    def _attempt(self) -> None:
+        self._pending = None
+        d: Deferred[Any] = self.reconnect()
+        d.addCallbacks(self._reconnected, self._failed)
+
+    def _reconnected(self, _: object) -> Any:
+        if self._stopped:
+            return None
+        self.log.info("database connection reopened")
+        return self.connectionRecovered()
+
+    def _failed(self, f: Failure) -> None:
+        if self._stopped:
+            return
+        self.log.debug("reopening a database connection failed: {why}", why=_describe(f.value))
+        self._schedule()
+
+    def stop(self) -> None:
+        """Stop reconnecting; a reconnection in flight ends when the pool closes its connection."""
+        self._stopped = True
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+
+
+class _ConnectionPool(ConnectionPool):  # type: ignore[misc]
+    """
+    A fixed-size txpostgres pool whose connections use C{reactor} and each
+    have a L{_Detector}.
+
+    txpostgres reads the pool's reactor from the C{reactor} attribute, not
+    from an argument; it is set on the instance before the base class
+    makes the connections.
+    """
+
+    def __init__(self, reactor: Any, size: int, dsn: str) -> None:
+        self.reactor = reactor
+        self.min = size
+        self.cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
+        self.detectors: list[_Detector] = []
+        super().__init__(None, dsn)
+
+    def connectionFactory(self, reactor: Any, cooperator: Any) -> _Connection:
+        """Make one connection with its own detector."""
+        detector = _Detector(reactor)
+        self.detectors.append(detector)
+        return _Connection(reactor, cooperator, detector=detector)
+
+    def close(self) -> None:
+        """Stop reconnecting and close every connection that was opened."""
+        for detector in self.detectors:
+            detector.stop()
+        for connection in self.connections:
+            if connection.pollable() is not None:
+                connection.close()
+        self.cooperator.stop()
+
+
+@implementer(IStore)
+class PostgresStore:
+    """
+    L{IStore} on a PostgreSQL database, shared by any number of processes.
+
+    @param dsn: a libpq connection string (C{"host=... dbname=..."} or a
+        C{postgresql://} URI).
+    @param island: the island whose bookings this store holds; several
+        islands may share one database.
+    @param reactor: an L{IReactorFDSet} and L{IReactorTime}; the global
+        reactor if None.
+    @param pool_size: how many connections to open (fixed).
+    @param attempts: how many times a write runs when concurrent writers
+        keep winning races (see the module docstring).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        dsn: str,
+        island: str = "default",
+        reactor: Any = None,
+        pool_size: int = 4,
+        attempts: int = 5,
+    ) -> None:
+        if pool_size < 1 or attempts < 1:
+            raise ValueError("pool_size and attempts must be at least 1")
+        self.dsn = dsn
+        self.island = island
+        self._reactor = reactor
+        self._pool_size = pool_size
+        self._attempts = attempts
+        self._queries = BookingQueries(island)
+        self._island_lock = island_lock(island)
+        self._pool: _ConnectionPool | None = None
+        self._in_flight: set[Deferred[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore island={self.island!r}>"
+
+    # Running statements.
+
+    def _steps(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
+        """
+        Run the operation C{make()} builds: a C{_READ} of one statement
+        outside a transaction, a C{_SNAPSHOT} in a read-only snapshot, a
+        C{_WRITE} in a transaction holding the island's lock, a C{_SCHEMA}
+        change in a plain transaction; both of the last run again after
+        lost races. C{contended} names the sliver a write gives up on as
+        BUSY.
+        """
+        steps = make()
+        try:
+            first = next(steps)
+        except StopIteration as done:
+            return succeed(done.value)
+        except GeniError:
+            return fail()
+        if self._pool is None:
+            return fail(StoreError("the booking store is not open"))
+        work = Deferred.fromCoroutine(self._run(self._pool, make, steps, first, kind, contended))
+        self._in_flight.add(work)
+
+        def finished(result: Any) -> Any:
+            self._in_flight.discard(work)
+            return result
+
+        # Cancelling the caller's Deferred fails it at once but leaves the
+        # statement to finish: txpostgres cannot abandon a query midway.
+        outcome: Deferred[T] = Deferred()
+        work.addBoth(finished).addCallbacks(outcome.callback, outcome.errback)
+        return outcome
+
+    async def _run(
+        self,
+        pool: _ConnectionPool,
+        make: Callable[[], Steps[T]],
+        steps: Steps[T],
+        first: Statement,
+        kind: str,
+        contended: str | None,
+    ) -> T:
+        attempt = 1
+        while True:
+            try:
+                if kind == _READ:
+                    return await self._read(pool, steps, first)
+                result: T = await pool.runInteraction(self._interaction, steps, first, kind)
+                return result
+            except GeniError:
+                raise
+            except psycopg2.Error as e:
+                if kind not in (_WRITE, _SCHEMA) or e.pgcode not in RETRIED_SQLSTATES:
+                    raise StoreError(f"database error: {_describe(e)}") from e
+                if attempt >= self._attempts:
+                    if contended is not None:
+                        raise StaleBooking(contended) from e
+                    raise StoreError(f"database error after {attempt} attempts: {_describe(e)}") from e
+                self.log.debug("lost a race ({code}); running the write again", code=e.pgcode)
+                attempt += 1
+                steps = make()
+                first = next(steps)
+            except RollbackFailed as e:
+                raise StoreError(f"database error: {_describe(e.originalFailure.value)}; the connection is reopened") from e
+            except (ConnectionDead, ConnectionClosed) as e:
+                raise StoreError("the database connection was lost and is being reopened") from e
+
+    @staticmethod
+    async def _read(pool: _ConnectionPool, steps: Steps[T], first: Statement) -> T:
+        rows = await pool.runQuery(*_arguments(first))
+        try:
+            steps.send(Result(list(rows), len(rows)))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        raise StoreError("a read needed more than one statement")
+
+    def _interaction(self, cursor: Any, steps: Steps[T], first: Statement, kind: str) -> Deferred[T]:
+        return Deferred.fromCoroutine(self._drive(cursor, steps, first, kind))
+
+    async def _drive(self, cursor: Any, steps: Steps[T], first: Statement, kind: str) -> T:
+        if kind == _SNAPSHOT:
+            await cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        elif kind == _WRITE:
+            await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._island_lock,))
+        statement = first
+        try:
+            while True:
+                await cursor.execute(*_arguments(statement))
+                rows = cursor.fetchall() if cursor.description is not None else []
+                statement = steps.send(Result(rows, cursor.rowcount))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    # Lifecycle.
+
+    def start(self) -> Deferred[None]:
+        """Connect, then create or upgrade the schema (see L{IStore.start})."""
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        if self._pool is None:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor as global_reactor
+
+                reactor = global_reactor
+            pool = _ConnectionPool(reactor, self._pool_size, self.dsn)
+            try:
+                await pool.start()
+            except FirstError as e:
+                pool.close()
+                raise StoreError(f"cannot connect to the database: {_describe(e.subFailure.value)}") from e
+            self._pool = pool
+        await self._steps(
+            lambda: open_schema(POSTGRES_SCHEMA, POSTGRES_MIGRATIONS, prelude=(("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,)),)),
+            _SCHEMA,
+        )
+
+    def stop(self) -> Deferred[None]:
+        """Wait for work in flight, then stop reconnecting and close the connections."""
+        pool, self._pool = self._pool, None
+        waiting: Deferred[Any] = DeferredList(list(self._in_flight), consumeErrors=True)
+
+        def close(_: object) -> None:
+            if pool is not None:
+                pool.close()
+
+        return waiting.addCallback(close)
+
+    # Writes.
+
+    def insert(self, booking: Booking) -> Deferred[Booking]:
+        """Store a new booking unless it conflicts (see L{IStore.insert})."""
+        return self._steps(lambda: self._queries.insert(booking), _WRITE, booking.sliver_urn)
+
+    def update(self, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
+        """Replace bookings, all or none, with version and conflict checks (see L{IStore.update})."""
+        batch = list(bookings)
+        return self._steps(lambda: self._queries.update(batch), _WRITE, batch[0].sliver_urn if batch else None)
+
+    def set_shutdown(self, slice_urn: str, when: float) -> Deferred[bool]:
+        """Mark the slice shut down; fire with True unless it already was."""
+        return self._steps(lambda: self._queries.set_shutdown(slice_urn, when), _WRITE)
+
+    # Reads.
+
+    def get(self, sliver_urn: str) -> Deferred[Booking | None]:
+        """Fire with the booking of this sliver, or None."""
+        return self._steps(lambda: self._queries.get(sliver_urn), _READ)
+
+    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Deferred[list[Booking]]:
+        """Fire with the slice's bookings by slot start."""
+        return self._steps(lambda: self._queries.list_by_slice(slice_urn, live_only), _READ)
+
+    def list_live(self, window: Slot, limit: int | None = None) -> Deferred[list[Booking]]:
+        """Fire with the live bookings overlapping C{window}, by start."""
+        return self._steps(lambda: self._queries.list_live(window, limit), _READ)
+
+    def list_applied(self) -> Deferred[list[Booking]]:
+        """Fire with the bookings whose configuration is on the gateway."""
+        return self._steps(self._queries.list_applied, _READ)
+
+    def due(self, now: float, limit: int = 500) -> Deferred[Due]:
+        """Fire with the bookings needing an action at C{now} (see L{geniam.booking.due})."""
+        return self._steps(lambda: self._queries.due(now, limit), _SNAPSHOT)
+
+    def next_boundary(self, after: float) -> Deferred[float | None]:
+        """Fire with the next moment a live booking changes by itself, or None."""
+        return self._steps(lambda: self._queries.next_boundary(after), _SNAPSHOT)
+
+    def is_shutdown(self, slice_urn: str) -> Deferred[bool]:
+        """Fire with True if the slice has been shut down."""
+        return self._steps(lambda: self._queries.is_shutdown(slice_urn), _READ)
+
+    def count(self, states: Iterable[AllocationState | str] | None = None) -> Deferred[int]:
+        """Fire with the number of bookings, in C{states} if given."""
+        wanted = None if states is None else list(states)
+        return self._steps(lambda: self._queries.count(wanted), _READ)
