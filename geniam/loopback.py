@@ -1,13 +1,20 @@
-# -*- test-case-name: tests.test_am_loopback,tests.test_am_agent,tests.test_demo -*-
+# -*- test-case-name: tests.test_am_loopback,tests.test_am_agent,tests.test_demo,tests.test_sm_loopback -*-
 """
 A whole federation on 127.0.0.1: a development trust domain, aggregate
-managers, their island gateways, and clients acting as its users.
+managers, their island gateways, optionally a slice manager in front of
+them all, and clients acting as its users.
 
 Each aggregate's gateway is either simulated in process (the default) or,
 with C{with_agents}, a real gateway agent service (C{twistd geniam-agent}
 with its simulated back end, its state file in the federation's folder)
 that the aggregate controls over Perspective Broker on mutual TLS, as
 C{twistd geniam-am --agent} does.
+
+With C{slice_manager} a slice manager (C{twistd geniam-sm}) with its own
+identity from the domain and its own credential (a user credential about
+itself, as C{--credential} gives it) forwards to every aggregate. Users
+reach the aggregates through it with their slice credentials delegated to
+it (L{LoopbackFederation.delegated_slice_credential}).
 
 C{geniam demo} runs one of these; so do the end-to-end tests, with a
 L{twisted.internet.task.Clock} for time and the real reactor for I/O.
@@ -26,13 +33,15 @@ from twisted.internet.defer import Deferred
 from geniam.agent.options import AgentOptions
 from geniam.agent.service import make_agent_service
 from geniam.agent.simulated import SimulatedGateway
-from geniam.client import AMClient
+from geniam.client import AMClient, credential_struct
+from geniam.managers.slice import SliceManagerSettings
 from geniam.protocols.pb import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust
+from geniam.tap.sm import SliceManagerService
 from geniam.trust.domain import TrustDomain
-from geniam.trust.mint import slice_credential, user_credential
+from geniam.trust.mint import delegate_credential, slice_credential, user_credential
 
 DAY = 86400.0
 
@@ -57,6 +66,10 @@ class LoopbackFederation:
     @ivar gateways: each aggregate's L{IGatewayAgent} (the PB client with agents).
     @ivar agents: each aggregate's running gateway agent service.
     @ivar agent_ports: the port each aggregate's agent listens on.
+    @ivar slice_manager: the trust domain name of a slice manager to run in
+        front of every aggregate (C{None}: none).
+    @ivar sm_settings: the slice manager's timeouts and bounds.
+    @ivar sm: the running slice manager, if any.
     """
 
     folder: Path
@@ -68,11 +81,14 @@ class LoopbackFederation:
     allocation_ttl: float = 172800.0
     with_agents: bool = False
     agent_retry: float | None = None
+    slice_manager: str | None = None
+    sm_settings: SliceManagerSettings = field(default_factory=SliceManagerSettings)
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
     agents: dict[str, MultiService] = field(init=False, default_factory=dict)
     agent_ports: dict[str, int] = field(init=False, default_factory=dict)
+    sm: SliceManagerService | None = field(init=False, default=None)
     _clients: list[AMClient] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -86,6 +102,8 @@ class LoopbackFederation:
             self.domain.ensure_aggregate(name)
             if self.with_agents:
                 self.domain.ensure_aggregate(agent_name(name))
+        if self.slice_manager is not None:
+            self.domain.ensure_aggregate(self.slice_manager)
 
     def agent_urn(self, aggregate: str) -> str:
         """The URN of the gateway agent of C{aggregate}."""
@@ -179,18 +197,51 @@ class LoopbackFederation:
             await service.resource_manager.inventory()
         return service
 
+    def sm_credential(self, lifetime: float = 30 * DAY) -> dict[str, str]:
+        """The slice manager's own credential (owner and target: the slice manager), as a v3 struct."""
+        if self.slice_manager is None:
+            raise ValueError("this federation has no slice manager")
+        gid = self.domain.aggregate(self.slice_manager).gid
+        return credential_struct(user_credential(self.domain.ca, gid, self.clock.seconds() + lifetime))
+
+    def build_slice_manager(self, port: int = 0) -> SliceManagerService:
+        """Build (not start) the slice manager, forwarding to every running aggregate by URN and URL."""
+        if self.slice_manager is None:
+            raise ValueError("this federation has no slice manager")
+        identity = self.domain.aggregate(self.slice_manager)
+        trust = ServerTrust(identity, self.domain.roots(), self.domain.roots_dir, self.domain)
+        peers: list[tuple[str | None, str]] = [(service.urn, service.url) for service in self.aggregates.values()]
+        return SliceManagerService(
+            self.reactor, trust, peers, [self.sm_credential()], port, "127.0.0.1", settings=self.sm_settings, clock=self.clock
+        )
+
+    async def start_slice_manager(self) -> SliceManagerService:
+        """Build and start the slice manager; wait until it listens and has asked every aggregate's version."""
+        service = self.build_slice_manager()
+        self.sm = service
+        service.startService()
+        await service.when_started()
+        return service
+
     async def start(self) -> None:
-        """Start every agent (with agents), then every aggregate, and wait until each is ready."""
+        """
+        Start every agent (with agents), then every aggregate, then the
+        slice manager (if any), and wait until each is ready.
+        """
         if self.with_agents:
             for name in self.aggregate_names:
                 await self.start_agent(name)
         for name in self.aggregate_names:
             await self.start_aggregate(name)
+        if self.slice_manager is not None:
+            await self.start_slice_manager()
 
     async def stop(self) -> None:
-        """Close clients, stop every aggregate, then every agent."""
+        """Close clients, stop the slice manager, every aggregate, then every agent."""
         for client in self._clients:
             await client.close()
+        if self.sm is not None and self.sm.running:
+            await self.sm.stopService()
         for service in self.aggregates.values():
             if service.running:
                 await service.stopService()
@@ -202,9 +253,11 @@ class LoopbackFederation:
         state: Deferred[dict[str, Any]] = self.gateways[aggregate].state()
         return state
 
-    def url(self, aggregate: str) -> str:
-        """The AM API v3 URL of an aggregate."""
-        return self.aggregates[aggregate].url
+    def url(self, server: str) -> str:
+        """The AM API v3 URL of an aggregate, or of the slice manager when C{server} is its name."""
+        if self.sm is not None and server == self.slice_manager:
+            return self.sm.url
+        return self.aggregates[server].url
 
     def slice_urn(self, name: str) -> str:
         """The URN of a slice of this domain."""
@@ -221,10 +274,21 @@ class LoopbackFederation:
             self.domain.ca, self.domain.user(owner).gid, self.slice_urn(slice_name), now + lifetime, now=now
         )
 
-    def client(self, user: str, aggregate: str, credentials: tuple[str, ...] = ()) -> AMClient:
-        """A client calling C{aggregate} as C{user}."""
-        client = AMClient(
-            self.reactor, self.url(aggregate), self.domain.user(user), self.domain.roots(), credentials
+    def delegated_slice_credential(self, slice_name: str, owner: str, lifetime: float = 30 * DAY) -> str:
+        """
+        C{owner}'s slice credential on C{slice_name}, delegated by C{owner}
+        to the slice manager (as C{geniam authority delegate} writes it).
+        """
+        if self.slice_manager is None:
+            raise ValueError("this federation has no slice manager")
+        return delegate_credential(
+            self.slice_credential(slice_name, owner, lifetime),
+            self.domain.user(owner),
+            self.domain.aggregate(self.slice_manager).gid,
         )
+
+    def client(self, user: str, server: str, credentials: tuple[str, ...] = ()) -> AMClient:
+        """A client calling C{server} (an aggregate or the slice manager) as C{user}."""
+        client = AMClient(self.reactor, self.url(server), self.domain.user(user), self.domain.roots(), credentials)
         self._clients.append(client)
         return client

@@ -14,7 +14,6 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from lxml import etree
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -22,11 +21,11 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from geniam.client import AMClient, credential_struct, value_of
+from geniam.demo import federated_request
 from geniam.errors import GeniCode, GeniError
 from geniam.loopback import LoopbackFederation
 from geniam.managers.slice import SliceManagerSettings
 from geniam.rspec.merge import read_statistics
-from geniam.rspec.request import build_request
 from geniam.tap.common import ServerTrust
 from geniam.tap.sm import SliceManagerService
 from geniam.timeutil import format_time
@@ -49,22 +48,6 @@ def template() -> Path:
         federation.domain.ensure_aggregate("sm")
         _template = folder
     return _template
-
-
-def two_island_request(start: float, end: float, *urns: str) -> str:
-    """One request booking each island named, as one document."""
-    root = None
-    for index, urn in enumerate(urns):
-        part = etree.fromstring(build_request(start, end, am_urn=urn).encode())
-        for node in part.iter("{*}node"):
-            node.set("client_id", f"island{index}")
-        if root is None:
-            root = part
-        else:
-            for child in list(part):
-                root.append(child)
-    assert root is not None
-    return etree.tostring(root, encoding="unicode")
 
 
 class SliceManagerLoopbackTests(TestCase):
@@ -121,7 +104,7 @@ class SliceManagerLoopbackTests(TestCase):
         self.assertEqual(sorted(version["peers"]), sorted(self.am_urns))
 
         now = time.time()
-        rspec = two_island_request(now + HOUR, now + 2 * HOUR, *self.am_urns)
+        rspec = federated_request(now + HOUR, now + 2 * HOUR, self.am_urns)
         allocated = await client.allocate(self.slice_urn, rspec)
         value = value_of(allocated)
         self.assertEqual(len(value["geni_slivers"]), 2)
@@ -144,6 +127,42 @@ class SliceManagerLoopbackTests(TestCase):
         self.assertEqual([s["name"] for s in (await delegated.status(one))["geniam_statistics"]["aggregates"]], self.am_urns[1:])
         deleted = value_of(await delegated.delete([self.slice_urn]))
         self.assertEqual({s["geni_allocation_status"] for s in deleted}, {"geni_unallocated"})
+
+    async def test_allocate_with_delegated_credential(self) -> None:
+        """
+        With only her slice credential delegated to the slice manager,
+        alice allocates and provisions on both islands; each aggregate
+        books for alice (the root of the delegation), not for the slice
+        manager that called it.
+        """
+        await self.start()
+        client = self.client(self.delegated())
+        now = time.time()
+        allocated = await client.allocate(self.slice_urn, federated_request(now + HOUR, now + 2 * HOUR, self.am_urns))
+        value = value_of(allocated)
+        self.assertEqual({s["geni_allocation_status"] for s in value["geni_slivers"]}, {"geni_allocated"})
+        self.assertEqual([(s["name"], s["status"]) for s in allocated["geniam_statistics"]["aggregates"]], [(u, "success") for u in self.am_urns])
+        provisioned = value_of(await client.provision([self.slice_urn]))
+        self.assertEqual({s["geni_allocation_status"] for s in provisioned["geni_slivers"]}, {"geni_provisioned"})
+        self.assertEqual(len(provisioned["geni_slivers"]), 2)
+        for name in NAMES:
+            bookings = await self.fed.aggregates[name].store.list_by_slice(self.slice_urn)
+            self.assertEqual([b.owner_urn for b in bookings], [self.alice.gid.urn], name)
+
+    async def test_list_resources_with_own_credential(self) -> None:
+        """
+        With only alice's user credential, ListResources goes through: the
+        slice manager lists with its own credential (owner and target: the
+        slice manager), and both aggregates answer.
+        """
+        await self.start()
+        client = self.client(credential_struct(self.user_cred))
+        listed = await client.list_resources(cached=False)
+        ad = value_of(listed)
+        statistics = read_statistics(ad)
+        self.assertEqual(sorted((s["name"], s["status"]) for s in statistics), sorted((u, "success") for u in self.am_urns))
+        for urn in self.am_urns:
+            self.assertIn(urn, ad)
 
     async def test_speaks_for(self) -> None:
         """With a speaks-for credential, ListResources and Status go through on alice's behalf."""

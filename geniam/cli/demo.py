@@ -2,17 +2,32 @@
 """
 C{geniam demo}: a federation on loopback and one experiment through it.
 
-It makes a development trust domain in a temporary folder, starts the
-island's gateway agent as its own service on 127.0.0.1 (the simulated back
-end, its state file in that folder), starts the aggregate manager connected
-to it over Perspective Broker on mutual TLS (as C{twistd geniam-am --agent}
-does), and runs what a user does: GetVersion, ListResources, Allocate a
-slot a few seconds ahead, Provision, Status until ready, Renew, Status
-after the slot, Delete. The table's gateway column is what the agent
-reports it has applied, asked over PB, so it shows the agent applying the
-configuration at the slot's start and removing it at the end. With
-C{--in-process} the AM uses an in-process simulated gateway instead. Each
-step is checked and printed; the exit status is 0 only if all behaved.
+It makes a development trust domain in a temporary folder and starts, all
+on 127.0.0.1: two island aggregate managers (C{am1} and C{am2}), each
+with its gateway agent as its own service (the simulated back end, its
+state file in that folder) reached over Perspective Broker on mutual TLS
+(as C{twistd geniam-am --agent} does), and one slice manager in front of
+both (as C{twistd geniam-sm} runs, with its own identity and its own
+credential for listing resources).
+
+The user, alice, then calls only the slice manager: GetVersion (the slice
+manager and its peers), ListResources (the merged advertisement),
+Allocate a slot a few seconds ahead on both islands (one request naming
+both; each aggregate receives only its part), Provision, Status until
+ready, Renew, Status after the slot, Delete. She presents her user
+credential and her slice credential I{delegated to the slice manager}
+(what C{geniam authority delegate --to SM-CERT} writes): the slice manager
+calls the aggregates with its own certificate, and the aggregates book
+for alice, at the root of the delegation.
+
+The step table's gateway column is what each island's agent reports it
+has applied, asked over PB, so it shows the agents applying the
+configuration at the slot's start and removing it at the end; the
+statistics table shows what the slice manager reported per aggregate for
+each forwarded call. With C{--direct} the experiment runs against one
+aggregate without a slice manager; with C{--in-process} the aggregates use
+in-process simulated gateways. Each step is checked and printed; the exit
+status is 0 only if all behaved.
 """
 
 from __future__ import annotations
@@ -21,15 +36,22 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater, react
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python import usage
 
-from geniam.demo import Experiment, Step, render_steps
+from geniam.errors import GeniError
+from geniam.demo import Experiment, Step, render_statistics, render_steps
 from geniam.loopback import LoopbackFederation
+
+FEDERATED = ("am1", "am2")
+"""The aggregates of the demo federation."""
+
+SLICE_MANAGER = "sm"
+"""The slice manager's name in the demo's trust domain."""
 
 
 class Options(usage.Options):
@@ -42,7 +64,8 @@ class Options(usage.Options):
         ["folder", None, None, "Keep the trust domain and databases in this folder (default: a temporary one)."],
     ]
     optFlags = [
-        ["in-process", None, "Use an in-process simulated gateway instead of a gateway agent service."],
+        ["in-process", None, "Use in-process simulated gateways instead of gateway agent services."],
+        ["direct", None, "Call one aggregate directly, without a slice manager."],
     ]
 
 
@@ -56,28 +79,78 @@ async def gateway_view(federation: LoopbackFederation, aggregate: str) -> str:
     return describe_state(await federation.gateway_state(aggregate))
 
 
+async def gateway_views(federation: LoopbackFederation, aggregates: Sequence[str]) -> str:
+    """
+    What each aggregate's gateway has applied, asked at once: the one
+    line of L{gateway_view} for one aggregate, C{"am1 ... | am2 ..."} for
+    several (C{unknown (why)} for a gateway that cannot tell).
+    """
+    if len(aggregates) == 1:
+        return await gateway_view(federation, aggregates[0])
+
+    async def one(name: str) -> str:
+        try:
+            return await gateway_view(federation, name)
+        except GeniError as e:
+            return f"unknown ({e.output})"
+
+    views = await gatherResults([Deferred.fromCoroutine(one(name)) for name in aggregates])
+    return " | ".join(f"{name} {view}" for name, view in zip(aggregates, views))
+
+
 AGENT_LOG_NAMESPACE = "geniam.protocols.pb.GatewayPerspective"
 """Where the gateway agent logs each call it applies."""
 
 
-def agent_printer(write: Any = print) -> Any:
-    """A log observer printing what the gateway agent applies, one line per call."""
+def agent_printer(write: Any = print, labels: Mapping[str, str] | None = None) -> Any:
+    """
+    A log observer printing what the gateway agents apply, one line per
+    call. With C{labels} (the logged-in aggregate's URN to a short name)
+    each line names the island whose agent applied it.
+    """
 
     def observe(event: LogEvent) -> None:
         if event.get("log_namespace") == AGENT_LOG_NAMESPACE and "method" in event:
-            write(f"  agent: {event['method']} {event.get('detail', '')}".rstrip())
+            label = (labels or {}).get(str(event.get("peer", "")))
+            who = f"{label} agent" if label else "agent"
+            write(f"  {who}: {event['method']} {event.get('detail', '')}".rstrip())
 
     return observe
 
 
+def _show(step: Step) -> None:
+    print(f"  {'ok ' if step.ok else 'FAILED'} {step.name}: {step.detail}")
+
+
+def _introduce(federation: LoopbackFederation) -> None:
+    """Print where each server listens."""
+    for name, service in federation.aggregates.items():
+        if federation.with_agents:
+            port = federation.agent_ports[name]
+            print(f"geniam demo: gateway agent {federation.agent_urn(name)} at 127.0.0.1:{port} (PB over TLS)")
+        else:
+            print(f"geniam demo: simulated gateway of {name} in process")
+        print(f"geniam demo: aggregate manager {service.urn} at {service.url}")
+    if federation.sm is not None:
+        print(f"geniam demo: slice manager {federation.sm.urn} at {federation.sm.url}, in front of {', '.join(federation.aggregates)}")
+
+
 async def run(reactor: Any, options: Options) -> int:
-    """Start the federation, run the experiment, print the table."""
+    """Start the federation, run the experiment, print the tables."""
     folder = Path(options["folder"] or tempfile.mkdtemp(prefix="geniam-demo-"))
     print(f"geniam demo: trust domain and databases in {folder}")
+    direct = bool(options["direct"])
+    names = ("am1",) if direct else FEDERATED
     federation = LoopbackFederation(
-        folder, reactor, aggregate_names=("am1",), user_names=("alice",), with_agents=not options["in-process"]
+        folder,
+        reactor,
+        aggregate_names=names,
+        user_names=("alice",),
+        with_agents=not options["in-process"],
+        slice_manager=None if direct else SLICE_MANAGER,
     )
-    printer = agent_printer()
+    labels = {federation.domain.aggregate_urn(name): name for name in names}
+    printer = agent_printer(labels=None if direct else labels)
     globalLogPublisher.addObserver(printer)
     try:
         try:
@@ -85,36 +158,42 @@ async def run(reactor: Any, options: Options) -> int:
         except Exception as e:
             print(f"geniam demo: the federation did not start: {e}")
             return 1
-        if federation.with_agents:
-            port = federation.agent_ports["am1"]
-            print(f"geniam demo: gateway agent {federation.agent_urn('am1')} at 127.0.0.1:{port} (PB over TLS)")
-        else:
-            print("geniam demo: simulated gateway in process")
-        print(f"geniam demo: aggregate manager {federation.aggregates['am1'].urn} at {federation.url('am1')}")
+        _introduce(federation)
         slice_name = "demo"
-        client = federation.client(
-            "alice",
-            "am1",
-            (federation.user_credential("alice"), federation.slice_credential(slice_name, "alice")),
-        )
-
-        def show(step: Step) -> None:
-            print(f"  {'ok ' if step.ok else 'FAILED'} {step.name}: {step.detail}")
-
+        if direct:
+            server = "am1"
+            credentials = (federation.user_credential("alice"), federation.slice_credential(slice_name, "alice"))
+        else:
+            server = SLICE_MANAGER
+            credentials = (
+                federation.user_credential("alice"),
+                federation.delegated_slice_credential(slice_name, "alice"),
+            )
+            print(
+                "geniam demo: alice calls only the slice manager, with her user credential and her slice "
+                "credential delegated to it (geniam authority delegate --to <slice manager certificate>)"
+            )
+        client = federation.client("alice", server, credentials)
         experiment = Experiment(
             client,
             federation.slice_urn(slice_name),
             federation.domain.user_urn("alice"),
             reactor.seconds,
             lambda seconds: deferLater(reactor, seconds, lambda: None),
-            lambda: gateway_view(federation, "am1"),
+            lambda: gateway_views(federation, names),
             lead=options["lead"],
             length=options["length"],
-            on_step=show,
+            on_step=_show,
+            aggregate_urns=() if direct else tuple(federation.aggregates[name].urn for name in names),
         )
         ok = await experiment.run()
         print()
         print(render_steps(experiment.steps))
+        statistics = render_statistics(experiment.steps)
+        if statistics:
+            print()
+            print("What the slice manager reported per aggregate (the last call of each step):")
+            print(statistics)
         print()
         print("geniam demo: every step behaved" if ok else "geniam demo: a step failed")
         return 0 if ok else 1

@@ -19,9 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort
+from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -30,9 +28,9 @@ from geniam.config import ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
-from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniXmlRpcResource, make_site
-from geniam.store.sqlite import SQLiteStore
-from geniam.tap.common import ServerTrust, ThreadPoolService, listen_tls, server_trust, stopped_port, tls_for
+from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
+from geniam.store.open import open_store
+from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust
 from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
 
@@ -44,7 +42,7 @@ class Options(ServerOptions):
     default_port = 8001
     synopsis = "[options]"
     optParameters = [
-        ["database", None, None, "SQLite file (default <data-dir>/am.sqlite)."],
+        ["database", None, None, "SQLite file (default <data-dir>/am.sqlite) or a PostgreSQL DSN (postgresql://... or 'dbname=...')."],
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
         ["allocation-ttl", None, 172800.0, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
         ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
@@ -81,7 +79,7 @@ class Options(ServerOptions):
             raise usage.UsageError(f"--agent-secret-file: no such file {self['agent-secret-file']}")
 
 
-class AggregateService(MultiService):
+class AggregateService(TLSXmlRpcService):
     """
     One aggregate manager: its store, island resource manager and TLS
     XML-RPC listener, started in that order and stopped in reverse.
@@ -93,11 +91,11 @@ class AggregateService(MultiService):
     The reactor does the I/O; C{clock} (the reactor by default) gives the
     time for bookings, credentials and certificates.
 
-    @ivar port: the listening port once started.
-    @ivar started: fires when the listener is up (a fresh Deferred per call of L{when_started}).
+    @ivar manager: the L{AggregateManager} once started.
     """
 
     log = Logger()
+    role = "aggregate manager"
 
     def __init__(
         self,
@@ -115,22 +113,14 @@ class AggregateService(MultiService):
         threads: int = 4,
         clock: Any = None,
     ) -> None:
-        super().__init__()
-        self.reactor = reactor
-        self.clock = reactor if clock is None else clock
-        self.trust = trust
+        super().__init__(reactor, trust, port, interface, url, max_body, clock)
         self.store = store
         self.gateway = gateway
-        self.urn = trust.identity.gid.urn or ""
         urn = parse_urn(self.urn)
         if urn.type != "authority":
             raise usage.UsageError(f"the AM certificate must name an authority URN, not {self.urn!r}")
         if IService.providedBy(gateway):
             gateway.setServiceParent(self)
-        self._port_number = port
-        self._interface = interface
-        self._url = url
-        self._max_body = max_body
         self.pool = ThreadPoolService("geniam-am-crypto", threads)
         self.pool.setServiceParent(self)
         self.resource_manager = IslandResourceManager(
@@ -145,77 +135,31 @@ class AggregateService(MultiService):
         )
         self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor)
         self._gateway_host = gateway_host
-        self.port: IListeningPort | None = None
         self.manager: AggregateManager | None = None
-        self._waiters: list[Deferred[AggregateService]] = []
-        self._ready = False
 
-    @property
-    def url(self) -> str:
-        """The URL the AM serves AM API v3 at."""
-        if self._url:
-            return self._url
-        host = self.port.getHost() if self.port is not None else None
-        port = getattr(host, "port", self._port_number)
-        return f"https://{self._interface or 'localhost'}:{port}/"
-
-    def when_started(self) -> Deferred[AggregateService]:
-        """A Deferred that fires with this service once it listens."""
-        d: Deferred[AggregateService] = Deferred()
-        if self._ready:
-            d.callback(self)
-        else:
-            self._waiters.append(d)
-        return d
-
-    def startService(self) -> None:
+    async def start(self) -> None:
         """Open the store, start the island's checks, then listen."""
-        super().startService()
-        d = Deferred.fromCoroutine(self._start())
-        d.addErrback(self._failed_start)
-
-    def _failed_start(self, failure: Any) -> None:
-        self.log.failure("the aggregate manager could not start", failure)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.errback(failure)
-
-    async def _start(self) -> None:
         await self.store.start()
         await self.resource_manager.start()
-        tls = tls_for(self.trust, self.clock)
         self.manager = AggregateManager(
             self.resource_manager,
             self.verifier,
             AggregateInfo(self.urn, "", self._gateway_host),
             self.clock,
         )
-        resource = GeniXmlRpcResource(self.manager, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
-        site = make_site(resource)
-        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, site)
+        await self.listen(self.manager)
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
         if IService.providedBy(self.gateway):
             self.log.info("gateway: the gateway agent, over Perspective Broker")
         else:
             self.log.info("gateway: simulated in process (no --agent given)")
-        self._ready = True
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.callback(self)
 
-    def stopService(self) -> Deferred[None]:
-        """Stop listening, let work in flight finish, close the store."""
-        return Deferred.fromCoroutine(self._stop())
-
-    async def _stop(self) -> None:
-        self._ready = False
-        if self.port is not None:
-            await stopped_port(self.port)
-            self.port = None
+    async def wind_down(self) -> None:
+        """Let work in flight finish, close the store, then stop the children."""
         await self.resource_manager.stop()
         await self.store.stop()
-        await super().stopService()  # type: ignore[misc]
+        await super().wind_down()
 
 
 def build(options: Options, reactor: Any) -> AggregateService:
@@ -226,8 +170,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
     if trust.domain is not None:
         print(f"geniam-am: development trust domain in {trust.domain.path}")
         print(f"geniam-am: trust roots {trust.roots_dir}; make users with 'geniam authority user {trust.domain.path} NAME'")
-    database = options["database"] or os.fspath(data_dir / "am.sqlite")
-    store = SQLiteStore(database, reactor=reactor)
+    store = open_store(options["database"], data_dir, "default", reactor)
     gateway = build_gateway(options, trust, reactor)
     return AggregateService(
         reactor,

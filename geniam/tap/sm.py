@@ -31,9 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.application.internet import TimerService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
@@ -43,8 +42,8 @@ from geniam.errors import GeniError
 from geniam.managers.forwarding import CredentialForwarder
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
 from geniam.protocols.peer import XmlRpcPeer
-from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniXmlRpcResource, make_site
-from geniam.tap.common import ServerTrust, ThreadPoolService, listen_tls, server_trust, tls_for
+from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
+from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust
 from geniam.trust.credential import GENI_SFA, as_struct, parse_credential
 from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
@@ -173,17 +172,20 @@ class _TlsPeer:
         return gid.urn if gid is not None else None
 
 
-class SliceManagerService(MultiService):
+class SliceManagerService(TLSXmlRpcService):
     """
     One slice manager: its TLS XML-RPC listener, its client to the peers,
     and a periodic refresh of the peers' versions and the caches.
 
+    L{when_started} fires once it listens and has asked its peers'
+    versions once.
+
     @ivar manager: the L{SliceManager}.
-    @ivar port: the listening port once started.
     @ivar pool: the keep-alive connection pool to the peers.
     """
 
     log = Logger()
+    role = "slice manager"
 
     def __init__(
         self,
@@ -200,16 +202,8 @@ class SliceManagerService(MultiService):
         refresh_interval: float = 600.0,
         clock: Any = None,
     ) -> None:
-        super().__init__()
-        self.reactor = reactor
-        self.clock = reactor if clock is None else clock
-        self.trust = trust
-        self.urn = trust.identity.gid.urn or ""
+        super().__init__(reactor, trust, port, interface, url, max_body, clock)
         parse_urn(self.urn)
-        self._port_number = port
-        self._interface = interface
-        self._url = url
-        self._max_body = max_body
         self.threads = ThreadPoolService("geniam-sm-workers", threads)
         self.threads.setServiceParent(self)
         self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.threads.pool, reactor=reactor)
@@ -238,19 +232,7 @@ class SliceManagerService(MultiService):
         self.refresher = TimerService(refresh_interval, self._refresh)
         self.refresher.clock = self.clock
         self.refresher.setServiceParent(self)
-        self.port: IListeningPort | None = None
         self._first_round: Deferred[None] | None = None
-        self._waiters: list[Deferred[SliceManagerService]] = []
-        self._ready = False
-
-    @property
-    def url(self) -> str:
-        """The URL the slice manager serves AM API v3 at."""
-        if self._url:
-            return self._url
-        host = self.port.getHost() if self.port is not None else None
-        port = getattr(host, "port", self._port_number)
-        return f"https://{self._interface or 'localhost'}:{port}/"
 
     def _refresh(self) -> Deferred[None]:
         """Ask every peer's GetVersion again and drop expired cache entries; never fails."""
@@ -262,31 +244,9 @@ class SliceManagerService(MultiService):
         d.addErrback(lambda f: self.log.failure("refreshing the peers' versions failed", f))
         return d
 
-    def when_started(self) -> Deferred[SliceManagerService]:
-        """A Deferred firing with this service once it listens and has asked its peers' versions once."""
-        d: Deferred[SliceManagerService] = Deferred()
-        if self._ready:
-            d.callback(self)
-        else:
-            self._waiters.append(d)
-        return d
-
-    def startService(self) -> None:
-        """Start the workers and the refresh, then listen."""
-        super().startService()
-        d = Deferred.fromCoroutine(self._start())
-        d.addErrback(self._failed_start)
-
-    def _failed_start(self, failure: Any) -> None:
-        self.log.failure("the slice manager could not start", failure)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.errback(failure)
-
-    async def _start(self) -> None:
-        tls = tls_for(self.trust, self.clock)
-        resource = GeniXmlRpcResource(self.manager, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
-        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, make_site(resource))
+    async def start(self) -> None:
+        """Listen (the workers and the refresh run already), then wait for the first round of versions."""
+        await self.listen(self.manager)
         self.manager.info = SliceManagerInfo(self.urn, self.url)
         self.log.info(
             "slice manager {urn} serving AM API v3 at {url} for {count} aggregates",
@@ -296,23 +256,10 @@ class SliceManagerService(MultiService):
         )
         if self._first_round is not None:
             await self._first_round
-        self._ready = True
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.callback(self)
 
-    def stopService(self) -> Deferred[None]:
-        """Stop listening and refreshing, close the peer connections and the workers."""
-        return Deferred.fromCoroutine(self._stop())
-
-    async def _stop(self) -> None:
-        self._ready = False
-        if self.port is not None:
-            stopped = self.port.stopListening()
-            self.port = None
-            if stopped is not None:
-                await stopped
-        await super().stopService()  # type: ignore[misc]
+    async def wind_down(self) -> None:
+        """Stop refreshing and the workers, then close the peer connections."""
+        await super().wind_down()
         await self.pool.closeCachedConnections()
 
 
