@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from geniam.client import AMClient, credential_struct, value_of
@@ -55,7 +55,7 @@ class SliceManagerLoopbackTests(TestCase):
 
     timeout = 60
 
-    async def start(self, extra: Sequence[tuple[str | None, str]] = (), **settings: Any) -> None:
+    async def start(self, extra: Sequence[tuple[str | None, str]] = (), clock: Any = None, **settings: Any) -> None:
         folder = Path(self.mktemp())
         shutil.copytree(template(), folder)
         fed = LoopbackFederation(folder, reactor, aggregate_names=NAMES, user_names=("alice",))
@@ -68,7 +68,9 @@ class SliceManagerLoopbackTests(TestCase):
         own = [as_struct(user_credential(domain.ca, self.sm_identity.gid, time.time() + 30 * 86400))]
         aggregates: list[tuple[str | None, str]] = [(None, fed.url(name)) for name in NAMES] + list(extra)
         values = {"peer_timeout": 10.0, "deadline": 20.0, **settings}
-        self.sm = SliceManagerService(reactor, trust, aggregates, own, 0, "127.0.0.1", settings=SliceManagerSettings(**values))
+        self.sm = SliceManagerService(
+            reactor, trust, aggregates, own, 0, "127.0.0.1", settings=SliceManagerSettings(**values), clock=clock
+        )
         self.sm.startService()
         self.addCleanup(self.sm.stopService)
         await self.sm.when_started()
@@ -198,22 +200,52 @@ class SliceManagerLoopbackTests(TestCase):
         await dead_port.stopListening()
         hang_urn = "urn:publicid:IDN+geniam:demo:hang+authority+am"
         dead_urn = "urn:publicid:IDN+geniam:demo:dead+authority+am"
-        extra: list[tuple[str | None, str]] = [(dead_urn, dead_url), (hang_urn, f"https://127.0.0.1:{hang_port.getHost().port}/")]
-        await self.start(extra, peer_timeout=1.5, deadline=2.5)
+        hang_url = f"https://127.0.0.1:{hang_port.getHost().port}/"
+        extra: list[tuple[str | None, str]] = [(dead_urn, dead_url), (hang_urn, hang_url)]
+        clock = Clock()
+        clock.advance(time.time())
+        await self.start(extra, clock=clock, peer_timeout=1.5, deadline=2.5)
         slow = self.fed.aggregates["am2"].manager
         assert slow is not None
         answer = slow.ListResources
+        called: Deferred[None] = Deferred()
+        release: Deferred[None] = Deferred()
 
         async def slowly(*args: Any) -> Any:
-            await deferLater(reactor, 0.5)
+            called.callback(None)
+            await release
             return await answer(*args)
 
         slow.ListResources = slowly  # type: ignore[method-assign,assignment]
+        # Let the real network answer (or refuse) before booking time moves on.
+        answered: dict[str, Deferred[None]] = {}
+        manager = self.sm.manager
+        assert manager is not None
+        for record in manager.records:
+            if record.url == hang_url:
+                continue
+            done: Deferred[None] = Deferred()
+            answered[record.url] = done
+
+            def watched(method: str, *params: Any, _call: Any = record.peer.call, _done: Any = done) -> Any:
+                def settle(result: Any) -> Any:
+                    if method == "ListResources" and not _done.called:
+                        _done.callback(None)
+                    return result
+
+                return _call(method, *params).addBoth(settle)
+
+            record.peer.call = watched
         client = self.client(self.speaks_for(), credential_struct(self.user_cred))
-        started = time.monotonic()
-        ad = value_of(await client.list_resources(cached=False))
-        elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 2.5 + 1.0)
+        pending = client.list_resources(cached=False)
+        await called
+        clock.advance(0.5)
+        release.callback(None)
+        for done in answered.values():
+            await done
+        self.assertNoResult(pending)
+        clock.advance(1.0)
+        ad = value_of(await pending)
         statistics = {s["name"]: s for s in read_statistics(ad)}
         self.assertEqual([statistics[u]["status"] for u in self.am_urns], ["success", "success"])
         self.assertGreaterEqual(float(statistics[self.am_urns[1]]["elapsed"]), 0.5)
