@@ -5,7 +5,6 @@ Tests for L{geniam.rspec.compression}: the C{geni_compressed} codec.
 from __future__ import annotations
 
 import base64
-import time
 import zlib
 
 from hypothesis import given
@@ -44,10 +43,8 @@ class CodecTests(SynchronousTestCase):
         """64 MiB of zeros compressed to a few kB is refused as TOOBIG without inflating it all."""
         bomb = _bomb(64 << 20)
         self.assertLess(len(bomb), 200_000)
-        began = time.perf_counter()
         error = self.assertRaises(GeniError, decompress_rspec, bomb)
         self.assertEqual(error.code, GeniCode.TOOBIG)
-        self.assertLess(time.perf_counter() - began, 1.0)
 
     def test_limit_is_configurable(self) -> None:
         """The expansion bound is the caller's C{max_bytes}."""

@@ -5,7 +5,6 @@ the right L{GeniError} before any harm is done.
 
 from __future__ import annotations
 
-import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,11 +37,9 @@ class HostileInputTests(SynchronousTestCase):
     """Attacks on the XML parser fail fast with BADARGS or TOOBIG."""
 
     def assertRefused(self, data: str | bytes, code: GeniCode, limits: ParseLimits = DEFAULT_LIMITS) -> GeniError:
-        """Assert that parsing C{data} raises C{code} within a second."""
-        began = time.perf_counter()
+        """Assert that parsing C{data} raises C{code}."""
         error = self.assertRaises(GeniError, parse_xml, data, limits)
         self.assertEqual(error.code, code, error.output)
-        self.assertLess(time.perf_counter() - began, 1.0)
         return error
 
     def test_billion_laughs(self) -> None:
