@@ -17,13 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from lxml import etree
-
 from geniam.client import AMClient, value_of
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.rollup import STATISTICS_FIELD
 from geniam.rspec.merge import read_statistics
-from geniam.rspec.request import ISLAND_CLIENT_ID, NODE, build_request
+from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
 from geniam.urn import parse_urn
 
@@ -104,24 +102,15 @@ def federated_request(
     """
     One request RSpec booking the same slot on every island named: each
     island's node and extension elements carry its C{component_manager_id},
-    so a slice manager sends each aggregate only its part.
+    so a slice manager sends each aggregate only its part (see
+    L{build_request}).
 
     @param aggregate_urns: the island aggregates' URNs, at least one.
     @raise GeniError: BADARGS as L{build_request} raises it, or for no aggregate.
     """
     if not aggregate_urns:
         raise GeniError(GeniCode.BADARGS, "a federated request names at least one aggregate")
-    root: Any = None
-    for urn in aggregate_urns:
-        part = etree.fromstring(build_request(start, end, controller, vlan_map, am_urn=urn).encode())
-        for node in part.iter(NODE):
-            if node.get("client_id") == ISLAND_CLIENT_ID:
-                node.set("client_id", f"{ISLAND_CLIENT_ID}-{short_name(urn)}")
-        if root is None:
-            root = part
-        else:
-            root.extend(list(part))
-    return str(etree.tostring(root, encoding="unicode"))
+    return build_request(start, end, controller, vlan_map, am_urns=aggregate_urns)
 
 
 def _number(value: Any, kind: Callable[[Any], Any]) -> Any:

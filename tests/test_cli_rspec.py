@@ -12,9 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.cli.main import main as geniam_main
 from geniam.cli.rspec import main, parse_when
-from geniam.rspec.request import parse_request
+from geniam.rspec.merge import split_request
+from geniam.rspec.request import build_request, parse_request
 from geniam.timeutil import format_time
-from tests.test_rspec_fixtures import AM, END, START
+from tests.test_rspec_fixtures import AM, END, OTHER_AM, START, THIRD_AM
 
 NOW = START - 3600
 
@@ -51,6 +52,50 @@ class RequestCommandTests(SynchronousTestCase):
         self.assertEqual(request.vlan_map, {"10": "0xffff", "30": "20"})
         self.assertEqual(request.component_manager_ids, (AM,))
         self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_several_aggregates(self) -> None:
+        """Repeated --aggregate books the same slot on each island, each with its own node and elements."""
+        aggregates = (AM, OTHER_AM, THIRD_AM)
+        status = self.run_command(
+            "request",
+            "--start", format_time(START),
+            "--end", format_time(END),
+            "--controller", "ctl.example.org:6633",
+            "--vlan", "10=0xffff",
+            "--aggregate", AM,
+            "--aggregate", OTHER_AM,
+            "--aggregate", THIRD_AM,
+        )  # fmt: skip
+        self.assertEqual(status, 0, self.stderr.getvalue())
+        text = self.stdout.getvalue()
+        client_ids = set()
+        for urn in aggregates:
+            request = parse_request(text, urn)
+            self.assertEqual(request.slot, (START, END))
+            self.assertEqual(request.controller, "ctl.example.org:6633")
+            self.assertEqual(request.vlan_map, {"10": "0xffff"})
+            self.assertEqual(request.component_manager_ids, aggregates)
+            self.assertEqual(len(request.node_client_ids), 1)
+            client_ids.add(request.node_client_ids[0])
+        self.assertEqual(len(client_ids), 3)
+        parts = split_request(text, list(aggregates))
+        self.assertEqual(list(parts), list(aggregates))
+        for urn, part in parts.items():
+            request = parse_request(part, urn)
+            self.assertEqual(request.slot, (START, END))
+            self.assertEqual(request.vlan_map, {"10": "0xffff"})
+            self.assertEqual(request.component_manager_ids, (urn,))
+            self.assertEqual(request.foreign_node_client_ids, ())
+            self.assertEqual(request.node_client_ids, parse_request(text, urn).node_client_ids)
+
+    def test_single_aggregate_output(self) -> None:
+        """One --aggregate prints exactly the single-island request."""
+        status = self.run_command(
+            "request", "--start", format_time(START), "--end", format_time(END), "--vlan", "10=20", "--aggregate", AM
+        )
+        self.assertEqual(status, 0, self.stderr.getvalue())
+        self.assertEqual(self.stdout.getvalue(), build_request(START, END, vlan_map={"10": "20"}, am_urn=AM))
+        self.assertEqual(parse_request(self.stdout.getvalue(), AM).node_client_ids, ("island",))
 
     def test_relative_times(self) -> None:
         """'now' and 'now+1h30m' are relative to the current time."""
@@ -102,6 +147,16 @@ class RequestCommandTests(SynchronousTestCase):
     def test_bad_aggregate(self) -> None:
         """A malformed aggregate URN is refused."""
         self.assertUsageError("request", "--start", "now", "--end", "now+1h", "--aggregate", "am", message="URN")
+        self.setUp()
+        self.assertUsageError(
+            "request", "--start", "now", "--end", "now+1h", "--aggregate", AM, "--aggregate", "am", message="URN"
+        )
+
+    def test_aggregate_twice(self) -> None:
+        """The same aggregate given twice is refused."""
+        self.assertUsageError(
+            "request", "--start", "now", "--end", "now+1h", "--aggregate", AM, "--aggregate", AM, message="twice"
+        )
 
     def test_unknown_flag(self) -> None:
         """An unknown flag is refused."""
@@ -120,6 +175,7 @@ class RequestCommandTests(SynchronousTestCase):
         self.assertEqual(self.run_command("request", "--help"), 0)
         for flag in ("--start", "--end", "--controller", "--vlan", "--aggregate"):
             self.assertIn(flag, self.stdout.getvalue())
+        self.assertIn("Repeat --aggregate", self.stdout.getvalue())
 
 
 class ParseWhenTests(SynchronousTestCase):

@@ -11,13 +11,15 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError, DNSLookupError
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import URI, HTTPConnectionPool
+from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -32,6 +34,7 @@ from geniam.protocols.peer import (
     PeerRequestError,
     PeerResponseTooLarge,
     PeerTimeout,
+    PeerEndpointFactory,
     PeerTLSError,
     XmlRpcPeer,
 )
@@ -338,3 +341,57 @@ class TLSPolicyTests(SynchronousTestCase):
         harness.peer.call("GetVersion")
         harness.reactor.advance(0)
         self.assertEqual(policy.asked, [(b"am.example", 12369)])
+
+
+class TCPStringTransport(StringTransport):
+    """A L{StringTransport} accepting the TCP option the HTTP client sets."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Ignore the option."""
+
+
+class DirectConnectionTests(SynchronousTestCase):
+    """A URL with an IP literal host is reached over plain TCP, without name resolution."""
+
+    def test_refused_ipv4_reported_at_once(self) -> None:
+        """A refused connection to an IPv4 literal fails the call without the clock moving."""
+        harness = ClientHarness("http://127.0.0.1:8081/am/3.0")
+        d = harness.peer.call("GetVersion")
+        self.assertEqual([client[:2] for client in harness.reactor.tcpClients], [("127.0.0.1", 8081)])
+        ConnectionCompleter(harness.reactor).failOnce(Failure(ConnectionRefusedError()))
+        error = self.failureResultOf(d, PeerConnectionError).value
+        self.assertEqual(error.code, GeniCode.RPCERROR)
+        self.assertIn("refused", error.reason)
+
+    def test_refused_ipv6_reported_at_once(self) -> None:
+        """A bracketed IPv6 literal is connected to directly, and its refusal reported at once."""
+        harness = ClientHarness("http://[::1]:8081/am/3.0")
+        d = harness.peer.call("GetVersion")
+        self.assertEqual([client[:2] for client in harness.reactor.tcpClients], [("::1", 8081)])
+        ConnectionCompleter(harness.reactor).failOnce(Failure(ConnectionRefusedError()))
+        self.failureResultOf(d, PeerConnectionError)
+
+    def test_https_literal_uses_policy(self) -> None:
+        """An https URL with an IP literal connects directly, with TLS options from the policy."""
+        policy = RecordingPolicy()
+        harness = ClientHarness("https://127.0.0.1:12369/am/3.0", tls_policy=policy)
+        d = harness.peer.call("GetVersion")
+        self.assertEqual(policy.asked, [(b"127.0.0.1", 12369)])
+        self.assertEqual([client[:2] for client in harness.reactor.tcpClients], [("127.0.0.1", 12369)])
+        host, port, factory, _, _ = harness.reactor.tcpClients.pop(0)
+        address = IPv4Address("TCP", host, port)
+        protocol = factory.buildProtocol(address)
+        assert protocol is not None
+        transport = TCPStringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value()[:1], b"\x16", "the client did not start a TLS handshake")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(d, PeerConnectionError)
+
+    def test_endpoint_kinds(self) -> None:
+        """IPv4 and IPv6 literals get TCP endpoints, host names a HostnameEndpoint."""
+        factory = PeerEndpointFactory(MemoryReactorClock(), RecordingPolicy())
+        self.assertIsInstance(factory.endpointForURI(URI.fromBytes(b"http://192.0.2.1:80/")), TCP4ClientEndpoint)
+        self.assertIsInstance(factory.endpointForURI(URI.fromBytes(b"http://[2001:db8::1]:80/")), TCP6ClientEndpoint)
+        self.assertIsInstance(factory.endpointForURI(URI.fromBytes(b"http://am.example:80/")), HostnameEndpoint)
+        self.assertRaises(SchemeNotSupported, factory.endpointForURI, URI.fromBytes(b"ftp://192.0.2.1/"))

@@ -176,3 +176,17 @@ class SilentServerTests(LoopbackTestCase):
         d.cancel()
         await self.assertFailure(d, CancelledError)
         await self.server.closed
+
+
+class RefusedConnectionTests(LoopbackTestCase):
+    """A dead peer on loopback: nothing listens on the port any more."""
+
+    async def test_refused(self) -> None:
+        """A call to 127.0.0.1 on a closed port fails with L{PeerConnectionError}."""
+        port = self.reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        number = port.getHost().port
+        await port.stopListening()
+        peer = XmlRpcPeer(f"http://127.0.0.1:{number}/am/3.0", self.reactor, pool=self.pool, timeout=10)
+        error = await self.assertFailure(peer.call("GetVersion"), PeerConnectionError)
+        self.assertEqual(error.code, GeniCode.RPCERROR)
+        self.assertIn("refused", error.reason.lower())

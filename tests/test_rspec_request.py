@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode, GeniError
 from geniam.rspec.island import read_schedule
 from geniam.rspec.namespaces import ISLAND_NS, RSPEC_NS
-from geniam.rspec.request import IslandRequest, build_request, parse_request
+from geniam.rspec.merge import split_request
+from geniam.rspec.request import IslandRequest, build_request, island_client_ids, parse_request
 from geniam.timeutil import format_time
 from tests.test_rspec_fixtures import AM, DPID1, END, OTHER_AM, START, THIRD_AM, request_document, xml
 
@@ -90,6 +91,91 @@ class BuildRequestTests(SynchronousTestCase):
         """A malformed aggregate URN is BADARGS."""
         error = self.assertRaises(GeniError, build_request, START, END, None, None, "urn:nope")
         self.assertEqual(error.code, GeniCode.BADARGS)
+
+
+FEDERATED = (AM, OTHER_AM, THIRD_AM)
+VLANS = {"10": "0xffff", "30": "20"}
+
+
+class SeveralIslandsTests(SynchronousTestCase):
+    """L{build_request} with C{am_urns} books the same slot on several islands, one part each."""
+
+    def build(self, am_urns: Any = FEDERATED) -> str:
+        """A request for C{am_urns} with a controller and two VLANs."""
+        return build_request(START, END, "192.0.2.1:6633", VLANS, am_urns=am_urns)
+
+    def test_one_node_and_elements_per_island(self) -> None:
+        """Each aggregate gets its own node (unique client_id) and its own scoped island elements."""
+        root = xml(self.build())
+        nodes = root.findall(f"{{{RSPEC_NS}}}node")
+        self.assertEqual([n.get("component_manager_id") for n in nodes], list(FEDERATED))
+        self.assertEqual(
+            [n.get("client_id") for n in nodes], ["island-island.example", "island-other.example", "island-third.example"]
+        )
+        for name, count in (("slot", 1), ("controller", 1), ("vlan", 2)):
+            scopes = [e.get("component_manager_id") for e in root.iter(f"{{{ISLAND_NS}}}{name}")]
+            self.assertEqual(sorted(scopes), sorted(list(FEDERATED) * count), name)
+
+    def test_round_trip_each_aggregate(self) -> None:
+        """parse_request gives every aggregate the same slot, controller and VLANs, and only its node."""
+        text = self.build()
+        client_ids = {}
+        for urn in FEDERATED:
+            request = parse_request(text, urn)
+            self.assertEqual(request.slot, (START, END))
+            self.assertEqual(request.controller, "192.0.2.1:6633")
+            self.assertEqual(request.vlan_map, VLANS)
+            self.assertEqual(len(request.node_client_ids), 1)
+            self.assertEqual(len(request.foreign_node_client_ids), 2)
+            self.assertEqual(request.component_manager_ids, FEDERATED)
+            self.assertEqual(request.foreign_component_manager_ids, tuple(u for u in FEDERATED if u != urn))
+            client_ids[urn] = request.node_client_ids[0]
+        self.assertEqual(len(set(client_ids.values())), len(FEDERATED))
+
+    def test_split_gives_each_its_part(self) -> None:
+        """split_request sends each aggregate exactly its node and its island elements."""
+        parts = split_request(self.build(), list(FEDERATED))
+        self.assertEqual(list(parts), list(FEDERATED))
+        own = {urn: parse_request(self.build(), urn).node_client_ids for urn in FEDERATED}
+        for urn, part in parts.items():
+            root = xml(part)
+            scopes = {e.get("component_manager_id") for e in root}
+            self.assertEqual(scopes, {urn})
+            request = parse_request(part, urn)
+            self.assertEqual(request.slot, (START, END))
+            self.assertEqual(request.controller, "192.0.2.1:6633")
+            self.assertEqual(request.vlan_map, VLANS)
+            self.assertEqual(request.node_client_ids, own[urn])
+            self.assertEqual(request.foreign_node_client_ids, ())
+            self.assertEqual(request.component_manager_ids, (urn,))
+
+    def test_single_aggregate_unchanged(self) -> None:
+        """One URN in C{am_urns} writes exactly what C{am_urn} writes."""
+        self.assertEqual(self.build([AM]), build_request(START, END, "192.0.2.1:6633", VLANS, AM))
+        self.assertEqual(build_request(START, END, am_urns=[]), build_request(START, END))
+
+    def test_client_ids_unique(self) -> None:
+        """Aggregates whose authorities end alike still get distinct client_ids."""
+        urns = [
+            "urn:publicid:IDN+geniam:demo:am1+authority+am",
+            "urn:publicid:IDN+other:am1+authority+am",
+            "urn:publicid:IDN+geniam:am1-2+authority+am",
+        ]
+        self.assertEqual(island_client_ids(urns), ["island-am1", "island-am1-2", "island-am1-2-2"])
+        text = self.build(urns)
+        self.assertEqual([parse_request(text, urn).node_client_ids for urn in urns], [(c,) for c in island_client_ids(urns)])
+
+    def test_refused(self) -> None:
+        """An aggregate named twice, a bad URN, a bare string, or both parameters are BADARGS."""
+        twice = [AM, AM.replace("island.example", "ISLAND.example")]
+        for kwargs in (
+            {"am_urns": twice},
+            {"am_urns": [AM, "urn:nope"]},
+            {"am_urns": AM},
+            {"am_urn": AM, "am_urns": [OTHER_AM]},
+        ):
+            error = self.assertRaises(GeniError, build_request, START, END, **kwargs)
+            self.assertEqual(error.code, GeniCode.BADARGS, kwargs)
 
 
 class ParseRequestTests(SynchronousTestCase):
@@ -196,7 +282,7 @@ class ParseRequestTests(SynchronousTestCase):
     def test_bad_urns(self) -> None:
         """Malformed component manager or component URNs are BADARGS."""
         self.assertBad("<node client_id='a' component_manager_id='am.example'/>", "component_manager_id")
-        self.assertBad(f"<node client_id='a' component_id='urn:publicid:IDN+island.example+link+x'/>", "node URN")
+        self.assertBad("<node client_id='a' component_id='urn:publicid:IDN+island.example+link+x'/>", "node URN")
         self.assertBad("<link client_id='l'><component_manager/></link>", "component_manager")
 
     def test_node_bound_elsewhere(self) -> None:

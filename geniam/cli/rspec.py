@@ -8,6 +8,11 @@ C{geniam rspec request} prints a request RSpec booking an island::
       --controller 192.0.2.10:6633 --vlan 10=0xffff --vlan 30=20 \\
       --aggregate urn:publicid:IDN+island.example+authority+am
 
+C{--aggregate} may be repeated to book several islands behind a slice
+manager in one request: each island gets its own node and its own slot,
+controller and VLAN elements naming it, all with the same slot,
+controller and VLANs.
+
 A TIME is an RFC 3339 date-time (a missing zone means UTC), C{now}, or
 C{now} plus or minus an offset made of numbers with the units C{s}, C{m},
 C{h} and C{d}: C{now+10m}, C{now+1h30m}, C{now-30s}. Times are written in
@@ -74,19 +79,20 @@ class RequestOptions(_Options):
     longdesc = (
         "Print a GENI v3 request RSpec that books a whole island for a time slot. "
         "TIME is RFC 3339 (2026-05-01T10:00:00Z), 'now', or 'now' with an offset "
-        "such as now+10m, now+1h30m or now-30s (units s, m, h, d)."
+        "such as now+10m, now+1h30m or now-30s (units s, m, h, d). "
+        "Repeat --aggregate to book the same slot on several islands through a slice manager."
     )
     optParameters = [
         ["start", None, None, "start of the slot (TIME)"],
         ["end", None, None, "end of the slot (TIME)"],
         ["controller", None, None, "your OpenFlow controller, HOST:PORT ([IPv6]:PORT)"],
-        ["aggregate", None, None, "the island aggregate's URN (component_manager_id)"],
     ]
 
     def __init__(self, now: float) -> None:
         super().__init__()
         self._now = now
         self["vlan"] = []
+        self["aggregate"] = []
 
     def opt_vlan(self, value: str) -> None:
         """Map a testbed VLAN to an island VLAN, OFELIA=ISLAND (ISLAND may be 0xffff for untagged); repeatable."""
@@ -94,6 +100,10 @@ class RequestOptions(_Options):
         if not sep or not testbed.strip() or not island.strip():
             raise usage.UsageError(f"--vlan wants TESTBED=ISLAND, e.g. 10=0xffff, got {value!r}")
         self["vlan"].append((testbed.strip(), island.strip()))
+
+    def opt_aggregate(self, value: str) -> None:
+        """An island aggregate's URN (component_manager_id); repeat to book several islands."""
+        self["aggregate"].append(value.strip())
 
     def postOptions(self) -> None:
         """Check and convert every option; raise L{usage.UsageError} on the first bad one."""
@@ -115,8 +125,12 @@ class RequestOptions(_Options):
             self["vlan_map"] = validate_vlan_map(vlans)
             if len(self["vlan_map"]) != len(vlans):
                 raise usage.UsageError("a testbed VLAN is given twice")
-            if self["aggregate"] is not None:
-                parse_urn(self["aggregate"])
+            seen: set[str] = set()
+            for aggregate in self["aggregate"]:
+                key = parse_urn(aggregate).key
+                if key in seen:
+                    raise usage.UsageError(f"aggregate {aggregate} is given twice")
+                seen.add(key)
         except GeniError as e:
             raise usage.UsageError(e.output) from None
 
@@ -166,7 +180,7 @@ def main(argv: Sequence[str], now: float | None = None) -> int:
             request["end"],
             controller=request["controller"],
             vlan_map=request["vlan_map"],
-            am_urn=request["aggregate"],
+            am_urns=request["aggregate"],
         )
     except GeniError as e:
         print(f"{PROGRAM}: error: {e.output}", file=sys.stderr)

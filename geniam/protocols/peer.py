@@ -4,7 +4,10 @@ The outbound XML-RPC client used by the slice manager and C{geniam call}.
 
 L{XmlRpcPeer} posts calls with L{twisted.web.client.Agent}, so TLS is
 whatever L{IPolicyForHTTPS} the trust layer supplies (a client certificate
-and a check of the peer). Every call has a timeout, a bound on the
+and a check of the peer). A URL whose host is an IPv4 or IPv6 literal is
+reached with a plain TCP connection (L{PeerEndpointFactory}), so a refused
+connection is reported at once rather than after a host name endpoint's
+attempt delay. Every call has a timeout, a bound on the
 response size, and is cancellable: cancelling aborts the HTTP request and
 its connection.
 
@@ -19,17 +22,21 @@ from __future__ import annotations
 import xmlrpc.client
 from typing import Any
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
-from twisted.internet.interfaces import IConsumer, IReactorTCP
+from twisted.internet.interfaces import IConsumer, IReactorTCP, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.client import (
+    URI,
     Agent,
+    BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
     PotentialDataLoss,
     RequestGenerationFailed,
@@ -39,7 +46,8 @@ from twisted.web.client import (
     ResponseFailed,
 )
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IPolicyForHTTPS, IResponse
+from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from geniam.errors import GeniCode, GeniError
@@ -259,6 +267,49 @@ def _describe(error: BaseException) -> str:
     return _shorten(f"{name}: {text}" if text and text != name else name)
 
 
+@implementer(IAgentEndpointFactory)
+class PeerEndpointFactory:
+    """
+    Endpoints for L{Agent}: plain TCP to an IPv4 or IPv6 literal host, a
+    L{HostnameEndpoint} for a name; wrapped in TLS for C{https}.
+
+    @ivar reactor: provides TCP and time.
+    @ivar tls_policy: builds the TLS options for each host and port.
+    """
+
+    def __init__(self, reactor: IReactorTCP, tls_policy: IPolicyForHTTPS) -> None:
+        """
+        @param reactor: provides TCP and time.
+        @param tls_policy: builds the TLS options for each host and port.
+        """
+        self.reactor = reactor
+        self.tls_policy = tls_policy
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        """
+        The endpoint to reach C{uri}'s host and port.
+
+        @raise SchemeNotSupported: for a scheme other than C{http} or C{https}.
+        @raise ValueError: for a host that is not ASCII.
+        """
+        if uri.scheme not in (b"http", b"https"):
+            raise SchemeNotSupported(f"Unsupported scheme: {uri.scheme!r}")
+        try:
+            host = uri.host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"the host of {uri.toBytes()!r} is not ASCII") from None
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self.reactor, host, uri.port)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self.reactor, host, uri.port)
+        else:
+            endpoint = HostnameEndpoint(self.reactor, host, uri.port)
+        if uri.scheme == b"https":
+            return wrapClientTLS(self.tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
+        return endpoint
+
+
 class XmlRpcPeer:
     """
     An XML-RPC endpoint at one URL.
@@ -300,10 +351,8 @@ class XmlRpcPeer:
         self._url_bytes = url.encode("ascii")
         self._reactor = reactor
         self.pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=True)
-        if tls_policy is None:
-            self._agent = Agent(reactor, pool=self.pool)
-        else:
-            self._agent = Agent(reactor, contextFactory=tls_policy, pool=self.pool)
+        policy = tls_policy if tls_policy is not None else BrowserLikePolicyForHTTPS()
+        self._agent = Agent.usingEndpointFactory(reactor, PeerEndpointFactory(reactor, policy), pool=self.pool)
         self.timeout = timeout
         self.max_response = max_response
         self._threadpool = threadpool

@@ -22,7 +22,7 @@ reports them separately and the manifest copies them unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,10 @@ COMPONENT_MANAGER = rspec_tag("component_manager")
 SLIVER_TYPE = rspec_tag("sliver_type")
 
 ISLAND_CLIENT_ID = "island"
-"""The C{client_id} of the node L{build_request} writes for the island."""
+"""The C{client_id} of the node L{build_request} writes for the island
+(for several islands, the prefix of each node's C{client_id})."""
+
+_LABEL_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -369,45 +372,104 @@ def parse_request(text: str | bytes, am_urn: str, limits: ParseLimits = DEFAULT_
     )
 
 
+def island_client_ids(am_urns: Sequence[str]) -> list[str]:
+    """
+    The C{client_id}s of the island nodes of a request naming several
+    aggregates: C{island-} and the last part of each aggregate's authority
+    (C{island-am1} for C{urn:publicid:IDN+geniam:demo:am1+authority+am}),
+    with C{-2}, C{-3}... added to a label already taken.
+
+    @param am_urns: the aggregates' URNs, distinct.
+    @return: one unique C{client_id} per URN, in order.
+    @raise GeniError: BADARGS for a malformed URN.
+    """
+    taken: set[str] = set()
+    result: list[str] = []
+    for urn in am_urns:
+        authority = parse_urn(urn).authority
+        label = (authority.rsplit(":", 1)[-1] or authority)[:_LABEL_LIMIT]
+        client_id = f"{ISLAND_CLIENT_ID}-{label}"
+        suffix = 1
+        while client_id in taken:
+            suffix += 1
+            client_id = f"{ISLAND_CLIENT_ID}-{label}-{suffix}"
+        taken.add(client_id)
+        result.append(client_id)
+    return result
+
+
+def _aggregates(am_urn: str | None, am_urns: Sequence[str] | None) -> list[str]:
+    """The distinct aggregate URNs a request names, normalised; C{[]} for none."""
+    if am_urn is not None and am_urns is not None:
+        raise GeniError(GeniCode.BADARGS, "name the aggregates with am_urn or am_urns, not both")
+    if isinstance(am_urns, str):
+        raise GeniError(GeniCode.BADARGS, "am_urns is a list of aggregate URNs, not one URN")
+    given = [am_urn] if am_urn is not None else list(am_urns or ())
+    seen: dict[str, str] = {}
+    for text in given:
+        urn = parse_urn(text)
+        if urn.key in seen:
+            raise GeniError(GeniCode.BADARGS, f"aggregate {text} is named twice")
+        seen[urn.key] = str(urn)
+    return list(seen.values())
+
+
 def build_request(
     start: float,
     end: float,
     controller: str | None = None,
     vlan_map: Mapping[Any, str] | None = None,
     am_urn: str | None = None,
+    am_urns: Sequence[str] | None = None,
 ) -> str:
     """
-    Write a request RSpec booking an island for a time slot.
+    Write a request RSpec booking one or several islands for a time slot.
 
-    Times are written in whole seconds (fractions are dropped). The request
-    holds one unbound island node (C{client_id="island"}) and the island
-    extension elements; with C{am_urn} both name that aggregate, so a
-    slice manager can route the request.
+    Times are written in whole seconds (fractions are dropped). For one
+    island the request holds one unbound island node
+    (C{client_id="island"}) and the island extension elements; when an
+    aggregate is named, both carry its C{component_manager_id}, so a slice
+    manager can route the request.
+
+    For several aggregates (C{am_urns}), each gets its own island node
+    (C{client_id}s from L{island_client_ids}) followed by its own slot,
+    controller and VLAN elements, all carrying its
+    C{component_manager_id}; every island gets the same slot, controller
+    and VLAN map. A slice manager sends each aggregate only its part.
 
     @param start: the slot's start, POSIX seconds.
     @param end: the slot's end, POSIX seconds.
     @param controller: the OpenFlow controller C{host:port}.
     @param vlan_map: C{{testbed VLAN: island VLAN or "0xffff"}}.
     @param am_urn: the island aggregate's URN.
+    @param am_urns: the island aggregates' URNs, instead of C{am_urn}; a
+        single URN writes the same request as C{am_urn}, an empty list the
+        same as naming none.
     @return: the request XML.
     @raise GeniError: BADARGS for an empty or inverted slot, a bad
-        controller, VLAN map or URN.
+        controller, VLAN map or URN, an aggregate named twice, or both
+        C{am_urn} and C{am_urns}.
     """
     if int(start) >= int(end):
         raise GeniError(GeniCode.BADARGS, "the slot must start at least one second before it ends")
     if controller is not None:
         parse_controller(controller)
     vlans = validate_vlan_map(dict(vlan_map or {}))
-    scope: dict[str, str] = {}
-    if am_urn is not None:
-        scope["component_manager_id"] = str(parse_urn(am_urn))
+    aggregates = _aggregates(am_urn, am_urns)
     root = etree.Element(rspec_tag("rspec"), nsmap={None: RSPEC_NS, ISLAND_PREFIX: ISLAND_NS, "xsi": XSI_NS})
     root.set(qname(XSI_NS, "schemaLocation"), f"{RSPEC_NS} {RSPEC_SCHEMAS['request']}")
     root.set("type", "request")
-    node = etree.SubElement(root, NODE, client_id=ISLAND_CLIENT_ID, exclusive="true", **scope)
-    etree.SubElement(node, SLIVER_TYPE, name="island")
-    island.make_slot(root, start, end, **scope)
-    if controller is not None:
-        island.make_controller(root, controller, **scope)
-    island.make_vlans(root, vlans, **scope)
+    islands: list[tuple[str, str | None]]
+    if len(aggregates) > 1:
+        islands = list(zip(island_client_ids(aggregates), aggregates))
+    else:
+        islands = [(ISLAND_CLIENT_ID, aggregates[0] if aggregates else None)]
+    for client_id, aggregate in islands:
+        scope = {"component_manager_id": aggregate} if aggregate is not None else {}
+        node = etree.SubElement(root, NODE, client_id=client_id, exclusive="true", **scope)
+        etree.SubElement(node, SLIVER_TYPE, name="island")
+        island.make_slot(root, start, end, **scope)
+        if controller is not None:
+            island.make_controller(root, controller, **scope)
+        island.make_vlans(root, vlans, **scope)
     return serialise(root)
