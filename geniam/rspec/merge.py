@@ -24,6 +24,9 @@ C{component_manager_id}.
 from __future__ import annotations
 
 import copy
+import functools
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,7 +37,7 @@ from geniam.rspec import island
 from geniam.rspec.advertisement import GENERATED_BY
 from geniam.rspec.compression import maybe_decompress
 from geniam.rspec.namespaces import RSPEC_NS, XSI_NS, qname, rspec_tag
-from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, parse_rspec, serialise
+from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, parse_rspec, serialise, to_bytes
 from geniam.rspec.request import (
     INTERFACE,
     LINK,
@@ -57,6 +60,9 @@ STATUSES = ("success", "error", "timeout")
 
 _SCHEMA_LOCATION = qname(XSI_NS, "schemaLocation")
 _EXCEPTION_CHARS = 200
+_RSPEC = rspec_tag("rspec")
+_DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_COUNT_ELEMENTS = etree.XPath("count(//*)")
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,69 @@ def _key(element: etree._Element, kind: str) -> tuple[str, str] | None:
     return (element.tag, value.strip().lower() if attribute == "component_id" else value)
 
 
+def _answer_parser() -> etree.XMLParser:
+    """A parser with the options of L{parse_rspec}'s, for one merge (parsers are not shared between threads)."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        remove_blank_text=True,
+        collect_ids=False,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _deeper_than(depth: int) -> etree.XPath:
+    """An XPath true when a document has an element nested deeper than C{depth}."""
+    return etree.XPath("boolean(/" + "/".join(["*"] * (depth + 1)) + ")")
+
+
+def _parse_answer(
+    data: str | bytes, kind: str, limits: ParseLimits, parser: etree.XMLParser
+) -> tuple[etree._Element, bool]:
+    """
+    Parse a peer's RSpec as L{parse_rspec} does, with the tree checks done in C.
+
+    A document that passes every check here is one L{parse_rspec} accepts,
+    parsed with the same options into the same tree; anything else (a
+    declaration, a syntax error, a bound reached, a wrong root) is handed
+    to L{parse_rspec}, whose result or error is then the answer.
+
+    @return: the root, and whether the document may hold C{<statistics>}.
+    @raise GeniError: as L{parse_rspec}.
+    """
+    raw = to_bytes(data, limits, f"{kind} RSpec")
+    if not raw.strip() or _DECLARATION.search(raw):
+        return parse_rspec(data, kind, limits), True
+    try:
+        root = etree.fromstring(raw, parser)
+    except (ValueError, etree.LxmlError):
+        return parse_rspec(data, kind, limits), True
+    docinfo = root.getroottree().docinfo
+    count = int(_COUNT_ELEMENTS(root))
+    if (
+        root.tag != _RSPEC
+        or root.get("type") != kind
+        or docinfo.doctype
+        or docinfo.internalDTD is not None
+        or docinfo.externalDTD is not None
+        or count > limits.max_elements
+        or (count > limits.max_depth and _deeper_than(limits.max_depth)(root))
+        or next(root.iter(etree.Entity), None) is not None
+    ):
+        return parse_rspec(data, kind, limits), True
+    return root, b"statistics" in raw
+
+
+def _other_key(element: etree._Element) -> tuple[object, ...]:
+    """What top-level elements with the same canonical XML share: tag, attributes, child count and text."""
+    return (element.tag, tuple(sorted(element.attrib.items())), len(element), element.text or "")
+
+
 def _merge(
     kind: str,
     outcomes: Sequence[AggregateOutcome],
@@ -173,47 +242,64 @@ def _merge(
 ) -> str:
     parsed: list[etree._Element] = []
     reported: list[AggregateOutcome] = []
+    parser = _answer_parser()
     for outcome in outcomes:
         if outcome.status != "success" or outcome.rspec is None:
             reported.append(outcome)
             continue
         try:
-            source = parse_rspec(maybe_decompress(outcome.rspec, limits), kind, limits)
+            source, may_hold_statistics = _parse_answer(maybe_decompress(outcome.rspec, limits), kind, limits, parser)
         except GeniError as e:
             reported.append(
                 AggregateOutcome(outcome.name, outcome.elapsed, "error", None, int(e.code), f"bad {kind}: {e.output}")
             )
             continue
         reported.append(outcome)
-        parsed.append(strip_statistics(source))
+        parsed.append(strip_statistics(source) if may_hold_statistics else source)
     root = _new_root(kind, generated, _namespaces(parsed))
-    keyed: dict[tuple[str, str], etree._Element] = {}
+    # Nodes and links are kept once per key. Other elements are kept once per canonical XML (taken where
+    # they stand in their source), computed only for those sharing tag, attributes, child count and text.
+    entries: list[list[tuple[etree._Element, tuple[object, ...], bool]]] = []
+    alike: Counter[tuple[object, ...]] = Counter()
+    for source in parsed:
+        children = []
+        for child in source:
+            key = _key(child, kind)
+            if key is not None:
+                children.append((child, key, True))
+            else:
+                other = _other_key(child)
+                alike[other] += 1
+                children.append((child, other, False))
+        entries.append(children)
+    keyed: dict[tuple[object, ...], etree._Element] = {}
     seen_other: set[bytes] = set()
     schemas: dict[str, str] = {}
     expiries: list[float] = []
-    for source in parsed:
+    manifest = kind == "manifest"
+    for source, children in zip(parsed, entries):
         for namespace, location in _schema_pairs(source):
             schemas.setdefault(namespace, location)
         expiry = _earliest_expiry(source)
         if expiry is not None:
             expiries.append(expiry)
         # The parsed sources belong to this call alone, so elements are moved, not copied.
-        for child in list(source):
-            key = _key(child, kind)
-            if key is not None:
+        for child, key, is_keyed in children:
+            if is_keyed:
                 kept = keyed.get(key)
                 if kept is None:
                     keyed[key] = child
                     root.append(child)
-                elif kind == "manifest" and kept.get("sliver_id") is None and child.get("sliver_id"):
+                elif manifest and kept.get("sliver_id") is None and child.get("sliver_id"):
                     kept.addprevious(child)
                     root.remove(kept)
                     keyed[key] = child
                 continue
-            fingerprint = etree.tostring(child, method="c14n")
-            if fingerprint in seen_other:
-                continue
-            seen_other.add(fingerprint)
+            if alike[key] > 1:
+                fingerprint = etree.tostring(child, method="c14n")
+                if fingerprint in seen_other:
+                    continue
+                seen_other.add(fingerprint)
             root.append(child)
     if schemas:
         root.set(_SCHEMA_LOCATION, " ".join(f"{ns} {loc}" for ns, loc in schemas.items()))
@@ -381,14 +467,25 @@ def split_request(
         if only is None:
             raise GeniError(GeniCode.BADARGS, "the request names no aggregate (set component_manager_id)")
         concerned = {only}
+    ordered = [a for a in known.values() if a in concerned]
+    children: dict[str, list[etree._Element]] = {aggregate: [] for aggregate in ordered}
+    everywhere = list(children.values())
+    for child in root:
+        if is_statistics(child):
+            continue
+        chosen = targets.get(child)
+        if chosen is None:
+            for kept in everywhere:
+                kept.append(child)
+        else:
+            for aggregate in chosen:
+                kept = children.get(aggregate)
+                if kept is not None:
+                    kept.append(child)
+    attributes = dict(root.attrib)
     result: dict[str, str] = {}
-    for aggregate in (a for a in known.values() if a in concerned):
-        part = etree.Element(root.tag, attrib=dict(root.attrib), nsmap=root.nsmap)
-        for child in root:
-            if is_statistics(child):
-                continue
-            chosen = targets.get(child)
-            if chosen is None or aggregate in chosen:
-                part.append(copy.deepcopy(child))
+    for aggregate in ordered:
+        part = etree.Element(root.tag, attrib=attributes, nsmap=root.nsmap)
+        part.extend([copy.deepcopy(child) for child in children[aggregate]])
         result[aggregate] = serialise(part)
     return result
