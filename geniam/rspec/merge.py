@@ -415,12 +415,16 @@ def split_request(
     unknown: list[str] = []
     targets: dict[etree._Element, list[str]] = {}
     interface_owner: dict[str, str] = {}
+    keys: dict[str, str] = {urn: parse_urn(urn).key for urn in known.values()}
 
     def route(element: etree._Element, urns: Iterable[str]) -> None:
         """Send C{element} to the aggregates C{urns} name, or record it as unroutable."""
         chosen: list[str] = []
         for urn in urns:
-            aggregate = known.get(parse_urn(urn).key)
+            key = keys.get(urn)
+            if key is None:
+                key = keys[urn] = parse_urn(urn).key
+            aggregate = known.get(key)
             if aggregate is None:
                 unknown.append(f"{describe_element(element)} (component manager {urn})")
                 return
