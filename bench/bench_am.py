@@ -84,7 +84,6 @@ def main() -> None:
         print(f"aggregate manager at {url} (separate process); {calls} calls per figure")
         print("reference gcf-am on this machine: about 180 GetVersion/s and 10 ListResources/s")
         print(f"{'method':<14} {'connections':<12} {'clients':>7} {'calls/s':>9}")
-        from twisted.internet import reactor
         from twisted.internet.defer import Deferred
         from twisted.internet.task import react
 

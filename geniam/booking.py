@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import parse_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gatewayconfig import parse_controller, validate_ssh_keys
 from geniam.timeutil import format_time
 from geniam.urn import parse_urn
 

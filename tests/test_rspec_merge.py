@@ -242,7 +242,7 @@ class SplitRequestTests(SynchronousTestCase):
             '<node client_id="lost" component_manager_id="urn:publicid:IDN+nowhere.example+authority+am"/>'
             '<node client_id="anonymous"/>'
             '<link client_id="orphan"><component_manager name="urn:publicid:IDN+void.example+authority+am"/></link>'
-            f'<island:vlan testbed="1" island="2" component_manager_id="urn:publicid:IDN+gone.example+authority+am"/>'
+            '<island:vlan testbed="1" island="2" component_manager_id="urn:publicid:IDN+gone.example+authority+am"/>'
         )
         error = self.assertRaises(GeniError, split_request, request_document(body), [AM, OTHER_AM])
         self.assertEqual(error.code, GeniCode.BADARGS)

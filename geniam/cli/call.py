@@ -97,7 +97,7 @@ class Options(InterspersedOptions):
             value = raw
         self["option"][name] = value
 
-    def parseArgs(self, url: str, method: str, *arguments: str) -> None:
+    def parseArgs(self, url: str, method: str, *arguments: str) -> None:  # type: ignore[override]
         """Take the URL, the method and its arguments."""
         if method not in METHODS:
             raise usage.UsageError(f"unknown method {method!r}; one of {', '.join(METHODS)}")

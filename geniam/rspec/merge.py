@@ -262,7 +262,7 @@ def _merge(
     entries: list[list[tuple[etree._Element, tuple[object, ...], bool]]] = []
     alike: Counter[tuple[object, ...]] = Counter()
     for source in parsed:
-        children = []
+        children: list[tuple[etree._Element, tuple[object, ...], bool]] = []
         for child in source:
             key = _key(child, kind)
             if key is not None:
@@ -284,18 +284,18 @@ def _merge(
         if expiry is not None:
             expiries.append(expiry)
         # The parsed sources belong to this call alone, so elements are moved, not copied.
-        for child, key, is_keyed in children:
+        for child, entry_key, is_keyed in children:
             if is_keyed:
-                kept = keyed.get(key)
+                kept = keyed.get(entry_key)
                 if kept is None:
-                    keyed[key] = child
+                    keyed[entry_key] = child
                     root.append(child)
                 elif manifest and kept.get("sliver_id") is None and child.get("sliver_id"):
                     kept.addprevious(child)
                     root.remove(kept)
-                    keyed[key] = child
+                    keyed[entry_key] = child
                 continue
-            if alike[key] > 1:
+            if alike[entry_key] > 1:
                 fingerprint = etree.tostring(child, method="c14n")
                 if fingerprint in seen_other:
                     continue
@@ -483,9 +483,9 @@ def split_request(
                 kept.append(child)
         else:
             for aggregate in chosen:
-                kept = children.get(aggregate)
-                if kept is not None:
-                    kept.append(child)
+                part_children = children.get(aggregate)
+                if part_children is not None:
+                    part_children.append(child)
     attributes = dict(root.attrib)
     result: dict[str, str] = {}
     for aggregate in ordered:
