@@ -24,16 +24,15 @@ from __future__ import annotations
 import os
 import re
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from twisted.python import usage
 
-from geniam.cli.options import InterspersedOptions
+from geniam.cli.options import InterspersedOptions, run_command
 from geniam.errors import GeniCode, GeniError
-from geniam.timeutil import format_time, from_datetime
+from geniam.timeutil import format_time
 from geniam.trust.domain import DEFAULT_AUTHORITY, TrustDomain
 from geniam.trust.gid import GID
 from geniam.trust.identity import Identity
@@ -328,19 +327,9 @@ def main(argv: list[str], now: float | None = None, out: TextIO | None = None, e
     @return: 0 done, 1 refused, 2 usage error.
     """
     out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
     options = Options()
-    try:
-        options.parseOptions(argv)
-        if now is None:
-            now = from_datetime(datetime.now(tz=timezone.utc))
+
+    def command(now: float) -> int:
         return _COMMANDS[str(options.subCommand)](options.subOptions, now, out)
-    except usage.UsageError as e:
-        print(f"geniam authority: {e}", file=err)
-        print(str(getattr(options, "subOptions", None) or options), file=err)
-        return EXIT_USAGE
-    except GeniError as e:
-        print(f"geniam authority: {e.output}", file=err)
-        return EXIT_REFUSED
-    except SystemExit as e:
-        return int(e.code or 0)
+
+    return run_command("geniam authority", options, argv, now, command, err if err is not None else sys.stderr, EXIT_REFUSED)

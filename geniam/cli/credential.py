@@ -16,13 +16,12 @@ a usage error. Scripts rely on these flags and statuses.
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from typing import TextIO
 
 from twisted.internet.task import Clock
 from twisted.python import usage
 
-from geniam.cli.options import InterspersedOptions
+from geniam.cli.options import InterspersedOptions, run_command
 from geniam.errors import GeniError
 from geniam.timeutil import format_time, parse_time
 from geniam.trust.credential import MAX_CREDENTIAL_BYTES
@@ -136,16 +135,7 @@ def main(argv: list[str], now: float | None = None, out: TextIO | None = None, e
     @return: 0 valid, 1 invalid, 2 usage error.
     """
     out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
     options = Options()
-    try:
-        options.parseOptions(argv)
-        if now is None:
-            now = datetime.now(tz=timezone.utc).timestamp()
-        return verify(options.subOptions, now, out)
-    except usage.UsageError as e:
-        print(f"geniam credential: {e}", file=err)
-        print(str(getattr(options, "subOptions", None) or options), file=err)
-        return EXIT_USAGE
-    except SystemExit as e:
-        return int(e.code or 0)
+    return run_command(
+        "geniam credential", options, argv, now, lambda now: verify(options.subOptions, now, out), err if err is not None else sys.stderr
+    )

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 import getopt
 import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TextIO
 
 from twisted.python import usage
+
+from geniam.errors import GeniError
+
+EXIT_USAGE = 2
+"""The exit status of a usage error."""
 
 
 class InterspersedOptions(usage.Options):
@@ -31,3 +39,42 @@ class InterspersedOptions(usage.Options):
             else:
                 ordered.extend([option, value])
         super().parseOptions([*ordered, "--", *positional])
+
+
+def run_command(
+    program: str,
+    options: usage.Options,
+    argv: list[str],
+    now: float | None,
+    command: Callable[[float], int],
+    err: TextIO,
+    refused: int | None = None,
+) -> int:
+    """
+    Parse C{argv} into C{options}, then run C{command(now)} and return its
+    exit status.
+
+    A usage error is printed to C{err} after C{program} with the usage of
+    the subcommand (or of the command), and gives L{EXIT_USAGE}; C{--help}
+    gives 0.
+
+    @param now: the current time, POSIX seconds (the system clock if C{None}).
+    @param refused: if given, a L{GeniError} is printed to C{err} after
+        C{program} and gives this status; otherwise it propagates.
+    """
+    try:
+        options.parseOptions(argv)
+        if now is None:
+            now = datetime.now(tz=timezone.utc).timestamp()
+        return command(now)
+    except usage.UsageError as e:
+        print(f"{program}: {e}", file=err)
+        print(str(getattr(options, "subOptions", None) or options), file=err)
+        return EXIT_USAGE
+    except GeniError as e:
+        if refused is None:
+            raise
+        print(f"{program}: {e.output}", file=err)
+        return refused
+    except SystemExit as e:
+        return int(e.code or 0)
