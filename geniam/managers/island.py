@@ -609,11 +609,7 @@ class IslandResourceManager:
         urns = self._urns(sliver_urns)
         result = []
         async with self._lock:
-            current = [await self._get(urn) for urn in urns]
-            now = self._clock.seconds()
-            for b in current:
-                check_current(b, now)
-            await self._refuse_shut_down(current)
+            current, _ = await self._current_locked(urns)
             for b in current:
                 applied, error = await self._remove_locked(b)
 
@@ -682,11 +678,7 @@ class IslandResourceManager:
             new_users = parse_users(users)
         result = []
         async with self._lock:
-            current = [await self._get(urn) for urn in urns]
-            now = self._clock.seconds()
-            for b in current:
-                check_current(b, now)
-            await self._refuse_shut_down(current)
+            current, now = await self._current_locked(urns)
             for b in current:
                 if b.allocation_state is AllocationState.ALLOCATED:
                     code = GeniCode.REFUSED if action == "geni_update_users" else GeniCode.UNSUPPORTED
@@ -1198,6 +1190,18 @@ class IslandResourceManager:
         for slice_urn in slices.values():
             if await self._store.is_shutdown(slice_urn):
                 raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
+
+    async def _current_locked(self, urns: Sequence[str]) -> tuple[list[Booking], float]:
+        """
+        Read the bookings to change and the time; refuse them unless each is
+        current (L{check_current}) and no slice of theirs is shut down.
+        """
+        current = [await self._get(urn) for urn in urns]
+        now = self._clock.seconds()
+        for b in current:
+            check_current(b, now)
+        await self._refuse_shut_down(current)
+        return current, now
 
     async def _change(
         self, urns: Sequence[str], compute: Callable[[list[Booking], float], Awaitable[list[Booking]]]
