@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.test_foundation -*-
 """
 GENI error codes and the exception every layer raises for an expected error.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gatewayconfig -*-
+# -*- test-case-name: tests.test_foundation -*-
 """
 The user parameters pushed to an island's gateway, validated strictly.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_timeutil -*-
+# -*- test-case-name: tests.test_foundation -*-
 """
 Time on the wire and in the domain.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_urn -*-
+# -*- test-case-name: tests.test_foundation -*-
 """
 GENI URNs: C{urn:publicid:IDN+<authority>+<type>+<name>}.
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from geniam.errors import GeniCode, GeniError
 
@@ -33,9 +34,9 @@ class URN:
     def __str__(self) -> str:
         return f"{PREFIX}{self.authority}+{self.type}+{self.name}"
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The case-normalised text used to compare and index URNs."""
+        """The case-normalised text used to compare and index URNs (computed once)."""
         name = self.name if self.type not in ("slice", "user", "authority") else self.name.lower()
         return f"{PREFIX}{self.authority.lower()}+{self.type}+{name}"
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_main -*-
+# -*- test-case-name: tests.test_foundation -*-
 """
 The C{geniam} command: a dispatcher to one module per subcommand.
 

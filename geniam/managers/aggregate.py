@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_aggregate -*-
+# -*- test-case-name: tests.test_am_loopback -*-
 """
 The GENI AM API v3 on top of an island resource manager.
 
