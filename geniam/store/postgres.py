@@ -27,7 +27,8 @@ after the other and never meet inside the constraint's check. Reads take
 no lock.
 
 Each operation runs the same statements as the SQLite store
-(L{geniam.store.rows.BookingQueries}) in one READ COMMITTED transaction.
+(L{geniam.store.rows.BookingQueries}, through
+L{geniam.store.rows.SQLStore}) in one READ COMMITTED transaction.
 They look for a conflicting live booking first, so a conflict with a
 committed booking fails with L{geniam.booking.BookingConflict} naming its
 window. If the constraint still refuses the write (a writer without the
@@ -58,12 +59,12 @@ privileges C{CREATE EXTENSION} asks for.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg2
-from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, succeed
+from twisted.internet.defer import Deferred, FirstError, fail, succeed
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
@@ -72,11 +73,10 @@ from txpostgres.reconnection import ConnectionDead, DeadConnectionDetector
 from txpostgres.txpostgres import Connection, ConnectionPool, RollbackFailed
 from zope.interface import implementer
 
-from geniam.booking import AllocationState, Booking, Due, Slot
 from geniam.errors import GeniError
 from geniam.interfaces import IStore
 from geniam.store.errors import StaleBooking, StoreError
-from geniam.store.rows import BookingQueries, Result, Statement, Steps
+from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps
 from geniam.store.schema import POSTGRES_MIGRATIONS, POSTGRES_SCHEMA, open_schema
 
 T = TypeVar("T")
@@ -87,10 +87,8 @@ SCHEMA_LOCK = 0x67656E69616D
 RETRIED_SQLSTATES = frozenset({"23P01", "23505", "40P01", "40001"})
 """Errors after which a write is run again from the start: a concurrent writer won a race."""
 
-_READ = "read"
-_SNAPSHOT = "snapshot"
-_WRITE = "write"
 _SCHEMA = "schema"
+"""A schema change: a plain transaction, run again after lost races."""
 
 
 def island_lock(island: str) -> int:
@@ -228,7 +226,7 @@ class _ConnectionPool(ConnectionPool):  # type: ignore[misc]
 
 
 @implementer(IStore)
-class PostgresStore:
+class PostgresStore(SQLStore):
     """
     L{IStore} on a PostgreSQL database, shared by any number of processes.
 
@@ -255,15 +253,13 @@ class PostgresStore:
     ) -> None:
         if pool_size < 1 or attempts < 1:
             raise ValueError("pool_size and attempts must be at least 1")
+        super().__init__(island)
         self.dsn = dsn
-        self.island = island
         self._reactor = reactor
         self._pool_size = pool_size
         self._attempts = attempts
-        self._queries = BookingQueries(island)
         self._island_lock = island_lock(island)
         self._pool: _ConnectionPool | None = None
-        self._in_flight: set[Deferred[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<PostgresStore island={self.island!r}>"
@@ -272,9 +268,9 @@ class PostgresStore:
 
     def _steps(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
         """
-        Run the operation C{make()} builds: a C{_READ} of one statement
-        outside a transaction, a C{_SNAPSHOT} in a read-only snapshot, a
-        C{_WRITE} in a transaction holding the island's lock, a C{_SCHEMA}
+        Run the operation C{make()} builds: a C{READ} of one statement
+        outside a transaction, a C{SNAPSHOT} in a read-only snapshot, a
+        C{WRITE} in a transaction holding the island's lock, a C{_SCHEMA}
         change in a plain transaction; both of the last run again after
         lost races. C{contended} names the sliver a write gives up on as
         BUSY.
@@ -313,14 +309,14 @@ class PostgresStore:
         attempt = 1
         while True:
             try:
-                if kind == _READ:
+                if kind == READ:
                     return await self._read(pool, steps, first)
                 result: T = await pool.runInteraction(self._interaction, steps, first, kind)
                 return result
             except GeniError:
                 raise
             except psycopg2.Error as e:
-                if kind not in (_WRITE, _SCHEMA) or e.pgcode not in RETRIED_SQLSTATES:
+                if kind not in (WRITE, _SCHEMA) or e.pgcode not in RETRIED_SQLSTATES:
                     raise StoreError(f"database error: {_describe(e)}") from e
                 if attempt >= self._attempts:
                     if contended is not None:
@@ -348,9 +344,9 @@ class PostgresStore:
         return Deferred.fromCoroutine(self._drive(cursor, steps, first, kind))
 
     async def _drive(self, cursor: Any, steps: Steps[T], first: Statement, kind: str) -> T:
-        if kind == _SNAPSHOT:
+        if kind == SNAPSHOT:
             await cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        elif kind == _WRITE:
+        elif kind == WRITE:
             await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._island_lock,))
         statement = first
         try:
@@ -385,64 +381,3 @@ class PostgresStore:
             lambda: open_schema(POSTGRES_SCHEMA, POSTGRES_MIGRATIONS, prelude=(("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,)),)),
             _SCHEMA,
         )
-
-    def stop(self) -> Deferred[None]:
-        """Wait for work in flight, then stop reconnecting and close the connections."""
-        pool, self._pool = self._pool, None
-        waiting: Deferred[Any] = DeferredList(list(self._in_flight), consumeErrors=True)
-
-        def close(_: object) -> None:
-            if pool is not None:
-                pool.close()
-
-        return waiting.addCallback(close)
-
-    # Writes.
-
-    def insert(self, booking: Booking) -> Deferred[Booking]:
-        """Store a new booking unless it conflicts (see L{IStore.insert})."""
-        return self._steps(lambda: self._queries.insert(booking), _WRITE, booking.sliver_urn)
-
-    def update(self, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
-        """Replace bookings, all or none, with version and conflict checks (see L{IStore.update})."""
-        batch = list(bookings)
-        return self._steps(lambda: self._queries.update(batch), _WRITE, batch[0].sliver_urn if batch else None)
-
-    def set_shutdown(self, slice_urn: str, when: float) -> Deferred[bool]:
-        """Mark the slice shut down; fire with True unless it already was."""
-        return self._steps(lambda: self._queries.set_shutdown(slice_urn, when), _WRITE)
-
-    # Reads.
-
-    def get(self, sliver_urn: str) -> Deferred[Booking | None]:
-        """Fire with the booking of this sliver, or None."""
-        return self._steps(lambda: self._queries.get(sliver_urn), _READ)
-
-    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Deferred[list[Booking]]:
-        """Fire with the slice's bookings by slot start."""
-        return self._steps(lambda: self._queries.list_by_slice(slice_urn, live_only), _READ)
-
-    def list_live(self, window: Slot, limit: int | None = None) -> Deferred[list[Booking]]:
-        """Fire with the live bookings overlapping C{window}, by start."""
-        return self._steps(lambda: self._queries.list_live(window, limit), _READ)
-
-    def list_applied(self) -> Deferred[list[Booking]]:
-        """Fire with the bookings whose configuration is on the gateway."""
-        return self._steps(self._queries.list_applied, _READ)
-
-    def due(self, now: float, limit: int = 500) -> Deferred[Due]:
-        """Fire with the bookings needing an action at C{now} (see L{geniam.booking.due})."""
-        return self._steps(lambda: self._queries.due(now, limit), _SNAPSHOT)
-
-    def next_boundary(self, after: float) -> Deferred[float | None]:
-        """Fire with the next moment a live booking changes by itself, or None."""
-        return self._steps(lambda: self._queries.next_boundary(after), _SNAPSHOT)
-
-    def is_shutdown(self, slice_urn: str) -> Deferred[bool]:
-        """Fire with True if the slice has been shut down."""
-        return self._steps(lambda: self._queries.is_shutdown(slice_urn), _READ)
-
-    def count(self, states: Iterable[AllocationState | str] | None = None) -> Deferred[int]:
-        """Fire with the number of bookings, in C{states} if given."""
-        wanted = None if states is None else list(states)
-        return self._steps(lambda: self._queries.count(wanted), _READ)

@@ -14,6 +14,8 @@ placeholders, and parameters), is sent back each one's L{Result}, and
 returns the operation's outcome or raises its error. A store drives it on
 its own connection, inside the transaction its database needs (see
 L{drive}); L{geniam.store.sqlite} and L{geniam.store.postgres} do so.
+L{SQLStore} maps the methods of L{geniam.interfaces.IStore} onto these
+operations for both.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import json
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeAlias, TypeVar
+
+from twisted.internet.defer import Deferred, DeferredList
 
 from geniam.booking import AllocationState, Booking, BookingConflict, Due, OperationalState, Slot, UserKeys, urn_key
 from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, UnknownBooking
@@ -333,3 +337,97 @@ class BookingQueries:
             params.extend(wanted)
         found = yield (sql, tuple(params))
         return int(found.rows[0][0])
+
+
+READ = "read"
+"""An operation of one statement that reads."""
+
+SNAPSHOT = "snapshot"
+"""An operation whose statements read one snapshot."""
+
+WRITE = "write"
+"""An operation that changes bookings: one transaction that no other writer of the island can interleave with."""
+
+
+class SQLStore:
+    """
+    The methods of L{geniam.interfaces.IStore} as L{BookingQueries}
+    operations, each a L{READ}, a L{SNAPSHOT} or a L{WRITE}. A subclass runs
+    them on its database (L{_steps}), opens it (C{start}) and sets C{_pool}
+    to something with a C{close()} method while it is open.
+    """
+
+    def __init__(self, island: str) -> None:
+        self.island = island
+        self._queries = BookingQueries(island)
+        self._pool: Any = None
+        self._in_flight: set[Deferred[Any]] = set()
+
+    def _steps(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
+        """
+        Run the operation C{make()} builds as a C{kind} of operation; fire
+        with its outcome. C{contended} names the sliver a write gives up on
+        as BUSY when concurrent writers keep winning.
+        """
+        raise NotImplementedError()
+
+    def stop(self) -> Deferred[None]:
+        """Wait for work in flight, then close the database (see L{IStore.stop})."""
+        pool, self._pool = self._pool, None
+        waiting: Deferred[Any] = DeferredList(list(self._in_flight), consumeErrors=True)
+
+        def close(_: object) -> None:
+            if pool is not None:
+                pool.close()
+
+        return waiting.addCallback(close)
+
+    # Writes.
+
+    def insert(self, booking: Booking) -> Deferred[Booking]:
+        """Store a new booking unless it conflicts (see L{IStore.insert})."""
+        return self._steps(lambda: self._queries.insert(booking), WRITE, booking.sliver_urn)
+
+    def update(self, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
+        """Replace bookings, all or none, with version and conflict checks (see L{IStore.update})."""
+        batch = list(bookings)
+        return self._steps(lambda: self._queries.update(batch), WRITE, batch[0].sliver_urn if batch else None)
+
+    def set_shutdown(self, slice_urn: str, when: float) -> Deferred[bool]:
+        """Mark the slice shut down; fire with True unless it already was."""
+        return self._steps(lambda: self._queries.set_shutdown(slice_urn, when), WRITE)
+
+    # Reads.
+
+    def get(self, sliver_urn: str) -> Deferred[Booking | None]:
+        """Fire with the booking of this sliver, or None."""
+        return self._steps(lambda: self._queries.get(sliver_urn), READ)
+
+    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Deferred[list[Booking]]:
+        """Fire with the slice's bookings by slot start."""
+        return self._steps(lambda: self._queries.list_by_slice(slice_urn, live_only), READ)
+
+    def list_live(self, window: Slot, limit: int | None = None) -> Deferred[list[Booking]]:
+        """Fire with the live bookings overlapping C{window}, by start."""
+        return self._steps(lambda: self._queries.list_live(window, limit), READ)
+
+    def list_applied(self) -> Deferred[list[Booking]]:
+        """Fire with the bookings whose configuration is on the gateway."""
+        return self._steps(self._queries.list_applied, READ)
+
+    def due(self, now: float, limit: int = 500) -> Deferred[Due]:
+        """Fire with the bookings needing an action at C{now} (see L{geniam.booking.due})."""
+        return self._steps(lambda: self._queries.due(now, limit), SNAPSHOT)
+
+    def next_boundary(self, after: float) -> Deferred[float | None]:
+        """Fire with the next moment a live booking changes by itself, or None."""
+        return self._steps(lambda: self._queries.next_boundary(after), SNAPSHOT)
+
+    def is_shutdown(self, slice_urn: str) -> Deferred[bool]:
+        """Fire with True if the slice has been shut down."""
+        return self._steps(lambda: self._queries.is_shutdown(slice_urn), READ)
+
+    def count(self, states: Iterable[AllocationState | str] | None = None) -> Deferred[int]:
+        """Fire with the number of bookings, in C{states} if given."""
+        wanted = None if states is None else list(states)
+        return self._steps(lambda: self._queries.count(wanted), READ)

@@ -14,34 +14,32 @@ because the live bookings of an island never overlap (this store's
 invariant), the only live booking that can overlap C{[start, end)} is the
 one with the latest start before C{end}, found in one index probe however
 many bookings the database holds. The statements are
-L{geniam.store.rows.BookingQueries}, shared with the PostgreSQL store.
+L{geniam.store.rows.BookingQueries}, shared with the PostgreSQL store
+through L{geniam.store.rows.SQLStore}.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from geniam.booking import AllocationState, Booking, Due, Slot
 from geniam.errors import GeniError
 from geniam.interfaces import IStore
 from geniam.store.errors import StoreError
-from geniam.store.rows import BookingQueries, Result, Statement, Steps, drive
+from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps, drive
 from geniam.store.schema import SQLITE_MIGRATIONS, SQLITE_SCHEMA, open_schema
 
 T = TypeVar("T")
 
-_WRITE = "BEGIN IMMEDIATE"
-"""Writes take the write lock before they read."""
-
-_SNAPSHOT = "BEGIN"
-"""Reads of several statements see one snapshot."""
+_BEGIN = {READ: None, SNAPSHOT: "BEGIN", WRITE: "BEGIN IMMEDIATE"}
+"""How each kind of operation begins: reads of several statements see one
+snapshot; writes take the write lock before they read."""
 
 
 def _configure(connection: sqlite3.Connection) -> None:
@@ -72,7 +70,7 @@ class _ConnectionPool(adbapi.ConnectionPool):
 
 
 @implementer(IStore)
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """
     L{IStore} on an SQLite file (or C{":memory:"}).
 
@@ -96,14 +94,12 @@ class SQLiteStore:
         threadpool: Any = None,
         busy_timeout: float = 10.0,
     ) -> None:
+        super().__init__(island)
         self.path = path
-        self.island = island
         self._reactor = reactor
         self._threadpool = threadpool
         self._busy_timeout = busy_timeout
-        self._queries = BookingQueries(island)
         self._pool: adbapi.ConnectionPool | None = None
-        self._in_flight: set[Deferred[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r} island={self.island!r}>"
@@ -131,19 +127,21 @@ class SQLiteStore:
         except sqlite3.Error as e:
             raise StoreError(f"database error: {e}") from e
 
-    def _steps(self, steps: Steps[T], begin: str | None = None) -> Deferred[T]:
+    def _steps(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
         """
-        Run C{steps} on the connection, after C{begin} if given; adbapi
-        commits once they return and rolls back if they raise. An
-        operation that needs no statement completes at once.
+        Run the operation C{make()} builds on the connection, in a
+        transaction begun as C{kind} needs; adbapi commits once it returns
+        and rolls back if it raises. An operation that needs no statement
+        completes at once. With one writer, C{contended} is not needed.
         """
+        steps = make()
         try:
             first = next(steps)
         except StopIteration as done:
             return succeed(done.value)
         except GeniError:
             return fail()
-        return self._run(self._thd_steps, steps, first, begin)
+        return self._run(self._thd_steps, steps, first, _BEGIN[kind])
 
     @staticmethod
     def _thd_steps(cursor: Any, steps: Steps[T], first: Statement, begin: str | None) -> T:
@@ -176,63 +174,4 @@ class SQLiteStore:
             )
             pool.start()
             self._pool = pool
-        return self._steps(open_schema(SQLITE_SCHEMA, SQLITE_MIGRATIONS), _WRITE)
-
-    def stop(self) -> Deferred[None]:
-        """Wait for queries in flight, then close the connection."""
-        pool, self._pool = self._pool, None
-        waiting: Deferred[Any] = DeferredList(list(self._in_flight), consumeErrors=True)
-
-        def close(_: object) -> None:
-            if pool is not None:
-                pool.close()
-
-        return waiting.addCallback(close)
-
-    # Writes.
-
-    def insert(self, booking: Booking) -> Deferred[Booking]:
-        """Store a new booking unless it conflicts (see L{IStore.insert})."""
-        return self._steps(self._queries.insert(booking), _WRITE)
-
-    def update(self, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
-        """Replace bookings, all or none, with version and conflict checks (see L{IStore.update})."""
-        return self._steps(self._queries.update(list(bookings)), _WRITE)
-
-    def set_shutdown(self, slice_urn: str, when: float) -> Deferred[bool]:
-        """Mark the slice shut down; fire with True unless it already was."""
-        return self._steps(self._queries.set_shutdown(slice_urn, when), _WRITE)
-
-    # Reads.
-
-    def get(self, sliver_urn: str) -> Deferred[Booking | None]:
-        """Fire with the booking of this sliver, or None."""
-        return self._steps(self._queries.get(sliver_urn))
-
-    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Deferred[list[Booking]]:
-        """Fire with the slice's bookings by slot start."""
-        return self._steps(self._queries.list_by_slice(slice_urn, live_only))
-
-    def list_live(self, window: Slot, limit: int | None = None) -> Deferred[list[Booking]]:
-        """Fire with the live bookings overlapping C{window}, by start."""
-        return self._steps(self._queries.list_live(window, limit))
-
-    def list_applied(self) -> Deferred[list[Booking]]:
-        """Fire with the bookings whose configuration is on the gateway."""
-        return self._steps(self._queries.list_applied())
-
-    def due(self, now: float, limit: int = 500) -> Deferred[Due]:
-        """Fire with the bookings needing an action at C{now} (see L{geniam.booking.due})."""
-        return self._steps(self._queries.due(now, limit), _SNAPSHOT)
-
-    def next_boundary(self, after: float) -> Deferred[float | None]:
-        """Fire with the next moment a live booking changes by itself, or None."""
-        return self._steps(self._queries.next_boundary(after), _SNAPSHOT)
-
-    def is_shutdown(self, slice_urn: str) -> Deferred[bool]:
-        """Fire with True if the slice has been shut down."""
-        return self._steps(self._queries.is_shutdown(slice_urn))
-
-    def count(self, states: Iterable[AllocationState | str] | None = None) -> Deferred[int]:
-        """Fire with the number of bookings, in C{states} if given."""
-        return self._steps(self._queries.count(states))
+        return self._steps(lambda: open_schema(SQLITE_SCHEMA, SQLITE_MIGRATIONS), WRITE)
