@@ -91,12 +91,13 @@ class WhoAmIServer(Recorder):
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
-def in_memory(
-    server_options: Any, client_options: Any, clock: Clock
-) -> tuple[WhoAmIServer, Recorder, Any, Any, IOPump]:
-    """Connect a L{WhoAmIServer} and a L{Recorder} over TLS in memory and run the exchange."""
-    server_protocol = WhoAmIServer(server_options)
-    client_protocol = Recorder()
+def connect(
+    server_options: Any, client_options: Any, server_protocol: Protocol, client_protocol: Protocol, clock: Clock
+) -> tuple[Any, Any, IOPump]:
+    """
+    Connect two protocols over TLS in memory and run the exchange; return
+    the client's and the server's TLS protocols and the pump.
+    """
     server_factory = TLSMemoryBIOFactory(
         server_options, False, Factory.forProtocol(lambda: server_protocol), clock=clock
     )
@@ -110,6 +111,16 @@ def in_memory(
         clock=clock,
     )
     pump.flush()
+    return client_tls, server_tls, pump
+
+
+def in_memory(
+    server_options: Any, client_options: Any, clock: Clock
+) -> tuple[WhoAmIServer, Recorder, Any, Any, IOPump]:
+    """Connect a L{WhoAmIServer} and a L{Recorder} over TLS in memory and run the exchange."""
+    server_protocol = WhoAmIServer(server_options)
+    client_protocol = Recorder()
+    client_tls, server_tls, pump = connect(server_options, client_options, server_protocol, client_protocol, clock)
     return server_protocol, client_protocol, server_tls, client_tls, pump
 
 
@@ -146,13 +157,7 @@ class InMemoryTLSTests(SynchronousTestCase):
         client = client_tls_options(fixture_identity("bob"), self.roots, clock=self.clock)
         server_protocol = Recorder()
         client_protocol = Recorder()
-        server_factory = TLSMemoryBIOFactory(self.server, False, Factory.forProtocol(lambda: server_protocol), clock=self.clock)
-        client_factory = TLSMemoryBIOFactory(client, True, Factory.forProtocol(lambda: client_protocol), clock=self.clock)
-        client_tls, server_tls, pump = connectedServerAndClient(
-            lambda: server_factory.buildProtocol(None), lambda: client_factory.buildProtocol(None),
-            greet=False, clock=self.clock,
-        )
-        pump.flush()
+        client_tls, server_tls, _ = connect(self.server, client, server_protocol, client_protocol, self.clock)
         self.assertTrue(server_protocol.handshook and client_protocol.handshook)
         bob = self.server.peer_gid(server_tls)
         self.assertEqual(bob.urn, "urn:publicid:IDN+geni:gpo:gcf+user+bob")
@@ -213,15 +218,7 @@ class InMemoryTLSTests(SynchronousTestCase):
     def test_peer_gid_rechecks_time(self) -> None:
         """peer_gid applies the clock's time when called, e.g. on a long-lived connection."""
         client = client_tls_options(fixture_identity("alice"), self.roots, clock=self.clock)
-        server_protocol = Recorder()
-        client_protocol = Recorder()
-        server_factory = TLSMemoryBIOFactory(self.server, False, Factory.forProtocol(lambda: server_protocol), clock=self.clock)
-        client_factory = TLSMemoryBIOFactory(client, True, Factory.forProtocol(lambda: client_protocol), clock=self.clock)
-        _, server_tls, pump = connectedServerAndClient(
-            lambda: server_factory.buildProtocol(None), lambda: client_factory.buildProtocol(None),
-            greet=False, clock=self.clock,
-        )
-        pump.flush()
+        _, server_tls, _ = connect(self.server, client, Recorder(), Recorder(), self.clock)
         self.assertEqual(self.server.peer_gid(server_tls).urn, ALICE_URN)
         e = self.assertRaises(TrustError, peer_gid, server_tls, self.roots, pinned_clock(parse_time("2032-06-01T00:00:00Z")))
         self.assertEqual(e.code, GeniCode.CREDENTIAL_EXPIRED)
