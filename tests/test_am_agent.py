@@ -9,8 +9,6 @@ line with its bookings.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from geniam.loopback import LoopbackFederation, agent_name
 from geniam.protocols.pb import PBGatewayAgent
 from geniam.rspec.request import build_request
 from geniam.tap.am import AggregateService
+from tests.domains import copied_domain
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq5P0wVtV0bWbFQqg8Xn1K1JmHhJ7m1fQ1b3c7m5a1b alice@laptop"
 STRAY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVuaWFtLXN0cmF5LWtleS1ub3QtZm9yLXVzZS1hbnl3aGVyZQ stray@nowhere"
@@ -36,19 +35,13 @@ VLANS = {"10": "0xffff", "30": "20"}
 APPLIED = {"users": [KEY], "proxy": CONTROLLER, "vlans": VLANS}
 EMPTY = {"users": [], "proxy": "", "vlans": {}}
 HOUR = 3600.0
-_template: Path | None = None
 
 
-def template() -> Path:
-    """A trust domain with am1, its agent and two users, made once per run (RSA keys are slow) and copied per test."""
-    global _template
-    if _template is None:
-        folder = Path(tempfile.mkdtemp(prefix="geniam-agent-test-"))
-        clock = Clock()
-        clock.advance(time.time() - 3600)
-        LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice", "bob"), with_agents=True)
-        _template = folder
-    return _template
+def make_domain(folder: Path) -> None:
+    """Make a trust domain with am1, its agent and two users in C{folder}."""
+    clock = Clock()
+    clock.advance(time.time() - 3600)
+    LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice", "bob"), with_agents=True)
 
 
 def next_connection(gateway: PBGatewayAgent, up: bool) -> Deferred[None]:
@@ -71,8 +64,7 @@ class AgentLinkTests(TestCase):
     """The AM controls a real gateway agent over PB."""
 
     async def start(self) -> LoopbackFederation:
-        folder = Path(self.mktemp())
-        shutil.copytree(template(), folder)
+        folder = copied_domain(self, "agent", make_domain)
         self.clock = Clock()
         self.clock.advance(time.time())
         fed = LoopbackFederation(

@@ -6,8 +6,6 @@ L{task.Clock} for the booking time line.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,30 +21,24 @@ from geniam.loopback import LoopbackFederation
 from geniam.rspec.compression import decompress_rspec
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
+from tests.domains import copied_domain
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq5P0wVtV0bWbFQqg8Xn1K1JmHhJ7m1fQ1b3c7m5a1b alice@laptop"
 HOUR = 3600.0
-_template: Path | None = None
 
 
-def template() -> Path:
-    """A trust domain made once per test run (RSA key generation is slow) and copied per test."""
-    global _template
-    if _template is None:
-        folder = Path(tempfile.mkdtemp(prefix="geniam-am-test-"))
-        clock = Clock()
-        clock.advance(time.time() - 3600)
-        LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice", "bob"))
-        _template = folder
-    return _template
+def make_domain(folder: Path) -> None:
+    """Make a trust domain with am1 and two users in C{folder}."""
+    clock = Clock()
+    clock.advance(time.time() - 3600)
+    LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice", "bob"))
 
 
 class AggregateHarness(TestCase):
     """A running aggregate manager with TLS clients, for the tests below."""
 
     async def start(self, **kwargs: Any) -> LoopbackFederation:
-        folder = Path(self.mktemp())
-        shutil.copytree(template(), folder)
+        folder = copied_domain(self, "am", make_domain)
         self.clock = Clock()
         self.clock.advance(time.time())
         federation = LoopbackFederation(

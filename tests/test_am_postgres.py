@@ -7,9 +7,7 @@ other's bookings. Skipped without C{GENIAM_TEST_POSTGRES_DSN}.
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
@@ -24,7 +22,8 @@ from geniam.rspec.request import build_request
 from geniam.store.open import open_store
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust
-from tests.test_am_loopback import template
+from tests.domains import copied_domain
+from tests.test_am_loopback import make_domain
 from tests.test_store_postgres import SKIP, in_schema, scratch_schema
 
 HOUR = 3600.0
@@ -37,8 +36,7 @@ class SharedDatabaseTests(TestCase):
 
     async def test_no_double_booking_across_processes(self) -> None:
         """Allocates of one slot sent to both AMs at once: exactly one wins, and both AMs report it."""
-        folder = Path(self.mktemp())
-        shutil.copytree(template(), folder)
+        folder = copied_domain(self, "am", make_domain)
         clock = Clock()
         clock.advance(time.time())
         fed = LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice", "bob"))

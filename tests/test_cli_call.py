@@ -6,7 +6,6 @@ from a child process to an aggregate manager on loopback.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from geniam.cli.call import Options, call_parameters, main, render
 from geniam.loopback import LoopbackFederation
-from tests.test_am_loopback import template
+from tests.domains import copied_domain
+from tests.test_am_loopback import make_domain
 
 URN = "urn:publicid:IDN+example+slice+exp1"
 
@@ -78,8 +78,7 @@ class CommandTests(TestCase):
 
     async def test_get_version_and_list_resources(self) -> None:
         """GetVersion and ListResources succeed (exit 0); a wrong slice credential gives exit 1."""
-        folder = Path(self.mktemp())
-        shutil.copytree(template(), folder)
+        folder = copied_domain(self, "am", make_domain)
         clock = Clock()
         clock.advance(time.time())
         fed = LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice", "bob"))

@@ -8,8 +8,6 @@ against one aggregate directly (C{--direct}).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,25 +33,18 @@ from geniam.errors import GeniCode, GeniError
 from geniam.loopback import LoopbackFederation
 from geniam.rspec.merge import split_request
 from geniam.rspec.request import parse_request
+from tests.domains import copied_domain
 
 NAMES = ("am1", "am2")
 AM1 = "urn:publicid:IDN+geniam:demo:am1+authority+am"
 AM2 = "urn:publicid:IDN+geniam:demo:am2+authority+am"
 APPLIED = "users=1 proxy=127.0.0.1:6633 vlans={'10': '0xffff'}"
 EMPTY = "users=0 proxy=- vlans=-"
-_template: Path | None = None
 
 
-def template() -> Path:
-    """A trust domain with am1, am2, their agents, a slice manager, alice and bob, made once per run and copied per test."""
-    global _template
-    if _template is None:
-        folder = Path(tempfile.mkdtemp(prefix="geniam-demo-test-"))
-        LoopbackFederation(
-            folder, reactor, aggregate_names=NAMES, user_names=("alice", "bob"), with_agents=True, slice_manager="sm"
-        )
-        _template = folder
-    return _template
+def make_domain(folder: Path) -> None:
+    """Make a trust domain with am1, am2, their agents, a slice manager, alice and bob in C{folder}."""
+    LoopbackFederation(folder, reactor, aggregate_names=NAMES, user_names=("alice", "bob"), with_agents=True, slice_manager="sm")
 
 
 class ExperimentTests(TestCase):
@@ -64,8 +55,7 @@ class ExperimentTests(TestCase):
     async def run_experiment(
         self, federated: bool = True, with_agents: bool = True, break_gateway: str | None = None, book: tuple[str, ...] = NAMES
     ) -> Experiment:
-        folder = Path(self.mktemp())
-        shutil.copytree(template(), folder)
+        folder = copied_domain(self, "demo", make_domain)
         clock = Clock()
         clock.advance(time.time())
         names = NAMES if federated else ("am1",)

@@ -7,8 +7,6 @@ real signed credentials (delegation and speaks-for), plus a dead peer
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from collections.abc import Sequence
@@ -32,22 +30,17 @@ from geniam.timeutil import format_time
 from geniam.trust.credential import as_struct
 from geniam.trust.mint import delegate_credential, user_credential
 from geniam.trust.speaksfor import issue_speaks_for
+from tests.domains import copied_domain
 
 HOUR = 3600.0
 GENI_V3 = {"type": "GENI", "version": "3"}
 NAMES = ("am1", "am2")
-_template: Path | None = None
 
 
-def template() -> Path:
-    """A trust domain with two aggregates, a slice manager and alice, made once per run and copied per test."""
-    global _template
-    if _template is None:
-        folder = Path(tempfile.mkdtemp(prefix="geniam-sm-test-"))
-        federation = LoopbackFederation(folder, reactor, aggregate_names=NAMES, user_names=("alice",))
-        federation.domain.ensure_aggregate("sm")
-        _template = folder
-    return _template
+def make_domain(folder: Path) -> None:
+    """Make a trust domain with two aggregates, a slice manager and alice in C{folder}."""
+    federation = LoopbackFederation(folder, reactor, aggregate_names=NAMES, user_names=("alice",))
+    federation.domain.ensure_aggregate("sm")
 
 
 class SliceManagerLoopbackTests(TestCase):
@@ -56,8 +49,7 @@ class SliceManagerLoopbackTests(TestCase):
     timeout = 60
 
     async def start(self, extra: Sequence[tuple[str | None, str]] = (), clock: Any = None, **settings: Any) -> None:
-        folder = Path(self.mktemp())
-        shutil.copytree(template(), folder)
+        folder = copied_domain(self, "sm", make_domain)
         fed = LoopbackFederation(folder, reactor, aggregate_names=NAMES, user_names=("alice",))
         await fed.start()
         self.addCleanup(lambda: Deferred.fromCoroutine(fed.stop()))
