@@ -16,56 +16,45 @@ import argparse
 import os
 import random
 import sqlite3
-import statistics
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.booking import AllocationState, Booking, BookingConflict, Slot, make_sliver_urn
+from geniam.booking import Booking, BookingConflict, Slot, make_sliver_urn
 from geniam.managers.island import IslandResourceManager
 from geniam.store.rows import ALL_COLUMNS, booking_to_row
 from geniam.store.sqlite import SQLiteStore
 
-AUTHORITY = "bench.example.net:island"
-SLICE = "urn:publicid:IDN+bench.example.net+slice+bench"
-OWNER = "urn:publicid:IDN+bench.example.net+user+bench"
-HOUR = 3600.0
-SLOT = 2 * HOUR
+from benchlib import AUTHORITY, HOUR, OWNER, SLICE, SLOT, report, seed_plan, timed
 
 
 def seed(path: str, count: int, now: float) -> list[Slot]:
     """
-    Write C{count} bookings straight into the database: the first half
-    ended in the past, the second half live, one hour each every two hours
-    from tomorrow on. Return the free hour after each live one.
+    Write C{count} bookings straight into the database (see
+    L{seed_plan}). Return the free hour after each live one.
     """
-    history = count // 2
-    gaps = []
-    rows = []
-    for i in range(count):
-        if i < history:
-            start, state = now - (history - i) * SLOT - HOUR, AllocationState.ENDED
-        else:
-            start = now + 24 * HOUR + (i - history) * SLOT
-            state = AllocationState.PROVISIONED if i % 2 else AllocationState.ALLOCATED
-            gaps.append(Slot(start + HOUR, start + SLOT))
-        b = Booking(
-            sliver_urn=make_sliver_urn(AUTHORITY, f"seed{i}"),
-            slice_urn=SLICE,
-            owner_urn=OWNER,
-            owner_email="",
-            slot=Slot(start, start + HOUR),
-            allocation_state=state,
-            allocation_expires=start + HOUR,
-            created=now,
-            updated=now,
+    bookings, gaps = seed_plan(count, now)
+    rows = [
+        booking_to_row(
+            Booking(
+                sliver_urn=make_sliver_urn(AUTHORITY, f"seed{i}"),
+                slice_urn=SLICE,
+                owner_urn=OWNER,
+                owner_email="",
+                slot=slot,
+                allocation_state=state,
+                allocation_expires=slot.end,
+                created=now,
+                updated=now,
+            ),
+            "default",
+            1,
         )
-        rows.append(booking_to_row(b, "default", 1))
+        for i, (slot, state) in enumerate(bookings)
+    ]
     db = sqlite3.connect(path)
     try:
         with db:
@@ -73,20 +62,6 @@ def seed(path: str, count: int, now: float) -> list[Slot]:
     finally:
         db.close()
     return gaps
-
-
-async def timed(action: Callable[[], Awaitable[Any]]) -> float:
-    """Return how long C{action} took, in milliseconds."""
-    began = time.perf_counter()
-    await action()
-    return (time.perf_counter() - began) * 1000
-
-
-def report(label: str, samples: list[float]) -> None:
-    """Print the median and 95th percentile of C{samples}."""
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    print(f"{label:<48} n={len(samples):<5} median {statistics.median(samples):7.2f} ms   p95 {p95:7.2f} ms")
 
 
 async def run(reactor: Any, existing: int, allocations: int) -> None:

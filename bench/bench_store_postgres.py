@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -36,11 +34,7 @@ from geniam.booking import AllocationState, Booking, BookingConflict, Slot, make
 from geniam.store.postgres import PostgresStore
 from geniam.store.rows import ALL_COLUMNS, booking_to_row
 
-AUTHORITY = "bench.example.net:island"
-SLICE = "urn:publicid:IDN+bench.example.net+slice+bench"
-OWNER = "urn:publicid:IDN+bench.example.net+user+bench"
-HOUR = 3600.0
-SLOT = 2 * HOUR
+from benchlib import AUTHORITY, HOUR, OWNER, SLICE, SLOT, report, seed_plan, timed
 
 
 def make_booking(name: str, slot: Slot, state: AllocationState, now: float) -> Booking:
@@ -60,21 +54,11 @@ def make_booking(name: str, slot: Slot, state: AllocationState, now: float) -> B
 
 def seed(dsn: str, count: int, now: float) -> list[Slot]:
     """
-    Write C{count} bookings straight into the store's schema: the first
-    half ended in the past, the second half live, one hour each every two
-    hours from tomorrow on. Return the free hour after each live one.
+    Write C{count} bookings straight into the store's schema (see
+    L{seed_plan}). Return the free hour after each live one.
     """
-    history = count // 2
-    gaps = []
-    rows = []
-    for i in range(count):
-        if i < history:
-            start, state = now - (history - i) * SLOT - HOUR, AllocationState.ENDED
-        else:
-            start = now + 24 * HOUR + (i - history) * SLOT
-            state = AllocationState.PROVISIONED if i % 2 else AllocationState.ALLOCATED
-            gaps.append(Slot(start + HOUR, start + SLOT))
-        rows.append(booking_to_row(make_booking(f"seed{i}", Slot(start, start + HOUR), state, now), "default", 1))
+    bookings, gaps = seed_plan(count, now)
+    rows = [booking_to_row(make_booking(f"seed{i}", slot, state, now), "default", 1) for i, (slot, state) in enumerate(bookings)]
     db = psycopg2.connect(dsn)
     try:
         with db, db.cursor() as cursor:
@@ -83,20 +67,6 @@ def seed(dsn: str, count: int, now: float) -> list[Slot]:
     finally:
         db.close()
     return gaps
-
-
-async def timed(action: Callable[[], Awaitable[Any]]) -> float:
-    """Return how long C{action} took, in milliseconds."""
-    began = time.perf_counter()
-    await action()
-    return (time.perf_counter() - began) * 1000
-
-
-def report(label: str, samples: list[float]) -> None:
-    """Print the median and 95th percentile of C{samples}."""
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    print(f"{label:<48} n={len(samples):<5} median {statistics.median(samples):7.2f} ms   p95 {p95:7.2f} ms")
 
 
 async def refused(store: PostgresStore, candidate: Booking) -> None:
