@@ -182,6 +182,23 @@ def _check_time(value: object, what: str) -> float | None:
     return float(value)
 
 
+def _taken_off(booking: Booking, state: AllocationState, applied: bool, error: str, now: float) -> Booking:
+    """
+    C{booking} in C{state} once its configuration was removed from the
+    gateway: C{applied} and C{error} as the removal left them (see
+    L{IslandResourceManager._remove_locked}); while some may still be
+    there, the operational state is kept, else it is not ready.
+    """
+    return replace(
+        booking,
+        allocation_state=state,
+        operational_state=booking.operational_state if applied else OperationalState.NOTREADY,
+        applied=applied,
+        error=error,
+        updated=now,
+    )
+
+
 def _gateway_view(booking: Booking) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
     return booking.ssh_keys, booking.controller, dict(booking.vlan_map)
 
@@ -616,14 +633,7 @@ class IslandResourceManager:
                 def deleted(cur: Booking, now: float, applied: bool = applied, error: str = error) -> Booking | None:
                     if not cur.live:
                         return None
-                    return replace(
-                        cur,
-                        allocation_state=AllocationState.DELETED,
-                        operational_state=cur.operational_state if applied else OperationalState.NOTREADY,
-                        applied=applied,
-                        error=error,
-                        updated=now,
-                    )
+                    return _taken_off(cur, AllocationState.DELETED, applied, error, now)
 
                 new = await self._change_one(b.sliver_urn, deleted)
                 self.log.info("deleted {sliver}", sliver=new.sliver_urn)
@@ -829,14 +839,7 @@ class IslandResourceManager:
 
         def ended(cur: Booking, now: float) -> Booking | None:
             if needs_end(cur, now):
-                return replace(
-                    cur,
-                    allocation_state=AllocationState.ENDED,
-                    operational_state=cur.operational_state if applied else OperationalState.NOTREADY,
-                    applied=applied,
-                    error=error,
-                    updated=now,
-                )
+                return _taken_off(cur, AllocationState.ENDED, applied, error, now)
             if cur.applied and not applied:
                 return replace(cur, operational_state=OperationalState.NOTREADY, applied=False, updated=now)
             return None
