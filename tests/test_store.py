@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -118,6 +119,29 @@ def inline_sqlite_store(case: SynchronousTestCase, path: str = ":memory:", islan
     case.successResultOf(store.start())
     case.addCleanup(lambda: case.successResultOf(store.stop()))
     return store
+
+
+async def race_for_slots(case: SynchronousTestCase, first: Any, second: Any) -> list[Booking]:
+    """
+    Let two stores of one island race on twenty slots, four overlapping
+    candidates each; check that only conflicts were refused, that the live
+    bookings never overlap and that every success is stored, and return
+    them.
+    """
+    attempts: list[Deferred[Any]] = []
+    for i in range(20):
+        for j, store in enumerate((first, second, first, second)):
+            attempts.append(store.insert(booking(f"s{i}-{j}", 100 * i, 100 * i + 150 if j % 2 else 100 * i + 100)))
+    outcomes: list[Any] = await DeferredList(attempts, consumeErrors=True)
+    for ok, value in outcomes:
+        if not ok:
+            value.trap(BookingConflict)
+    live: list[Booking] = await first.list_live(Slot(0, 10000))
+    for earlier, later in zip(live, live[1:]):
+        case.assertLessEqual(earlier.slot.end, later.slot.start)
+    case.assertEqual(len(live), sum(1 for ok, _ in outcomes if ok))
+    case.assertGreaterEqual(len(live), 10)
+    return live
 
 
 class StoreContractMixin:

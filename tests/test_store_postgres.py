@@ -32,7 +32,7 @@ from geniam.store import schema as schema_module
 from geniam.store.postgres import PostgresStore, _arguments
 from geniam.store.rows import INSERT_BOOKING, Result, booking_to_row, drive
 from geniam.store.schema import NO_OVERLAP_CONSTRAINT, SCHEMA_VERSION, open_schema
-from tests.test_store import StoreContractMixin, booking, sliver
+from tests.test_store import StoreContractMixin, booking, race_for_slots, sliver
 
 DSN = os.environ.get("GENIAM_TEST_POSTGRES_DSN", "")
 SKIP = (
@@ -284,19 +284,7 @@ class PostgresConcurrencyTests(TestCase):
         success is stored.
         """
         first, second = await self.two_stores()
-        attempts: list[Deferred[Any]] = []
-        for i in range(20):
-            for j, store in enumerate((first, second, first, second)):
-                attempts.append(store.insert(booking(f"s{i}-{j}", 100 * i, 100 * i + 150 if j % 2 else 100 * i + 100)))
-        outcomes: list[Any] = await DeferredList(attempts, consumeErrors=True)
-        for ok, value in outcomes:
-            if not ok:
-                value.trap(BookingConflict)
-        live = await first.list_live(Slot(0, 10000))
-        for earlier, later in zip(live, live[1:]):
-            self.assertLessEqual(earlier.slot.end, later.slot.start)
-        self.assertEqual(len(live), sum(1 for ok, _ in outcomes if ok))
-        self.assertGreaterEqual(len(live), 10)
+        await race_for_slots(self, first, second)
 
     async def test_racing_updates(self) -> None:
         """Both stores update one booking from the same version at once: one succeeds, the other is BUSY."""
