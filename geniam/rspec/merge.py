@@ -37,7 +37,7 @@ from geniam.rspec import island
 from geniam.rspec.advertisement import GENERATED_BY
 from geniam.rspec.compression import maybe_decompress
 from geniam.rspec.namespaces import RSPEC_NS, XSI_NS, qname, rspec_tag
-from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, parse_rspec, serialise, to_bytes
+from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, new_parser, parse_rspec, serialise, to_bytes
 from geniam.rspec.request import (
     INTERFACE,
     LINK,
@@ -170,21 +170,6 @@ def _key(element: etree._Element, kind: str) -> tuple[str, str] | None:
     return (element.tag, value.strip().lower() if attribute == "component_id" else value)
 
 
-def _answer_parser() -> etree.XMLParser:
-    """A parser with the options of L{parse_rspec}'s, for one merge (parsers are not shared between threads)."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        remove_blank_text=True,
-        collect_ids=False,
-    )
-
-
 @functools.lru_cache(maxsize=8)
 def _deeper_than(depth: int) -> etree.XPath:
     """An XPath true when a document has an element nested deeper than C{depth}."""
@@ -242,7 +227,7 @@ def _merge(
 ) -> str:
     parsed: list[etree._Element] = []
     reported: list[AggregateOutcome] = []
-    parser = _answer_parser()
+    parser = new_parser()  # parsers are not shared between threads
     for outcome in outcomes:
         if outcome.status != "success" or outcome.rspec is None:
             reported.append(outcome)

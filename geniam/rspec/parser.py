@@ -67,7 +67,8 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 3] + "..."
 
 
-def _new_parser() -> etree.XMLParser:
+def new_parser() -> etree.XMLParser:
+    """A parser with the RSpec options: no entities, DTDs, network, comments or blank text (one per thread)."""
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -146,7 +147,7 @@ def parse_xml(data: str | bytes, limits: ParseLimits = DEFAULT_LIMITS, what: str
     if _DECLARATION.search(raw):
         raise GeniError(GeniCode.BADARGS, f"{what} must not contain DOCTYPE or ENTITY declarations")
     try:
-        root = etree.fromstring(raw, _new_parser())
+        root = etree.fromstring(raw, new_parser())
     except etree.XMLSyntaxError as e:
         message = str(e)
         if "Excessive depth" in message:
