@@ -25,7 +25,6 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from geniam import __version__
 from geniam.booking import (
     Booking,
     Slot,
@@ -35,7 +34,6 @@ from geniam.booking import (
 )
 from geniam.errors import GeniCode, GeniError, success_struct
 from geniam.managers.arguments import (
-    GENI_RSPEC_V3,
     Target,
     flag,
     optional_time,
@@ -46,10 +44,10 @@ from geniam.managers.arguments import (
     users_option,
 )
 from geniam.managers.island import Inventory
+from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.manifest import ManifestBooking, ManifestUser, build_manifest
-from geniam.rspec.namespaces import rspec_version_struct
 from geniam.rspec.request import parse_request
 from geniam.rspec.resources import IslandResources
 from geniam.timeutil import format_time, parse_time
@@ -57,12 +55,6 @@ from geniam.trust.gid import GID
 from geniam.trust.verifier import CredentialVerifier, Grant
 from geniam.urn import parse_urn
 
-CREDENTIAL_TYPES = [
-    {"geni_type": "geni_sfa", "geni_version": "3"},
-    {"geni_type": "geni_sfa", "geni_version": "2"},
-    {"geni_type": "geni_abac", "geni_version": "1"},
-]
-SUPPORTED_RSPECS = (GENI_RSPEC_V3,)
 ACTIONS = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
 FAR_FUTURE = 366 * 86400.0
 
@@ -221,22 +213,7 @@ class AggregateManager:
 
     async def GetVersion(self, caller: GID, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Describe this aggregate; needs no credential."""
-        value = {
-            "geni_api": 3,
-            "geni_api_versions": {"3": self.info.url},
-            "geni_request_rspec_versions": [rspec_version_struct("request")],
-            "geni_ad_rspec_versions": [rspec_version_struct("ad")],
-            "geni_credential_types": CREDENTIAL_TYPES,
-            "geni_single_allocation": 0,
-            "geni_allocate": "geni_disjoint",
-            "geni_am_type": "geniam",
-            "geni_am_code": __version__,
-            "urn": self.info.urn,
-            "geniam_actions": list(ACTIONS),
-        }
-        struct = success_struct(value)
-        struct["geni_api"] = 3
-        return struct
+        return get_version_struct(self.info.url, self.info.urn, "geni_disjoint", geniam_actions=list(ACTIONS))
 
     async def ListResources(self, caller: GID, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
         """The island's advertisement: switches, links and booked slots."""

@@ -62,10 +62,9 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from geniam import __version__
 from geniam.errors import GeniCode, GeniError, success_struct
 from geniam.managers.adcache import AdvertisementCache, CachedAd, ad_cache_key
-from geniam.managers.arguments import GENI_RSPEC_V3, Target, flag, options_struct, rspec_version, target_urns
+from geniam.managers.arguments import Target, flag, options_struct, rspec_version, target_urns
 from geniam.managers.breaker import CircuitBreaker
 from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
 from geniam.managers.forwarding import Forwarder, Forwarding
@@ -79,20 +78,14 @@ from geniam.managers.rollup import (
     rspec_outcomes,
 )
 from geniam.managers.shared import Shared
+from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
-from geniam.rspec.namespaces import rspec_version_struct
 from geniam.timeutil import parse_time
 from geniam.urn import URN, parse_urn
 
 _T = TypeVar("_T")
 
-CREDENTIAL_TYPES = [
-    {"geni_type": "geni_sfa", "geni_version": "3"},
-    {"geni_type": "geni_sfa", "geni_version": "2"},
-    {"geni_type": "geni_abac", "geni_version": "1"},
-]
-SUPPORTED_RSPECS = (GENI_RSPEC_V3,)
 CALL_ID_OPTION = "call_id"
 CACHED_OPTION = "cached"
 MAX_CALL_ID = 256
@@ -480,24 +473,9 @@ class SliceManager:
             if record.version_error is not None:
                 state["error"] = record.version_error.output
             states.append(state)
-        value = {
-            "geni_api": 3,
-            "geni_api_versions": {"3": self.info.url},
-            "geni_request_rspec_versions": [rspec_version_struct("request")],
-            "geni_ad_rspec_versions": [rspec_version_struct("ad")],
-            "geni_credential_types": CREDENTIAL_TYPES,
-            "geni_single_allocation": 0,
-            "geni_allocate": "geni_many",
-            "geni_am_type": "geniam",
-            "geni_am_code": __version__,
-            "interface": "slicemgr",
-            "urn": self.info.urn,
-            "peers": peers,
-            "geniam_peers": states,
-        }
-        struct = success_struct(value)
-        struct["geni_api"] = 3
-        return struct
+        return get_version_struct(
+            self.info.url, self.info.urn, "geni_many", interface="slicemgr", peers=peers, geniam_peers=states
+        )
 
     # --- ListResources --------------------------------------------------
 
