@@ -21,6 +21,7 @@ operations for both.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeAlias, TypeVar
@@ -349,7 +350,7 @@ WRITE = "write"
 """An operation that changes bookings: one transaction that no other writer of the island can interleave with."""
 
 
-class SQLStore:
+class SQLStore(ABC):
     """
     The methods of L{geniam.interfaces.IStore} as L{BookingQueries}
     operations, each a L{READ}, a L{SNAPSHOT} or a L{WRITE}. A subclass runs
@@ -363,13 +364,13 @@ class SQLStore:
         self._pool: Any = None
         self._in_flight: set[Deferred[Any]] = set()
 
+    @abstractmethod
     def _steps(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
         """
         Run the operation C{make()} builds as a C{kind} of operation; fire
         with its outcome. C{contended} names the sliver a write gives up on
         as BUSY when concurrent writers keep winning.
         """
-        raise NotImplementedError()
 
     def stop(self) -> Deferred[None]:
         """Wait for work in flight, then close the database (see L{IStore.stop})."""
