@@ -332,4 +332,4 @@ def main(argv: list[str], now: float | None = None, out: TextIO | None = None, e
     def command(now: float) -> int:
         return _COMMANDS[str(options.subCommand)](options.subOptions, now, out)
 
-    return run_command("geniam authority", options, argv, now, command, err if err is not None else sys.stderr, EXIT_REFUSED)
+    return run_command("geniam authority", options, argv, now, command, err, EXIT_REFUSED)

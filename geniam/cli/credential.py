@@ -137,5 +137,5 @@ def main(argv: list[str], now: float | None = None, out: TextIO | None = None, e
     out = out if out is not None else sys.stdout
     options = Options()
     return run_command(
-        "geniam credential", options, argv, now, lambda now: verify(options.subOptions, now, out), err if err is not None else sys.stderr
+        "geniam credential", options, argv, now, lambda now: verify(options.subOptions, now, out), err
     )

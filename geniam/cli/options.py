@@ -47,7 +47,7 @@ def run_command(
     argv: list[str],
     now: float | None,
     command: Callable[[float], int],
-    err: TextIO,
+    err: TextIO | None = None,
     refused: int | None = None,
 ) -> int:
     """
@@ -59,9 +59,11 @@ def run_command(
     gives 0.
 
     @param now: the current time, POSIX seconds (the system clock if C{None}).
+    @param err: where errors go (standard error if C{None}).
     @param refused: if given, a L{GeniError} is printed to C{err} after
         C{program} and gives this status; otherwise it propagates.
     """
+    err = err if err is not None else sys.stderr
     try:
         options.parseOptions(argv)
         if now is None:

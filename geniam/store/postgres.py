@@ -241,6 +241,8 @@ class PostgresStore(SQLStore):
         keep winning races (see the module docstring).
     """
 
+    _pool: _ConnectionPool | None
+
     log = Logger()
 
     def __init__(
@@ -259,7 +261,6 @@ class PostgresStore(SQLStore):
         self._pool_size = pool_size
         self._attempts = attempts
         self._island_lock = island_lock(island)
-        self._pool: _ConnectionPool | None = None
 
     def __repr__(self) -> str:
         return f"<PostgresStore island={self.island!r}>"

@@ -84,6 +84,8 @@ class SQLiteStore(SQLStore):
     @param busy_timeout: how long a write waits for another process's lock.
     """
 
+    _pool: adbapi.ConnectionPool | None
+
     log = Logger()
 
     def __init__(
@@ -99,7 +101,6 @@ class SQLiteStore(SQLStore):
         self._reactor = reactor
         self._threadpool = threadpool
         self._busy_timeout = busy_timeout
-        self._pool: adbapi.ConnectionPool | None = None
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r} island={self.island!r}>"
