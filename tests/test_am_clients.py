@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from twisted.internet.utils import getProcessOutputAndValue
@@ -23,8 +24,8 @@ from tests.test_am_loopback import HOUR, KEY, AggregateHarness
 class RestartBeforeSlotTests(AggregateHarness):
     """geni_restart on a provisioned sliver whose slot has not started."""
 
-    async def test_restart_before_slot(self) -> None:
-        """It succeeds as geni_start does (clearing a stop), says when the slot applies it, and the slot does."""
+    async def provisioned_for_later(self) -> tuple[Any, str, str, float]:
+        """Start the aggregate; provision alice a slot starting in an hour; return client, slice, sliver and now."""
         await self.start()
         client = self.alice()
         now = self.clock.seconds()
@@ -33,6 +34,11 @@ class RestartBeforeSlotTests(AggregateHarness):
         sliver = allocated["geni_slivers"][0]["geni_sliver_urn"]
         users = [{"urn": self.fed.domain.user_urn("alice"), "keys": [KEY]}]
         value_of(await client.provision([sliver], geni_users=users))
+        return client, slice_urn, sliver, now
+
+    async def test_restart_before_slot(self) -> None:
+        """It succeeds as geni_start does (clearing a stop), says when the slot applies it, and the slot does."""
+        client, slice_urn, sliver, now = await self.provisioned_for_later()
         value_of(await client.perform([sliver], "geni_stop"))
 
         struct = await client.perform([sliver], "geni_restart")
@@ -53,13 +59,7 @@ class RestartBeforeSlotTests(AggregateHarness):
 
     async def test_stopped_sliver_is_not_announced(self) -> None:
         """A stopped sliver before its slot is not said to wait for it: the slot will not apply it."""
-        await self.start()
-        client = self.alice()
-        now = self.clock.seconds()
-        slice_urn = self.fed.slice_urn("exp1")
-        allocated = value_of(await client.allocate(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
-        sliver = allocated["geni_slivers"][0]["geni_sliver_urn"]
-        value_of(await client.provision([sliver]))
+        client, slice_urn, sliver, _ = await self.provisioned_for_later()
         stopped = await client.perform([sliver], "geni_stop")
         self.assertEqual(stopped["output"], "")
         self.assertEqual((await client.status([slice_urn]))["output"], "")

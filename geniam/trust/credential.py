@@ -297,18 +297,19 @@ def unwrap_credentials(
             geni_type = item.get("geni_type")
             if not isinstance(geni_type, str):
                 raise _invalid(f"{where}: geni_type missing or not a string")
-            kind: str | None = geni_type.strip().lower()
+            named = geni_type.strip().lower()
             version = item.get("geni_version")
             version_text = str(version).strip() if isinstance(version, (str, int)) else None
-            if kind == GENI_UNKNOWN:
+            kind: str | None = named
+            if named == GENI_UNKNOWN:
                 kind, version_text = None, None
-            elif kind not in SUPPORTED_VERSIONS:
+            elif named not in SUPPORTED_VERSIONS:
                 skipped.append(f"{where}: unknown geni_type {geni_type[:40]!r}")
                 continue
             elif version_text is None:
                 raise _invalid(f"{where}: geni_version missing or not a string")
-            elif version_text not in SUPPORTED_VERSIONS[kind]:
-                skipped.append(f"{where}: unsupported {kind} version {version_text[:16]!r}")
+            elif version_text not in SUPPORTED_VERSIONS[named]:
+                skipped.append(f"{where}: unsupported {named} version {version_text[:16]!r}")
                 continue
             if "geni_value" not in item:
                 raise _invalid(f"{where}: geni_value missing")
