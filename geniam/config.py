@@ -60,7 +60,7 @@ class ServerOptions(usage.Options):
         ["port", "p", None, "TCP port to listen on (TLS).", port_number],
         ["interface", "i", "127.0.0.1", "Address to listen on (0.0.0.0 for all IPv4)."],
         ["data-dir", "d", "geniam-data", "Folder for the database, state and a development trust domain."],
-        ["trust-roots", None, None, "Folder of trusted root certificates (PEM)."],
+        ["trust-roots", None, None, "Trusted root certificates: a PEM file (one or several) or a folder of them."],
         ["certificate", None, None, "This server's certificate (PEM, chain allowed)."],
         ["private-key", None, None, "This server's private key (PEM)."],
     ]
@@ -88,8 +88,8 @@ class ServerOptions(usage.Options):
         for key in ("certificate", "private-key"):
             if self[key] and not os.path.isfile(self[key]):
                 raise usage.UsageError(f"--{key}: no such file {self[key]}")
-        if self["trust-roots"] and not os.path.isdir(self["trust-roots"]):
-            raise usage.UsageError(f"--trust-roots: no such folder {self['trust-roots']}")
+        if self["trust-roots"] and not os.path.exists(self["trust-roots"]):
+            raise usage.UsageError(f"--trust-roots: no such file or folder {self['trust-roots']}")
         self.check()
 
     def check(self) -> None:

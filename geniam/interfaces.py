@@ -286,15 +286,16 @@ class IResourceManager(Interface):
         C{geni_start}: apply the configuration now if the slot is in
         progress, else clear a stop so the slot starts automatically.
         C{geni_stop}: remove the configuration and keep the slot from
-        starting. C{geni_restart}: reset the gateway and apply again (slot
-        in progress only). C{geni_update_users} (needs C{users}, only while
+        starting. C{geni_restart}: reset the gateway and apply again while
+        the slot is in progress; before it, as C{geni_start} (clear a stop:
+        the configuration is applied at slot start). C{geni_update_users} (needs C{users}, only while
         C{ready}): listed users get exactly the listed keys, new users are
         added, others are kept.
 
         Fails with UNSUPPORTED for an unknown action or an allocated
         booking, BADARGS for malformed C{users} or their absence,
-        SEARCHFAILED for unknown or no longer live slivers, REFUSED for a
-        restart outside the slot, C{geni_update_users} when not ready, or a
+        SEARCHFAILED for unknown or no longer live slivers, REFUSED for
+        C{geni_update_users} when not ready, or a
         shut-down slice.
         """
 

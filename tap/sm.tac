@@ -3,8 +3,8 @@
 The slice manager as a .tac file: C{twistd -ny tap/sm.tac}.
 
 The options come from the TOML file named by the environment variable
-C{GENIAM_SM_CONFIG} (default C{sm.toml}); see L{geniam.tap.sm} for an
-example. C{twistd -n geniam-sm --config sm.toml} does the same.
+C{GENIAM_SM_CONFIG} (default: C{sm.toml} beside this file, a commented
+example). C{twistd -n geniam-sm --config tap/sm.toml} does the same.
 """
 
 import os
@@ -14,6 +14,7 @@ from twisted.application.service import Application
 from geniam.tap.sm import Options, makeService
 
 options = Options()
-options.parseOptions(["--config", os.environ.get("GENIAM_SM_CONFIG", "sm.toml")])
+default_config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sm.toml")
+options.parseOptions(["--config", os.environ.get("GENIAM_SM_CONFIG", default_config)])
 application = Application("geniam-sm")
 makeService(options).setServiceParent(application)

@@ -18,7 +18,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.client import AMClient, value_of
+from geniam.client import AMClient, credential_struct, value_of
+from geniam.errors import GeniCode, GeniError
 from geniam.rspec.request import build_request
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
@@ -93,6 +94,50 @@ class FixtureAggregateTests(TestCase):
         impostor = self.omni_user("bob", "fixture-slicecred.xml")
         refused = await impostor.allocate(SLICE, build_request(NOW + 9000, NOW + 9900))
         self.assertNotEqual(refused["code"]["geni_code"], 0)
+
+    async def allocate_as(self, client: AMClient, struct: dict[str, str], start: float) -> Any:
+        rspec = build_request(start, start + 600)
+        return await client.call("Allocate", SLICE, [struct], rspec, {})
+
+    async def test_delegated_credential_labelled_geni_unknown(self) -> None:
+        """omni's label for a delegated credential, geni_unknown, is read for the document's real type."""
+        await self.start()
+        bob = self.omni_user("bob")
+        delegated = (FIXTURES / "bob-delegated-fixture-slicecred.xml").read_text()
+        for version in ("3", "1"):
+            struct = credential_struct(delegated, "geni_unknown", version)
+            allocated = value_of(await self.allocate_as(bob, struct, NOW + 3600 * int(version)))
+            self.assertEqual(allocated["geni_slivers"][0]["geni_allocation_status"], "geni_allocated")
+
+    async def test_made_up_types_still_refused(self) -> None:
+        """Any other unknown type is skipped and named; geni_unknown over a document of an unknown type is invalid."""
+        await self.start()
+        bob = self.omni_user("bob")
+        delegated = (FIXTURES / "bob-delegated-fixture-slicecred.xml").read_text()
+        with self.assertRaises(GeniError) as made_up:
+            value_of(await self.allocate_as(bob, credential_struct(delegated, "geni_delegated", "3"), NOW + 3600))
+        self.assertEqual(made_up.exception.code, GeniCode.FORBIDDEN)
+        self.assertIn("unknown geni_type 'geni_delegated'", made_up.exception.output)
+        retyped = delegated.replace("<type>privilege</type>", "<type>bogus</type>")
+        self.assertNotEqual(retyped, delegated)
+        with self.assertRaises(GeniError) as bogus:
+            value_of(await self.allocate_as(bob, credential_struct(retyped, "geni_unknown", "3"), NOW + 3600))
+        self.assertEqual(bogus.exception.code, GeniCode.CREDENTIAL_INVALID)
+        self.assertIn("unsupported credential type 'bogus'", bogus.exception.output)
+        self.assertEqual(await self.service.store.count(), 0)
+
+    async def test_slice_credential_sent_as_geni_abac(self) -> None:
+        """A valid slice credential labelled geni_abac is refused with what was sent and why it was skipped."""
+        await self.start()
+        alice = self.omni_user("alice")
+        credential = (FIXTURES / "fixture-slicecred.xml").read_text()
+        with self.assertRaises(GeniError) as refused:
+            value_of(await self.allocate_as(alice, credential_struct(credential, "geni_abac", "1"), NOW + 3600))
+        self.assertEqual(refused.exception.code, GeniCode.FORBIDDEN)
+        output = refused.exception.output
+        self.assertNotIn("no credentials were presented", output)
+        self.assertIn("credential #1: sent as geni_abac, but it is a geni_sfa privilege credential for " + SLICE, output)
+        self.assertIn("send it with geni_type geni_sfa", output)
 
     async def test_genilib_lifecycle(self) -> None:
         """geni-lib's AM API v3 client runs GetVersion, Allocate, Provision, PerformOperationalAction and Delete."""

@@ -651,8 +651,28 @@ class ActionTests(SynchronousTestCase):
         island.error(m.perform_action([p.sliver_urn], "geni_dance"), GeniCode.UNSUPPORTED)
         island.error(m.perform_action([a.sliver_urn], "geni_start"), GeniCode.UNSUPPORTED)
         island.error(m.perform_action([a.sliver_urn], "geni_update_users", users=USERS), GeniCode.REFUSED)
-        island.error(m.perform_action([p.sliver_urn], "geni_restart"), GeniCode.REFUSED)
         island.error(m.perform_action([p.sliver_urn], "geni_update_users", users=USERS), GeniCode.REFUSED)
+
+    def test_restart_before_slot(self) -> None:
+        """Before the slot geni_restart clears a stop as geni_start does; the slot start applies the configuration."""
+        island = Island(self)
+        island.start()
+        b = island.provisioned(1000, 2000)
+        island.ok(island.manager.perform_action([b.sliver_urn], "geni_stop"))
+        [back] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_restart"))
+        self.assertEqual(back.operational_state, OperationalState.NOTREADY)
+        self.assertEqual(island.gateway.log, [])
+        island.advance_to(1001)
+        self.assertEqual(island.get(b).operational_state, OperationalState.READY)
+        self.assertEqual(island.gateway.users, [KEY_A])
+
+    def test_restart_after_slot(self) -> None:
+        """A restart once the slot is over finds nothing to restart, even before the sweep has ended the booking."""
+        island = Island(self)
+        b = island.provisioned(100, 200)
+        island.clock.advance(at(300) - island.clock.seconds())
+        error = island.error(island.manager.perform_action([b.sliver_urn], "geni_restart"), GeniCode.SEARCHFAILED)
+        self.assertIn("has ended", error.output)
 
     def test_stop_before_slot(self) -> None:
         """A booking stopped before its slot does not start; geni_start before the slot lets it start."""

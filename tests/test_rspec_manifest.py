@@ -76,19 +76,24 @@ class ManifestTests(SynchronousTestCase):
         self.assertEqual(root.get("expires"), format_time(END - 60))
 
     def test_without_request(self) -> None:
-        """Without a request the manifest has an island node, the switches and links, and the annotations."""
+        """Without a request the manifest has one island node; the switches and links are in the island extension."""
         root = xml(build_manifest(island(gateway_host="gw.island.example"), [booking()], START))
         nodes = nodes_by_client_id(root)
-        self.assertEqual(set(nodes), {"island", DPID1, DPID2, DPID3})
-        for node in nodes.values():
-            self.assertEqual(node.get("sliver_id"), SLIVER)  # type: ignore[attr-defined]
-            self.assertEqual(node.get("component_manager_id"), AM)  # type: ignore[attr-defined]
-        self.assertEqual(nodes[DPID1].get("component_id"), island().node_urn(DPID1))  # type: ignore[attr-defined]
-        links = root.findall(f"{G}link")
-        self.assertEqual([link.get("client_id") for link in links], [LINK12, f"{DPID2}:4-{DPID3}:1"])
+        self.assertEqual(set(nodes), {"island"})
+        self.assertEqual(nodes["island"].get("sliver_id"), SLIVER)  # type: ignore[attr-defined]
+        self.assertEqual(nodes["island"].get("component_manager_id"), AM)  # type: ignore[attr-defined]
+        self.assertEqual(root.findall(f"{G}link"), [])
+        switches = root.findall(f"{I}switch")
         self.assertEqual(
-            [r.get("client_id") for r in links[0].findall(f"{G}interface_ref")], [f"{DPID1}:1", f"{DPID2}:3"]
+            [(e.get("component_id"), e.get("component_name")) for e in switches],
+            [(island().node_urn(dpid), dpid) for dpid in (DPID1, DPID2, DPID3)],
         )
+        links = root.findall(f"{I}link")
+        self.assertEqual(
+            [e.get("component_id") for e in links], [island().link_urn(link) for link in island().links]
+        )
+        for element in switches + links:
+            self.assertEqual((element.get("sliver_id"), element.get("component_manager_id")), (SLIVER, AM))
         slot = root.find(f"{I}slot")
         assert slot is not None
         self.assertEqual(slot.get("sliver_id"), SLIVER)
@@ -110,7 +115,6 @@ class ManifestTests(SynchronousTestCase):
         self.assertEqual((user.get("login"), user.get("user_urn")), ("alice", ALICE))
         self.assertEqual([k.text for k in user.findall(f"{U}public_key")], [ALICE_KEY])
         self.assertEqual(node.find(f"{G}host").get("name"), "gw.island.example")  # type: ignore[attr-defined]
-        self.assertIsNone(nodes_by_client_id(root)[DPID1].find(f"{G}services"))  # type: ignore[attr-defined]
 
     def test_keys_without_gateway_host(self) -> None:
         """Without a known gateway host the keys are listed but no login is invented."""
@@ -138,14 +142,13 @@ class ManifestTests(SynchronousTestCase):
         self.assertEqual((slivers[1]["sliver_urn"], slivers[1]["controller"], slivers[1]["vlan_map"]), (SLIVER2, None, {}))
 
     def test_several_bookings_have_unique_client_ids(self) -> None:
-        """Each booking gets its own elements; client_ids stay unique."""
+        """Each booking gets its own island node and extension elements; client_ids stay unique."""
         root = xml(build_manifest(island(), [booking(), booking(sliver_urn=SLIVER2)], START))
         client_ids = [e.get("client_id") for e in root.iter(f"{G}node", f"{G}link", f"{G}interface")]
-        self.assertEqual(len(client_ids), len(set(client_ids)))
-        self.assertIn("island@b2", client_ids)
-        self.assertIn(f"{DPID1}@b2:1", client_ids)
+        self.assertEqual(client_ids, ["island", "island@b2"])
+        self.assertEqual([n.get("sliver_id") for n in root.findall(f"{G}node")], [SLIVER, SLIVER2])
         self.assertEqual(
-            {n.get("sliver_id") for n in root.findall(f"{G}node")}, {SLIVER, SLIVER2}
+            [e.get("sliver_id") for e in root.findall(f"{I}switch")], [SLIVER] * 3 + [SLIVER2] * 3
         )
 
     def test_annotated_request(self) -> None:
@@ -168,12 +171,14 @@ class ManifestTests(SynchronousTestCase):
         )
         root = xml(build_manifest(island(gateway_host="gw"), [booking()], START, request=request))
         nodes = nodes_by_client_id(root)
-        self.assertEqual(set(nodes), {"my-island", "sw1", "pc", DPID2, DPID3})
+        self.assertEqual(list(nodes), ["my-island", "sw1", "pc"])
         mine = nodes["my-island"]
         self.assertEqual(mine.get("sliver_id"), SLIVER)  # type: ignore[attr-defined]
         self.assertIsNotNone(mine.find(f"{G}services/{G}execute"))  # type: ignore[attr-defined]
         self.assertIsNotNone(mine.find(f"{G}services/{G}login"))  # type: ignore[attr-defined]
         self.assertEqual(nodes["sw1"].get("sliver_id"), SLIVER)  # type: ignore[attr-defined]
+        self.assertEqual(nodes["sw1"].get("component_id"), f"urn:publicid:IDN+island.example+node+{DPID1}")  # type: ignore[attr-defined]
+        self.assertIsNone(nodes["sw1"].find(f"{G}services"))  # type: ignore[attr-defined]
         foreign = nodes["pc"]
         self.assertIsNone(foreign.get("sliver_id"))  # type: ignore[attr-defined]
         self.assertEqual(foreign.get("component_manager_id"), OTHER_AM)  # type: ignore[attr-defined]
@@ -183,9 +188,8 @@ class ManifestTests(SynchronousTestCase):
         )
         self.assertEqual(root.find("{http://example.com/ext}thing").get("keep"), "me")  # type: ignore[union-attr]
         self.assertEqual(list(root.iter(f"{G}statistics")), [])
-        link = root.find(f"{G}link")
-        assert link is not None
-        self.assertEqual([r.get("client_id") for r in link.findall(f"{G}interface_ref")], ["sw1:1", f"{DPID2}:3"])
+        self.assertEqual(root.findall(f"{G}link"), [])
+        self.assertEqual(len(root.findall(f"{I}switch")), 3)
 
     def test_request_links_annotated(self) -> None:
         """A request link of this aggregate gets the sliver and component manager."""
@@ -194,17 +198,16 @@ class ManifestTests(SynchronousTestCase):
         )
         root = xml(build_manifest(island(), [booking()], START, request=request))
         links = {link.get("client_id"): link for link in root.findall(f"{G}link")}
-        self.assertNotIn(LINK12, links)
+        self.assertEqual(list(links), ["l1"])
         self.assertEqual(links["l1"].get("sliver_id"), SLIVER)
         self.assertEqual(links["l1"].find(f"{G}component_manager").get("name"), AM)  # type: ignore[union-attr]
 
-    def test_client_id_collision(self) -> None:
-        """Generated client_ids never collide with the request's."""
-        request = request_document(f'<node client_id="{DPID2}" component_manager_id="{OTHER_AM}"/>')
-        root = xml(build_manifest(island(), [booking()], START, request=request))
+    def test_second_booking_client_id_collision(self) -> None:
+        """A later booking's island node never takes a client_id the request used."""
+        request = request_document(f'<node client_id="island@b2" component_manager_id="{OTHER_AM}"/>')
+        root = xml(build_manifest(island(), [booking(), booking(sliver_urn=SLIVER2)], START, request=request))
         client_ids = [n.get("client_id") for n in root.findall(f"{G}node")]
-        self.assertEqual(len(client_ids), len(set(client_ids)))
-        self.assertIn(f"{DPID2}-2", client_ids)
+        self.assertEqual(client_ids, ["island@b2", "island@b2-2"])
 
     def test_bad_request(self) -> None:
         """A hostile request is refused by the parser."""

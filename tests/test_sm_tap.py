@@ -133,3 +133,19 @@ class ServiceTreeTests(SynchronousTestCase):
         services = list(IServiceCollection(application))
         self.assertEqual(len(services), 1)
         self.assertIsInstance(services[0], SliceManagerService)
+
+    def test_example_toml(self) -> None:
+        """tap/sm.toml is a valid configuration, federating the aggregate tap/am.toml describes."""
+        options = parse("--config", str(TAC.parent / "sm.toml"))
+        self.assertEqual(options["aggregates"], [(None, "https://127.0.0.1:8001/")])
+        self.assertEqual((options["port"], options["interface"]), (8003, "127.0.0.1"))
+        self.assertEqual((options["peer-timeout"], options["deadline"], options["cache-ttl"]), (30.0, 60.0, 60.0))
+
+    def test_tac_default_config(self) -> None:
+        """Without GENIAM_SM_CONFIG, tap/sm.tac reads tap/sm.toml (from any working directory)."""
+        environ = {k: v for k, v in os.environ.items() if k != "GENIAM_SM_CONFIG"}
+        self.patch(os, "environ", environ)
+        application = sob.loadValueFromFile(str(TAC), "application")
+        [service] = list(IServiceCollection(application))
+        self.assertIsInstance(service, SliceManagerService)
+        self.assertEqual([record.peer.url for record in service.manager.records], ["https://127.0.0.1:8001/"])

@@ -2,7 +2,7 @@
 """
 C{geniam agent}: inspect a gateway agent.
 
-C{geniam agent state --agent HOST:PORT --trust-roots DIR --certificate CERT
+C{geniam agent state --agent HOST:PORT --trust-roots FILE_OR_DIR --certificate CERT
 --private-key KEY} logs in to the agent as the holder of CERT (an AM's
 certificate: the agent refuses others) and prints what it has applied now:
 the users' SSH keys, the controller proxy and the VLAN map. It exits 0 on
@@ -29,11 +29,11 @@ EXIT_USAGE = 2
 class StateOptions(usage.Options):
     """Options of C{geniam agent state}."""
 
-    synopsis = "--agent HOST:PORT --trust-roots DIR --certificate CERT --private-key KEY [options]"
+    synopsis = "--agent HOST:PORT --trust-roots FILE_OR_DIR --certificate CERT --private-key KEY [options]"
     longdesc = "Print what the gateway agent has applied now: users' SSH keys, the controller proxy and the VLAN map."
     optParameters = [
         ["agent", None, None, "the agent's address, HOST:PORT"],
-        ["trust-roots", None, None, "directory of CA certificates the agent's certificate must chain to"],
+        ["trust-roots", None, None, "CA certificates the agent's certificate must chain to: a PEM file or a folder of them"],
         ["certificate", None, None, "certificate to log in with (an AM's; PEM)"],
         ["private-key", None, None, "its private key (PEM)"],
         ["agent-urn", None, None, "the URN the agent's certificate must carry [default: any aggregate certificate]"],
@@ -108,7 +108,7 @@ async def run_state(reactor: Any, options: StateOptions, out: TextIO, err: TextI
     address = options["agent"]
     try:
         identity = Identity.from_files(options["certificate"], options["private-key"])
-        roots = TrustRoots.from_directory(options["trust-roots"])
+        roots = TrustRoots.from_path(options["trust-roots"])
         secret = _read_secret(options["secret-file"]) if options["secret-file"] else None
     except GeniError as e:
         print(f"geniam agent state: {e.output}", file=err)

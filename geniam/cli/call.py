@@ -5,7 +5,7 @@ C{geniam call}: call any AM API v3 method of an aggregate or slice manager.
 ::
 
   geniam call URL METHOD [ARGUMENT ...] --certificate CERT --private-key KEY
-      --trust-roots DIR [--credential FILE ...] [--option NAME=VALUE ...]
+      --trust-roots FILE_OR_DIR [--credential FILE ...] [--option NAME=VALUE ...]
       [--ssh-key FILE] [--json]
 
 Positional arguments after METHOD, by method:
@@ -68,7 +68,7 @@ class Options(InterspersedOptions):
     optParameters = [
         ["certificate", None, None, "Your certificate (PEM, chain allowed)."],
         ["private-key", None, None, "Your private key (PEM)."],
-        ["trust-roots", None, None, "Folder of root certificates the server's certificate must chain to."],
+        ["trust-roots", None, None, "Root certificates the server's certificate must chain to: a PEM file or a folder of them."],
         ["ssh-key", None, None, "An SSH public key file to send as geni_users for you."],
         ["timeout", None, 120.0, "Seconds to wait for the answer.", float],
     ]
@@ -180,7 +180,7 @@ def _render_value(value: Any, indent: str) -> str:
 async def run(reactor: Any, options: Options) -> int:
     """Make the call and print its result; return the exit status."""
     identity = Identity.from_files(options["certificate"], options["private-key"])
-    roots = TrustRoots.from_directory(options["trust-roots"])
+    roots = TrustRoots.from_path(options["trust-roots"])
     params = call_parameters(options, identity.urn or "", time.time())
     client = AMClient(reactor, options["url"], identity, roots, timeout=options["timeout"])
     try:

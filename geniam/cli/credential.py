@@ -2,7 +2,7 @@
 """
 C{geniam credential verify}: explain whether a credential is valid for a caller.
 
-    geniam credential verify --trust-roots DIR --caller CERT.pem
+    geniam credential verify --trust-roots FILE_OR_DIR --caller CERT.pem
         [--target URN] [--privilege NAME] [--at RFC3339-TIME] CREDENTIAL.xml
 
 Every check is printed with PASS or FAIL and the reason: each level's
@@ -48,14 +48,14 @@ def _time(text: str) -> float:
 class VerifyOptions(InterspersedOptions):
     """Options of C{geniam credential verify}."""
 
-    synopsis = "--trust-roots DIR --caller CERT.pem [--target URN] [--privilege NAME] [--at RFC3339-TIME] CREDENTIAL.xml"
+    synopsis = "--trust-roots FILE_OR_DIR --caller CERT.pem [--target URN] [--privilege NAME] [--at RFC3339-TIME] CREDENTIAL.xml"
     longdesc = (
         "Explain every check made on CREDENTIAL.xml for the caller: each level's signature, signer, "
         "expiry, owner and target certificates, delegation, the issuing authority, owner = caller, "
         "and the target and privilege when given. Exit 0 if valid, 1 if not, 2 on usage errors."
     )
     optParameters = [
-        ["trust-roots", None, None, "Directory of trusted root certificates (PEM files)."],
+        ["trust-roots", None, None, "Trusted root certificates: a PEM file or a folder of them."],
         ["caller", None, None, "The caller's certificate (PEM; a chain may follow it)."],
         ["target", None, None, "The URN the credential must be about (a slice, or the user)."],
         [
@@ -103,7 +103,7 @@ def _read(path: str, limit: int) -> bytes:
 def verify(options: VerifyOptions, now: float, out: TextIO) -> int:
     """Run C{verify} with parsed options; print the report and return the exit status."""
     try:
-        roots = TrustRoots.from_directory(options["trust-roots"])
+        roots = TrustRoots.from_path(options["trust-roots"])
         caller = GID.from_pem(_read(options["caller"], 256 * 1024))
     except GeniError as e:
         raise usage.UsageError(e.output) from None

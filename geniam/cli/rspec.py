@@ -16,7 +16,18 @@ controller and VLANs.
 A TIME is an RFC 3339 date-time (a missing zone means UTC), C{now}, or
 C{now} plus or minus an offset made of numbers with the units C{s}, C{m},
 C{h} and C{d}: C{now+10m}, C{now+1h30m}, C{now-30s}. Times are written in
-whole seconds. Bad options print an error and exit with status 2.
+whole seconds.
+
+C{--advertisement FILE_OR_URL} writes a bound request instead: one node per
+advertised switch (with its interfaces) and one link per advertised link,
+for every island of the advertisement (or those C{--aggregate} names). An
+C{https://} URL is asked for its advertisement with ListResources, with
+C{--certificate}, C{--private-key}, C{--trust-roots} and C{--credential}
+as C{geniam call} takes them. The slot is checked against the
+advertisement's schedule first: a slot already taken prints the taken
+window and exits with status 1, and nothing is written.
+
+Bad options print an error and exit with status 2.
 """
 
 from __future__ import annotations
@@ -28,8 +39,9 @@ from collections.abc import Sequence
 
 from twisted.python import usage
 
-from geniam.errors import GeniError
+from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import parse_controller, validate_vlan_map
+from geniam.rspec.bound import build_bound_request, check_slot, read_advertisement
 from geniam.rspec.request import build_request
 from geniam.timeutil import parse_time
 from geniam.urn import parse_urn
@@ -86,6 +98,10 @@ class RequestOptions(_Options):
         ["start", None, None, "start of the slot (TIME)"],
         ["end", None, None, "end of the slot (TIME)"],
         ["controller", None, None, "your OpenFlow controller, HOST:PORT ([IPv6]:PORT)"],
+        ["advertisement", None, None, "write a request bound to the components of this advertisement (FILE or https:// URL)"],
+        ["certificate", None, None, "your certificate, to fetch an advertisement URL"],
+        ["private-key", None, None, "your private key, to fetch an advertisement URL"],
+        ["trust-roots", None, None, "root certificates the server must chain to (PEM file or folder), to fetch a URL"],
     ]
 
     def __init__(self, now: float) -> None:
@@ -93,6 +109,11 @@ class RequestOptions(_Options):
         self._now = now
         self["vlan"] = []
         self["aggregate"] = []
+        self["credential"] = []
+
+    def opt_credential(self, value: str) -> None:
+        """Your user credential file, sent to fetch an advertisement URL; repeatable."""
+        self["credential"].append(value)
 
     def opt_vlan(self, value: str) -> None:
         """Map a testbed VLAN to an island VLAN, OFELIA=ISLAND (ISLAND may be 0xffff for untagged); repeatable."""
@@ -114,6 +135,10 @@ class RequestOptions(_Options):
         self["end"] = parse_when(self["end"], self._now)
         if int(self["start"]) >= int(self["end"]):
             raise usage.UsageError("--start must be at least one second before --end")
+        if (self["advertisement"] or "").startswith("https://"):
+            missing = [f"--{k}" for k in ("certificate", "private-key", "trust-roots") if not self[k]]
+            if missing:
+                raise usage.UsageError(f"an advertisement URL needs {', '.join(missing)}")
         vlans: dict[str, str] = {}
         for testbed, island in self["vlan"]:
             if testbed in vlans:
@@ -175,15 +200,88 @@ def main(argv: Sequence[str], now: float | None = None) -> int:
         return int(e.code or 0)
     request = options.subOptions
     try:
-        text = build_request(
-            request["start"],
-            request["end"],
-            controller=request["controller"],
-            vlan_map=request["vlan_map"],
-            am_urns=request["aggregate"],
-        )
+        if request["advertisement"]:
+            text = bound_request(request)
+        else:
+            text = build_request(
+                request["start"],
+                request["end"],
+                controller=request["controller"],
+                vlan_map=request["vlan_map"],
+                am_urns=request["aggregate"],
+            )
     except GeniError as e:
         print(f"{PROGRAM}: error: {e.output}", file=sys.stderr)
-        return 2
+        return 1 if e.code == GeniCode.UNAVAILABLE else 2
     sys.stdout.write(text)
     return 0
+
+
+def bound_request(request: RequestOptions) -> str:
+    """
+    The bound request C{--advertisement} asks for, its slot checked
+    against the advertised schedule.
+
+    @raise GeniError: UNAVAILABLE for a taken slot; BADARGS or ERROR when
+        the advertisement cannot be read or names none of the aggregates.
+    """
+    source = request["advertisement"]
+    islands = read_advertisement(fetch_advertisement(request) if source.startswith("https://") else _read_file(source))
+    if request["aggregate"]:
+        wanted = [parse_urn(a).key for a in request["aggregate"]]
+        by_key = {parse_urn(i.am_urn).key: i for i in islands}
+        missing = [a for a, key in zip(request["aggregate"], wanted) if key not in by_key]
+        if missing:
+            raise GeniError(GeniCode.BADARGS, f"the advertisement lists no island {', '.join(missing)}")
+        islands = [by_key[key] for key in wanted]
+    check_slot(islands, request["start"], request["end"])
+    return build_bound_request(
+        request["start"], request["end"], islands, controller=request["controller"], vlan_map=request["vlan_map"]
+    )
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise GeniError(GeniCode.BADARGS, f"cannot read the advertisement {path}: {e.strerror}") from None
+
+
+def fetch_advertisement(request: RequestOptions) -> str:
+    """Ask the aggregate or slice manager at the URL for its advertisement (ListResources), as C{geniam call} does."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    from geniam.client import AMClient, value_of
+    from geniam.trust.gid import TrustRoots
+    from geniam.trust.identity import Identity
+
+    outcome: list[str | GeniError] = []
+
+    async def fetch(reactor: object) -> None:
+        try:
+            identity = Identity.from_files(request["certificate"], request["private-key"])
+            roots = TrustRoots.from_path(request["trust-roots"])
+            credentials = [_read_file(path).decode("utf-8", "replace") for path in request["credential"]]
+            client = AMClient(reactor, request["advertisement"], identity, roots, credentials)
+            try:
+                outcome.append(value_of(await client.list_resources()))
+            finally:
+                await client.close()
+        except GeniError as e:
+            outcome.append(e)
+        except OSError as e:
+            outcome.append(GeniError(GeniCode.ERROR, f"cannot read {e.filename}: {e.strerror}"))
+
+    try:
+        react(lambda reactor: Deferred.fromCoroutine(fetch(reactor)))
+    except SystemExit:
+        pass
+    if not outcome:
+        raise GeniError(GeniCode.ERROR, f"no advertisement from {request['advertisement']}")
+    result = outcome[0]
+    if isinstance(result, GeniError):
+        # Not UNAVAILABLE: that exit status means the slot is taken.
+        raise GeniError(GeniCode.ERROR, f"{request['advertisement']}: {result.output}")
+    return result

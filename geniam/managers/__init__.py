@@ -1,1 +1,1 @@
-"""API semantics: aggregate, slice, island, tickets and transactions managers."""
+"""API semantics: the aggregate manager over the island resource manager, and the slice manager."""

@@ -26,7 +26,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from geniam.booking import (
+    AllocationState,
     Booking,
+    OperationalState,
     Slot,
     geni_allocation_status,
     geni_expires,
@@ -87,6 +89,22 @@ def sliver_info(booking: Booking, with_error: bool = False) -> dict[str, Any]:
     if booking.error or with_error:
         info["geni_error"] = booking.error
     return info
+
+
+def waiting_note(bookings: Sequence[Booking], now: float) -> str:
+    """
+    Say which provisioned, not stopped bookings wait for their slot, and
+    when their configuration will be applied (the C{output} of Status and
+    of PerformOperationalAction); empty when none waits.
+    """
+    notes = [
+        f"sliver {b.sliver_urn} waits for its slot: the configuration is applied at {format_time(b.slot.start)}"
+        for b in bookings
+        if b.allocation_state is AllocationState.PROVISIONED
+        and b.operational_state is not OperationalState.STOPPED
+        and now < b.slot.start
+    ]
+    return "; ".join(notes)
 
 
 def booking_owner(grant: Grant) -> GID:
@@ -358,7 +376,8 @@ class AggregateManager:
         options = options_struct(options)
         slice_urn, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Status", options)
         return success_struct(
-            {"geni_urn": slice_urn, "geni_slivers": [sliver_info(b, with_error=True) for b in bookings]}
+            {"geni_urn": slice_urn, "geni_slivers": [sliver_info(b, with_error=True) for b in bookings]},
+            waiting_note(bookings, self._clock.seconds()),
         )
 
     async def PerformOperationalAction(
@@ -379,10 +398,16 @@ class AggregateManager:
         )
         user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
 
-        async def act(chosen: list[Booking]) -> list[Booking]:
-            return list(await self.rm.perform_action(chosen, action, user_list))
+        acted: list[Booking] = []
 
-        return success_struct(await self._each(bookings, best_effort, act))
+        async def act(chosen: list[Booking]) -> list[Booking]:
+            changed = list(await self.rm.perform_action(chosen, action, user_list))
+            acted.extend(changed)
+            return changed
+
+        infos = await self._each(bookings, best_effort, act)
+        note = waiting_note(acted, self._clock.seconds()) if action in ("geni_start", "geni_restart") else ""
+        return success_struct(infos, note)
 
     async def Delete(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
         """

@@ -693,8 +693,6 @@ class IslandResourceManager:
                 if b.allocation_state is AllocationState.ALLOCATED:
                     code = GeniCode.REFUSED if action == "geni_update_users" else GeniCode.UNSUPPORTED
                     raise GeniError(code, f"sliver {b.sliver_urn} is only allocated; provision it first")
-                if action == "geni_restart" and not b.slot.contains(now):
-                    raise GeniError(GeniCode.REFUSED, f"sliver {b.sliver_urn} can only restart during its slot ({b.slot})")
                 if action == "geni_update_users" and b.operational_state is not OperationalState.READY:
                     raise GeniError(
                         GeniCode.REFUSED, f"sliver {b.sliver_urn} is {b.operational_state.value}; users can be updated only when ready"
@@ -707,11 +705,14 @@ class IslandResourceManager:
     async def _act_locked(self, booking: Booking, action: str, users: tuple[UserKeys, ...]) -> Booking:
         now = self._clock.seconds()
         urn = booking.sliver_urn
-        if action == "geni_start":
-            if booking.slot.contains(now):
-                if booking.operational_state is OperationalState.READY:
-                    return booking
-                return await self._start_locked(urn, manual=True)
+        if action == "geni_restart" and booking.slot.contains(now):
+            return await self._start_locked(urn, manual=True, reset_first=True)
+        if action == "geni_start" and booking.slot.contains(now):
+            if booking.operational_state is OperationalState.READY:
+                return booking
+            return await self._start_locked(urn, manual=True)
+        if action in ("geni_start", "geni_restart"):
+            # Before the slot both only clear a stop: the slot start applies the configuration.
 
             def unstopped(cur: Booking, now: float) -> Booking | None:
                 if cur.operational_state is not OperationalState.STOPPED:
@@ -719,8 +720,6 @@ class IslandResourceManager:
                 return replace(cur, operational_state=OperationalState.NOTREADY, updated=now)
 
             return await self._change_one(urn, unstopped)
-        if action == "geni_restart":
-            return await self._start_locked(urn, manual=True, reset_first=True)
         if action == "geni_stop":
             applied, error = await self._remove_locked(booking)
 

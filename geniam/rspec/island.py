@@ -38,6 +38,14 @@ C{vlan} (request, manifest; repeated)
     C{0xffff} for untagged (at most one C{vlan} may say so). Two
     C{testbed} values may not map to the same C{island} value.
 
+C{switch}, C{link} (manifest only; ignored in a request)
+    What one booking holds: one C{switch} per switch of the island and
+    one C{link} per link, each with its C{component_id} (the URN the
+    advertisement gives it), C{sliver_id} and C{component_manager_id}.
+    The manifest's C{<node>}s and C{<link>}s are the request's own, so a
+    client comparing the components of request and manifest finds the
+    same; the island's contents are listed here instead.
+
 C{schedule} (advertisement only)
     Children C{booked} with C{start} and C{end}: the slots already taken,
     current and future, in order. A schedule never names slices.
@@ -134,10 +142,15 @@ SLOT = island_tag("slot")
 CONTROLLER = island_tag("controller")
 VLAN = island_tag("vlan")
 SCHEDULE = island_tag("schedule")
+SWITCH = island_tag("switch")
+LINK = island_tag("link")
 BOOKED = island_tag("booked")
 
 REQUEST_ELEMENTS = frozenset({SLOT, CONTROLLER, VLAN})
-"""The island elements a request may hold."""
+"""The island elements a request may hold that mean something there."""
+
+CONTENT_ELEMENTS = frozenset({SWITCH, LINK})
+"""The manifest's list of what a booking holds: accepted in a request (a manifest sent back) and ignored."""
 
 MANIFEST_ATTRIBUTES = frozenset({"sliver_id", "allocation_status", "operational_status", "expires"})
 """Attributes added in manifests and ignored in requests."""
@@ -146,6 +159,8 @@ _ALLOWED_ATTRIBUTES = {
     SLOT: frozenset({"start", "end", "component_manager_id"}) | MANIFEST_ATTRIBUTES,
     CONTROLLER: frozenset({"address", "component_manager_id"}) | MANIFEST_ATTRIBUTES,
     VLAN: frozenset({"testbed", "island", "component_manager_id"}) | MANIFEST_ATTRIBUTES,
+    SWITCH: frozenset({"component_id", "component_name", "component_manager_id", "sliver_id"}),
+    LINK: frozenset({"component_id", "component_manager_id", "sliver_id"}),
 }
 
 
@@ -242,6 +257,20 @@ def make_vlans(parent: etree._Element, vlan_map: Mapping[str, str], **attributes
             element.set(key, value)
         elements.append(element)
     return elements
+
+
+def make_contents(
+    parent: etree._Element, switches: Iterable[tuple[str, str]], links: Iterable[str], **attributes: str
+) -> None:
+    """
+    Append one C{<island:switch component_id component_name>} per
+    C{(switch URN, DPID)} and one C{<island:link component_id>} per link
+    URN to C{parent}, each with C{attributes}.
+    """
+    for urn, dpid in switches:
+        etree.SubElement(parent, SWITCH, component_id=urn, component_name=dpid, **attributes)
+    for urn in links:
+        etree.SubElement(parent, LINK, component_id=urn, **attributes)
 
 
 def make_schedule(

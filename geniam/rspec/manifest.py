@@ -2,27 +2,32 @@
 """
 The island's GENI v3 manifest: the request, annotated with what was booked.
 
-For each booking the manifest holds:
+The manifest names exactly the nodes and links the request named, so a
+client comparing the components of request and manifest finds the same.
+For each booking it holds:
 
-  - an island node standing for the whole booking: the request's unbound
-    node of this aggregate (its C{client_id} kept) or, without one, a new
-    C{<node client_id="island">}; it gets the C{sliver_id}, the
-    C{component_manager_id}, and C{<services>} with a C{<login>} to the
-    gateway per user (when the gateway host is known) and the users'
-    public keys in the C{http://www.geni.net/resources/rspec/ext/user/1}
-    extension (C{<user:services_user login user_urn><user:public_key>});
-  - one bound node per switch (the request's node bound to it, or a new
-    one whose C{client_id} is the DPID) and one link per island link,
-    with C{sliver_id} and C{component_id};
+  - the request's own nodes (of this aggregate), each with the
+    C{sliver_id} and C{component_manager_id}, a bound node keeping its
+    C{component_id}; an unbound node (the island) gets C{<services>} with
+    a C{<login>} to the gateway per user (when the gateway host is known)
+    and the users' public keys in the
+    C{http://www.geni.net/resources/rspec/ext/user/1} extension
+    (C{<user:services_user login user_urn><user:public_key>}). Without a
+    request, one such node, C{<node client_id="island">};
+  - the request's own links, with C{sliver_id} and a C{<component_manager>};
+  - what the island contains, in the island extension: one
+    C{<island:switch>} per switch and one C{<island:link>} per link, with
+    their C{component_id}s;
   - C{<island:slot>} (with C{allocation_status}, C{operational_status}
     and C{expires}), C{<island:controller>} and C{<island:vlan>}s, each
     with C{sliver_id} and C{component_manager_id}.
 
 The request's elements for other aggregates and its unknown extensions are
 copied unchanged; its island elements for this aggregate are replaced by
-the annotated ones. Only the first booking is matched with the request's
-nodes; further bookings (several slots of one slice) get new elements whose
-C{client_id}s end in C{@<sliver name>}. No booking gives an empty manifest.
+the annotated ones. Only the first booking is matched with the request;
+further bookings (several slots of one slice) get an island node of their
+own whose C{client_id} ends in C{@<sliver name>}. No booking gives an empty
+manifest.
 """
 
 from __future__ import annotations
@@ -53,9 +58,7 @@ from geniam.rspec.namespaces import (
 from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, parse_rspec, serialise
 from geniam.rspec.request import (
     COMPONENT_MANAGER,
-    INTERFACE,
-    INTERFACE_REF,
-    LINK,
+    ISLAND_CLIENT_ID,
     NODE,
     SLIVER_TYPE,
     classify_request,
@@ -68,7 +71,6 @@ from geniam.urn import parse_urn
 SERVICES = rspec_tag("services")
 LOGIN = rspec_tag("login")
 HOST = rspec_tag("host")
-HARDWARE_TYPE = rspec_tag("hardware_type")
 SERVICES_USER = qname(USER_NS, "services_user")
 PUBLIC_KEY = qname(USER_NS, "public_key")
 
@@ -254,34 +256,6 @@ def _island_node(
     _add_services(node, resources, booking)
 
 
-def _switch_node(
-    root: etree._Element,
-    resources: IslandResources,
-    booking: ManifestBooking,
-    dpid: str,
-    client_id: str,
-    interfaces: dict[str, str],
-    used: set[str],
-) -> None:
-    node = etree.SubElement(
-        root,
-        NODE,
-        client_id=client_id,
-        component_id=resources.node_urn(dpid),
-        component_manager_id=resources.am_urn,
-        component_name=dpid,
-        exclusive="true",
-        sliver_id=booking.sliver_urn,
-    )
-    etree.SubElement(node, HARDWARE_TYPE, name=resources.hardware_type)
-    etree.SubElement(node, SLIVER_TYPE, name=resources.sliver_type)
-    for port in resources.ports(dpid):
-        urn = resources.interface_urn(dpid, port)
-        interface_id = _fresh(f"{client_id}:{port}", used)
-        interfaces[urn.lower()] = interface_id
-        etree.SubElement(node, INTERFACE, client_id=interface_id, component_id=urn)
-
-
 def _annotations(root: etree._Element, resources: IslandResources, booking: ManifestBooking) -> None:
     scope = {"component_manager_id": resources.am_urn, "sliver_id": booking.sliver_urn}
     state = {
@@ -290,6 +264,12 @@ def _annotations(root: etree._Element, resources: IslandResources, booking: Mani
     }
     if booking.expires is not None:
         state["expires"] = format_time(booking.expires)
+    island.make_contents(
+        root,
+        [(resources.node_urn(dpid), dpid) for dpid in resources.switches],
+        [resources.link_urn(link) for link in resources.links],
+        **scope,
+    )
     island.make_slot(root, booking.start, booking.end, **scope, **state)
     if booking.controller is not None:
         island.make_controller(root, booking.controller, **scope)
@@ -306,24 +286,14 @@ def _copy_request(
     resources: IslandResources,
     booking: ManifestBooking,
     limits: ParseLimits,
-) -> tuple[set[str], set[str], bool, dict[str, str]]:
-    """
-    Copy the request into C{root}, annotating this aggregate's elements.
-
-    @return: the switch URNs and link URNs the request binds (lower case),
-        whether it had an island node, and the interface URN to
-        C{client_id} map of its bound interfaces.
-    """
+) -> None:
+    """Copy the request into C{root}, annotating this aggregate's nodes and links."""
     request_root = parse_rspec(request, "request", limits)
     elements = classify_request(request_root, resources.am_urn)
     own_nodes = set(elements.own_nodes)
     own_links = set(elements.own_links)
     own_island = set(elements.own_island)
-    switch_urns = {resources.node_urn(dpid).lower() for dpid in resources.switches}
-    bound_switches: set[str] = set()
-    bound_links: set[str] = set()
-    interfaces: dict[str, str] = {}
-    had_island_node = False
+    copied_nodes: list[etree._Element] = []
     for child in request_root:
         if child in own_island or _is_statistics(child):
             continue
@@ -332,61 +302,15 @@ def _copy_request(
         if child in own_nodes:
             element.set("sliver_id", booking.sliver_urn)
             element.set("component_manager_id", resources.am_urn)
-            component = (element.get("component_id") or "").strip().lower()
-            if component:
-                if component in switch_urns:
-                    bound_switches.add(component)
-                for interface in element.iterchildren(INTERFACE):
-                    if interface.get("component_id") and interface.get("client_id"):
-                        interfaces[interface.get("component_id", "").strip().lower()] = interface.get(
-                            "client_id", ""
-                        )
-            else:
-                had_island_node = True
-                _add_services(element, resources, booking)
+            copied_nodes.append(element)
         elif child in own_links:
             element.set("sliver_id", booking.sliver_urn)
             if not any(parse_urn(resources.am_urn).key == m.key for m in link_managers(element)):
                 manager = etree.Element(COMPONENT_MANAGER, name=resources.am_urn)
                 element.insert(0, manager)
-            if element.get("component_id"):
-                bound_links.add(element.get("component_id", "").strip().lower())
-    return bound_switches, bound_links, had_island_node, interfaces
-
-
-def _booking_elements(
-    root: etree._Element,
-    resources: IslandResources,
-    booking: ManifestBooking,
-    suffix: str,
-    used: set[str],
-    bound_switches: set[str] | None = None,
-    bound_links: set[str] | None = None,
-    has_island_node: bool = False,
-    interfaces: dict[str, str] | None = None,
-) -> None:
-    known = dict(interfaces or {})
-    bound_switches = bound_switches or set()
-    bound_links = bound_links or set()
-    if not has_island_node:
-        _island_node(root, resources, booking, _fresh(f"island{suffix}", used))
-    for dpid in resources.switches:
-        if resources.node_urn(dpid).lower() not in bound_switches:
-            _switch_node(root, resources, booking, dpid, _fresh(f"{dpid}{suffix}", used), known, used)
-    for link in resources.links:
-        urn = resources.link_urn(link)
-        if urn.lower() in bound_links:
-            continue
-        element = etree.SubElement(
-            root, LINK, client_id=_fresh(f"{link}{suffix}", used), component_id=urn, sliver_id=booking.sliver_urn
-        )
-        etree.SubElement(element, COMPONENT_MANAGER, name=resources.am_urn)
-        for dpid, port in link.ends:
-            interface = resources.interface_urn(dpid, port)
-            ref = etree.SubElement(element, INTERFACE_REF, component_id=interface)
-            if interface.lower() in known:
-                ref.set("client_id", known[interface.lower()])
-    _annotations(root, resources, booking)
+    unbound = [n for n in copied_nodes if not (n.get("component_id") or "").strip()]
+    for node in unbound or copied_nodes[:1]:
+        _add_services(node, resources, booking)
 
 
 def build_manifest(
@@ -423,18 +347,15 @@ def build_manifest(
         root.set("expires", format_time(min(expiries)))
     if not normalised:
         return serialise(root)
-    first, rest = normalised[0], normalised[1:]
-    if request is not None:
-        bound_switches, bound_links, has_island_node, interfaces = _copy_request(
-            root, request, resources, first, limits
-        )
-    else:
-        bound_switches, bound_links, has_island_node, interfaces = set(), set(), False, {}
-    used = {e.get("client_id", "") for e in root.iter() if e.get("client_id") is not None}
-    _booking_elements(root, resources, first, "", used, bound_switches, bound_links, has_island_node, interfaces)
-    for booking in rest:
-        suffix = "@" + parse_urn(booking.sliver_urn).name
-        _booking_elements(root, resources, booking, suffix, used)
+    used: set[str] = set()
+    for index, booking in enumerate(normalised):
+        if index == 0 and request is not None:
+            _copy_request(root, request, resources, booking, limits)
+            used = {e.get("client_id", "") for e in root.iter() if e.get("client_id") is not None}
+        else:
+            suffix = "@" + parse_urn(booking.sliver_urn).name if index else ""
+            _island_node(root, resources, booking, _fresh(f"{ISLAND_CLIENT_ID}{suffix}", used))
+        _annotations(root, resources, booking)
     return serialise(root)
 
 

@@ -310,6 +310,8 @@ def read_island_elements(elements: list[etree._Element]) -> tuple[tuple[float, f
     controller: str | None = None
     vlans: dict[str, str] = {}
     for element in elements:
+        if element.tag in island.CONTENT_ELEMENTS:
+            continue
         if element.tag == island.SLOT:
             if slot is not None:
                 raise GeniError(GeniCode.BADARGS, "the request names more than one island:slot for this aggregate")

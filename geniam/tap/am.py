@@ -169,7 +169,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
     trust = server_trust(options, "am", reactor)
     if trust.domain is not None:
         print(f"geniam-am: development trust domain in {trust.domain.path}")
-        print(f"geniam-am: trust roots {trust.roots_dir}; make users with 'geniam authority user {trust.domain.path} NAME'")
+        print(f"geniam-am: trust roots {trust.roots_path}; make users with 'geniam authority user {trust.domain.path} NAME'")
     store = open_store(options["database"], data_dir, "default", reactor)
     gateway = build_gateway(options, trust, reactor)
     return AggregateService(

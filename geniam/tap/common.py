@@ -33,12 +33,13 @@ class ServerTrust:
     """
     A daemon's own identity and the roots its callers must chain to.
 
+    @ivar roots_path: the trust roots' PEM file or folder.
     @ivar domain: the development trust domain used, when nothing was configured.
     """
 
     identity: Identity
     roots: TrustRoots
-    roots_dir: Path
+    roots_path: Path
     domain: TrustDomain | None = None
 
 
@@ -56,9 +57,9 @@ def server_trust(options: Any, role: str, reactor: Any) -> ServerTrust:
     else:
         domain = TrustDomain.open_or_create(Path(options["data-dir"]) / "trust", reactor=reactor)
         identity = domain.ensure_aggregate(role)
-    roots_dir = Path(options["trust-roots"]) if options["trust-roots"] else domain.roots_dir  # type: ignore[union-attr]
-    roots = TrustRoots.from_directory(roots_dir)
-    return ServerTrust(identity, roots, roots_dir, domain)
+    roots_path = Path(options["trust-roots"]) if options["trust-roots"] else domain.roots_dir  # type: ignore[union-attr]
+    roots = TrustRoots.from_path(roots_path)
+    return ServerTrust(identity, roots, roots_path, domain)
 
 
 class ThreadPoolService(Service):

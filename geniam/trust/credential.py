@@ -51,6 +51,10 @@ GENI_SFA = "geni_sfa"
 GENI_ABAC = "geni_abac"
 """The C{geni_type} of ABAC (speaks-for) credentials."""
 
+GENI_UNKNOWN = "geni_unknown"
+"""The C{geni_type} omni gives any credential with more than one C{<type>}
+element (every delegated credential): its real type is read from the document."""
+
 SUPPORTED_VERSIONS: Mapping[str, frozenset[str]] = {
     GENI_SFA: frozenset({"2", "3"}),
     GENI_ABAC: frozenset({"1"}),
@@ -272,8 +276,10 @@ def unwrap_credentials(
     Sort a call's C{credentials} argument into readable entries and skipped ones.
 
     Structs need C{geni_type} (case-insensitive) and C{geni_value}; bare
-    strings are taken as they are. Unknown types and versions are skipped:
-    they never authorise anything.
+    strings are taken as they are, and so is a struct labelled
+    C{geni_unknown} (whatever its version): the document's C{<type>}
+    decides. Other unknown types and versions are skipped: they never
+    authorise anything.
 
     @return: the readable entries and a description of each skipped one.
     @raise GeniError: BADARGS if C{credentials} is not a list or is too
@@ -291,16 +297,19 @@ def unwrap_credentials(
             geni_type = item.get("geni_type")
             if not isinstance(geni_type, str):
                 raise _invalid(f"{where}: geni_type missing or not a string")
-            kind = geni_type.strip().lower()
+            named = geni_type.strip().lower()
             version = item.get("geni_version")
             version_text = str(version).strip() if isinstance(version, (str, int)) else None
-            if kind not in SUPPORTED_VERSIONS:
+            kind: str | None = named
+            if named == GENI_UNKNOWN:
+                kind, version_text = None, None
+            elif named not in SUPPORTED_VERSIONS:
                 skipped.append(f"{where}: unknown geni_type {geni_type[:40]!r}")
                 continue
-            if version_text is None:
+            elif version_text is None:
                 raise _invalid(f"{where}: geni_version missing or not a string")
-            if version_text not in SUPPORTED_VERSIONS[kind]:
-                skipped.append(f"{where}: unsupported {kind} version {version_text[:16]!r}")
+            elif version_text not in SUPPORTED_VERSIONS[named]:
+                skipped.append(f"{where}: unsupported {named} version {version_text[:16]!r}")
                 continue
             if "geni_value" not in item:
                 raise _invalid(f"{where}: geni_value missing")

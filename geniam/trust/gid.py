@@ -482,6 +482,27 @@ def _is_self_issued(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer
 
 
+def _read_roots(path: str) -> list[x509.Certificate]:
+    """
+    Read the root certificates of one PEM file, however many it holds;
+    a file with none (a private key, say) gives C{[]}.
+
+    @raise TrustError: ERROR if it cannot be read or is over
+        C{MAX_PEM_BYTES}; CREDENTIAL_INVALID if a certificate is malformed.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
+    except OSError as e:
+        raise TrustError(f"cannot read trust root {path!r}: {e}", GeniCode.ERROR) from None
+    if len(data) > MAX_PEM_BYTES:
+        raise TrustError(f"trust root file {path!r} is over {MAX_PEM_BYTES} bytes", GeniCode.ERROR)
+    try:
+        return [cert for block in _PEM_CERT.findall(data) for cert in _load_certificates(block)]
+    except TrustError as e:
+        raise TrustError(f"trust root {path!r}: {e.output}", GeniCode.CREDENTIAL_INVALID) from None
+
+
 class TrustRoots:
     """
     The certificates an aggregate trusts as roots of every identity path.
@@ -538,22 +559,34 @@ class TrustRoots:
             if not name.lower().endswith(ROOT_SUFFIXES):
                 continue
             full = os.path.join(path, name)
-            if not os.path.isfile(full):
-                continue
-            try:
-                with open(full, "rb") as f:
-                    data = f.read(MAX_PEM_BYTES + 1)
-            except OSError as e:
-                raise TrustError(f"cannot read trust root {full!r}: {e}", GeniCode.ERROR) from None
-            if not _PEM_CERT.search(data):
-                continue
-            try:
-                certs.extend(_load_certificates(data))
-            except TrustError as e:
-                raise TrustError(f"trust root {full!r}: {e.output}", GeniCode.CREDENTIAL_INVALID) from None
+            if os.path.isfile(full):
+                certs.extend(_read_roots(full))
         if not certs:
             raise TrustError(f"no certificates in trust roots directory {os.fspath(path)!r}", GeniCode.ERROR)
         return cls(certs)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TrustRoots:
+        """
+        Trust every certificate of one PEM file (one root or several, concatenated).
+
+        @raise TrustError: code ERROR if the file cannot be read or holds no
+            certificate; CREDENTIAL_INVALID if a certificate is malformed.
+        """
+        certs = _read_roots(os.fspath(path))
+        if not certs:
+            raise TrustError(f"no certificates in trust roots file {os.fspath(path)!r}", GeniCode.ERROR)
+        return cls(certs)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> TrustRoots:
+        """
+        Trust the certificates of a PEM file (L{from_file}) or of a
+        directory's PEM files (L{from_directory}), whichever C{path} is.
+
+        @raise TrustError: as those do.
+        """
+        return cls.from_directory(path) if os.path.isdir(path) else cls.from_file(path)
 
     def __len__(self) -> int:
         return len(self.certificates)

@@ -425,6 +425,10 @@ class CredentialVerifier:
             else:
                 failures.append(GeniError(problem.code or GeniCode.FORBIDDEN, f"{where}: {problem.reason}"))
         if not granted:
+            if speaking_for is None:
+                labelled = [p for p in presented if p.kind == GENI_ABAC]
+                if labelled:
+                    notes.extend(await self._run(self._thd_explain_abac_labelled, labelled))
             raise self._refusal(method, target_urn, effective, failures, notes)
         granted.sort(key=lambda v: v.expires, reverse=True)
         privileges: frozenset[str] = frozenset().union(*(v.privileges for v in granted))
@@ -550,6 +554,29 @@ class CredentialVerifier:
         if not owner_check.passed:
             return GeniError(owner_check.code or GeniCode.CREDENTIAL_MISMATCH, owner_check.reason)
         return verified
+
+    def _thd_explain_abac_labelled(self, presented: list[PresentedCredential]) -> list[str]:
+        """Say why credentials sent as C{geni_abac} without C{geni_speaking_for} were not used."""
+        notes = []
+        for item in presented:
+            where = item.describe()
+            try:
+                signed = parse_credential(item.value, None, None, self._max_bytes)
+            except GeniError as e:
+                notes.append(f"{where}: sent as geni_abac and unreadable: {e.output}")
+                continue
+            if signed.kind == GENI_ABAC:
+                notes.append(
+                    f"{where}: a geni_abac speaks-for credential, used only with the option {SPEAKING_FOR_OPTION}, "
+                    "which this call does not set"
+                )
+            else:
+                notes.append(
+                    f"{where}: sent as geni_abac, but it is a {signed.kind} privilege credential for "
+                    f"{signed.credential.target_urn}; geni_abac credentials serve only speaks-for, so it was "
+                    f"skipped (send it with geni_type {signed.kind})"
+                )
+        return notes
 
     async def _speaks_for(
         self, tool: GID, presented: list[PresentedCredential], user_urn: str, now: float
