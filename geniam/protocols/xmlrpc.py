@@ -32,6 +32,7 @@ from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from geniam.errors import GeniCode, GeniError, error_struct
+from geniam.protocols.grammar import quoted
 from geniam.protocols.marshal import (
     METHOD_NOT_FOUND,
     XmlRpcDecodeError,
@@ -310,9 +311,9 @@ class GeniXmlRpcResource(Resource):
         signature = self._methods.get(method)
         handler = getattr(self._api, signature.target or method, None) if signature is not None else None
         if signature is None or handler is None:
-            shown = method if len(method) <= 64 else method[:61] + "..."
-            self.log.info("unknown method {method!r} from {peer}", method=shown, peer=peer)
-            return dump_fault(METHOD_NOT_FOUND, f"method {shown!r} not found")
+            shown = quoted(method, 64)
+            self.log.info("unknown method {method} from {peer}", method=shown, peer=peer)
+            return dump_fault(METHOD_NOT_FOUND, f"method {shown} not found")
         try:
             caller = await maybeDeferred(self._identify, request)
             bound = signature.bind(method, args)
