@@ -32,14 +32,21 @@ them with L{twisted.internet.task.Clock}.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 """Default seconds for a request line and headers to arrive."""
+
+DEFAULT_IDLE_TIMEOUT = 300.0
+"""
+Default seconds a kept-alive connection may idle between requests; above
+the 240 seconds for which L{twisted.web.client.HTTPConnectionPool} keeps
+one, so a pooled client closes first.
+"""
 
 DEFAULT_MIN_BODY_RATE = 500
 """Default rate floor for a request body, in bytes per second."""
@@ -99,7 +106,7 @@ class GuardedHTTPChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         """Start the first request's deadline with the connection."""
-        self.abortTimeout = self.request_timeout
+        self.abortTimeout = self.request_timeout  # type: ignore[assignment]
         super().connectionMade()
         self._begin_request()
 
@@ -156,7 +163,7 @@ class GuardedHTTPChannel(HTTPChannel):
         # Twisted's quick 400 leaves the channel parsing what follows.
         self.refuse(400, "the request is not valid HTTP/1.1")
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop the deadline with the connection."""
         self._end_request()
         super().connectionLost(reason)

@@ -36,6 +36,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from geniam.errors import GeniCode, GeniError, error_struct
 from geniam.protocols.grammar import quoted
 from geniam.protocols.httpchannel import (
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MIN_BODY_RATE,
     DEFAULT_REQUEST_TIMEOUT,
     GuardedHTTPChannel,
@@ -52,13 +53,6 @@ from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 """Default limit on a request body, in bytes."""
-
-DEFAULT_IDLE_TIMEOUT = 300
-"""
-Default seconds an idle connection is kept open by L{GeniSite}; above the
-240 seconds for which L{twisted.web.client.HTTPConnectionPool} keeps one,
-so a pooled client closes first.
-"""
 
 DEFAULT_PATHS: tuple[str, ...] = ("/", "/am/3.0")
 """Where L{make_site} serves the resource by default."""
