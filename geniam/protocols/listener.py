@@ -12,7 +12,7 @@ connection is accepted and closed at once, before any TLS: the client
 sees a closed connection, the server spends nothing on it, and accepting
 goes on (no busy loop on a full backlog). Clients already connected are
 served as before. Saturation is logged once when it begins and once when
-it ends (at nine tenths of the budget), and a capped address once per
+it ends (at three quarters of the budget), and a capped address once per
 episode, never once per refused connection.
 
 Should descriptors still run out (taken by something else), Twisted's
@@ -38,8 +38,8 @@ DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 64
 DESCRIPTOR_RESERVE = 64
 """Descriptors a listener leaves to the rest of the process."""
 
-RECOVERY_FRACTION = 0.9
-"""Saturation ends, for the log, when the connections fall to this fraction of the budget."""
+RECOVERY_FRACTION = 0.75
+"""Saturation ends, for the log, when the connections fall to this fraction of the budget (so a count hovering at the budget is logged once)."""
 
 
 @dataclass(frozen=True)
