@@ -1,6 +1,6 @@
 """
 Tests for L{geniam.protocols.listener}: the connection budget in memory,
-and a real aggregate manager in a child process with a lowered descriptor
+the listener options of both roles, and a real aggregate manager in a child process with a lowered descriptor
 limit (C{ulimit -n}) under a flood of idle TLS connections.
 """
 
@@ -15,15 +15,21 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from geniam.client import AMClient
-from geniam.protocols.listener import DESCRIPTOR_RESERVE, ConnectionBudget, descriptor_budget
+from geniam.protocols.listener import DESCRIPTOR_RESERVE, ConnectionBudget, ListenerLimits, descriptor_budget
+from geniam.tap import am as am_tap
+from geniam.tap import sm as sm_tap
+from geniam.tap.common import listener_limits
 from geniam.trust.domain import TrustDomain
 from tests.domains import copied_domain
 from tests.test_am_loopback import make_domain
+from tests.test_tap_agent import FixtureMixin
 from tests.test_xmlrpc_limits import RawTLSClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,3 +215,51 @@ class DescriptorFloodTests(TestCase):
         self.assertEqual(output.count("accepting new connections again"), 1, output)
         self.assertIn("(6 refused meanwhile)", output)
         self.assertNotIn("Traceback", output)
+
+
+class ListenerOptionsTests(SynchronousTestCase, FixtureMixin):
+    """Both roles take the listener's bounds as flags and in their TOML table."""
+
+    def setUp(self) -> None:
+        self.make_dirs(self)
+
+    def test_defaults(self) -> None:
+        """By default: 10 s for headers, 500 bytes/s for bodies, 300 s idle, 64 connections per address."""
+        options = am_tap.Options()
+        options.parseOptions(["--data-dir", self.data])
+        self.assertEqual(listener_limits(options), ListenerLimits(10.0, 500, 300.0, 64, DESCRIPTOR_RESERVE))
+
+    def test_am_flags_reach_the_service(self) -> None:
+        """The AM's flags become its listener's limits."""
+        options = am_tap.Options()
+        options.parseOptions(
+            ["--data-dir", self.data, "--port", "0", *self.identity_flags(), "--request-timeout", "3s",
+             "--min-body-rate", "2000", "--idle-timeout", "2m", "--max-connections-per-client", "0"]
+        )
+        service = am_tap.build(options, MemoryReactorClock())
+        self.assertEqual(service.limits, ListenerLimits(3.0, 2000, 120.0, 0, DESCRIPTOR_RESERVE))
+
+    def test_sm_config_table(self) -> None:
+        """The SM reads them from its [sm] table (flags win) and reserves descriptors for its own calls."""
+        config = os.path.join(self.roots, "sm.toml")
+        with open(config, "w") as handle:
+            handle.write('[sm]\nrequest-timeout = "4s"\nmin_body_rate = 800\nidle-timeout = "1m"\nmax-connections-per-client = 8\n')
+        options = sm_tap.Options()
+        options.parseOptions(
+            ["--config", config, "--aggregate", "https://a.example/", "--max-connections-per-client", "16",
+             "--max-concurrency", "100"]
+        )
+        self.assertEqual(
+            listener_limits(options, DESCRIPTOR_RESERVE + 100), ListenerLimits(4.0, 800, 60.0, 16, DESCRIPTOR_RESERVE + 100)
+        )
+
+    def test_bad_values(self) -> None:
+        """Zero or negative timeouts and rates, and negative caps, are usage errors."""
+        for flag, value in (
+            ("--request-timeout", "0"),
+            ("--min-body-rate", "0"),
+            ("--idle-timeout", "-1"),
+            ("--max-connections-per-client", "-1"),
+        ):
+            with self.subTest(flag):
+                self.assertRaises(usage.UsageError, am_tap.Options().parseOptions, ["--data-dir", self.data, flag, value])
