@@ -222,6 +222,11 @@ def _call_with(value: str) -> bytes:
     ).encode("utf-8")
 
 
+def _params_with(inner: str) -> bytes:
+    """A call of C{x} whose C{<params>} hold C{inner}."""
+    return f"<methodCall><methodName>x</methodName><params>{inner}</params></methodCall>".encode("utf-8")
+
+
 MALFORMED_CALLS: dict[str, tuple[bytes, int, str]] = {
     # name: (body, fault code, words the reason must contain)
     "unknown type": (_call_with("<foo>1</foo>"), INVALID_REQUEST, "<value> holds an unknown type <foo>"),
@@ -250,23 +255,13 @@ MALFORMED_CALLS: dict[str, tuple[bytes, int, str]] = {
     "two values": (_call_with("<int>1</int><int>2</int>"), INVALID_REQUEST, "<value> holds more than one value"),
     "text in a struct": (_call_with("<struct>hello</struct>"), INVALID_REQUEST, '<struct> holds text "hello"'),
     "element in a string": (_call_with("<string><b>x</b></string>"), INVALID_REQUEST, "<string> holds an element <b>"),
-    "value in params": (
-        b"<methodCall><methodName>x</methodName><params><value>1</value></params></methodCall>",
-        INVALID_REQUEST,
-        "<params> may not hold <value>",
-    ),
-    "param without value": (
-        b"<methodCall><methodName>x</methodName><params><param></param></params></methodCall>",
-        INVALID_REQUEST,
-        "<param> has no <value>",
-    ),
+    "value in params": (_params_with("<value>1</value>"), INVALID_REQUEST, "<params> may not hold <value>"),
+    "param without value": (_params_with("<param></param>"), INVALID_REQUEST, "<param> has no <value>"),
     "no method name": (b"<methodCall><params/></methodCall>", INVALID_REQUEST, "<methodCall> has no <methodName>"),
     "wrong root": (b"<foo/>", INVALID_REQUEST, "expected <methodCall>, got <foo>"),
     "a response": (dump_response(1), INVALID_REQUEST, "got <methodResponse>"),
     "mismatched tag": (
-        b"<methodCall><methodName>x</methodName><params><param></value></param></params></methodCall>",
-        PARSE_ERROR,
-        "not well-formed XML: mismatched tag at line 1, column 56",
+        _params_with("<param></value></param>"), PARSE_ERROR, "not well-formed XML: mismatched tag at line 1, column 56"
     ),
     "second line": (b"<methodCall>\n<methodName>x</methodNam></methodCall>", PARSE_ERROR, "at line 2"),
     "not XML": (b"hello", PARSE_ERROR, "not well-formed XML"),
