@@ -15,12 +15,23 @@ from typing import Any, Callable
 
 from twisted.python import usage
 
+from geniam.protocols.httpchannel import DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE, DEFAULT_REQUEST_TIMEOUT
+from geniam.protocols.listener import DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+
 
 def positive_int(text: str) -> int:
     """Coerce a strictly positive integer."""
     value = int(text)
     if value <= 0:
         raise ValueError(f"{text} is not a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Coerce an integer of 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text} is a negative number")
     return value
 
 
@@ -41,6 +52,33 @@ def duration(text: str) -> float:
     if number <= 0:
         raise ValueError(f"{text} is not a positive duration")
     return number * (scale or 1)
+
+
+LISTENER_PARAMETERS: list[list[Any]] = [
+    [
+        "request-timeout",
+        None,
+        DEFAULT_REQUEST_TIMEOUT,
+        "How long a request's line and headers may take to arrive (then 408 and close).",
+        duration,
+    ],
+    [
+        "min-body-rate",
+        None,
+        DEFAULT_MIN_BODY_RATE,
+        "Bytes per second a request body must average once --request-timeout has passed after its headers.",
+        positive_int,
+    ],
+    ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT, "How long a kept-alive connection may idle between requests.", duration],
+    [
+        "max-connections-per-client",
+        None,
+        DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        "Connections one client address may hold at once (0: no cap).",
+        non_negative_int,
+    ],
+]
+"""The options of a TLS XML-RPC listener, shared by the aggregate manager and the slice manager."""
 
 
 class ServerOptions(usage.Options):

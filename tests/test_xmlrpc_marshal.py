@@ -4,6 +4,7 @@ Tests for L{geniam.protocols.marshal}: hardened decoding and reply sanitising.
 
 from __future__ import annotations
 
+import re
 import xmlrpc.client
 from datetime import datetime, timezone
 from typing import Any
@@ -211,3 +212,95 @@ class SanitiseTests(SynchronousTestCase):
         data = dump_response(clean)
         self.assertNotIn(b"<nil", data)
         self.assertEqual(parse_response(data), clean)
+
+
+def _call_with(value: str) -> bytes:
+    """A GetVersion call whose only parameter is C{<value>value</value>}."""
+    return (
+        "<?xml version='1.0'?><methodCall><methodName>GetVersion</methodName>"
+        f"<params><param><value>{value}</value></param></params></methodCall>"
+    ).encode("utf-8")
+
+
+def _params_with(inner: str) -> bytes:
+    """A call of C{x} whose C{<params>} hold C{inner}."""
+    return f"<methodCall><methodName>x</methodName><params>{inner}</params></methodCall>".encode("utf-8")
+
+
+MALFORMED_CALLS: dict[str, tuple[bytes, int, str]] = {
+    # name: (body, fault code, words the reason must contain)
+    "unknown type": (_call_with("<foo>1</foo>"), INVALID_REQUEST, "<value> holds an unknown type <foo>"),
+    "int text": (_call_with("<int>abc</int>"), INVALID_REQUEST, '<int> holds "abc", which is not a whole number'),
+    "i4 fraction": (_call_with("<i4>1.5</i4>"), INVALID_REQUEST, '<i4> holds "1.5"'),
+    "boolean word": (_call_with("<boolean>yes</boolean>"), INVALID_REQUEST, "which is not 0 or 1"),
+    "double text": (_call_with("<double>x</double>"), INVALID_REQUEST, "<double> holds"),
+    "date text": (_call_with("<dateTime.iso8601>yesterday</dateTime.iso8601>"), INVALID_REQUEST, "not a date and time"),
+    "base64 padding": (_call_with("<base64>abc</base64>"), INVALID_REQUEST, "which is not base64"),
+    "member without name": (
+        _call_with("<struct><member><value><int>1</int></value></member></struct>"),
+        INVALID_REQUEST,
+        "<member> must hold its <name> before its <value>",
+    ),
+    "member without value": (
+        _call_with("<struct><member><name>a</name></member></struct>"),
+        INVALID_REQUEST,
+        "<member> has no <value>",
+    ),
+    "member with two names": (
+        _call_with("<struct><member><name>a</name><name>b</name><value>1</value></member></struct>"),
+        INVALID_REQUEST,
+        "<member> holds more than one <name>",
+    ),
+    "array without data": (_call_with("<array><value>1</value></array>"), INVALID_REQUEST, "<array> may not hold <value>"),
+    "two values": (_call_with("<int>1</int><int>2</int>"), INVALID_REQUEST, "<value> holds more than one value"),
+    "text in a struct": (_call_with("<struct>hello</struct>"), INVALID_REQUEST, '<struct> holds text "hello"'),
+    "element in a string": (_call_with("<string><b>x</b></string>"), INVALID_REQUEST, "<string> holds an element <b>"),
+    "value in params": (_params_with("<value>1</value>"), INVALID_REQUEST, "<params> may not hold <value>"),
+    "param without value": (_params_with("<param></param>"), INVALID_REQUEST, "<param> has no <value>"),
+    "no method name": (b"<methodCall><params/></methodCall>", INVALID_REQUEST, "<methodCall> has no <methodName>"),
+    "wrong root": (b"<foo/>", INVALID_REQUEST, "expected <methodCall>, got <foo>"),
+    "a response": (dump_response(1), INVALID_REQUEST, "got <methodResponse>"),
+    "mismatched tag": (
+        _params_with("<param></value></param>"), PARSE_ERROR, "not well-formed XML: mismatched tag at line 1, column 56"
+    ),
+    "second line": (b"<methodCall>\n<methodName>x</methodNam></methodCall>", PARSE_ERROR, "at line 2"),
+    "not XML": (b"hello", PARSE_ERROR, "not well-formed XML"),
+    "empty": (b"", PARSE_ERROR, "the XML-RPC call is empty"),
+    "bad UTF-8": (b"<methodCall><methodName>\xff</methodName></methodCall>", PARSE_ERROR, "not well-formed XML"),
+    "DOCTYPE": (BILLION_LAUGHS, PARSE_ERROR, "DOCTYPE declarations are not accepted"),
+}
+"""Malformed calls, what they must be answered with, and the words that must explain why."""
+
+INTERNALS = re.compile(
+    r"Error|Exception|Traceback|list index|out of range|invalid literal|base 10|%Y|binascii|"
+    r"Unmarshaller|expat|\bNone\b|'|\w\("
+)
+"""What gives Python's internals away: class names, built-in messages, reprs, calls."""
+
+
+class FaultWordingTests(SynchronousTestCase):
+    """Every refusal of a malformed call says in words what is wrong, with nothing of Python in it."""
+
+    def test_matrix(self) -> None:
+        """Each malformed call is refused with its fault code and a reason that names the problem."""
+        for name, (body, code, words) in MALFORMED_CALLS.items():
+            with self.subTest(name):
+                error = self.assertRaises(XmlRpcDecodeError, parse_call, body)
+                self.assertEqual(error.fault_code, code, error.reason)
+                self.assertIn(words, error.reason)
+                self.assertIsNone(INTERNALS.search(error.reason), error.reason)
+
+    def test_quirks_still_accepted(self) -> None:
+        """Indentation, namespaced types and untyped values are not mistaken for malformed XML-RPC."""
+        body = (
+            b"<?xml version='1.0'?>\n<methodCall>\n <methodName>x</methodName>\n <params>\n  <param>\n"
+            b"   <value>\n    <struct>\n     <member>\n      <name>a</name>\n      <value><ex:nil/></value>\n"
+            b"     </member>\n     <member><name>b</name><value>text</value></member>\n    </struct>\n   </value>\n"
+            b"  </param>\n </params>\n</methodCall>\n"
+        )
+        self.assertEqual(parse_call(body), ("x", ({"a": None, "b": "text"},)))
+
+    def test_response_wording(self) -> None:
+        """A malformed response is described as a response."""
+        error = self.assertRaises(XmlRpcDecodeError, parse_response, b"<methodResponse><params><param></param></params></methodResponse>")
+        self.assertEqual(error.reason, "invalid XML-RPC response: <param> has no <value>")

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 from xml.parsers import expat
 
+from geniam.protocols.grammar import XmlRpcGrammar, XmlRpcGrammarError
 from geniam.timeutil import format_time, from_datetime
 
 PARSE_ERROR = -32700
@@ -68,14 +69,16 @@ class _Refused(Exception):
 class _HardenedParser:
     """
     Feed one document to an L{xmlrpc.client.Unmarshaller} through expat,
-    refusing DTDs and deep nesting and remembering the root element.
+    refusing DTDs and deep nesting, and checking the document's shape
+    against L{XmlRpcGrammar} so that every refusal can be said in words.
     """
 
-    def __init__(self, target: xmlrpc.client.Unmarshaller, max_depth: int) -> None:
+    def __init__(self, target: xmlrpc.client.Unmarshaller, root: str, max_depth: int) -> None:
         self._target = target
+        self._grammar = XmlRpcGrammar(root)
+        self._noun = "call" if root == "methodCall" else "response"
         self._max_depth = max_depth
         self._depth = 0
-        self.root: str | None = None
         parser = expat.ParserCreate(None, None)
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.StartDoctypeDeclHandler = self._refuse_doctype
@@ -84,7 +87,7 @@ class _HardenedParser:
         parser.ExternalEntityRefHandler = self._refuse_external
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
-        parser.CharacterDataHandler = target.data
+        parser.CharacterDataHandler = self._text
         parser.buffer_text = True
         # Expat hands over text, which must not be decoded again.
         target.xml(None, None)  # type: ignore[arg-type]
@@ -102,52 +105,58 @@ class _HardenedParser:
     def _start(self, tag: str, attrs: dict[str, str]) -> None:
         self._depth += 1
         if self._depth > self._max_depth:
-            raise _Refused(f"elements nested deeper than {self._max_depth}")
-        if self.root is None:
-            self.root = tag
+            raise _Refused(f"elements are nested deeper than {self._max_depth}")
+        self._grammar.start(tag)
         self._target.start(tag, attrs)
+
+    def _text(self, data: str) -> None:
+        self._grammar.text(data)
+        self._target.data(data)
 
     def _end(self, tag: str) -> None:
         self._depth -= 1
-        self._target.end(tag)
+        try:
+            self._target.end(tag)
+        except Exception:  # the decoder's ValueError, binascii.Error, ...: say it in words
+            raise XmlRpcGrammarError(self._grammar.value_problem(tag)) from None
+        self._grammar.end(tag)
 
     def parse(self, data: bytes) -> None:
         """
         Parse the whole document.
 
         @raise XmlRpcDecodeError: with L{PARSE_ERROR} for malformed or
-            refused XML, L{INVALID_REQUEST} for values the unmarshaller
-            rejects (bad integers, booleans, dates, base64).
+            refused XML, L{INVALID_REQUEST} for a document that is not
+            XML-RPC or holds values that cannot be read.
         """
         try:
             self._parser.Parse(data, True)
         except _Refused as e:
-            raise XmlRpcDecodeError(PARSE_ERROR, f"parse error: {e}") from None
+            raise XmlRpcDecodeError(PARSE_ERROR, f"the XML-RPC {self._noun} is refused: {e}") from None
         except expat.ExpatError as e:
-            raise XmlRpcDecodeError(PARSE_ERROR, f"parse error: not well formed ({e})") from None
-        except (ValueError, TypeError, xmlrpc.client.ResponseError) as e:
-            raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC value ({_short(e)})") from None
-        except Exception as e:  # binascii.Error and other unmarshaller slips
-            raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC value ({_short(e)})") from None
+            raise XmlRpcDecodeError(PARSE_ERROR, self._not_well_formed(data, e)) from None
+        except XmlRpcGrammarError as e:
+            raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC {self._noun}: {e.reason}") from None
 
-
-def _short(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
+    def _not_well_formed(self, data: bytes, error: expat.ExpatError) -> str:
+        if not data.strip():
+            return f"the XML-RPC {self._noun} is empty"
+        what = expat.errors.messages.get(error.code, "not well-formed")
+        return (
+            f"the XML-RPC {self._noun} is not well-formed XML: {what}"
+            f" at line {error.lineno}, column {error.offset + 1}"
+        )
 
 
 def _unmarshal(data: bytes, root: str, max_depth: int) -> tuple[xmlrpc.client.Unmarshaller, tuple[Any, ...]]:
     target = xmlrpc.client.Unmarshaller(use_builtin_types=True)
-    parser = _HardenedParser(target, max_depth)
-    parser.parse(data)
-    if parser.root != root:
-        raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC: expected <{root}>, got <{parser.root}>")
+    _HardenedParser(target, root, max_depth).parse(data)
     try:
         values = target.close()
     except xmlrpc.client.Fault:
         raise
     except Exception:
-        raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC: incomplete <{root}>") from None
+        raise XmlRpcDecodeError(INVALID_REQUEST, f"invalid XML-RPC: an incomplete <{root}>") from None
     return target, values
 
 

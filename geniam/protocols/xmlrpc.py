@@ -12,7 +12,9 @@ SERVERERROR. XML-RPC faults are kept for malformed XML-RPC and unknown
 methods.
 
 L{GeniSite} refuses request bodies over a limit while they arrive, before
-they are buffered, answering HTTP 413 and closing the connection.
+they are buffered, answering HTTP 413 and closing the connection; its
+connections (L{geniam.protocols.httpchannel.GuardedHTTPChannel}) cut off
+requests that arrive too slowly (408) or with over-long lines (414, 431).
 L{make_site} serves one resource at C{/} and C{/am/3.0}.
 """
 
@@ -32,6 +34,14 @@ from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from geniam.errors import GeniCode, GeniError, error_struct
+from geniam.protocols.grammar import quoted
+from geniam.protocols.httpchannel import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MIN_BODY_RATE,
+    DEFAULT_REQUEST_TIMEOUT,
+    GuardedHTTPChannel,
+    peer_name,
+)
 from geniam.protocols.marshal import (
     METHOD_NOT_FOUND,
     XmlRpcDecodeError,
@@ -44,13 +54,6 @@ from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 """Default limit on a request body, in bytes."""
 
-DEFAULT_IDLE_TIMEOUT = 300
-"""
-Default seconds an idle connection is kept open by L{GeniSite}; above the
-240 seconds for which L{twisted.web.client.HTTPConnectionPool} keeps one,
-so a pooled client closes first.
-"""
-
 DEFAULT_PATHS: tuple[str, ...] = ("/", "/am/3.0")
 """Where L{make_site} serves the resource by default."""
 
@@ -59,14 +62,6 @@ Identify = Callable[[IRequest], Any]
 C{identify(request) -> caller}: returns the caller object (or a Deferred
 or coroutine firing with it); raises L{GeniError} to refuse the call.
 """
-
-_log = Logger()
-
-
-def _peer_name(address: object) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    return f"{host}:{port}" if host is not None else str(address)
 
 
 def _too_large_message(limit: int) -> bytes:
@@ -79,8 +74,9 @@ class BoundedRequest(Request):
 
     A declared C{Content-Length} over the limit is refused as soon as the
     headers are read; a chunked body is refused as soon as the received
-    bytes pass the limit. Refusal writes an HTTP 413 response directly and
-    closes the connection; the request is never processed. Form bodies are
+    bytes pass the limit. Refusal answers HTTP 413 and closes the
+    connection (L{GuardedHTTPChannel.refuse}); the request is never
+    processed. Form bodies are
     not parsed into C{args}.
     """
 
@@ -128,44 +124,56 @@ class BoundedRequest(Request):
         self._refused = True
         # No "100 Continue" may follow the refusal.
         self.requestHeaders.removeHeader(b"expect")
-        body = _too_large_message(limit)
         channel = self.channel
-        transport = channel.transport
-        _log.info(
-            "refused a request body over {limit} bytes from {peer}",
-            limit=limit,
-            peer=_peer_name(self.client),
-        )
-        if transport is None:
-            return
-        transport.write(
-            b"HTTP/1.1 413 Content Too Large\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(body), body)
-        )
-        channel.loseConnection()
+        assert isinstance(channel, GuardedHTTPChannel), "a BoundedRequest is made by a GeniSite's channel"
+        channel.refuse(413, _too_large_message(limit).decode("ascii").strip())
 
 
 class GeniSite(Site):
     """
-    A L{Site} whose requests refuse bodies over C{max_body} bytes (L{BoundedRequest}).
+    A L{Site} whose requests refuse bodies over C{max_body} bytes
+    (L{BoundedRequest}) and whose connections cut off slow and oversized
+    requests (L{GuardedHTTPChannel}).
 
     @ivar max_body: the body limit in bytes.
+    @ivar request_timeout: seconds for a request's headers (see L{GuardedHTTPChannel}).
+    @ivar min_body_rate: the rate floor for a request body, in bytes per second.
     """
 
     displayTracebacks = False
+    protocol = GuardedHTTPChannel  # type: ignore[assignment]
 
-    def __init__(self, resource: IResource, max_body: int = DEFAULT_MAX_BODY, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        max_body: int = DEFAULT_MAX_BODY,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        min_body_rate: int = DEFAULT_MIN_BODY_RATE,
+        **kwargs: Any,
+    ) -> None:
         """
         @param resource: the root resource.
         @param max_body: the body limit in bytes.
-        @param kwargs: passed to L{Site} (C{reactor}, C{timeout}, C{logPath});
-            C{timeout} defaults to L{DEFAULT_IDLE_TIMEOUT}.
+        @param request_timeout: seconds for a request's headers.
+        @param min_body_rate: the rate floor for a request body, in bytes per second.
+        @param kwargs: passed to L{Site} (C{reactor}, which gives every
+            timer, C{timeout}, the idle timeout of a kept-alive connection,
+            and C{logPath}); C{timeout} defaults to L{DEFAULT_IDLE_TIMEOUT}.
         """
         kwargs.setdefault("timeout", DEFAULT_IDLE_TIMEOUT)
         super().__init__(resource, requestFactory=BoundedRequest, **kwargs)
         self.max_body = max_body
+        self.request_timeout = request_timeout
+        self.min_body_rate = min_body_rate
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A L{GuardedHTTPChannel} with this site's bounds and clock."""
+        channel = super().buildProtocol(addr)
+        if isinstance(channel, GuardedHTTPChannel):
+            channel.request_timeout = self.request_timeout
+            channel.min_body_rate = self.min_body_rate
+            channel.clock = self.reactor
+        return channel
 
 
 class _Directory(Resource):
@@ -213,7 +221,8 @@ def make_site(
     @param paths: the paths to serve it at.
     @param max_body: the body limit; by default the resource's own
         C{max_body}, else L{DEFAULT_MAX_BODY}.
-    @param kwargs: passed to L{Site} (C{reactor}, C{timeout}).
+    @param kwargs: passed to L{GeniSite} (C{request_timeout},
+        C{min_body_rate}, C{reactor}, C{timeout}).
     """
     if max_body is None:
         max_body = int(getattr(resource, "max_body", DEFAULT_MAX_BODY))
@@ -301,7 +310,7 @@ class GeniXmlRpcResource(Resource):
         return await deferToThreadPool(self._reactor, self._threadpool, function, *args)
 
     async def _answer(self, request: Request, data: bytes) -> bytes:
-        peer = _peer_name(request.getClientAddress())
+        peer = peer_name(request.getClientAddress())
         try:
             method, args = await self._run(parse_call, data)
         except XmlRpcDecodeError as e:
@@ -310,9 +319,9 @@ class GeniXmlRpcResource(Resource):
         signature = self._methods.get(method)
         handler = getattr(self._api, signature.target or method, None) if signature is not None else None
         if signature is None or handler is None:
-            shown = method if len(method) <= 64 else method[:61] + "..."
-            self.log.info("unknown method {method!r} from {peer}", method=shown, peer=peer)
-            return dump_fault(METHOD_NOT_FOUND, f"method {shown!r} not found")
+            shown = quoted(method, 64)
+            self.log.info("unknown method {method} from {peer}", method=shown, peer=peer)
+            return dump_fault(METHOD_NOT_FOUND, f"method {shown} not found")
         try:
             caller = await maybeDeferred(self._identify, request)
             bound = signature.bind(method, args)

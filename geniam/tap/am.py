@@ -24,13 +24,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.config import ServerOptions, duration, positive_int
+from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.store.open import open_store
-from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust
+from geniam.protocols.listener import ListenerLimits
+from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust
 from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
 
@@ -53,6 +54,7 @@ class Options(ServerOptions):
         ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
         ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
+        *LISTENER_PARAMETERS,
     ]
 
     def check(self) -> None:
@@ -112,8 +114,9 @@ class AggregateService(TLSXmlRpcService):
         gateway_host: str | None = None,
         threads: int = 4,
         clock: Any = None,
+        limits: ListenerLimits = ListenerLimits(),
     ) -> None:
-        super().__init__(reactor, trust, port, interface, url, max_body, clock)
+        super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
         self.gateway = gateway
         urn = parse_urn(self.urn)
@@ -185,6 +188,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         max_body=options["max-body"],
         gateway_host=options["gateway-host"],
         threads=options["threads"],
+        limits=listener_limits(options),
     )
 
 

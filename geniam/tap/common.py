@@ -13,13 +13,20 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
-from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniXmlRpcResource, make_site
+from geniam.protocols.listener import (
+    DESCRIPTOR_RESERVE,
+    ConnectionBudget,
+    GuardedTLSFactory,
+    ListenerLimits,
+    descriptor_budget,
+)
+from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
 from geniam.trust.domain import TrustDomain
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -62,6 +69,21 @@ def server_trust(options: Any, role: str, reactor: Any) -> ServerTrust:
     return ServerTrust(identity, roots, roots_path, domain)
 
 
+def listener_limits(options: Any, reserve: int = DESCRIPTOR_RESERVE) -> ListenerLimits:
+    """
+    The listener bounds given by the options of L{geniam.config.LISTENER_PARAMETERS}.
+
+    @param reserve: descriptors to leave to the rest of the process.
+    """
+    return ListenerLimits(
+        request_timeout=options["request-timeout"],
+        min_body_rate=options["min-body-rate"],
+        idle_timeout=options["idle-timeout"],
+        max_connections_per_client=options["max-connections-per-client"],
+        descriptor_reserve=reserve,
+    )
+
+
 class ThreadPoolService(Service):
     """A named, bounded thread pool for CPU work, started and stopped with the service tree."""
 
@@ -80,12 +102,39 @@ class ThreadPoolService(Service):
 
 
 async def listen_tls(
-    reactor: Any, port: int, interface: str, tls: GeniServerTLSOptions, site: Any
+    reactor: Any,
+    port: int,
+    interface: str,
+    tls: GeniServerTLSOptions,
+    site: Any,
+    budget: ConnectionBudget | None = None,
 ) -> IListeningPort:
-    """Listen for TLS connections that must present a client certificate."""
-    endpoint = SSL4ServerEndpoint(reactor, port, tls, interface=interface)  # type: ignore[arg-type]
-    listening: IListeningPort = await endpoint.listen(site)
+    """
+    Listen for TLS connections that must present a client certificate,
+    holding only those C{budget} admits (by default: within the
+    descriptor limit, no cap per address).
+    """
+    if budget is None:
+        budget = ConnectionBudget(descriptor_budget())
+    endpoint = TCP4ServerEndpoint(reactor, port, interface=interface)
+    listening: IListeningPort = await endpoint.listen(GuardedTLSFactory(tls, site, budget, reactor))
     return listening
+
+
+def serve_xmlrpc(resource: GeniXmlRpcResource, limits: ListenerLimits, timers: Any) -> tuple[GeniSite, ConnectionBudget]:
+    """
+    The site serving C{resource} and the connection budget of a listener
+    with C{limits}; C{timers} (an C{IReactorTime}) runs every timeout.
+    """
+    site = make_site(
+        resource,
+        reactor=timers,
+        timeout=limits.idle_timeout,
+        request_timeout=limits.request_timeout,
+        min_body_rate=limits.min_body_rate,
+    )
+    budget = ConnectionBudget(descriptor_budget(limits.descriptor_reserve), limits.max_connections_per_client)
+    return site, budget
 
 
 def tls_for(trust: ServerTrust, reactor: Any) -> GeniServerTLSOptions:
@@ -100,11 +149,13 @@ class TLSXmlRpcService(MultiService):
     (which calls L{listen}); on stop the listener closes first, then
     L{wind_down} runs.
 
-    The reactor does the I/O; C{clock} (the reactor by default) gives the
-    time for credentials and certificates.
+    The reactor does the I/O and runs the listener's timeouts; C{clock}
+    (the reactor by default) gives the time for credentials and
+    certificates. C{limits} bounds the listener's requests and connections.
 
     @cvar role: what the service is, for the log.
     @ivar port: the listening port once started.
+    @ivar budget: the listener's connection budget once started.
     @ivar urn: the URN of the service's certificate.
     """
 
@@ -120,6 +171,7 @@ class TLSXmlRpcService(MultiService):
         url: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         clock: Any = None,
+        limits: ListenerLimits = ListenerLimits(),
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -130,6 +182,8 @@ class TLSXmlRpcService(MultiService):
         self._interface = interface
         self._url = url
         self._max_body = max_body
+        self.limits = limits
+        self.budget: ConnectionBudget | None = None
         self.port: IListeningPort | None = None
         self._waiters: list[Deferred[Any]] = []
         self._ready = False
@@ -181,7 +235,8 @@ class TLSXmlRpcService(MultiService):
         """Serve C{api} (the object the XML-RPC resource dispatches to) on the configured port."""
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
-        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, make_site(resource))
+        site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
+        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, site, self.budget)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then L{wind_down}."""

@@ -37,13 +37,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 
-from geniam.config import ServerOptions, duration, positive_int
+from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.managers.forwarding import CredentialForwarder
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
 from geniam.protocols.peer import XmlRpcPeer
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
-from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust
+from geniam.protocols.listener import DESCRIPTOR_RESERVE, ListenerLimits
+from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust
 from geniam.trust.credential import GENI_SFA, as_struct, parse_credential
 from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
@@ -94,6 +95,7 @@ class Options(ServerOptions):
         ["refresh-interval", None, 600.0, "How often each aggregate's GetVersion is asked again.", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["threads", None, 4, "Worker threads for credential checks and RSpec merging.", positive_int],
+        *LISTENER_PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -201,8 +203,9 @@ class SliceManagerService(TLSXmlRpcService):
         threads: int = 4,
         refresh_interval: float = 600.0,
         clock: Any = None,
+        limits: ListenerLimits = ListenerLimits(),
     ) -> None:
-        super().__init__(reactor, trust, port, interface, url, max_body, clock)
+        super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         parse_urn(self.urn)
         self.threads = ThreadPoolService("geniam-sm-workers", threads)
         self.threads.setServiceParent(self)
@@ -298,6 +301,8 @@ def build(options: Options, reactor: Any) -> SliceManagerService:
         max_body=options["max-body"],
         threads=options["threads"],
         refresh_interval=options["refresh-interval"],
+        # The calls to the aggregates need descriptors of their own.
+        limits=listener_limits(options, DESCRIPTOR_RESERVE + options["max-concurrency"]),
     )
 
 
