@@ -283,10 +283,13 @@ class PathSearch:
         pool: Sequence[x509.Certificate],
         at: float,
         deadline: Deadline | None = None,
+        budget: int = MAX_ISSUER_CHECKS,
     ) -> None:
         """
         @param pool: the screened chain (see L{screen_pool}).
         @param at: the time validity windows are checked at, POSIX seconds.
+        @param deadline: checked before every issuer check.
+        @param budget: the most issuer checks to make.
         """
         self._roots_by_subject = roots_by_subject
         self._root_fingerprints = frozenset(root_fingerprints)
@@ -296,6 +299,7 @@ class PathSearch:
         self._at = at
         self._deadline = deadline
         self._checks = 0
+        self._budget = budget
         self._reasons: dict[str, GeniCode] = {}
 
     def build(self, leaf: x509.Certificate) -> tuple[x509.Certificate, ...]:
@@ -312,12 +316,15 @@ class PathSearch:
         if path is not None:
             return path
         if is_self_issued(leaf):
-            self._reasons = {f"{describe(leaf)} is self-signed but not a trusted root": GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, **self._reasons}
+            first = f"{describe(leaf)} is self-signed but not a trusted root"
+            self._reasons = {first: GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, **self._reasons}
         return self._refuse(leaf)
 
     def _refuse(self, leaf: x509.Certificate) -> tuple[x509.Certificate, ...]:
         if not self._reasons:
-            raise PathRejected(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, f"untrusted {describe(leaf)}: no path to a trusted root")
+            raise PathRejected(
+                GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, f"untrusted {describe(leaf)}: no path to a trusted root"
+            )
         codes = list(self._reasons.values())
         specific = [code for code in codes if code != GeniCode.CREDENTIAL_SIGNER_UNTRUSTED]
         best = specific[0] if specific else codes[0]
@@ -385,9 +392,9 @@ class PathSearch:
         if self._deadline is not None:
             self._deadline.check()
         self._checks += 1
-        if self._checks > MAX_ISSUER_CHECKS:
+        if self._checks > self._budget:
             raise PathRejected(
                 GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
                 f"untrusted {describe(leaf)}: no path to a trusted root found within "
-                f"{MAX_ISSUER_CHECKS} issuer checks; refused",
+                f"{self._budget} issuer checks; refused",
             )
