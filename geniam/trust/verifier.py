@@ -687,11 +687,11 @@ class CredentialVerifier:
             if deadline is not None:
                 deadline.check()
             tag = level.xml_id
-            signer = self._signature_check(level, at, checks, deadline)
-            if signer is None:
+            trusted = self._signature_check(level, at, checks, deadline)
+            if trusted is None:
                 return checks, None
-            signers.append(signer[0])
-            ends.append(signer[1])
+            signers.append(trusted[0])
+            ends.append(trusted[1])
             if level.expires > at:
                 checks.append(_pass(f"expiry {tag}", f"expires {format_time(level.expires)}"))
             else:
