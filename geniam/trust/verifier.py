@@ -401,7 +401,9 @@ class CredentialVerifier:
         except GeniError as e:
             return fail(e)
         d = Deferred.fromCoroutine(self._authorize(caller, credentials, method, target_urn, options, deadline))
-        d.addTimeout(self.deadline, self._clock, onTimeoutCancel=self._timed_out)
+        if not d.called:
+            # Answered from the cache (or inline) needs no timer.
+            d.addTimeout(self.deadline, self._clock, onTimeoutCancel=self._timed_out)
 
         def done(result: object) -> object:
             self._runner.finished(deadline, "the verification deadline passed")
