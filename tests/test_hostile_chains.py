@@ -217,3 +217,16 @@ class AggregateUnderFloodTests(TestCase):
         self.assertIn(REPEATED, cm.exception.output)
         honest = fed.client("bob", "am1", (fed.user_credential("bob"),))
         self.assertEqual(value_of(await honest.get_version())["geni_api"], 3)
+
+    async def test_stopping_stops_credential_checks(self) -> None:
+        """A stopped AM refuses credential checks at once (SERVERBUSY) instead of queueing them on its joined pool."""
+        fed = await self.start()
+        service = fed.aggregates["am1"]
+        await service.stopService()
+        alice = fed.domain.user("alice")
+        d = service.verifier.authorize(
+            alice.gid, [fed.slice_credential("exp1", "alice")], "Status", fed.slice_urn("exp1")
+        )
+        error = self.failureResultOf(d, GeniError).value
+        self.assertEqual(error.code, GeniCode.SERVERBUSY)
+        self.assertIn("shutting down", error.output)
