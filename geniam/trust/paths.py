@@ -16,7 +16,7 @@ its dead ends, and stops as soon as its L{Deadline} is abandoned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -33,7 +33,7 @@ from geniam.trust.x509fields import (
     san_values,
     subject_key_id,
 )
-from geniam.urn import parse_urn
+from geniam.urn import URN, parse_urn
 
 MAX_PATH_LENGTH = 10
 """The most certificates a path from a leaf to a root may hold."""
@@ -96,6 +96,17 @@ class PathRejected(Exception):
 
 def _untrusted(reason: str) -> PathRejected:
     return PathRejected(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, reason)
+
+
+def _parsed_urn(cert: x509.Certificate, malformed: Callable[[GeniError], PathRejected]) -> URN | None:
+    """The certificate's URN, or C{None} if it has none; C{malformed(error)} is raised if it does not parse."""
+    text = san_values(cert)[0]
+    if text is None:
+        return None
+    try:
+        return parse_urn(text)
+    except GeniError as e:
+        raise malformed(e) from None
 
 
 def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:
@@ -170,26 +181,18 @@ def _check_issuer(
         usage = None
     if usage is not None and not usage.key_cert_sign:
         raise _untrusted(f"issuer {describe(issuer)} may not sign certificates (keyUsage lacks keyCertSign)")
-    issuer_urn_text = san_values(issuer)[0]
-    if issuer_urn_text is None:
+    issuer_urn = _parsed_urn(issuer, lambda e: _untrusted(f"issuer {describe(issuer)} has a malformed URN"))
+    if issuer_urn is None:
         return
-    try:
-        issuer_urn = parse_urn(issuer_urn_text)
-    except GeniError:
-        raise _untrusted(f"issuer {describe(issuer)} has a malformed URN") from None
     if issuer_urn.type != "authority":
         raise _untrusted(f"issuer {describe(issuer)} is not an authority (URN type {issuer_urn.type!r})")
-    subject_urn_text = san_values(cert)[0]
-    if subject_urn_text is None:
+    subject_urn = _parsed_urn(cert, lambda e: PathRejected(GeniCode.CREDENTIAL_INVALID, f"{describe(cert)}: {e.output}"))
+    if subject_urn is None:
         return
-    try:
-        subject_urn = parse_urn(subject_urn_text)
-    except GeniError as e:
-        raise PathRejected(GeniCode.CREDENTIAL_INVALID, f"{describe(cert)}: {e.output}") from None
     if not subject_urn.is_within(issuer_urn.authority):
         raise PathRejected(
             GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {describe(issuer)} has no namespace authority over {subject_urn_text} "
+            f"issuer {describe(issuer)} has no namespace authority over {san_values(cert)[0]} "
             f"({issuer_urn.authority!r} does not prefix {subject_urn.authority!r})",
         )
 
