@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from geniam.timeutil import parse_time  # noqa: E402
 from geniam.trust import credential as credential_module  # noqa: E402
 from geniam.trust.certs import make_authority, make_identity  # noqa: E402
 from geniam.trust.gid import GID, TrustRoots  # noqa: E402
+from geniam.trust.identity import Identity  # noqa: E402
 from geniam.trust.mint import delegate_credential, make_slice, slice_credential  # noqa: E402
 from geniam.trust.verifier import CredentialVerifier, Grant  # noqa: E402
 
@@ -45,6 +47,30 @@ AUTHORITY = "geni:bench"
 SLICE = f"urn:publicid:IDN+{AUTHORITY}+slice+bench"
 
 TARGETS = {"cached 3-level": 0.1, "cold 3-level": 5.0}
+
+
+@dataclass(frozen=True)
+class Chains:
+    """The bench trust domain's authority and users, and a 1- and a 3-level slice credential."""
+
+    sa: Identity
+    alice: Identity
+    carol: Identity
+    one: str
+    three: str
+
+
+def mint_chains(algorithm: str) -> Chains:
+    """Mint the domain, alice's slice credential, and it delegated to bob and on to carol."""
+    sa = make_authority(AUTHORITY, now=NOW - DAY)
+    alice, bob, carol = (
+        make_identity(sa, f"urn:publicid:IDN+{AUTHORITY}+user+{name}", now=NOW - DAY) for name in ("alice", "bob", "carol")
+    )
+    slice_gid = make_slice(sa, SLICE, NOW - DAY, NOW + 365 * DAY).gid
+    one = slice_credential(sa, alice.gid, slice_gid, NOW + 300 * DAY, algorithm=algorithm)
+    two = delegate_credential(one, alice, bob.gid, [("control", True), ("info", True)], NOW + 200 * DAY, algorithm=algorithm)
+    three = delegate_credential(two, bob, carol.gid, [("control", False)], NOW + 100 * DAY, algorithm=algorithm)
+    return Chains(sa, alice, carol, one, three)
 
 
 def _grant(verifier: CredentialVerifier, caller: GID, credential: str) -> Grant:
@@ -81,14 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (30 if args.short else 300)
 
-    sa = make_authority(AUTHORITY, now=NOW - DAY)
-    alice, bob, carol = (
-        make_identity(sa, f"urn:publicid:IDN+{AUTHORITY}+user+{name}", now=NOW - DAY) for name in ("alice", "bob", "carol")
-    )
-    slice_gid = make_slice(sa, SLICE, NOW - DAY, NOW + 365 * DAY).gid
-    one = slice_credential(sa, alice.gid, slice_gid, NOW + 300 * DAY, algorithm="sha1")
-    two = delegate_credential(one, alice, bob.gid, [("control", True), ("info", True)], NOW + 200 * DAY, algorithm="sha1")
-    three = delegate_credential(two, bob, carol.gid, [("control", False)], NOW + 100 * DAY, algorithm="sha1")
+    chains = mint_chains("sha1")
+    sa, alice, carol, one, three = chains.sa, chains.alice, chains.carol, chains.one, chains.three
     print(f"credential sizes: 1-level {len(one)} bytes, 3-level {len(three)} bytes; {runs} runs per case")
 
     clock = Clock()

@@ -32,7 +32,7 @@ from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.store.open import open_store
 from geniam.protocols.listener import ListenerLimits
 from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust
-from geniam.trust.verifier import CredentialVerifier
+from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
 
 
@@ -50,6 +50,7 @@ class Options(ServerOptions):
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
         ["threads", None, 4, "Worker threads for credential checks.", positive_int],
+        ["verify-deadline", None, DEFAULT_DEADLINE, "How long checking one call's credentials may take before the call is refused (e.g. 5s).", duration],
         ["agent", None, None, "The gateway agent's HOST:PORT (default: simulated mode, an in-process simulated gateway)."],
         ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
@@ -115,6 +116,7 @@ class AggregateService(TLSXmlRpcService):
         threads: int = 4,
         clock: Any = None,
         limits: ListenerLimits = ListenerLimits(),
+        verify_deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
@@ -136,7 +138,9 @@ class AggregateService(TLSXmlRpcService):
             allocation_ttl=allocation_ttl,
             max_slot_length=max_slot_length,
         )
-        self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor)
+        self.verifier = CredentialVerifier(
+            trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
+        )
         self._gateway_host = gateway_host
         self.manager: AggregateManager | None = None
 
@@ -159,7 +163,8 @@ class AggregateService(TLSXmlRpcService):
             self.log.info("gateway: simulated in process (no --agent given)")
 
     async def wind_down(self) -> None:
-        """Let work in flight finish, close the store, then stop the children."""
+        """Stop credential checks in flight, let bookings in flight finish, close the store, then stop the children."""
+        self.verifier.stop()
         await self.resource_manager.stop()
         await self.store.stop()
         await super().wind_down()
@@ -189,6 +194,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         gateway_host=options["gateway-host"],
         threads=options["threads"],
         limits=listener_limits(options),
+        verify_deadline=options["verify-deadline"],
     )
 
 

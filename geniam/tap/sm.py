@@ -48,7 +48,7 @@ from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, 
 from geniam.trust.credential import GENI_SFA, as_struct, parse_credential
 from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
-from geniam.trust.verifier import CredentialVerifier
+from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
 
 OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
@@ -96,6 +96,7 @@ class Options(ServerOptions):
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["threads", None, 4, "Worker threads for credential checks and RSpec merging.", positive_int],
         *LISTENER_PARAMETERS,
+        ["verify-deadline", None, DEFAULT_DEADLINE, "How long checking one call's credentials may take before the call is refused (e.g. 5s).", duration],
     ]
 
     def __init__(self) -> None:
@@ -204,12 +205,15 @@ class SliceManagerService(TLSXmlRpcService):
         refresh_interval: float = 600.0,
         clock: Any = None,
         limits: ListenerLimits = ListenerLimits(),
+        verify_deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         parse_urn(self.urn)
         self.threads = ThreadPoolService("geniam-sm-workers", threads)
         self.threads.setServiceParent(self)
-        self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.threads.pool, reactor=reactor)
+        self.verifier = CredentialVerifier(
+            trust.roots, self.clock, threadpool=self.threads.pool, reactor=reactor, deadline=verify_deadline
+        )
         expected = {}
         for urn, peer_url in aggregates:
             if urn is not None:
@@ -261,7 +265,8 @@ class SliceManagerService(TLSXmlRpcService):
             await self._first_round
 
     async def wind_down(self) -> None:
-        """Stop refreshing and the workers, then close the peer connections."""
+        """Stop credential checks in flight, refreshing and the workers, then close the peer connections."""
+        self.verifier.stop()
         await super().wind_down()
         await self.pool.closeCachedConnections()
 
@@ -303,6 +308,7 @@ def build(options: Options, reactor: Any) -> SliceManagerService:
         refresh_interval=options["refresh-interval"],
         # The calls to the aggregates need descriptors of their own.
         limits=listener_limits(options, DESCRIPTOR_RESERVE + options["max-concurrency"]),
+        verify_deadline=options["verify-deadline"],
     )
 
 

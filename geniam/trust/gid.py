@@ -17,7 +17,6 @@ issuer with an authority URN has namespace authority over what it signed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -26,25 +25,51 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from geniam.errors import GeniCode, GeniError
-from geniam.timeutil import format_time, from_datetime
+from geniam.timeutil import from_datetime
+from geniam.trust.paths import (
+    MAX_ISSUER_CHECKS,
+    MAX_PATH_LENGTH,
+    MAX_POOL,
+    MAX_SAME_SUBJECT,
+    Deadline,
+    PathRejected,
+    PathSearch,
+    check_validity,
+    screen_pool,
+)
+from geniam.trust.x509fields import basic_constraints as _basic_constraints
+from geniam.trust.x509fields import check_parseable as _check_parseable
+from geniam.trust.x509fields import describe as _describe
+from geniam.trust.x509fields import fingerprint as _fingerprint
+from geniam.trust.x509fields import public_key_der as _public_key_der
+from geniam.trust.x509fields import san_values as _san_values
+from geniam.trust.x509fields import subject_key_id as _subject_key_id
 from geniam.urn import URN, parse_urn
+
+__all__ = [
+    "CACHE_SIZE",
+    "GID",
+    "MAX_CERTIFICATES",
+    "MAX_ISSUER_CHECKS",
+    "MAX_PATH_LENGTH",
+    "MAX_PEM_BYTES",
+    "MAX_POOL",
+    "MAX_SAME_SUBJECT",
+    "ROOT_SUFFIXES",
+    "Deadline",
+    "TrustError",
+    "TrustRoots",
+]
 
 MAX_PEM_BYTES = 256 * 1024
 """The largest PEM text L{GID.from_pem} accepts."""
 
 MAX_CERTIFICATES = 16
 """The most certificates one PEM text (subject plus chain) may hold."""
-
-MAX_PATH_LENGTH = 10
-"""The most certificates a path from a leaf to a root may hold."""
-
-MAX_POOL = 64
-"""The most distinct chain and intermediate certificates one L{TrustRoots.verify} call considers."""
 
 CACHE_SIZE = 2048
 """How many verified paths a L{TrustRoots} remembers."""
@@ -84,81 +109,6 @@ class TrustError(GeniError):
 
     def __repr__(self) -> str:
         return f"TrustError({self.code.name}, {self.output!r})"
-
-
-def _describe(cert: x509.Certificate) -> str:
-    """Name a certificate in a reason: its URN if it has one, else its subject."""
-    urn = _san_values(cert)[0]
-    subject = cert.subject.rfc4514_string() or "(empty subject)"
-    if urn is not None:
-        return f"certificate {urn} ({subject})"
-    return f"certificate {subject}"
-
-
-def _san_values(cert: x509.Certificate) -> tuple[str | None, str | None, str | None]:
-    """
-    Return (URN, UUID, e-mail) from a certificate's subjectAltName.
-
-    @raise ValueError: if the extension is malformed.
-    """
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None, None, None
-    urn = uuid = email = None
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        lowered = uri.lower()
-        if lowered.startswith("urn:publicid:") and urn is None:
-            urn = uri
-        elif lowered.startswith("urn:uuid:") and uuid is None:
-            uuid = uri[len("urn:uuid:"):]
-    emails = san.get_values_for_type(x509.RFC822Name)
-    if emails:
-        email = emails[0]
-    return urn, uuid, email
-
-
-def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _subject_key_id(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
-
-
-def _authority_key_id(cert: x509.Certificate) -> bytes | None:
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return None
-    return aki.key_identifier
-
-
-def _fingerprint(cert: x509.Certificate) -> bytes:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
-
-
-def _public_key_der(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _check_parseable(cert: x509.Certificate) -> None:
-    """Touch the lazily parsed parts so that malformed ones fail now."""
-    cert.extensions  # noqa: B018
-    cert.subject.rfc4514_string()
-    cert.issuer.rfc4514_string()
-    cert.not_valid_before_utc
-    cert.not_valid_after_utc
-    cert.public_key()
-    _san_values(cert)
 
 
 def _load_certificates(data: bytes | str) -> list[x509.Certificate]:
@@ -359,129 +309,6 @@ class GID:
         return f"<GID {self.urn or self.subject} chain={len(self.chain)}>"
 
 
-def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:
-    """Check that C{issuer}'s key signed C{cert}; return None or why not."""
-    try:
-        key = issuer.public_key()
-        params = cert.signature_algorithm_parameters
-        if isinstance(key, rsa.RSAPublicKey):
-            algorithm = cert.signature_hash_algorithm
-            if algorithm is None or not isinstance(params, (padding.PKCS1v15, padding.PSS)):
-                return "signature algorithm does not match an RSA key"
-            key.verify(cert.signature, cert.tbs_certificate_bytes, params, algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            if not isinstance(params, ec.ECDSA):
-                return "signature algorithm does not match an EC key"
-            key.verify(cert.signature, cert.tbs_certificate_bytes, params)
-        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            key.verify(cert.signature, cert.tbs_certificate_bytes)
-        elif isinstance(key, dsa.DSAPublicKey):
-            algorithm = cert.signature_hash_algorithm
-            if algorithm is None:
-                return "signature algorithm does not match a DSA key"
-            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
-        else:
-            return f"unsupported issuer key type {type(key).__name__}"
-    except InvalidSignature:
-        return "signature does not verify"
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        return f"signature cannot be checked ({e})"
-    return None
-
-
-class _Reject(Exception):
-    """One candidate path failed; carries the code and reason."""
-
-    def __init__(self, code: GeniCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-def _check_validity(cert: x509.Certificate, at: float) -> None:
-    before = from_datetime(cert.not_valid_before_utc)
-    after = from_datetime(cert.not_valid_after_utc)
-    if at < before:
-        raise _Reject(
-            GeniCode.CREDENTIAL_INVALID,
-            f"{_describe(cert)} is not valid before {format_time(before)} (now {format_time(at)})",
-        )
-    if at > after:
-        raise _Reject(
-            GeniCode.CREDENTIAL_EXPIRED,
-            f"{_describe(cert)} expired at {format_time(after)} (now {format_time(at)})",
-        )
-
-
-def _check_issuer(
-    cert: x509.Certificate, issuer: x509.Certificate, intermediates_below: int
-) -> None:
-    """
-    Apply the structural checks for C{issuer} signing C{cert}.
-
-    @param intermediates_below: how many CA certificates lie between C{issuer} and the leaf.
-    """
-    why = _verify_signature(cert, issuer)
-    if why is not None:
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"{_describe(cert)}: {why} with the key of issuer {_describe(issuer)}",
-        )
-    constraints = _basic_constraints(issuer)
-    if constraints is None or not constraints.ca:
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {_describe(issuer)} of {_describe(cert)} is not a CA (basicConstraints CA:TRUE missing)",
-        )
-    if constraints.path_length is not None and intermediates_below > constraints.path_length:
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {_describe(issuer)} allows a path length of {constraints.path_length}, "
-            f"but {intermediates_below} CA certificates follow it",
-        )
-    try:
-        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
-    if usage is not None and not usage.key_cert_sign:
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {_describe(issuer)} may not sign certificates (keyUsage lacks keyCertSign)",
-        )
-    issuer_urn_text = _san_values(issuer)[0]
-    if issuer_urn_text is None:
-        return
-    try:
-        issuer_urn = parse_urn(issuer_urn_text)
-    except GeniError:
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {_describe(issuer)} has a malformed URN",
-        ) from None
-    if issuer_urn.type != "authority":
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {_describe(issuer)} is not an authority (URN type {issuer_urn.type!r})",
-        )
-    subject_urn_text = _san_values(cert)[0]
-    if subject_urn_text is None:
-        return
-    try:
-        subject_urn = parse_urn(subject_urn_text)
-    except GeniError as e:
-        raise _Reject(GeniCode.CREDENTIAL_INVALID, f"{_describe(cert)}: {e.output}") from None
-    if not subject_urn.is_within(issuer_urn.authority):
-        raise _Reject(
-            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-            f"issuer {_describe(issuer)} has no namespace authority over {subject_urn_text} "
-            f"({issuer_urn.authority!r} does not prefix {subject_urn.authority!r})",
-        )
-
-
-def _is_self_issued(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
-
-
 def _read_roots(path: str) -> list[x509.Certificate]:
     """
     Read the root certificates of one PEM file, however many it holds;
@@ -606,9 +433,10 @@ class TrustRoots:
         gid: GID,
         at: float,
         intermediates: Sequence[x509.Certificate] = (),
+        deadline: Deadline | None = None,
     ) -> tuple[x509.Certificate, ...]:
         """
-        Build and check a path from C{gid} to one of these roots.
+        Build and check a path from C{gid} to one of these roots, with bounded work.
 
         Issuers are looked for in C{gid.chain}, C{intermediates} and the roots.
         Every signature must verify (RSA PKCS#1 v1.5 or PSS with the
@@ -617,24 +445,27 @@ class TrustRoots:
         path length allows the path, and every issuer with an authority URN
         must have namespace authority over its subject's URN.
 
+        The chain is screened first (L{geniam.trust.paths.screen_pool}: no
+        repeated issuer, at most L{MAX_SAME_SUBJECT} certificates of one
+        name, at most L{MAX_POOL} in all) and the search tries at most
+        L{MAX_ISSUER_CHECKS} issuers for paths of at most L{MAX_PATH_LENGTH}.
+
         @param at: the time to check validity windows against, POSIX seconds.
+        @param deadline: checked before every issuer; abandoning it stops the search.
         @return: the path, leaf first, root last.
         @raise TrustError: naming the failing certificate and check
             (CREDENTIAL_EXPIRED for an expired certificate, CREDENTIAL_INVALID for
-            one not yet valid or malformed, CREDENTIAL_SIGNER_UNTRUSTED otherwise).
+            one not yet valid, malformed or for a refused chain,
+            CREDENTIAL_SIGNER_UNTRUSTED otherwise).
+        @raise geniam.trust.paths.Abandoned: if C{deadline} was abandoned.
         """
         if not isinstance(gid, GID):
             raise TypeError(f"expected a GID, got {type(gid).__name__}")
-        pool: dict[bytes, x509.Certificate] = {}
-        for cert in (*gid.chain, *intermediates):
-            if not isinstance(cert, x509.Certificate):
-                raise TypeError(f"expected an x509.Certificate, got {type(cert).__name__}")
-            pool.setdefault(_fingerprint(cert), cert)
-        if len(pool) > MAX_POOL:
-            raise TrustError(
-                f"too many candidate issuer certificates ({len(pool)} > {MAX_POOL})", GeniCode.CREDENTIAL_INVALID
-            )
-        key = (gid.fingerprint, *sorted(pool))
+        try:
+            pool = screen_pool(gid.certificate, (*gid.chain, *intermediates), self._by_fingerprint)
+        except PathRejected as e:
+            raise TrustError(f"untrusted {gid.describe()}: {e.reason}", e.code) from None
+        key = (gid.fingerprint, *sorted(_fingerprint(c) for c in pool))
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -642,13 +473,14 @@ class TrustRoots:
         if cached is not None:
             try:
                 for cert in cached:
-                    _check_validity(cert, at)
+                    check_validity(cert, at)
                 return cached
-            except _Reject:
+            except PathRejected:
                 pass
+        search = PathSearch(self._by_subject, self._by_fingerprint, pool, at, deadline)
         try:
-            path = self._build(gid.certificate, list(pool.values()), at)
-        except _Reject as e:
+            path = search.build(gid.certificate)
+        except PathRejected as e:
             raise TrustError(e.reason, e.code) from None
         with self._lock:
             self._cache[key] = path
@@ -656,113 +488,3 @@ class TrustRoots:
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return path
-
-    def _candidates(self, cert: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
-        """
-        Possible issuers of C{cert}: those whose subject is its issuer name.
-
-        Roots come before the pool, and candidates whose key id matches the
-        authorityKeyIdentifier before the others (key ids only order the
-        search: issuers compute them in different ways, signatures decide).
-        """
-        wanted = cert.issuer.public_bytes()
-        aki = _authority_key_id(cert)
-        found: list[x509.Certificate] = []
-        seen: set[bytes] = set()
-        for candidate in (*self._by_subject.get(wanted, ()), *pool):
-            if candidate.subject.public_bytes() != wanted:
-                continue
-            fp = _fingerprint(candidate)
-            if fp in seen:
-                continue
-            seen.add(fp)
-            found.append(candidate)
-        if aki is not None:
-            found.sort(key=lambda c: _subject_key_id(c) != aki)
-        return found
-
-    def _build(
-        self, leaf: x509.Certificate, pool: list[x509.Certificate], at: float
-    ) -> tuple[x509.Certificate, ...]:
-        _check_validity(leaf, at)
-        if _fingerprint(leaf) in self._by_fingerprint:
-            return (leaf,)
-        failures: list[_Reject] = []
-        path = self._extend([leaf], pool, at, failures)
-        if path is not None:
-            return path
-        if _is_self_issued(leaf):
-            failures.insert(
-                0,
-                _Reject(
-                    GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-                    f"{_describe(leaf)} is self-signed but not a trusted root",
-                ),
-            )
-        if failures:
-            # A specific code (expired, not yet valid) tells more than the generic one.
-            best = failures[0]
-            for failure in failures[1:]:
-                if failure.code != GeniCode.CREDENTIAL_SIGNER_UNTRUSTED and best.code == GeniCode.CREDENTIAL_SIGNER_UNTRUSTED:
-                    best = failure
-            reasons = "; ".join(dict.fromkeys(f.reason for f in failures))
-            raise _Reject(best.code, f"untrusted {_describe(leaf)}: {reasons}")
-        raise _Reject(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, f"untrusted {_describe(leaf)}: no path to a trusted root")
-
-    def _extend(
-        self,
-        path: list[x509.Certificate],
-        pool: list[x509.Certificate],
-        at: float,
-        failures: list[_Reject],
-    ) -> tuple[x509.Certificate, ...] | None:
-        """Depth-first search from the last certificate of C{path} towards a root."""
-        cert = path[-1]
-        candidates = self._candidates(cert, pool)
-        if not candidates:
-            if _is_self_issued(cert):
-                failures.append(
-                    _Reject(
-                        GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-                        f"{_describe(cert)} is self-signed but not a trusted root",
-                    )
-                )
-            else:
-                failures.append(
-                    _Reject(
-                        GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-                        f"no trusted issuer found for {_describe(cert)} (issuer {cert.issuer.rfc4514_string()})",
-                    )
-                )
-            return None
-        in_path = {_fingerprint(c) for c in path}
-        for issuer in candidates:
-            fp = _fingerprint(issuer)
-            is_root = fp in self._by_fingerprint
-            if fp in in_path:
-                if _is_self_issued(cert) and not is_root:
-                    failures.append(
-                        _Reject(
-                            GeniCode.CREDENTIAL_SIGNER_UNTRUSTED,
-                            f"{_describe(cert)} is self-signed but not a trusted root",
-                        )
-                    )
-                continue
-            if len(path) >= MAX_PATH_LENGTH:
-                failures.append(
-                    _Reject(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, f"certificate path longer than {MAX_PATH_LENGTH}")
-                )
-                return None
-            intermediates_below = sum(1 for c in path[1:] if not _is_self_issued(c))
-            try:
-                _check_issuer(cert, issuer, intermediates_below)
-                _check_validity(issuer, at)
-            except _Reject as e:
-                failures.append(e)
-                continue
-            if is_root:
-                return (*path, issuer)
-            found = self._extend([*path, issuer], pool, at, failures)
-            if found is not None:
-                return found
-        return None

@@ -28,7 +28,7 @@ from geniam.trust.credential import (
     new_document,
     serialize_document,
 )
-from geniam.trust.gid import GID, TrustRoots
+from geniam.trust.gid import GID, Deadline, TrustRoots
 from geniam.trust.identity import Identity
 from geniam.trust.xmldsig import XML_ID, SignatureError, sign
 from geniam.urn import same_urn
@@ -66,6 +66,7 @@ def verify_speaks_for(
     user_urn: str,
     roots: TrustRoots,
     at: float,
+    deadline: Deadline | None = None,
 ) -> GID:
     """
     Check that C{signed} lets C{tool} speak for the user C{user_urn}.
@@ -76,6 +77,7 @@ def verify_speaks_for(
     signer's key with role C{speaks_for_<that key>}; there is exactly one
     tail and it is the tool's key; the tool's certificate chains to C{roots}.
 
+    @param deadline: passed on to L{TrustRoots.verify}.
     @return: the user's GID (the signer), to use as the caller.
     @raise GeniError: CREDENTIAL_INVALID, CREDENTIAL_EXPIRED,
         CREDENTIAL_SIGNER_UNTRUSTED or CREDENTIAL_MISMATCH with the reason.
@@ -95,7 +97,7 @@ def verify_speaks_for(
         raise _fail(GeniCode.CREDENTIAL_INVALID, e.output) from None
     user = GID.from_certificate(check.signer, check.certificates[1:])
     try:
-        roots.verify(user, at)
+        roots.verify(user, at, deadline=deadline)
     except GeniError as e:
         raise _fail(e.code, f"signer not trusted: {e.output}") from None
     if user.urn is None or not same_urn(user.urn, user_urn):
@@ -122,7 +124,7 @@ def verify_speaks_for(
             f"it names another tool (keyid {tail.keyid[:40]}), not the caller {tool.urn or tool.subject}",
         )
     try:
-        roots.verify(tool, at)
+        roots.verify(tool, at, deadline=deadline)
     except GeniError as e:
         raise _fail(e.code, f"tool certificate not trusted: {e.output}") from None
     return user

@@ -27,24 +27,29 @@ method's operation (L{geniam.trust.privileges}). A valid C{geni_abac}
 speaks-for credential together with the option C{geni_speaking_for}
 makes the user the caller (L{geniam.trust.speaksfor}).
 
+Checking stops at a level whose signature fails or whose signer is not
+trusted: nothing that level carries (its owner and target certificates,
+its parents) is looked at further.
+
 Verified chains are remembered per (document digest, caller) until their
 earliest expiry, so a repeated call costs a hash and a dictionary lookup;
-cold verification runs in the thread pool given to the verifier.
+cold verification runs in the thread pool given to the verifier, at most
+C{max_per_caller} pieces of work per caller at once
+(L{geniam.trust.workload}). Every authorisation has a deadline (5 s by
+default): when it passes the call is refused with TIMEDOUT and the work
+still running for it stops at its next step.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from geniam.errors import GeniCode, GeniError
@@ -61,16 +66,33 @@ from geniam.trust.credential import (
     parse_presented,
     unwrap_credentials,
 )
-from geniam.trust.gid import GID, TrustError, TrustRoots
+from geniam.trust.gid import GID, Deadline, TrustError, TrustRoots
 from geniam.trust.privileges import DEFAULT_TABLE, NONE, SLICE, USER, MethodRule, PrivilegeTable
 from geniam.trust.speaksfor import verify_speaks_for
+from geniam.trust.verdicts import Check, Grant, SpeaksFor, VerdictCache, VerificationReport, VerifiedCredential
+from geniam.trust.verdicts import failed as _fail
+from geniam.trust.verdicts import passed as _pass
+from geniam.trust.workload import VerificationRunner
 from geniam.trust.xmldsig import DIGEST_SHA1, RSA_SHA1, SignatureError
 from geniam.urn import parse_urn, same_urn
 
-_T = TypeVar("_T")
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_DEADLINE",
+    "SPEAKING_FOR_OPTION",
+    "Check",
+    "CredentialVerifier",
+    "Grant",
+    "SpeaksFor",
+    "VerificationReport",
+    "VerifiedCredential",
+]
 
 DEFAULT_CACHE_SIZE = 4096
 """How many verified (credential, caller) pairs a verifier remembers."""
+
+DEFAULT_DEADLINE = 5.0
+"""Seconds one authorisation may take (queueing included) before it is refused."""
 
 SPEAKING_FOR_OPTION = "geni_speaking_for"
 """The option naming the user a tool speaks for."""
@@ -82,185 +104,6 @@ _PROGRESS = {
     GeniCode.CREDENTIAL_MISMATCH: 3,
     GeniCode.FORBIDDEN: 4,
 }
-
-
-@dataclass(frozen=True)
-class Check:
-    """
-    One check made on a credential, for people reading why it passed or failed.
-
-    @ivar name: what was checked (C{signature ref0}, C{owner = caller}, ...).
-    @ivar passed: whether it passed.
-    @ivar reason: what was found.
-    @ivar code: the GENI code a failure maps to (C{None} when passed).
-    """
-
-    name: str
-    passed: bool
-    reason: str
-    code: GeniCode | None = None
-
-    def format(self) -> str:
-        """One line: C{PASS name: reason} or C{FAIL name: reason}."""
-        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.reason}"
-
-
-def _pass(name: str, reason: str) -> Check:
-    return Check(name, True, reason)
-
-
-def _fail(name: str, reason: str, code: GeniCode) -> Check:
-    return Check(name, False, reason, code)
-
-
-@dataclass
-class VerificationReport:
-    """
-    Every check made on one credential, in order.
-
-    @ivar checks: the checks.
-    @ivar credential: the parsed credential, or C{None} if it did not parse.
-    """
-
-    checks: list[Check] = field(default_factory=list)
-    credential: SignedCredential | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True if there was at least one check and all passed."""
-        return bool(self.checks) and all(c.passed for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        """The checks that failed."""
-        return [c for c in self.checks if not c.passed]
-
-    def error(self) -> GeniError | None:
-        """The first failure as a L{GeniError}, or C{None} if all passed."""
-        for check in self.checks:
-            if not check.passed:
-                return GeniError(check.code or GeniCode.CREDENTIAL_INVALID, f"{check.name}: {check.reason}")
-        return None
-
-    def format(self) -> str:
-        """The checks, one per line."""
-        return "\n".join(c.format() for c in self.checks)
-
-
-@dataclass(frozen=True, eq=False)
-class VerifiedCredential:
-    """
-    A credential chain that verified and is owned by a given caller.
-
-    @ivar signed: the parsed document.
-    @ivar owner: the owner of the presented level.
-    @ivar target: the target of the chain.
-    @ivar expires: the earliest expiry of any level, POSIX seconds.
-    @ivar valid_until: when this verification stops holding: L{expires} or
-        the end of any certificate involved, whichever comes first.
-    @ivar privileges: the presented level's privilege names, lower-case.
-    """
-
-    signed: SignedCredential
-    owner: GID
-    target: GID
-    expires: float
-    valid_until: float
-    privileges: frozenset[str]
-
-    @property
-    def credential(self) -> Credential:
-        """The presented (outermost) level."""
-        return self.signed.credential
-
-    @property
-    def target_urn(self) -> str:
-        """The target's URN."""
-        return self.signed.credential.target_urn or self.target.urn or ""
-
-
-@dataclass(frozen=True, eq=False)
-class SpeaksFor:
-    """
-    A verified speaks-for credential.
-
-    @ivar user: the user the tool speaks for (the credential's signer).
-    @ivar tool: the tool that presented it.
-    @ivar signed: the parsed C{geni_abac} credential.
-    @ivar valid_until: when the verification stops holding.
-    """
-
-    user: GID
-    tool: GID
-    signed: SignedCredential
-    valid_until: float
-
-
-@dataclass(frozen=True, eq=False)
-class Grant:
-    """
-    Permission for one call.
-
-    @ivar caller: the effective caller: the TLS client, or the user a tool speaks for.
-    @ivar caller_urn: the effective caller's URN.
-    @ivar credentials: the verified credentials that granted the call,
-        the one lasting longest first (empty for methods needing none).
-    @ivar expires: when the granting chain expires (the latest of the
-        granting credentials' earliest expiries), POSIX seconds; cap any
-        expiration granted in the call at this. Infinite when no
-        credential was needed.
-    @ivar privileges: the privileges of the granting credentials, lower-case.
-    @ivar speaks_for: the speaks-for credential applied, or C{None}.
-    """
-
-    caller: GID
-    caller_urn: str
-    credentials: tuple[VerifiedCredential, ...]
-    expires: float
-    privileges: frozenset[str]
-    speaks_for: SpeaksFor | None = None
-
-    @property
-    def tool(self) -> GID | None:
-        """The tool that presented a speaks-for credential, or C{None}."""
-        return self.speaks_for.tool if self.speaks_for is not None else None
-
-
-class _Cache:
-    """A bounded LRU map whose entries lapse at their C{valid_until}."""
-
-    def __init__(self, size: int) -> None:
-        self._size = max(0, size)
-        self._entries: OrderedDict[tuple[bytes, ...], Any] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple[bytes, ...], now: float) -> Any:
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        if entry.valid_until <= now:
-            del self._entries[key]
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return entry
-
-    def put(self, key: tuple[bytes, ...], entry: Any) -> None:
-        if self._size == 0:
-            return
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def _algorithm_name(signature_method: str, digest_method: str) -> str:
@@ -296,9 +139,12 @@ class CredentialVerifier:
         table: PrivilegeTable = DEFAULT_TABLE,
         max_credentials: int = 32,
         max_bytes: int = MAX_CREDENTIAL_BYTES,
+        deadline: float = DEFAULT_DEADLINE,
+        max_per_caller: int | None = None,
     ) -> None:
         """
-        @param clock: gives "now" for expiry checks and cache lifetimes.
+        @param clock: gives "now" for expiry checks and cache lifetimes, and
+            times the deadline.
         @param threadpool: a bounded pool for cold verification; C{None}
             verifies inline (tests, command line).
         @param reactor: the reactor the pool reports back to; defaults to
@@ -306,20 +152,26 @@ class CredentialVerifier:
         @param cache_size: how many verified credentials to remember (0: none).
         @param max_credentials: the most credentials one call may present.
         @param max_bytes: the largest credential document accepted.
+        @param deadline: seconds one authorisation may take before it is
+            refused with TIMEDOUT.
+        @param max_per_caller: how many pieces of cold verification one
+            caller may have in the pool at once; half its threads if C{None}.
         """
         if threadpool is not None and reactor is None:
             if not IReactorThreads.providedBy(clock):
                 raise ValueError("a reactor is needed to use a thread pool")
             reactor = clock  # type: ignore[assignment]
+        if not deadline > 0:
+            raise ValueError("the verification deadline must be positive")
         self.roots = roots
         self.table = table
+        self.deadline = deadline
         self._clock = clock
-        self._threadpool = threadpool
-        self._reactor = reactor
+        self._runner = VerificationRunner(threadpool, reactor, max_per_caller)  # type: ignore[arg-type]
         self._max_credentials = max_credentials
         self._max_bytes = max_bytes
-        self._cache = _Cache(cache_size)
-        self._speaks_for_cache = _Cache(cache_size)
+        self._cache = VerdictCache(cache_size)
+        self._speaks_for_cache = VerdictCache(cache_size)
 
     # --- cache introspection -------------------------------------------
 
@@ -342,6 +194,14 @@ class CredentialVerifier:
         """Forget every verified credential (after the trust roots change, say)."""
         self._cache.clear()
         self._speaks_for_cache.clear()
+
+    def stop(self) -> None:
+        """
+        Stop verifying: work in flight stops at its next step and its callers
+        are refused with SERVERBUSY, as are later calls. Call it before
+        joining the thread pool on shutdown.
+        """
+        self._runner.stop()
 
     # --- authorisation -------------------------------------------------
 
@@ -369,7 +229,28 @@ class CredentialVerifier:
             specific failure among the credentials, all of them named in
             the output), or BADARGS for malformed arguments.
         """
-        return Deferred.fromCoroutine(self._authorize(caller, credentials, method, target_urn, options))
+        try:
+            deadline = self._runner.deadline()
+        except GeniError as e:
+            return fail(e)
+        d = Deferred.fromCoroutine(self._authorize(caller, credentials, method, target_urn, options, deadline))
+        if not d.called:
+            # Answered from the cache (or inline) needs no timer.
+            d.addTimeout(self.deadline, self._clock, onTimeoutCancel=self._timed_out)
+
+        def done(result: object) -> object:
+            self._runner.finished(deadline, "the verification deadline passed")
+            return result
+
+        return d.addBoth(done)  # type: ignore[return-value]
+
+    def _timed_out(self, result: object, timeout: float) -> Failure:
+        return Failure(
+            GeniError(
+                GeniCode.TIMEDOUT,
+                f"credential verification took longer than {timeout:g} s and was refused",
+            )
+        )
 
     async def _authorize(
         self,
@@ -378,6 +259,7 @@ class CredentialVerifier:
         method: str,
         target_urn: str | None,
         options: Mapping[str, object] | None,
+        deadline: Deadline,
     ) -> Grant:
         rule = self.table.rule(method) if isinstance(method, str) else None
         if rule is None:
@@ -402,13 +284,13 @@ class CredentialVerifier:
         if speaking_for is not None:
             if not isinstance(speaking_for, str) or not speaking_for.strip():
                 raise GeniError(GeniCode.BADARGS, f"{SPEAKING_FOR_OPTION} must be a user URN")
-            speaks_for, reasons = await self._speaks_for(caller, presented, speaking_for.strip(), now)
+            speaks_for, reasons = await self._speaks_for(caller, presented, speaking_for.strip(), now, deadline)
             if speaks_for is not None:
                 effective = speaks_for.user
             else:
                 notes.extend(reasons)
         candidates = [p for p in presented if p.kind != GENI_ABAC]
-        outcomes = await self._verify_for(candidates, effective, now)
+        outcomes = await self._verify_for(candidates, effective, now, caller, deadline)
         granted: list[VerifiedCredential] = []
         failures: list[GeniError] = []
         for presented_credential, outcome in outcomes:
@@ -507,13 +389,8 @@ class CredentialVerifier:
 
     # --- verification with caching ------------------------------------
 
-    def _run(self, function: Callable[..., _T], *args: object) -> Deferred[_T]:
-        if self._threadpool is None or self._reactor is None:
-            return maybeDeferred(function, *args)
-        return deferToThreadPool(self._reactor, self._threadpool, function, *args)  # type: ignore[arg-type]
-
     async def _verify_for(
-        self, presented: list[PresentedCredential], caller: GID, now: float
+        self, presented: list[PresentedCredential], caller: GID, now: float, client: GID, deadline: Deadline
     ) -> list[tuple[PresentedCredential, VerifiedCredential | GeniError | str]]:
         results: dict[int, VerifiedCredential | GeniError | str] = {}
         misses: list[PresentedCredential] = []
@@ -524,7 +401,7 @@ class CredentialVerifier:
             else:
                 misses.append(item)
         if misses:
-            fresh = await self._run(self._thd_verify_many, misses, caller, now)
+            fresh = await self._runner.run(client.fingerprint, deadline, self._thd_verify_many, misses, caller, now)
             for item, outcome in fresh:
                 results[item.index] = outcome
                 if isinstance(outcome, VerifiedCredential):
@@ -532,12 +409,12 @@ class CredentialVerifier:
         return [(item, results[item.index]) for item in presented]
 
     def _thd_verify_many(
-        self, presented: list[PresentedCredential], caller: GID, now: float
+        self, deadline: Deadline, presented: list[PresentedCredential], caller: GID, now: float
     ) -> list[tuple[PresentedCredential, VerifiedCredential | GeniError | str]]:
-        return [(item, self._thd_verify_one(item, caller, now)) for item in presented]
+        return [(item, self._thd_verify_one(deadline, item, caller, now)) for item in presented]
 
     def _thd_verify_one(
-        self, presented: PresentedCredential, caller: GID, now: float
+        self, deadline: Deadline, presented: PresentedCredential, caller: GID, now: float
     ) -> VerifiedCredential | GeniError | str:
         try:
             signed = parse_presented(presented, self._max_bytes)
@@ -545,7 +422,7 @@ class CredentialVerifier:
             return e
         if signed.kind == GENI_ABAC:
             return f"ABAC credential used only with {SPEAKING_FOR_OPTION}"
-        checks, verified = self._check_chain(signed, now)
+        checks, verified = self._check_chain(signed, now, deadline)
         if verified is None:
             error = VerificationReport(checks).error()
             assert error is not None
@@ -579,7 +456,7 @@ class CredentialVerifier:
         return notes
 
     async def _speaks_for(
-        self, tool: GID, presented: list[PresentedCredential], user_urn: str, now: float
+        self, tool: GID, presented: list[PresentedCredential], user_urn: str, now: float, deadline: Deadline
     ) -> tuple[SpeaksFor | None, list[str]]:
         candidates = [p for p in presented if p.kind in (GENI_ABAC, None)]
         misses = []
@@ -590,7 +467,9 @@ class CredentialVerifier:
             misses.append(item)
         if not misses:
             return None, [f"{SPEAKING_FOR_OPTION} given but no speaks-for credential presented"]
-        found, reasons = await self._run(self._thd_speaks_for, misses, tool, user_urn, now)
+        found, reasons = await self._runner.run(
+            tool.fingerprint, deadline, self._thd_speaks_for, misses, tool, user_urn, now
+        )
         if found is not None:
             item, speaks_for = found
             self._speaks_for_cache.put((item.digest, tool.fingerprint), speaks_for)
@@ -598,7 +477,7 @@ class CredentialVerifier:
         return None, reasons
 
     def _thd_speaks_for(
-        self, presented: list[PresentedCredential], tool: GID, user_urn: str, now: float
+        self, deadline: Deadline, presented: list[PresentedCredential], tool: GID, user_urn: str, now: float
     ) -> tuple[tuple[PresentedCredential, SpeaksFor] | None, list[str]]:
         reasons = []
         seen = False
@@ -608,11 +487,11 @@ class CredentialVerifier:
                 if signed.kind != GENI_ABAC:
                     continue
                 seen = True
-                user = verify_speaks_for(signed, tool, user_urn, self.roots, now)
+                user = verify_speaks_for(signed, tool, user_urn, self.roots, now, deadline)
                 valid_until = min(
                     signed.credential.expires,
-                    _path_end(self.roots.verify(user, now)),
-                    _path_end(self.roots.verify(tool, now)),
+                    _path_end(self.roots.verify(user, now, deadline=deadline)),
+                    _path_end(self.roots.verify(tool, now, deadline=deadline)),
                 )
             except GeniError as e:
                 reasons.append(f"{item.describe()}: {e.output}")
@@ -640,10 +519,12 @@ class CredentialVerifier:
             )
         return _pass("owner = caller", f"{owner.urn}, same public key as the caller's certificate")
 
-    def _trust(self, name: str, gid: GID, at: float, checks: list[Check]) -> float | None:
+    def _trust(
+        self, name: str, gid: GID, at: float, checks: list[Check], deadline: Deadline | None
+    ) -> float | None:
         """Check that C{gid} chains to the roots at C{at}; return when the path ends."""
         try:
-            path = self.roots.verify(gid, at)
+            path = self.roots.verify(gid, at, deadline=deadline)
         except TrustError as e:
             checks.append(_fail(name, e.output, e.code))
             return None
@@ -651,38 +532,28 @@ class CredentialVerifier:
         checks.append(_pass(name, f"{gid.describe()} chains to trusted root {root.subject.rfc4514_string()}"))
         return _path_end(path)
 
-    def _check_chain(self, signed: SignedCredential, at: float) -> tuple[list[Check], VerifiedCredential | None]:
-        """Run every chain-level check; return them and, if all passed, the verified chain."""
+    def _check_chain(
+        self, signed: SignedCredential, at: float, deadline: Deadline | None = None
+    ) -> tuple[list[Check], VerifiedCredential | None]:
+        """
+        Run every chain-level check; return them and, if all passed, the verified chain.
+
+        A level whose signature fails, or whose signer is unreadable or not
+        trusted, ends the checks: what it carries is not looked at further.
+        """
         checks: list[Check] = []
         levels = signed.levels()
         ends: list[float] = []
-        signers: list[GID | None] = []
+        signers: list[GID] = []
         for level in levels:
+            if deadline is not None:
+                deadline.check()
             tag = level.xml_id
-            signature = level.signature
-            try:
-                signer: GID | None = GID.from_certificate(signature.signer, signature.certificates[1:])
-            except TrustError as e:
-                signer = None
-                signer_problem = e.output
-            try:
-                signature.verify()
-                checks.append(
-                    _pass(
-                        f"signature {tag}",
-                        f"{_algorithm_name(signature.signature_method, signature.digest_method)}, "
-                        f"by {signer.subject if signer is not None else 'an unreadable certificate'}",
-                    )
-                )
-            except SignatureError as e:
-                checks.append(_fail(f"signature {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
-            if signer is None:
-                checks.append(_fail(f"signer {tag}", signer_problem, GeniCode.CREDENTIAL_INVALID))
-            signers.append(signer)
-            if signer is not None:
-                end = self._trust(f"signer {tag}", signer, at, checks)
-                if end is not None:
-                    ends.append(end)
+            trusted = self._signature_check(level, at, checks, deadline)
+            if trusted is None:
+                return checks, None
+            signers.append(trusted[0])
+            ends.append(trusted[1])
             if level.expires > at:
                 checks.append(_pass(f"expiry {tag}", f"expires {format_time(level.expires)}"))
             else:
@@ -696,7 +567,7 @@ class CredentialVerifier:
             ends.append(level.expires)
             for what, gid in (("owner", level.owner_gid), ("target", level.target_gid)):
                 if gid is not None:
-                    end = self._trust(f"{what} certificate {tag}", gid, at, checks)
+                    end = self._trust(f"{what} certificate {tag}", gid, at, checks, deadline)
                     if end is not None:
                         ends.append(end)
         for child, parent, signer in zip(levels, levels[1:], signers):
@@ -716,6 +587,36 @@ class CredentialVerifier:
             privileges=top.privilege_names,
         )
         return checks, verified
+
+    def _signature_check(
+        self, level: Credential, at: float, checks: list[Check], deadline: Deadline | None
+    ) -> tuple[GID, float] | None:
+        """
+        Check a level's signature, then its signer's certificate chain.
+
+        @return: the trusted signer and when its path ends, or C{None} (the
+            failure appended to C{checks}) if either check failed.
+        """
+        tag = level.xml_id
+        signature = level.signature
+        try:
+            signature.verify()
+        except SignatureError as e:
+            checks.append(_fail(f"signature {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
+            return None
+        try:
+            signer = GID.from_certificate(signature.signer, signature.certificates[1:])
+        except TrustError as e:
+            checks.append(_fail(f"signer {tag}", e.output, GeniCode.CREDENTIAL_INVALID))
+            return None
+        checks.append(
+            _pass(
+                f"signature {tag}",
+                f"{_algorithm_name(signature.signature_method, signature.digest_method)}, by {signer.subject}",
+            )
+        )
+        end = self._trust(f"signer {tag}", signer, at, checks, deadline)
+        return None if end is None else (signer, end)
 
     def _delegation_check(self, child: Credential, parent: Credential, signer: GID | None) -> Check:
         name = f"delegation {child.xml_id} from {parent.xml_id}"
