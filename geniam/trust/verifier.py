@@ -310,7 +310,9 @@ class CredentialVerifier:
             if speaking_for is None:
                 labelled = [p for p in presented if p.kind == GENI_ABAC]
                 if labelled:
-                    notes.extend(await self._run(self._thd_explain_abac_labelled, labelled))
+                    notes.extend(
+                        await self._runner.run(caller.fingerprint, deadline, self._thd_explain_abac_labelled, labelled)
+                    )
             raise self._refusal(method, target_urn, effective, failures, notes)
         granted.sort(key=lambda v: v.expires, reverse=True)
         privileges: frozenset[str] = frozenset().union(*(v.privileges for v in granted))
@@ -432,7 +434,7 @@ class CredentialVerifier:
             return GeniError(owner_check.code or GeniCode.CREDENTIAL_MISMATCH, owner_check.reason)
         return verified
 
-    def _thd_explain_abac_labelled(self, presented: list[PresentedCredential]) -> list[str]:
+    def _thd_explain_abac_labelled(self, deadline: Deadline, presented: list[PresentedCredential]) -> list[str]:
         """Say why credentials sent as C{geni_abac} without C{geni_speaking_for} were not used."""
         notes = []
         for item in presented:
