@@ -24,8 +24,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.config import ServerOptions, duration, positive_int
+from geniam.config import ControllerNetworksOption, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
@@ -35,7 +36,7 @@ from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
 
 
-class Options(ServerOptions):
+class Options(ControllerNetworksOption, ServerOptions):
     """Flags of C{twistd geniam-am}; every one may also be set in the C{[am]} table of C{--config}."""
 
     role = "am"
@@ -77,6 +78,7 @@ class Options(ServerOptions):
                 raise usage.UsageError(f"--agent-urn: {e.output}") from None
         if self["agent-secret-file"] and not os.path.isfile(self["agent-secret-file"]):
             raise usage.UsageError(f"--agent-secret-file: no such file {self['agent-secret-file']}")
+        self.controller_policy()
 
 
 class AggregateService(TLSXmlRpcService):
@@ -112,6 +114,7 @@ class AggregateService(TLSXmlRpcService):
         gateway_host: str | None = None,
         threads: int = 4,
         clock: Any = None,
+        controller_policy: ControllerPolicy = ControllerPolicy(),
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock)
         self.store = store
@@ -132,6 +135,7 @@ class AggregateService(TLSXmlRpcService):
             links=getattr(gateway, "links", ()),
             allocation_ttl=allocation_ttl,
             max_slot_length=max_slot_length,
+            controller_policy=controller_policy,
         )
         self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor)
         self._gateway_host = gateway_host
@@ -185,6 +189,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         max_body=options["max-body"],
         gateway_host=options["gateway-host"],
         threads=options["threads"],
+        controller_policy=options.controller_policy(),
     )
 
 
