@@ -74,6 +74,7 @@ class LoopbackFederation:
     @ivar controller_networks: the networks the aggregates and agents allow
         controllers in besides public addresses (loopback: the federation and
         its users share one machine).
+    @ivar agent_args: further flags for every agent (e.g. C{--backend command --config FILE}).
     """
 
     folder: Path
@@ -88,6 +89,7 @@ class LoopbackFederation:
     slice_manager: str | None = None
     sm_settings: SliceManagerSettings = field(default_factory=SliceManagerSettings)
     controller_networks: tuple[str, ...] = tuple(str(n) for n in LOOPBACK_NETWORKS)
+    agent_args: tuple[str, ...] = ()
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
@@ -133,6 +135,7 @@ class LoopbackFederation:
                 "--backend", "simulated",
                 "--allow", self.domain.aggregate_urn(aggregate),
                 *(f"--controller-network={network}" for network in self.controller_networks),
+                *self.agent_args,
             ]
         )
         return make_agent_service(options, self.reactor, clock=self.clock)

@@ -36,6 +36,7 @@ from tests.fixturepaths import GCF
 FIXTURES = os.environ.get("GENIAM_FIXTURES", str(GCF))
 NOW = parse_time("2026-11-22T12:00:00Z")
 AGENT_URN = "urn:publicid:IDN+geni:gpo:gcf:agent+authority+am"
+AM1_URN = "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"
 AM2_URN = "urn:publicid:IDN+geni:gpo:gcf:am2+authority+am"
 
 
@@ -72,7 +73,9 @@ class LoopbackTests(TestCase):
         return None
 
     async def start_agent(self, *extra: str, port: int = 0) -> int:
-        """Start the agent service on 127.0.0.1; return its port."""
+        """Start the agent service on 127.0.0.1 (serving am1 unless C{extra} names others); return its port."""
+        if "--allow" not in extra:
+            extra = ("--allow", AM1_URN, *extra)
         options = AgentOptions()
         options.parseOptions(
             [
@@ -82,6 +85,7 @@ class LoopbackTests(TestCase):
                 "--trust-roots", self.roots_dir,
                 "--certificate", fixture("agent-cert.pem"),
                 "--private-key", fixture("agent-key.pem"),
+                "--controller-network", "192.168.0.0/16",
                 *extra,
             ]
         )
