@@ -137,7 +137,7 @@ class ControllerNetworksOption:
 
     def __init__(self) -> None:
         super().__init__()
-        dict.__setitem__(self, "controller-network", [])  # type: ignore[arg-type]
+        dict.__setitem__(self, "controller-network", [])  # type: ignore[arg-type,index]
 
     def opt_controller_network(self, value: str) -> None:
         """Also allow controllers in this network (repeatable; default: public IP addresses only)."""

@@ -162,12 +162,12 @@ class AggregateLoopbackTests(AggregateHarness):
         value_of(await client.provision([sliver]))
         updated = value_of(
             await client.provision(
-                [sliver], geniam_controller="ctl.example.org:6653", geniam_vlans={"30": "20"},
+                [sliver], geniam_controller="127.0.0.2:6653", geniam_vlans={"30": "20"},
                 geniam_end_time=format_time(now + 3 * HOUR),
             )
         )
         self.assertEqual(updated["geni_slivers"][0]["geni_expires"], format_time(now + 3 * HOUR))
-        self.assertIn("ctl.example.org:6653", updated["geni_rspec"])
+        self.assertIn("127.0.0.2:6653", updated["geni_rspec"])
         bob = self.fed.client("bob", "am1", (self.fed.slice_credential("bobexp", "bob"),))
         value_of(await bob.allocate(self.fed.slice_urn("bobexp"), self.request(now + 4 * HOUR, now + 5 * HOUR)))
         await self.assertGeniError(
