@@ -22,7 +22,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import parse_controller, validate_ssh_keys
+from geniam.gatewayconfig import (
+    MAX_KEYS_PER_USER,
+    MAX_USERS,
+    ControllerPolicy,
+    canonical_controller,
+    login_for,
+    validate_ssh_keys,
+)
 from geniam.timeutil import format_time
 from geniam.urn import parse_urn
 
@@ -258,26 +265,32 @@ def parse_users(value: object) -> tuple[UserKeys, ...]:
     Validate C{geni_users}: a list of C{{"urn": user URN, "keys": [key, ...]}}.
 
     Entries for the same user are merged; keys are validated by
-    L{geniam.gatewayconfig.validate_ssh_keys}.
+    L{geniam.gatewayconfig.validate_ssh_keys}. At most
+    L{geniam.gatewayconfig.MAX_USERS} users with at most
+    L{geniam.gatewayconfig.MAX_KEYS_PER_USER} keys each; a user whose login
+    would be refused (C{root}, or starting with C{-}) is refused.
 
-    @raise GeniError: BADARGS on anything malformed.
+    @raise GeniError: BADARGS on anything malformed, naming the limit broken.
     """
     if not isinstance(value, (list, tuple)):
         raise GeniError(GeniCode.BADARGS, "users must be a list of {urn, keys} structs")
+    if len(value) > MAX_USERS:
+        raise GeniError(GeniCode.BADARGS, f"{len(value)} users; the limit is {MAX_USERS}")
     merged: dict[str, tuple[str, tuple[str, ...]]] = {}
     for entry in value:
         if not isinstance(entry, Mapping) or "urn" not in entry:
             raise GeniError(GeniCode.BADARGS, "each user must be a struct with 'urn' and 'keys'")
         urn = parse_urn(entry["urn"], "user")
-        keys = validate_ssh_keys(entry.get("keys", []))
+        login_for(urn.name)
+        keys = validate_ssh_keys(entry.get("keys", []), MAX_KEYS_PER_USER, f"SSH keys for {urn}")
         spelling = str(entry["urn"])
         previous = merged.get(urn.key)
         if previous is not None:
             spelling, keys = previous[0], tuple(dict.fromkeys(previous[1] + keys))
+            if len(keys) > MAX_KEYS_PER_USER:
+                raise GeniError(GeniCode.BADARGS, f"{len(keys)} SSH keys for {urn}; the limit is {MAX_KEYS_PER_USER}")
         merged[urn.key] = (spelling, keys)
-    users = tuple(UserKeys(urn, keys) for urn, keys in merged.values())
-    validate_ssh_keys([key for user in users for key in user.keys])
-    return users
+    return tuple(UserKeys(urn, keys) for urn, keys in merged.values())
 
 
 def validate_email(value: object) -> str:
@@ -291,22 +304,33 @@ def validate_email(value: object) -> str:
     return value
 
 
-def validate_controller(value: object) -> str | None:
-    """Return a controller C{host:port} after L{parse_controller}, or None for None or C{""}."""
+def validate_controller(value: object, policy: ControllerPolicy | None = None) -> str | None:
+    """
+    Return a controller's canonical C{host:port}, or None for None or C{""}.
+
+    @param policy: where controllers may be; without one only the syntax is checked.
+    @raise GeniError: BADARGS if malformed, REFUSED if C{policy} forbids it.
+    """
     if value is None or value == "":
         return None
-    parse_controller(value)
-    return str(value)
+    if policy is not None:
+        return policy.check(value)
+    return canonical_controller(value)
 
 
 def merge_users(existing: Sequence[UserKeys], updates: Sequence[UserKeys]) -> tuple[UserKeys, ...]:
     """
     Apply C{geni_update_users}: listed users get exactly the listed keys,
     new users are added, unlisted users are kept.
+
+    @raise GeniError: BADARGS if the result has more than
+        L{geniam.gatewayconfig.MAX_USERS} users.
     """
     result = {urn_key(user.urn): user for user in existing}
     for user in updates:
         result[urn_key(user.urn)] = user
+    if len(result) > MAX_USERS:
+        raise GeniError(GeniCode.BADARGS, f"{len(result)} users after the update; the limit is {MAX_USERS}")
     return tuple(result.values())
 
 

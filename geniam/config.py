@@ -164,3 +164,35 @@ class ServerOptions(usage.Options):
         for klass in type(self).__mro__:
             found.extend(getattr(klass, "optParameters", []) if "optParameters" in vars(klass) else [])
         return found
+
+
+class ControllerNetworksOption:
+    """
+    The repeatable C{--controller-network CIDR} flag of the AM and the agent
+    (a mix-in for L{ServerOptions}): networks where users' controllers may
+    be, besides public addresses. Parsed networks land in C{self["controller-network"]}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        dict.__setitem__(self, "controller-network", [])  # type: ignore[arg-type,index]
+
+    def opt_controller_network(self, value: str) -> None:
+        """Also allow controllers in this network (repeatable; default: public IP addresses only)."""
+        from geniam.gatewayconfig import parse_networks
+
+        try:
+            parse_networks([value])
+        except ValueError as e:
+            raise usage.UsageError(f"--controller-network: {e}") from None
+        self["controller-network"].append(str(value))  # type: ignore[index]
+
+    def controller_policy(self) -> Any:
+        """The L{geniam.gatewayconfig.ControllerPolicy} these options describe."""
+        from geniam.gatewayconfig import ControllerPolicy
+
+        try:
+            return ControllerPolicy.allowing(self["controller-network"])  # type: ignore[index]
+        except ValueError as e:
+            raise usage.UsageError(f"controller-network: {e}") from None
+

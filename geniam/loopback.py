@@ -34,6 +34,7 @@ from geniam.agent.options import AgentOptions
 from geniam.agent.service import make_agent_service
 from geniam.agent.simulated import SimulatedGateway
 from geniam.client import AMClient, credential_struct
+from geniam.gatewayconfig import LOOPBACK_NETWORKS, ControllerPolicy
 from geniam.managers.slice import SliceManagerSettings
 from geniam.protocols.pb import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
@@ -70,6 +71,10 @@ class LoopbackFederation:
         front of every aggregate (C{None}: none).
     @ivar sm_settings: the slice manager's timeouts and bounds.
     @ivar sm: the running slice manager, if any.
+    @ivar controller_networks: the networks the aggregates and agents allow
+        controllers in besides public addresses (loopback: the federation and
+        its users share one machine).
+    @ivar agent_args: further flags for every agent (e.g. C{--backend command --config FILE}).
     """
 
     folder: Path
@@ -83,6 +88,8 @@ class LoopbackFederation:
     agent_retry: float | None = None
     slice_manager: str | None = None
     sm_settings: SliceManagerSettings = field(default_factory=SliceManagerSettings)
+    controller_networks: tuple[str, ...] = tuple(str(n) for n in LOOPBACK_NETWORKS)
+    agent_args: tuple[str, ...] = ()
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
@@ -127,6 +134,8 @@ class LoopbackFederation:
                 "--private-key", str(self.domain.key_path("aggregates", name)),
                 "--backend", "simulated",
                 "--allow", self.domain.aggregate_urn(aggregate),
+                *(f"--controller-network={network}" for network in self.controller_networks),
+                *self.agent_args,
             ]
         )
         return make_agent_service(options, self.reactor, clock=self.clock)
@@ -177,7 +186,15 @@ class LoopbackFederation:
         store = SQLiteStore(str(self.folder / f"{name}.sqlite"), reactor=self.reactor)
         gateway = self.build_gateway(name)
         return AggregateService(
-            self.reactor, trust, store, gateway, 0, "127.0.0.1", clock=self.clock, allocation_ttl=self.allocation_ttl
+            self.reactor,
+            trust,
+            store,
+            gateway,
+            0,
+            "127.0.0.1",
+            clock=self.clock,
+            allocation_ttl=self.allocation_ttl,
+            controller_policy=ControllerPolicy.allowing(self.controller_networks),
         )
 
     async def start_aggregate(self, name: str, connect_timeout: float = 30.0) -> AggregateService:

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from geniam.errors import GeniCode, GeniError
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?"
-    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"(Z|z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?"
 )
 
 
@@ -24,11 +24,14 @@ def parse_time(text: str) -> float:
     """
     Parse an RFC 3339 date-time (zone optional, UTC assumed) to POSIX seconds.
 
+    Strictly: ASCII digits only, the whole string must match, offsets
+    within -23:59..+23:59.
+
     @raise GeniError: BADARGS if C{text} is not such a string.
     """
     if not isinstance(text, str):
         raise GeniError(GeniCode.BADARGS, f"expected an RFC 3339 time string, got {type(text).__name__}")
-    match = _RFC3339.match(text.strip())
+    match = _RFC3339.fullmatch(text.strip(" \t\r\n"))
     if match is None:
         raise GeniError(GeniCode.BADARGS, f"not an RFC 3339 time: {text[:64]!r}")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])

@@ -70,7 +70,8 @@ class FakeProcessReactor(Clock):
 
     One-shot commands end at once with C{exit_codes.get(name, 0)} (and
     C{stderr.get(name)} on standard error); programs named in C{daemons}
-    run until signalled; programs in C{hang} never end by themselves.
+    run until signalled; programs in C{hang} never end by themselves; with
+    C{fail_matching} set, a command with an argument containing it exits 1.
     """
 
     def __init__(self) -> None:
@@ -82,6 +83,7 @@ class FakeProcessReactor(Clock):
         self.daemons = {"redir"}
         self.hang: set[str] = set()
         self.obey_signals = True
+        self.fail_matching: str | None = None
 
     def spawnProcess(self, protocol: Any, executable: str, args: list[str], env: Any = None, **kw: Any) -> FakeProcessTransport:
         transport = FakeProcessTransport(self, protocol, list(args))
@@ -95,6 +97,8 @@ class FakeProcessReactor(Clock):
         if name in self.stderr:
             protocol.errReceived(self.stderr[name])
         code = self.exit_codes.get(name, 0)
+        if self.fail_matching is not None and any(self.fail_matching in arg for arg in args):
+            code = 1
         transport.end(Failure(ProcessDone(0) if code == 0 else ProcessTerminated(exitCode=code)))
         return transport
 
@@ -324,7 +328,7 @@ class GatewayStateTests(SynchronousTestCase):
 
     def test_user_bytes_limit(self) -> None:
         """The total size of the keys is limited so the state fits a PB message."""
-        big = ["ssh-rsa " + "A" * 8000 + f" k{i}" for i in range(MAX_USER_BYTES // 8000 + 1)]
+        big = ["ssh-rsa " + "A" * 4000 + f" k{i}" for i in range(MAX_USER_BYTES // 4000 + 1)]
         error = self.assertRaises(GeniError, GatewayState.from_wire, {"users": big})
         self.assertEqual(error.code, GeniCode.REFUSED)
 

@@ -140,6 +140,39 @@ class CommandArgvTests(SynchronousTestCase):
         self.successResultOf(self.backend.set_ovs({"10": "20"}))
         self.assertEqual(len(self.reactor.spawned), count)
 
+    def test_set_ovs_difference(self) -> None:
+        """
+        A change to an applied map removes and adds only the mappings that
+        differ; a retry after a failure part-way does only what is missing.
+        """
+        self.successResultOf(self.backend.set_ovs({"10": "20", "30": "40"}))
+        self.reactor.spawned.clear()
+        self.reactor.exit_codes["ovs-ofctl"] = 0
+        target = {"10": "20", "30": "41", "50": "0xffff"}
+        self.reactor.fail_matching = "dl_vlan=50"
+        self.failureResultOf(self.backend.set_ovs(target), GeniError)
+        self.assertEqual(
+            [argv[1:3] + [argv[3].split(",actions")[0]] for argv in self.reactor.argvs],
+            [
+                ["del-flows", "br0", f"{COOKIE}/-1,in_port=1,dl_vlan=30"],
+                ["del-flows", "br0", f"{COOKIE}/-1,in_port=2,dl_vlan=40"],
+                ["add-flow", "br0", f"{COOKIE},priority=100,in_port=1,dl_vlan=30"],
+                ["add-flow", "br0", f"{COOKIE},priority=100,in_port=2,dl_vlan=41"],
+                ["add-flow", "br0", f"{COOKIE},priority=100,in_port=1,dl_vlan=50"],
+                ["del-flows", "br0", f"{COOKIE}/-1,in_port=1,dl_vlan=50"],
+                ["del-flows", "br0", f"{COOKIE}/-1,in_port=2,vlan_tci=0x0000/0x1fff"],
+            ],
+        )
+        self.assertEqual(dict(self.successResultOf(self.backend.state()).vlans), {"10": "20", "30": "41"})
+        self.reactor.fail_matching = None
+        self.reactor.spawned.clear()
+        self.successResultOf(self.backend.set_ovs(target))
+        self.assertEqual([argv[3].split(",actions")[0].rpartition(",")[2] for argv in self.reactor.argvs], ["dl_vlan=50", "vlan_tci=0x0000/0x1fff"])
+        self.reactor.spawned.clear()
+        self.successResultOf(self.backend.set_ovs(target))
+        self.assertEqual(self.reactor.argvs, [])
+        self.assertEqual(dict(self.successResultOf(self.backend.state()).vlans), target)
+
     def test_rem_ovs_argv(self) -> None:
         """remOvs deletes the flows carrying the agent's cookie."""
         self.successResultOf(self.backend.rem_ovs())
@@ -167,7 +200,7 @@ class CommandArgvTests(SynchronousTestCase):
         )
 
     def test_failed_command_refused(self) -> None:
-        """A failing tool makes the call fail with REFUSED and its message; the flows are cleared and recorded empty."""
+        """A failing tool makes the call fail with REFUSED and its message; what stays installed stays recorded."""
         self.successResultOf(self.backend.set_ovs({"10": "20"}))
         self.reactor.exit_codes["ovs-ofctl"] = 1
         self.reactor.stderr["ovs-ofctl"] = b"ovs-ofctl: br0 is not a bridge or a socket\n"
@@ -175,7 +208,7 @@ class CommandArgvTests(SynchronousTestCase):
         self.assertEqual(failure.value.code, GeniCode.REFUSED)
         self.assertIn("br0 is not a bridge", failure.value.output)
         self.assertIn("exit status 1", failure.value.output)
-        self.assertEqual(self.successResultOf(self.backend.state()).vlans, {})
+        self.assertEqual(self.successResultOf(self.backend.state()).vlans, {"10": "20"})
 
     def test_command_timeout_kills(self) -> None:
         """A command running past the timeout is killed and the call fails."""

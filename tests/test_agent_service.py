@@ -29,7 +29,6 @@ from geniam.agent.service import (
     ConnectionsService,
     GatewayRealm,
     build_backend,
-    is_aggregate_urn,
     make_agent_service,
     read_secret,
 )
@@ -49,32 +48,28 @@ class CheckerTests(SynchronousTestCase):
 
     def test_interface(self) -> None:
         """The checker is a twisted.cred checker for the agent's credentials."""
-        self.assertTrue(verifyObject(ICredentialsChecker, AgentChecker()))
+        self.assertTrue(verifyObject(ICredentialsChecker, AgentChecker((AM1,))))
 
-    def test_default_policy(self) -> None:
-        """By default any aggregate URN but the agent's own may log in."""
-        checker = AgentChecker(own_urn=AGENT)
+    def test_only_the_allowed(self) -> None:
+        """
+        Only the listed URNs log in: not another aggregate, not a
+        sub-authority under an allowed one, not the agent's own, and with
+        an empty list nobody.
+        """
+        checker = AgentChecker((AM1,), own_urn=AGENT)
         self.assertEqual(self.successResultOf(self.check(checker, AM1)), AM1.encode())
-        for urn in (ALICE, AGENT, None, "not a urn", "urn:publicid:IDN+geni:gpo:gcf+authority+sa"):
+        sub = AM1.replace("gcf:am1+", "gcf:am1:sub+")
+        for urn in (ALICE, AGENT, None, "not a urn", sub, AM1.replace("am1", "am2"), "urn:publicid:IDN+geni:gpo:gcf+authority+sa"):
             self.failureResultOf(self.check(checker, urn), UnauthorizedLogin)
+        self.failureResultOf(self.check(AgentChecker(()), AM1), UnauthorizedLogin)
 
     def test_secret_and_certificate(self) -> None:
         """With a secret both the certificate and the answer must be right."""
-        checker = AgentChecker(secret=SECRET)
+        checker = AgentChecker((AM1,), secret=SECRET)
         good = login_response(SECRET, b"n" * 32)
         self.successResultOf(self.check(checker, AM1, good))
         self.failureResultOf(self.check(checker, AM1, None), UnauthorizedLogin)
         self.failureResultOf(self.check(checker, ALICE, good), UnauthorizedLogin)
-
-    def test_is_aggregate_urn(self) -> None:
-        """Aggregate URNs are authority+am."""
-        self.assertTrue(is_aggregate_urn(AM1))
-        self.assertFalse(is_aggregate_urn(ALICE))
-        self.assertFalse(is_aggregate_urn("x"))
-
-
-class RealmTests(SynchronousTestCase):
-    """The realm."""
 
     def test_avatar(self) -> None:
         """The realm gives PB perspectives named after the peer, and nothing else."""
@@ -152,6 +147,7 @@ class ServiceTreeTests(SynchronousTestCase):
 
     def fixture_options(self, *extra: str) -> AgentOptions:
         return self.options(
+            "--allow", AM1,
             "--trust-roots", self.roots,
             "--certificate", os.path.join(FIXTURES, "agent-cert.pem"),
             "--private-key", os.path.join(FIXTURES, "agent-key.pem"),
@@ -190,12 +186,30 @@ class ServiceTreeTests(SynchronousTestCase):
             handle.write("  sixteen bytes or more \n")
         self.assertEqual(read_secret(good), b"sixteen bytes or more")
 
+    def test_allow_required(self) -> None:
+        """
+        With its own certificate the agent refuses to start without --allow,
+        in one line naming the flag; with the development trust domain it
+        serves that domain's aggregate manager by itself.
+        """
+        error = self.assertRaises(
+            usage.UsageError,
+            self.options,
+            "--trust-roots", self.roots,
+            "--certificate", os.path.join(FIXTURES, "agent-cert.pem"),
+            "--private-key", os.path.join(FIXTURES, "agent-key.pem"),
+        )
+        self.assertIn("needs --allow URN", str(error))
+        self.assertNotIn("\n", str(error))
+        service = make_agent_service(self.options("--port", "0"), MemoryReactorClock())
+        self.assertFalse(service.running)
+
     def test_unusable_certificate(self) -> None:
         """A certificate that cannot be loaded is a usage error, not a traceback."""
         bad = os.path.join(self.roots, "bad.pem")
         with open(bad, "w") as handle:
             handle.write("not a certificate")
-        options = self.options("--trust-roots", self.roots, "--certificate", bad, "--private-key", bad)
+        options = self.options("--allow", AM1, "--trust-roots", self.roots, "--certificate", bad, "--private-key", bad)
         error = self.assertRaises(usage.UsageError, make_agent_service, options, MemoryReactorClock())
         self.assertIn("cannot load the agent's TLS identity", str(error))
 

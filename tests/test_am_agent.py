@@ -30,7 +30,7 @@ from tests.domains import copied_domain
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq5P0wVtV0bWbFQqg8Xn1K1JmHhJ7m1fQ1b3c7m5a1b alice@laptop"
 STRAY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVuaWFtLXN0cmF5LWtleS1ub3QtZm9yLXVzZS1hbnl3aGVyZQ stray@nowhere"
-CONTROLLER = "10.0.0.1:6633"
+CONTROLLER = "127.0.0.1:6633"
 VLANS = {"10": "0xffff", "30": "20"}
 APPLIED = {"users": [KEY], "proxy": CONTROLLER, "vlans": VLANS}
 EMPTY = {"users": [], "proxy": "", "vlans": {}}

@@ -107,7 +107,7 @@ class AggregateLoopbackTests(AggregateHarness):
         client = self.alice()
         now = self.clock.seconds()
         slice_urn = self.fed.slice_urn("exp1")
-        rspec = self.request(now + 60, now + HOUR, controller="10.0.0.1:6633", vlan_map={"10": "0xffff"})
+        rspec = self.request(now + 60, now + HOUR, controller="127.0.0.1:6633", vlan_map={"10": "0xffff"})
         allocated = value_of(await client.allocate(slice_urn, rspec))
         sliver = allocated["geni_slivers"][0]["geni_sliver_urn"]
         self.assertEqual(allocated["geni_slivers"][0]["geni_allocation_status"], "geni_allocated")
@@ -129,7 +129,7 @@ class AggregateLoopbackTests(AggregateHarness):
         status = value_of(await client.status([slice_urn]))
         self.assertEqual(status["geni_slivers"][0]["geni_operational_status"], "geni_ready")
         self.assertEqual(self.gateway.users, [KEY])
-        self.assertEqual(self.gateway.proxy, "10.0.0.1:6633")
+        self.assertEqual(self.gateway.proxy, "127.0.0.1:6633")
         self.assertEqual(self.gateway.vlans, {"10": "0xffff"})
 
         renewed = value_of(await client.renew([sliver], format_time(now + 2 * HOUR)))
@@ -140,7 +140,7 @@ class AggregateLoopbackTests(AggregateHarness):
         self.assertEqual(self.gateway.users, [])
         started = value_of(await client.perform([sliver], "geni_start"))
         self.assertEqual(started[0]["geni_operational_status"], "geni_ready")
-        self.assertEqual(self.gateway.proxy, "10.0.0.1:6633")
+        self.assertEqual(self.gateway.proxy, "127.0.0.1:6633")
 
         self.clock.advance(2 * HOUR)
         await self.sweep()
@@ -162,12 +162,12 @@ class AggregateLoopbackTests(AggregateHarness):
         value_of(await client.provision([sliver]))
         updated = value_of(
             await client.provision(
-                [sliver], geniam_controller="ctl.example.org:6653", geniam_vlans={"30": "20"},
+                [sliver], geniam_controller="127.0.0.2:6653", geniam_vlans={"30": "20"},
                 geniam_end_time=format_time(now + 3 * HOUR),
             )
         )
         self.assertEqual(updated["geni_slivers"][0]["geni_expires"], format_time(now + 3 * HOUR))
-        self.assertIn("ctl.example.org:6653", updated["geni_rspec"])
+        self.assertIn("127.0.0.2:6653", updated["geni_rspec"])
         bob = self.fed.client("bob", "am1", (self.fed.slice_credential("bobexp", "bob"),))
         value_of(await bob.allocate(self.fed.slice_urn("bobexp"), self.request(now + 4 * HOUR, now + 5 * HOUR)))
         await self.assertGeniError(
@@ -263,13 +263,13 @@ class AggregateLoopbackTests(AggregateHarness):
         client = self.alice()
         now = self.clock.seconds()
         slice_urn = self.fed.slice_urn("exp1")
-        sliver = value_of(await client.allocate(slice_urn, self.request(now + 10, now + HOUR, controller="10.0.0.9:6633")))[
+        sliver = value_of(await client.allocate(slice_urn, self.request(now + 10, now + HOUR, controller="127.0.0.9:6633")))[
             "geni_slivers"
         ][0]["geni_sliver_urn"]
         value_of(await client.provision([sliver]))
         self.clock.advance(11)
         await self.sweep()
-        self.assertEqual(self.gateway.proxy, "10.0.0.9:6633")
+        self.assertEqual(self.gateway.proxy, "127.0.0.9:6633")
         deleted = value_of(await client.delete([sliver]))
         self.assertEqual(deleted[0]["geni_allocation_status"], "geni_unallocated")
         self.assertEqual(self.gateway.proxy, "")

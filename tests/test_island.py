@@ -27,6 +27,7 @@ from geniam.booking import (
     geni_operational_status,
 )
 from geniam.errors import GeniCode, GeniError
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IResourceManager
 from geniam.managers.island import ACTIONS, IslandResourceManager, Inventory
 from geniam.store.errors import StoreError
@@ -42,6 +43,7 @@ OTHER_SLICE = "urn:publicid:IDN+geni.example.net+slice+secret"
 ALICE = "urn:publicid:IDN+geni.example.net+user+alice"
 BOB = "urn:publicid:IDN+geni.example.net+user+bob"
 CONTROLLER = "192.0.2.10:6633"
+DOCUMENTATION_NETWORK = ControllerPolicy.allowing(["192.0.2.0/24"])
 VLANS = {"10": "0xffff", "30": "20"}
 USERS = [{"urn": ALICE, "keys": [KEY_A]}]
 SWEEP = 600.0
@@ -75,6 +77,7 @@ class Island:
         names = itertools.count(1)
         options.setdefault("sweep_interval", SWEEP)
         options.setdefault("sliver_names", lambda: f"s{next(names)}")
+        options.setdefault("controller_policy", DOCUMENTATION_NETWORK)
         self.manager = IslandResourceManager(
             self.store, self.gateway, self.clock, AUTHORITY, switches=("00:00:00:00:00:00:00:99",), **options
         )
@@ -196,6 +199,29 @@ class AllocateTests(SynchronousTestCase):
         self.assertEqual(b.allocation_expires, at(HOUR))
         self.assertEqual((b.controller, b.vlan_map, b.owner_urn, b.version), (CONTROLLER, VLANS, ALICE, 1))
         self.assertEqual(island.gateway.log, [])
+
+    def test_controller_policy(self) -> None:
+        """
+        By default only public controller addresses are booked; a private,
+        loopback or named controller is REFUSED naming the rule, at Allocate
+        and at Provision, and nothing is booked.
+        """
+        island = Island(self, controller_policy=ControllerPolicy())
+        b = island.allocate(2 * HOUR, 3 * HOUR, controller="[2001:4860:0:0::8888]:6653")
+        self.assertEqual(b.controller, "[2001:4860::8888]:6653")
+        for controller, words in (
+            ("10.0.0.1:6633", "not a public address"),
+            ("127.0.0.1:6633", "not a public address"),
+            ("[fe80::1%eth0]:6633", "not a public address"),
+            ("224.0.0.1:6633", "not a public address"),
+            ("ctl.example.org:6633", "host names are not accepted"),
+        ):
+            d = island.manager.allocate(SLICE, ALICE, "", Slot(at(5 * HOUR), at(6 * HOUR)), at(DAY), controller=controller)
+            self.assertIn(words, island.error(d, GeniCode.REFUSED).output)
+            d = island.manager.provision([b.sliver_urn], USERS, controller=controller)
+            self.assertIn("public IP addresses", island.error(d, GeniCode.REFUSED).output)
+        [kept] = island.ok(island.manager.slice_bookings(SLICE))
+        self.assertEqual((kept.sliver_urn, kept.controller), (b.sliver_urn, b.controller))
 
     def test_expiry_bounded(self) -> None:
         """The allocation lapses after the TTL, or at the slot's end if that is sooner."""

@@ -20,6 +20,7 @@ from geniam.agent.backend import DEFAULT_INVENTORY, GatewayState, IGatewayBacken
 from geniam.agent.backends.simulated import SimulatedBackend
 from geniam.agent.service import AgentChecker, make_agent_factory
 from geniam.errors import GeniCode, GeniError
+from geniam.gatewayconfig import MAX_KEYS, MAX_VLANS, ControllerPolicy
 from geniam.interfaces import IGatewayAgent
 from geniam.protocols.pb import (
     REMOTE_METHODS,
@@ -50,6 +51,10 @@ HOSTILE_CONTROLLERS = [
     "-oProxyCommand=evil:22",
     "a b:6633",
     "10.0.0.1:6633\n",
+    "[fe80::1% ;$(id) `x` -oProxyCommand=x\n]:6633",
+    "evil\n:6633",
+    "10.0.0.1\x00:6633",
+    "[fe80::1%eth0\x00]:6633",
     "",
     6633,
     None,
@@ -64,6 +69,9 @@ HOSTILE_VLANS: list[Any] = [
     {"10;x": "20"},
     {"10": "0xffff", "20": "0xffff"},
     {"10": "30", "20": "30"},
+    {"10": "30", "010": "31"},
+    {" 10": "30"},
+    {str(n): str(n) for n in range(1, MAX_VLANS + 2)},
     ["10", "20"],
     "10:20",
 ]
@@ -73,9 +81,14 @@ HOSTILE_KEYS: list[Any] = [
     ["ssh-ed25519 AAAA\x00"],
     ["not a key"],
     KEY_A,
-    [KEY_A] * 65,
+    [KEY_A] * (MAX_KEYS + 1),
+    [KEY_A.replace(" ", "\x00", 1)],
     [42],
 ]
+
+
+PRIVATE_NETWORKS = ControllerPolicy.allowing(["10.0.0.0/8", "192.168.0.0/16", "192.0.2.0/24"])
+"""The test agents allow controllers in these networks, as an operator may."""
 
 
 class AgentHarness:
@@ -85,13 +98,14 @@ class AgentHarness:
     """
 
     def __init__(self, test: SynchronousTestCase, backend: Any = None, secret: bytes | None = None, allow: tuple[str, ...] = ()) -> None:
+        allow = allow or (AM1,)
         self.clock = Clock()
         self.state_path = os.path.join(test.mktemp(), "state.json")
         self.backend = backend or SimulatedBackend(StateFile(self.state_path))
         test.successResultOf(self.backend.start())
         self.peer_urn: str | None = AM1
         checker = AgentChecker(allow, own_urn=AGENT, secret=secret)
-        self.factory = make_agent_factory(self.backend, DeferredLock(), checker, lambda transport: self.peer_urn, AGENT)
+        self.factory = make_agent_factory(self.backend, DeferredLock(), checker, lambda transport: self.peer_urn, AGENT, PRIVATE_NETWORKS)
         self.pumps: list[iosim.IOPump] = []
 
     def connect(self) -> tuple[pb.Broker, pb.Broker, iosim.IOPump]:
@@ -151,7 +165,7 @@ class LoginTests(SynchronousTestCase):
         harness.peer_urn = ALICE
         error = harness.refused(self)
         self.assertEqual(error.code, GeniCode.REFUSED)
-        self.assertIn(f"{ALICE} is not an aggregate manager certificate", error.output)
+        self.assertIn(f"{ALICE} is not allowed to manage this gateway", error.output)
 
     def test_no_certificate_refused(self) -> None:
         """A peer without a verified certificate is refused."""
@@ -162,7 +176,7 @@ class LoginTests(SynchronousTestCase):
     def test_unverifiable_peer_refused(self) -> None:
         """If reading the peer identity fails, the login is refused rather than crashing."""
         harness = AgentHarness(self)
-        checker = AgentChecker()
+        checker = AgentChecker((AM1,))
 
         def broken(transport: Any) -> str:
             raise ValueError("bad chain")

@@ -161,7 +161,7 @@ class ReconnectTests(SynchronousTestCase):
         self.agent_up()
         error = self.unreachable(self.agent.state())
         self.assertIn("refused the login", error.output)
-        self.assertIn("not an aggregate manager certificate", error.output)
+        self.assertIn("not allowed to manage this gateway", error.output)
         attempts = self.endpoint.attempts
         self.clock.advance(2)
         self.harness.flush()

@@ -30,12 +30,14 @@ from geniam.protocols.pb import (
     open_session,
 )
 from geniam.timeutil import parse_time
+from geniam.trust.identity import Identity
 from tests.test_agent_backend import KEY_A
 from tests.fixturepaths import GCF
 
 FIXTURES = os.environ.get("GENIAM_FIXTURES", str(GCF))
 NOW = parse_time("2026-11-22T12:00:00Z")
 AGENT_URN = "urn:publicid:IDN+geni:gpo:gcf:agent+authority+am"
+AM1_URN = "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"
 AM2_URN = "urn:publicid:IDN+geni:gpo:gcf:am2+authority+am"
 
 
@@ -72,7 +74,9 @@ class LoopbackTests(TestCase):
         return None
 
     async def start_agent(self, *extra: str, port: int = 0) -> int:
-        """Start the agent service on 127.0.0.1; return its port."""
+        """Start the agent service on 127.0.0.1 (serving am1 unless C{extra} names others); return its port."""
+        if "--allow" not in extra:
+            extra = ("--allow", AM1_URN, *extra)
         options = AgentOptions()
         options.parseOptions(
             [
@@ -82,6 +86,8 @@ class LoopbackTests(TestCase):
                 "--trust-roots", self.roots_dir,
                 "--certificate", fixture("agent-cert.pem"),
                 "--private-key", fixture("agent-key.pem"),
+                "--controller-network", "192.168.0.0/16",
+                "--controller-network", "10.0.0.0/8",
                 *extra,
             ]
         )
@@ -130,7 +136,7 @@ class LoopbackTests(TestCase):
         port = await self.start_agent()
         error = await self.assertFailure(Deferred.fromCoroutine(self.session(port, self.alice)), GeniError)
         self.assertEqual(error.code, GeniCode.REFUSED)
-        self.assertIn("urn:publicid:IDN+geni:gpo:gcf+user+alice is not an aggregate manager certificate", error.output)
+        self.assertIn("urn:publicid:IDN+geni:gpo:gcf+user+alice is not allowed to manage this gateway", error.output)
 
     async def test_wrong_secret_refused(self) -> None:
         """With a secret file, the AM must know the secret."""
@@ -145,6 +151,29 @@ class LoopbackTests(TestCase):
         port = await self.start_agent("--allow", AM2_URN)
         error = await self.assertFailure(Deferred.fromCoroutine(self.session(port, self.am1)), GeniError)
         self.assertIn("is not allowed to manage this gateway", error.output)
+
+    async def test_second_aggregate_refused(self) -> None:
+        """
+        An agent serving am1 refuses am2 over TLS, and a sub-authority
+        certificate that am1's key minted (am1 is a CA) unless that
+        sub-authority is named with --allow too.
+        """
+        from geniam.trust.certs import make_identity
+
+        sub_urn = AM1_URN.replace("gcf:am1+", "gcf:am1:sub+")
+        sub = make_identity(self.am1, sub_urn, is_authority=True, now=NOW - 60)
+        am2 = Identity.from_files(fixture("am2-cert.pem"), fixture("am2-key.pem"))
+        port = await self.start_agent()
+        session = await self.session(port, self.am1)
+        self.assertEqual((await session.state())["proxy"], "")
+        for identity, urn in ((am2, AM2_URN), (sub, sub_urn)):
+            error = await self.assertFailure(Deferred.fromCoroutine(self.session(port, identity)), GeniError)
+            self.assertEqual(error.code, GeniCode.REFUSED)
+            self.assertIn(f"{urn} is not allowed to manage this gateway", error.output)
+        self.data_dir = os.path.abspath(self.mktemp())
+        port = await self.start_agent("--allow", AM1_URN, "--allow", sub_urn)
+        session = await self.session(port, sub)
+        self.assertEqual((await session.state())["proxy"], "")
 
     async def test_wrong_agent_refused_by_client(self) -> None:
         """The AM refuses an agent whose certificate is not the expected URN."""

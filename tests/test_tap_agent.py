@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "gcf"
 NOW = parse_time("2026-11-22T12:00:00Z")
 AGENT_URN = "urn:publicid:IDN+geni:gpo:gcf:agent+authority+am"
+AM1_URN = "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"
 
 
 def fixture(name: str) -> str:
@@ -92,7 +93,7 @@ class AgentMakeServiceTests(SynchronousTestCase, FixtureMixin):
     def test_tree(self) -> None:
         """makeService builds the back end, the connection closer and the TLS listener, without starting them."""
         options = agent_tap.Options()
-        options.parseOptions(["--data-dir", self.data, "--port", "0", *self.identity_flags("agent")])
+        options.parseOptions(["--data-dir", self.data, "--port", "0", "--allow", AM1_URN, *self.identity_flags("agent")])
         service = agent_tap.makeService(options)
         assert isinstance(service, MultiService)
         self.assertEqual([type(c) for c in service], [BackendService, ConnectionsService, StreamServerEndpointService])
@@ -285,6 +286,6 @@ class ExampleFileTests(SynchronousTestCase, FixtureMixin):
 
     def test_agent_tac(self) -> None:
         """tap/agent.tac builds the agent from GENIAM_AGENT_ARGS."""
-        application = self.load_tac("agent.tac", "GENIAM_AGENT_ARGS", ["--data-dir", self.data, "--port", "0", *self.identity_flags("agent")])
+        application = self.load_tac("agent.tac", "GENIAM_AGENT_ARGS", ["--data-dir", self.data, "--port", "0", "--allow", AM1_URN, *self.identity_flags("agent")])
         [service] = list(IServiceCollection(application))
         self.assertEqual([type(c) for c in service], [BackendService, ConnectionsService, StreamServerEndpointService])

@@ -5,7 +5,9 @@ The gateway agent's options: command-line flags and a TOML file.
 The flags shared by every geniam daemon come from L{geniam.config.ServerOptions}
 (C{--port}, C{--interface}, C{--data-dir}, C{--trust-roots},
 C{--certificate}, C{--private-key}, C{--config}); the agent adds
-C{--backend}, C{--allow} (repeatable) and C{--secret-file}.
+C{--backend}, C{--allow} (repeatable, required unless the agent uses the
+development trust domain), C{--controller-network} (repeatable) and
+C{--secret-file}.
 
 C{--config FILE} reads a TOML file: settings at top level or in an
 C{[agent]} table (which wins), plus two tables, C{inventory} (C{switches},
@@ -32,14 +34,19 @@ from twisted.python import usage
 
 from geniam.agent.backend import DEFAULT_INVENTORY, Inventory
 from geniam.agent.backends.command import CommandSettings
-from geniam.config import ServerOptions
+from geniam.config import ControllerNetworksOption, ServerOptions
 from geniam.errors import GeniError
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.urn import parse_urn
 
 DEFAULT_PORT = 8002
 BACKENDS = ("simulated", "command")
 _TABLES = ("inventory", "command")
 _OTHER_ROLES = ("am", "sm")
+NEEDS_ALLOW = (
+    "the gateway agent needs --allow URN naming each aggregate manager it serves "
+    "(only the development trust domain, without --certificate, allows its own 'am' by itself)"
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,10 @@ class AgentSettings:
     The agent's configuration after merging flags, file and defaults.
 
     @ivar certificate: the agent's certificate, or None for the development trust domain.
-    @ivar allow: URNs allowed to log in; empty means any aggregate certificate.
+    @ivar allow: URNs allowed to log in; empty only with the development
+        trust domain, whose C{am} is then allowed.
     @ivar command: the command back end's settings, if configured.
+    @ivar controller_policy: where users' controllers may be.
     """
 
     port: int
@@ -63,6 +72,7 @@ class AgentSettings:
     secret_file: str | None
     inventory: Inventory
     command: CommandSettings | None
+    controller_policy: ControllerPolicy = ControllerPolicy()
 
 
 def _allow(value: object) -> str:
@@ -72,7 +82,7 @@ def _allow(value: object) -> str:
         raise usage.UsageError(f"--allow: {e.output}") from None
 
 
-class AgentOptions(ServerOptions):
+class AgentOptions(ControllerNetworksOption, ServerOptions):
     """
     Options of C{twistd geniam-agent}; after parsing, L{settings} holds the result.
     """
@@ -83,9 +93,10 @@ class AgentOptions(ServerOptions):
     longdesc = (
         "Run the gateway agent: a Perspective Broker server over mutual TLS that applies "
         "users' SSH keys, the TCP proxy to their OpenFlow controller and the VLAN map on the island's "
-        "gateway. Only aggregate managers may log in: their TLS client certificate must chain to the "
-        "trust roots and be an aggregate certificate (or be named with --allow), and they must know "
-        "the shared secret when --secret-file is given. Flags override --config."
+        "gateway. Only the aggregate managers named with --allow may log in (required unless the "
+        "development trust domain is used): their TLS client certificate must chain to the trust roots "
+        "and name an allowed URN, and they must know the shared secret when --secret-file is given. "
+        "Flags override --config."
     )
 
     optParameters = [
@@ -101,7 +112,7 @@ class AgentOptions(ServerOptions):
         self._tables: dict[str, Any] = {}
 
     def opt_allow(self, urn: str) -> None:
-        """Allow this AM URN to log in (repeatable; default: any aggregate certificate of the trust roots)."""
+        """Allow this AM URN to log in (repeatable; required unless the development trust domain is used)."""
         self["allow"].append(_allow(urn))
 
     def _merge_file(self, path: str) -> None:
@@ -128,11 +139,12 @@ class AgentOptions(ServerOptions):
                 else:
                     values[key] = value
         for key, value in values.items():
-            if key == "allow":
-                if not self["allow"]:
-                    if not isinstance(value, list):
-                        raise usage.UsageError(f"--config {path}: allow must be a list of URNs")
-                    self["allow"].extend(_allow(urn) for urn in value)
+            if key in ("allow", "controller-network"):
+                if not self[key]:
+                    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                        raise usage.UsageError(f"--config {path}: {key} must be a list of strings")
+                    for item in value:
+                        getattr(self, "opt_" + key.replace("-", "_"))(item)
                 continue
             if key in self._given:
                 continue
@@ -151,6 +163,8 @@ class AgentOptions(ServerOptions):
             raise usage.UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {self['backend']!r}")
         if not 0 <= int(self["port"]) <= 65535:
             raise usage.UsageError(f"--port {self['port']} is not a port number")
+        if self["certificate"] and not self["allow"]:
+            raise usage.UsageError(NEEDS_ALLOW)
         if self["secret-file"] and not os.path.isfile(self["secret-file"]):
             raise usage.UsageError(f"--secret-file: no such file {self['secret-file']}")
         inventory_table = self._tables.get("inventory")
@@ -180,4 +194,5 @@ class AgentOptions(ServerOptions):
             secret_file=self["secret-file"],
             inventory=inventory,
             command=command,
+            controller_policy=self.controller_policy(),
         )

@@ -5,10 +5,13 @@ L{GatewayPerspective}s, the back end's life cycle and the TLS listener.
 
 Who may log in (L{AgentChecker}): a peer whose TLS client certificate
 chains to the agent's trust roots (the handshake requires and verifies it)
-and whose URN is either in the C{--allow} list or, when the list is empty,
-is any aggregate certificate (C{...+authority+am}) other than the agent's
-own. When a shared secret is configured (C{--secret-file}), the peer must
-also answer the login challenge with it. Everyone else is refused with
+and whose URN is in the C{--allow} list, exactly: the agent serves the
+aggregates it is configured for and no other, and a certificate an allowed
+aggregate's key minted for another name does not log in unless that name
+is listed too. Without C{--allow} the agent does not start, except with a
+development trust domain, where it allows that domain's C{am}. When a
+shared secret is configured (C{--secret-file}), the peer must also answer
+the login challenge with it. Everyone else is refused with
 L{geniam.protocols.pb.AgentLoginRefused}.
 """
 
@@ -34,22 +37,14 @@ from zope.interface import implementer
 from geniam.agent.backend import BlockingRunner, IGatewayBackend, StateFile
 from geniam.agent.backends.command import CommandBackend, CommandSettings
 from geniam.agent.backends.simulated import SimulatedBackend
-from geniam.agent.options import AgentOptions, AgentSettings
+from geniam.agent.options import NEEDS_ALLOW, AgentOptions, AgentSettings
 from geniam.errors import GeniError
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.protocols.pb import AgentLoginRoot, GatewayPerspective, IAgentCredentials, PeerIdentity
-from geniam.urn import parse_urn, same_urn
+from geniam.urn import same_urn
 
 STATE_FILE = "gateway-state.json"
 MIN_SECRET_LENGTH = 16
-
-
-def is_aggregate_urn(urn: str) -> bool:
-    """True for an aggregate (or agent) certificate URN, C{urn:publicid:IDN+<authority>+authority+am}."""
-    try:
-        parsed = parse_urn(urn)
-    except GeniError:
-        return False
-    return parsed.type == "authority" and parsed.name == "am"
 
 
 @implementer(ICredentialsChecker)
@@ -60,11 +55,11 @@ class AgentChecker:
 
     credentialInterfaces = (IAgentCredentials,)
 
-    def __init__(self, allowed: Sequence[str] = (), own_urn: str | None = None, secret: bytes | None = None) -> None:
+    def __init__(self, allowed: Sequence[str], own_urn: str | None = None, secret: bytes | None = None) -> None:
         """
-        @param allowed: the URNs allowed to log in; empty means any
-            aggregate certificate except C{own_urn}.
-        @param own_urn: the agent's own URN.
+        @param allowed: the URNs allowed to log in (nobody else does; an
+            empty list lets nobody in).
+        @param own_urn: the agent's own URN, never let in.
         @param secret: the shared secret the peer must prove, if any.
         """
         self._allowed = tuple(allowed)
@@ -74,13 +69,10 @@ class AgentChecker:
     def _refusal(self, urn: str | None) -> str | None:
         if urn is None:
             return "the gateway agent requires a verified TLS client certificate"
-        if self._allowed:
-            if not any(same_urn(urn, allowed) for allowed in self._allowed):
-                return f"{urn} is not allowed to manage this gateway"
-        elif not is_aggregate_urn(urn):
-            return f"{urn} is not an aggregate manager certificate"
-        elif self._own_urn is not None and same_urn(urn, self._own_urn):
+        if self._own_urn is not None and same_urn(urn, self._own_urn):
             return f"{urn} is the agent's own certificate"
+        if not any(same_urn(urn, allowed) for allowed in self._allowed):
+            return f"{urn} is not allowed to manage this gateway"
         return None
 
     def requestAvatarId(self, credentials: Any) -> "Deferred[bytes | tuple[()]]":
@@ -97,20 +89,22 @@ class AgentChecker:
 class GatewayRealm:
     """Gives every logged-in peer a L{GatewayPerspective} on the one back end."""
 
-    def __init__(self, backend: IGatewayBackend, lock: DeferredLock) -> None:
+    def __init__(self, backend: IGatewayBackend, lock: DeferredLock, policy: ControllerPolicy = ControllerPolicy()) -> None:
         """
         @param backend: the back end every avatar drives.
         @param lock: serialises calls from all avatars (and the back end's start and stop).
+        @param policy: where controllers may be.
         """
         self._backend = backend
         self._lock = lock
+        self._policy = policy
 
     def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> tuple[Any, GatewayPerspective, Any]:
         """Return a L{GatewayPerspective} for C{avatarId}."""
         if pb.IPerspective not in interfaces:
             raise ValueError("the gateway agent offers only PB perspectives")
         peer = avatarId.decode("utf-8", "replace") if isinstance(avatarId, bytes) else str(avatarId)
-        return pb.IPerspective, GatewayPerspective(self._backend, self._lock, peer), lambda: None
+        return pb.IPerspective, GatewayPerspective(self._backend, self._lock, peer, self._policy), lambda: None
 
 
 class AgentServerFactory(pb.PBServerFactory):
@@ -158,13 +152,15 @@ def make_agent_factory(
     checker: AgentChecker,
     peer_identity: PeerIdentity,
     agent_urn: str = "",
+    policy: ControllerPolicy = ControllerPolicy(),
 ) -> AgentServerFactory:
     """
     Build the agent's PB server factory (tracebacks never sent).
 
     @param peer_identity: reads the verified peer URN off a connection.
+    @param policy: where controllers may be.
     """
-    portal = Portal(GatewayRealm(backend, lock), [checker])
+    portal = Portal(GatewayRealm(backend, lock, policy), [checker])
     return AgentServerFactory(AgentLoginRoot(portal, peer_identity, agent_urn))
 
 
@@ -280,14 +276,20 @@ def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -
         raise usage.UsageError(f"cannot load the agent's TLS identity or trust roots: {e}") from None
     secret = read_secret(settings.secret_file) if settings.secret_file else None
     agent_urn = str(identity.gid.urn or "")
+    allowed = settings.allow
+    if not allowed:
+        if trust.domain is None:
+            raise usage.UsageError(NEEDS_ALLOW)
+        allowed = (trust.domain.aggregate_urn("am"),)
+        print(f"geniam-agent: serving the development aggregate {allowed[0]} (name others with --allow)")
 
     top = MultiService()
     pool = ThreadPool(minthreads=0, maxthreads=1, name="geniam-agent-io")
     backend = build_backend(settings, reactor, BlockingRunner(pool, reactor))
     lock = DeferredLock()
     BackendService(backend, lock, pool).setServiceParent(top)
-    checker = AgentChecker(settings.allow, own_urn=agent_urn, secret=secret)
-    factory = make_agent_factory(backend, lock, checker, tls_peer_identity(tls), agent_urn)
+    checker = AgentChecker(allowed, own_urn=agent_urn, secret=secret)
+    factory = make_agent_factory(backend, lock, checker, tls_peer_identity(tls), agent_urn, settings.controller_policy)
     endpoint = SSL4ServerEndpoint(reactor, settings.port, tls, interface=settings.interface)
     ConnectionsService(factory).setServiceParent(top)
     listener = StreamServerEndpointService(endpoint, factory)

@@ -46,6 +46,7 @@ from geniam.managers.arguments import (
     users_option,
 )
 from geniam.managers.island import Inventory
+from geniam.gatewayconfig import ControllerPolicy, limits_struct
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec
@@ -230,8 +231,23 @@ class AggregateManager:
     # The API.
 
     async def GetVersion(self, caller: GID, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Describe this aggregate; needs no credential."""
-        return get_version_struct(self.info.url, self.info.urn, "geni_disjoint", geniam_actions=list(ACTIONS))
+        """
+        Describe this aggregate; needs no credential. Besides the standard
+        fields: C{geniam_actions}, C{geniam_limits} (the most VLAN entries,
+        users, keys per user and characters per key a request may carry) and
+        C{geniam_controller_networks} (where controllers may be: C{public}
+        and the networks the operator allowed).
+        """
+        policy = getattr(self.rm, "controller_policy", None)
+        networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
+        return get_version_struct(
+            self.info.url,
+            self.info.urn,
+            "geni_disjoint",
+            geniam_actions=list(ACTIONS),
+            geniam_limits=limits_struct(),
+            geniam_controller_networks=networks,
+        )
 
     async def ListResources(self, caller: GID, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
         """The island's advertisement: switches, links and booked slots."""

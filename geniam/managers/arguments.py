@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import validate_ssh_keys
+from geniam.booking import UserKeys, parse_users
 from geniam.timeutil import parse_time
 from geniam.urn import URN, parse_urn
 
@@ -96,32 +96,17 @@ def target_urns(urns: Any) -> Target:
     raise GeniError(GeniCode.BADARGS, f"urns must be slice or sliver URNs, not {', '.join(other)}")
 
 
-@dataclass(frozen=True)
-class UserKeys:
-    """One entry of C{geni_users}: a user URN and their SSH public keys."""
-
-    urn: str
-    keys: tuple[str, ...]
-
-
 def users_option(options: dict[str, Any]) -> tuple[UserKeys, ...] | None:
-    """Read C{geni_users} (C{[{urn, keys: [...]}]}), or None when absent."""
+    """
+    Read C{geni_users} (C{[{urn, keys: [...]}]}), or None when absent; the
+    rules and limits are L{geniam.booking.parse_users}'.
+    """
     if "geni_users" not in options:
         return None
-    users = options["geni_users"]
-    if not isinstance(users, list) or len(users) > 256:
-        raise GeniError(GeniCode.BADARGS, "geni_users must be a list of {urn, keys} structs")
-    result = []
-    for entry in users:
-        if not isinstance(entry, dict) or "urn" not in entry:
-            raise GeniError(GeniCode.BADARGS, "each geni_users entry must be a struct with urn and keys")
-        urn = str(parse_urn(entry["urn"], "user"))
-        try:
-            keys = validate_ssh_keys(entry.get("keys", []))
-        except GeniError as e:
-            raise GeniError(GeniCode.BADARGS, f"geni_users {urn}: {e.output}") from None
-        result.append(UserKeys(urn, keys))
-    return tuple(result)
+    try:
+        return parse_users(options["geni_users"])
+    except GeniError as e:
+        raise GeniError(e.code, f"geni_users: {e.output}") from None
 
 
 def string_option(options: dict[str, Any], name: str) -> str | None:

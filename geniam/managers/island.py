@@ -73,7 +73,7 @@ from geniam.booking import (
     validate_email,
 )
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import parse_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
 from geniam.store.errors import StaleBooking
 from geniam.urn import parse_urn
@@ -141,7 +141,7 @@ class GatewayView:
             users = validate_ssh_keys(list(report.get("users", [])))
             proxy = report.get("proxy", "") or ""
             if proxy:
-                parse_controller(proxy)
+                proxy = canonical_controller(proxy)
             vlans = validate_vlan_map(dict(report.get("vlans", {})))
         except (GeniError, TypeError, ValueError) as e:
             why = e.output if isinstance(e, GeniError) else str(e)
@@ -224,6 +224,8 @@ class IslandResourceManager:
     @param inventory_ttl: how long the gateway's inventory is trusted.
     @param sliver_names: makes the name part of a new sliver URN (a random
         hex UUID by default).
+    @param controller_policy: where users' controllers may be (default:
+        public IP addresses only).
     """
 
     log = Logger()
@@ -245,6 +247,7 @@ class IslandResourceManager:
         max_retry_delay: float = 300.0,
         inventory_ttl: float = 300.0,
         sliver_names: Callable[[], str] = _uuid_name,
+        controller_policy: ControllerPolicy = ControllerPolicy(),
     ) -> None:
         make_sliver_urn(am_authority, "check")
         for name, value in (
@@ -269,6 +272,7 @@ class IslandResourceManager:
         self._max_retry_delay = max_retry_delay
         self._inventory_ttl = inventory_ttl
         self._sliver_names = sliver_names
+        self.controller_policy = controller_policy
         self._inventory = Inventory(tuple(switches), tuple(links))
         self._inventory_attempt: float | None = None
         self._inventory_waiters: list[Deferred[Inventory]] = []
@@ -503,7 +507,7 @@ class IslandResourceManager:
             allocation_ttl=self.allocation_ttl,
             credential_expires=_check_time(credential_expires, "credential expiry"),
             max_slot_length=self.max_slot_length,
-            controller=validate_controller(controller),
+            controller=validate_controller(controller, self.controller_policy),
             vlan_map=validate_vlan_map(vlan_map) if vlan_map is not None else None,
         )
         if await self._store.is_shutdown(slice_urn):
@@ -540,7 +544,7 @@ class IslandResourceManager:
     ) -> list[Booking]:
         urns = self._urns(sliver_urns)
         new_users = parse_users(users) if users is not None else None
-        new_controller = None if controller is None else (validate_controller(controller) or "")
+        new_controller = None if controller is None else (validate_controller(controller, self.controller_policy) or "")
         new_vlans = validate_vlan_map(vlan_map) if vlan_map is not None else None
         new_slot = _check_slot(slot) if slot is not None else None
         expires = _check_time(credential_expires, "credential expiry")

@@ -47,7 +47,14 @@ from zope.interface import Attribute, implementer
 
 from geniam.agent.backend import GatewayState, IGatewayBackend, normalise_dpid, normalise_link
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import parse_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gatewayconfig import (
+    ControllerPolicy,
+    canonical_controller,
+    parse_controller,
+    printable,
+    validate_ssh_keys,
+    validate_vlan_map,
+)
 from geniam.interfaces import IGatewayAgent
 
 PROTOCOL_VERSION = 1
@@ -180,7 +187,7 @@ class _LoginGate(pb.Referenceable):
             transport: Any = self._broker.transport
             return self._peer_identity(transport)
         except Exception as e:
-            self.log.info("gateway agent login from an unverifiable peer: {error}", error=str(e))
+            self.log.info("gateway agent login from an unverifiable peer: {error}", error=printable(e))
             return None
 
     async def _login(self, response: object) -> Any:
@@ -193,11 +200,15 @@ class _LoginGate(pb.Referenceable):
         try:
             _, avatar, logout = await self._portal.login(credentials, None, pb.IPerspective)
         except UnauthorizedLogin as e:
-            self.log.warn("gateway agent refused login from {peer}: {why}", peer=credentials.peer_urn or "an unknown peer", why=str(e))
+            self.log.warn(
+                "gateway agent refused login from {peer}: {why}",
+                peer=printable(credentials.peer_urn or "an unknown peer"),
+                why=printable(e),
+            )
             raise AgentLoginRefused(str(e) or "login refused") from None
         except UnhandledCredentials:
             raise AgentLoginRefused("this agent accepts no logins") from None
-        self.log.info("gateway agent login from {peer}", peer=credentials.peer_urn)
+        self.log.info("gateway agent login from {peer}", peer=printable(credentials.peer_urn))
         reference = avatar if isinstance(avatar, pb.Referenceable) else pb.AsReferenceable(avatar, "perspective")
         self._broker.notifyOnDisconnect(logout)
         return reference
@@ -210,15 +221,19 @@ class GatewayPerspective(pb.Avatar):
 
     log = Logger()
 
-    def __init__(self, backend: IGatewayBackend, lock: DeferredLock, peer: str) -> None:
+    def __init__(
+        self, backend: IGatewayBackend, lock: DeferredLock, peer: str, policy: ControllerPolicy = ControllerPolicy()
+    ) -> None:
         """
         @param backend: the back end that applies the configuration.
         @param lock: shared by every avatar of the agent, so calls never interleave.
         @param peer: who logged in, for the log.
+        @param policy: where controllers may be; checked again here, whatever the AM checked.
         """
         self._backend = backend
         self._lock = lock
-        self.peer = peer
+        self._policy = policy
+        self.peer = printable(peer)
 
     def perspectiveMessageReceived(self, broker: pb.Broker, message: str, args: Any, kw: Any) -> Any:
         """Dispatch a remote call to C{perspective_<message>} after checking its name and arity."""
@@ -242,7 +257,7 @@ class GatewayPerspective(pb.Avatar):
         try:
             return await self._lock.run(operation)
         except GeniError as e:
-            self.log.info("{peer}: {method} refused: {why}", peer=self.peer, method=name, why=e.output)
+            self.log.info("{peer}: {method} refused: {why}", peer=self.peer, method=name, why=printable(e.output))
             raise to_pb_error(e) from None
         except pb.Error:
             raise
@@ -284,9 +299,8 @@ class GatewayPerspective(pb.Avatar):
         """Forward the controller port to C{controller} (C{host:port})."""
 
         def operation() -> Deferred[None]:
-            parse_controller(controller)
-            assert isinstance(controller, str)
-            return Deferred.fromCoroutine(self._apply("setTCPProxy", lambda: self._backend.set_tcp_proxy(controller), controller))
+            canonical = self._policy.check(controller)
+            return Deferred.fromCoroutine(self._apply("setTCPProxy", lambda: self._backend.set_tcp_proxy(canonical), canonical))
 
         return self._run("setTCPProxy", operation)
 
@@ -403,8 +417,7 @@ class _GatewayCalls:
         return Deferred.fromCoroutine(self._proxy(controller))
 
     async def _proxy(self, controller: Any) -> None:
-        parse_controller(controller)
-        await self._call("setTCPProxy", controller)
+        await self._call("setTCPProxy", canonical_controller(controller))
 
     def rem_tcp_proxy(self) -> Deferred[None]:
         """Stop the proxy."""

@@ -41,7 +41,7 @@ from typing import Any
 from lxml import etree
 
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import parse_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gatewayconfig import login_for, parse_controller, validate_login, validate_ssh_keys, validate_vlan_map
 from geniam.rspec import island
 from geniam.rspec.advertisement import GENERATED_BY
 from geniam.rspec.namespaces import (
@@ -75,7 +75,6 @@ SERVICES_USER = qname(USER_NS, "services_user")
 PUBLIC_KEY = qname(USER_NS, "public_key")
 
 _STATE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_]*$")
-_LOGIN_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class ManifestUser:
         """The account name shown as C{login}/C{username}."""
         if self.login:
             return self.login
-        return _LOGIN_CHARS.sub("_", parse_urn(self.urn).name)[:32]
+        return login_for(parse_urn(self.urn).name)
 
 
 @dataclass(frozen=True)
@@ -156,8 +155,10 @@ def as_user(source: object) -> ManifestUser:
     parse_urn(urn, "user")
     keys = validate_ssh_keys(list(_get(source, "keys", default=()) or ()))
     login = _get(source, "login")
-    if login is not None and (not isinstance(login, str) or not re.match(r"^[A-Za-z0-9_.\-]{1,32}$", login)):
-        raise GeniError(GeniCode.BADARGS, f"bad login name {str(login)[:40]!r}")
+    if login is not None:
+        validate_login(login)
+    else:
+        login_for(parse_urn(urn, "user").name)
     return ManifestUser(urn, keys, login)
 
 

@@ -24,8 +24,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive_int
+from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
@@ -36,7 +37,7 @@ from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
 
 
-class Options(ServerOptions):
+class Options(ControllerNetworksOption, ServerOptions):
     """Flags of C{twistd geniam-am}; every one may also be set in the C{[am]} table of C{--config}."""
 
     role = "am"
@@ -80,6 +81,7 @@ class Options(ServerOptions):
                 raise usage.UsageError(f"--agent-urn: {e.output}") from None
         if self["agent-secret-file"] and not os.path.isfile(self["agent-secret-file"]):
             raise usage.UsageError(f"--agent-secret-file: no such file {self['agent-secret-file']}")
+        self.controller_policy()
 
 
 class AggregateService(TLSXmlRpcService):
@@ -117,6 +119,7 @@ class AggregateService(TLSXmlRpcService):
         clock: Any = None,
         limits: ListenerLimits = ListenerLimits(),
         verify_deadline: float = DEFAULT_DEADLINE,
+        controller_policy: ControllerPolicy = ControllerPolicy(),
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
@@ -137,6 +140,7 @@ class AggregateService(TLSXmlRpcService):
             links=getattr(gateway, "links", ()),
             allocation_ttl=allocation_ttl,
             max_slot_length=max_slot_length,
+            controller_policy=controller_policy,
         )
         self.verifier = CredentialVerifier(
             trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
@@ -195,6 +199,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         threads=options["threads"],
         limits=listener_limits(options),
         verify_deadline=options["verify-deadline"],
+        controller_policy=options.controller_policy(),
     )
 
 

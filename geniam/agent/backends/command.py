@@ -16,9 +16,16 @@ What each part does:
     gateway's controller port to the user's controller; the agent starts
     it, stops it with SIGTERM (SIGKILL after a grace period) and starts it
     again when the agent restarts;
-  - VLANs: C{vlan-clear} removes every flow the agent installed (they carry
-    the agent's cookie) and C{vlan-add} runs once per VLAN mapping, by
-    default two C{ovs-ofctl add-flow} commands, one per direction.
+  - VLANs: a new map is applied as a difference from the recorded one:
+    C{vlan-remove} runs once per mapping that goes or changes (by default
+    two C{ovs-ofctl del-flows} commands matching that mapping's flows) and
+    C{vlan-add} once per mapping that is new or changed (two C{ovs-ofctl
+    add-flow} commands, one per direction), so repeating a change does
+    nothing and a retry after an interruption does only what is missing;
+    C{vlan-clear} removes every flow the agent installed (they carry the
+    agent's cookie), before a map is applied where none is recorded, and
+    for removal and reset. With C{vlan-remove = []} every change clears and
+    re-adds everything instead.
 
 The applied state is recorded in a state file like the simulated back end's;
 L{CommandBackend.state} reports the keys actually in the keys file and the
@@ -54,7 +61,7 @@ from geniam.agent.backend import (
     write_atomically,
 )
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import UNTAGGED, parse_controller, validate_ssh_key
+from geniam.gatewayconfig import UNTAGGED, format_controller, parse_controller, printable, string_values, validate_ssh_key
 
 _PLACEHOLDER = re.compile(r"^\{([a-z_]+)\}$")
 _BRIDGE = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
@@ -62,7 +69,18 @@ _OUTPUT_LIMIT = 64 * 1024
 
 VLAN_CLEAR_VALUES = frozenset({"bridge", "cookie", "cookie_match"})
 VLAN_ADD_VALUES = frozenset(
-    {"bridge", "cookie", "testbed_port", "island_port", "testbed_vlan", "island_vlan", "flow_to_island", "flow_to_testbed"}
+    {
+        "bridge",
+        "cookie",
+        "testbed_port",
+        "island_port",
+        "testbed_vlan",
+        "island_vlan",
+        "flow_to_island",
+        "flow_to_testbed",
+        "match_to_island",
+        "match_to_testbed",
+    }
 )
 PROXY_VALUES = frozenset({"controller", "controller_host", "controller_port", "listen_port"})
 USERS_VALUES = frozenset({"authorized_keys"})
@@ -133,6 +151,10 @@ DEFAULT_VLAN_ADD = (
     CommandTemplate(("ovs-ofctl", "add-flow", "{bridge}", "{flow_to_island}")),
     CommandTemplate(("ovs-ofctl", "add-flow", "{bridge}", "{flow_to_testbed}")),
 )
+DEFAULT_VLAN_REMOVE = (
+    CommandTemplate(("ovs-ofctl", "del-flows", "{bridge}", "{match_to_island}")),
+    CommandTemplate(("ovs-ofctl", "del-flows", "{bridge}", "{match_to_testbed}")),
+)
 DEFAULT_PROXY = CommandTemplate(("redir", "-n", "{listen_port}", "{controller}"))
 
 
@@ -164,6 +186,7 @@ class CommandSettings:
     stop_grace: float = 5.0
     vlan_clear: tuple[CommandTemplate, ...] = DEFAULT_VLAN_CLEAR
     vlan_add: tuple[CommandTemplate, ...] = DEFAULT_VLAN_ADD
+    vlan_remove: tuple[CommandTemplate, ...] = DEFAULT_VLAN_REMOVE
     proxy: CommandTemplate = DEFAULT_PROXY
     users_changed: tuple[CommandTemplate, ...] = ()
     switches: CommandTemplate | None = None
@@ -220,6 +243,8 @@ class CommandSettings:
             kwargs["vlan_clear"] = _templates(values["vlan_clear"], VLAN_CLEAR_VALUES, "vlan-clear")
         if "vlan_add" in values:
             kwargs["vlan_add"] = _templates(values["vlan_add"], VLAN_ADD_VALUES, "vlan-add")
+        if "vlan_remove" in values:
+            kwargs["vlan_remove"] = _templates(values["vlan_remove"], VLAN_ADD_VALUES, "vlan-remove")
         if "users_changed" in values:
             kwargs["users_changed"] = _templates(values["users_changed"], USERS_VALUES, "users-changed")
         if "proxy" in values:
@@ -234,17 +259,21 @@ class CommandSettings:
 
         C{flow_to_island} matches the testbed VLAN on the testbed port and
         rewrites it (or strips it, for C{0xffff}); C{flow_to_testbed} is the
-        reverse direction.
+        reverse direction. C{match_to_island} and C{match_to_testbed} match
+        exactly those two flows (with the agent's cookie), for C{vlan-remove}.
         """
         cookie = f"cookie={self.cookie:#x}"
         tp, ip, t = self.testbed_port, self.island_port, int(testbed_vlan)
+        from_testbed = f"in_port={tp},dl_vlan={t}"
         if island_vlan == UNTAGGED:
-            to_island = f"{cookie},priority=100,in_port={tp},dl_vlan={t},actions=strip_vlan,output:{ip}"
-            to_testbed = f"{cookie},priority=100,in_port={ip},vlan_tci=0x0000/0x1fff,actions=mod_vlan_vid:{t},output:{tp}"
+            from_island = f"in_port={ip},vlan_tci=0x0000/0x1fff"
+            to_island = f"{cookie},priority=100,{from_testbed},actions=strip_vlan,output:{ip}"
+            to_testbed = f"{cookie},priority=100,{from_island},actions=mod_vlan_vid:{t},output:{tp}"
         else:
             i = int(island_vlan)
-            to_island = f"{cookie},priority=100,in_port={tp},dl_vlan={t},actions=mod_vlan_vid:{i},output:{ip}"
-            to_testbed = f"{cookie},priority=100,in_port={ip},dl_vlan={i},actions=mod_vlan_vid:{t},output:{tp}"
+            from_island = f"in_port={ip},dl_vlan={i}"
+            to_island = f"{cookie},priority=100,{from_testbed},actions=mod_vlan_vid:{i},output:{ip}"
+            to_testbed = f"{cookie},priority=100,{from_island},actions=mod_vlan_vid:{t},output:{tp}"
         return dict(
             self.clear_values(),
             testbed_port=str(tp),
@@ -253,6 +282,8 @@ class CommandSettings:
             island_vlan=island_vlan,
             flow_to_island=to_island,
             flow_to_testbed=to_testbed,
+            match_to_island=f"{cookie}/-1,{from_testbed}",
+            match_to_testbed=f"{cookie}/-1,{from_island}",
         )
 
     def clear_values(self) -> dict[str, str]:
@@ -260,10 +291,10 @@ class CommandSettings:
         return {"bridge": self.bridge, "cookie": f"{self.cookie:#x}", "cookie_match": f"cookie={self.cookie:#x}/-1"}
 
     def proxy_values(self, controller: str) -> dict[str, str]:
-        """The values the C{proxy} command may use for C{controller}."""
+        """The values the C{proxy} command may use for C{controller} (re-formatted from its parts)."""
         host, port = parse_controller(controller)
         return {
-            "controller": controller,
+            "controller": format_controller(host, port),
             "controller_host": host,
             "controller_port": str(port),
             "listen_port": f":{self.listen_port}",
@@ -364,9 +395,10 @@ class CommandBackend:
     # Processes
 
     def _spawn(self, argv: Sequence[str], protocol: _Collector) -> Any:
-        executable = find_executable(argv[0], self._settings.path)
+        args = string_values(argv)
+        executable = find_executable(args[0], self._settings.path)
         env = {"PATH": self._settings.path, "LC_ALL": "C"}
-        return self._reactor.spawnProcess(protocol, executable, list(argv), env=env)
+        return self._reactor.spawnProcess(protocol, executable, args, env=env)
 
     async def _run(self, argv: list[str]) -> bytes:
         """Run one command to completion; fire with its standard output."""
@@ -384,7 +416,7 @@ class CommandBackend:
         if not reason.check(ProcessDone):
             detail = _first_line(bytes(protocol.err)) or _first_line(bytes(protocol.out))
             what = " ".join(argv[:2])
-            message = f"gateway command {what!r} failed ({_describe_end(reason)})" + (f": {detail}" if detail else "")
+            message = f"gateway command {what!r} failed ({_describe_end(reason)})" + (f": {printable(detail)}" if detail else "")
             self.log.warn("{message}", message=message)
             raise GeniError(GeniCode.REFUSED, message)
         return bytes(protocol.out)
@@ -407,7 +439,7 @@ class CommandBackend:
                 "proxy to {controller} ended ({how}){detail}",
                 controller=self._proxy_controller,
                 how=_describe_end(reason),
-                detail=f": {detail}" if detail else "",
+                detail=f": {printable(detail)}" if detail else "",
             )
             self._proxy = None
             self._proxy_controller = ""
@@ -560,8 +592,37 @@ class CommandBackend:
         return Deferred.fromCoroutine(self._set_vlans(dict(vlan_map)))
 
     async def _set_vlans(self, vlan_map: dict[str, str]) -> None:
-        if vlan_map == dict(self._recorded.vlans):
+        old = dict(self._recorded.vlans)
+        if vlan_map == old:
             return
+        if not old or not self._settings.vlan_remove:
+            await self._replace_vlans(vlan_map)
+            return
+        applied = dict(old)
+        try:
+            for testbed in sorted((t for t in old if vlan_map.get(t) != old[t]), key=int):
+                await self._run_all(self._settings.vlan_remove, self._settings.vlan_values(testbed, old[testbed]))
+                del applied[testbed]
+            for testbed in sorted((t for t in vlan_map if applied.get(t) != vlan_map[t]), key=int):
+                values = self._settings.vlan_values(testbed, vlan_map[testbed])
+                try:
+                    await self._run_all(self._settings.vlan_add, values)
+                except GeniError:
+                    await self._undo_add(values)
+                    raise
+                applied[testbed] = vlan_map[testbed]
+        finally:
+            r = self._recorded
+            await self._record(GatewayState(r.users, r.proxy, applied))
+
+    async def _undo_add(self, values: Mapping[str, str]) -> None:
+        for template in self._settings.vlan_remove:
+            try:
+                await self._run(template.render(values))
+            except GeniError:
+                self.log.warn("could not remove a half-added VLAN mapping's flow")
+
+    async def _replace_vlans(self, vlan_map: dict[str, str]) -> None:
         try:
             await self._run_all(self._settings.vlan_clear, self._settings.clear_values())
             for testbed in sorted(vlan_map, key=int):
