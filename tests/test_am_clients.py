@@ -113,7 +113,7 @@ class ManifestComponentTests(AggregateHarness):
             return await getProcessOutputAndValue(
                 sys.executable,
                 ["-m", "geniam", "rspec", "request", "--start", format_time(start), "--end", format_time(end),
-                 "--advertisement", self.service.url, "--controller", "192.0.2.10:6633",
+                 "--advertisement", self.service.url, "--controller", "127.0.0.1:6633",
                  "--certificate", str(fed.domain.cert_path("users", "alice")),
                  "--private-key", str(fed.domain.key_path("users", "alice")),
                  "--trust-roots", str(fed.domain.roots_dir), "--credential", str(usercred)],

@@ -113,7 +113,10 @@ class RolesWithFileTests(TestCase):
 
         common = ["--port", "0", "--interface", "127.0.0.1", "--trust-roots", bundle]
         agent_options = AgentOptions()
-        agent_options.parseOptions([*common, "--data-dir", str(folder / "agent"), *identity("agent")])
+        agent_options.parseOptions(
+            [*common, "--data-dir", str(folder / "agent"), *identity("agent"),
+             "--allow", "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"]
+        )
         agent = make_agent_service(agent_options, reactor)
         agent.startService()
         self.addCleanup(agent.stopService)
