@@ -63,21 +63,31 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from geniam.errors import GeniCode, GeniError, success_struct
-from geniam.managers.adcache import AdvertisementCache, CachedAd, ad_cache_key
+from geniam.managers.adcache import DEFAULT_PARTIAL_TTL, AdvertisementCache, Fetched, ad_cache_key
 from geniam.managers.arguments import Target, flag, options_struct, rspec_version, target_urns
-from geniam.managers.breaker import CircuitBreaker
+from geniam.managers.breaker import BreakerState, CircuitBreaker
 from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
 from geniam.managers.forwarding import Forwarder, Forwarding
+from geniam.managers.health import (
+    DEFAULT_HUNG_AFTER,
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_PROBE_MAX_INTERVAL,
+    DEFAULT_PROBE_TIMEOUT,
+    PeerHealth,
+)
 from geniam.managers.peers import Peer, PeerRecord
 from geniam.managers.replay import CallReplay
 from geniam.managers.rollup import (
+    STATISTICS_FIELD,
     concatenated,
     first_member,
     result_struct,
     rollup,
     rspec_outcomes,
+    statistics,
 )
 from geniam.managers.shared import Shared
+from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
@@ -120,6 +130,13 @@ class SliceManagerSettings:
     @ivar breaker_failures: consecutive failures that open a peer's circuit.
     @ivar breaker_reset: seconds before an open circuit is probed.
     @ivar breaker_max_reset: the longest cool-down after failed probes.
+    @ivar hung_after: seconds a call may be in flight before its peer is checked for a hang.
+    @ivar probe_timeout: seconds a probe's GetVersion may take (connect and first byte included).
+    @ivar probe_interval: seconds from a breaker opening to its first background probe.
+    @ivar probe_max_interval: the cap on the doubling interval between background probes.
+    @ivar partial_cache_ttl: seconds an advertisement lacking an aggregate is cached.
+    @ivar undo_retry: seconds between attempts at a pending undo of a failed Allocate.
+    @ivar undo_give_up: seconds after which a pending undo is given up.
     """
 
     peer_timeout: float = 30.0
@@ -131,6 +148,13 @@ class SliceManagerSettings:
     breaker_failures: int = 5
     breaker_reset: float = 30.0
     breaker_max_reset: float = 600.0
+    hung_after: float = DEFAULT_HUNG_AFTER
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    probe_max_interval: float = DEFAULT_PROBE_MAX_INTERVAL
+    partial_cache_ttl: float = DEFAULT_PARTIAL_TTL
+    undo_retry: float = DEFAULT_UNDO_RETRY
+    undo_give_up: float = DEFAULT_UNDO_GIVE_UP
 
 
 @dataclass(frozen=True)
@@ -224,6 +248,7 @@ class SliceManager:
         threadpool: ThreadPool | None = None,
         reactor: IReactorFromThreads | None = None,
         new_call_id: Callable[[], str] | None = None,
+        undo_journal: UndoJournal | None = None,
     ) -> None:
         """
         @param peers: the aggregates and slice managers to forward to.
@@ -237,6 +262,8 @@ class SliceManager:
             inline when C{None}.
         @param reactor: required with C{threadpool}.
         @param new_call_id: makes the C{call_id} of calls that came without one.
+        @param undo_journal: where pending undos of failed Allocates are
+            kept (in memory only when C{None}).
         """
         if threadpool is not None and reactor is None:
             raise ValueError("a thread pool needs a reactor")
@@ -253,47 +280,98 @@ class SliceManager:
         self.records = [
             PeerRecord(
                 peer,
-                CircuitBreaker(clock, settings.breaker_failures, settings.breaker_reset, settings.breaker_max_reset),
+                CircuitBreaker(
+                    clock, settings.breaker_failures, settings.breaker_reset, settings.breaker_max_reset, peer.url
+                ),
                 urns.get(peer.url),
             )
             for peer in peers
         ]
         self._order = {id(record): index for index, record in enumerate(self.records)}
         self.fanout = FanOut(clock, settings.peer_timeout, settings.max_concurrency)
-        self.cache = AdvertisementCache(clock, settings.cache_ttl, settings.stale_ttl)
+        self.health = PeerHealth(
+            clock,
+            self.records,
+            settings.hung_after,
+            settings.probe_timeout,
+            settings.probe_interval,
+            settings.probe_max_interval,
+            on_alive=self._alive,
+        )
+        self.fanout.health = self.health
+        self.cache = AdvertisementCache(
+            clock, settings.cache_ttl, settings.stale_ttl, partial_ttl=settings.partial_cache_ttl
+        )
+        self.undo = Undoer(
+            clock,
+            self.fanout,
+            self.records,
+            undo_journal or UndoJournal(None),
+            settings.undo_retry,
+            settings.undo_give_up,
+            settle=settings.peer_timeout,
+            call_timeout=settings.peer_timeout,
+        )
         self.replay = CallReplay(clock, settings.call_id_window)
         self._forwarding: dict[str, int] = {}
         self._learning: Shared[None] | None = None
+        for record in self.records:
+            record.breaker.on_change(self._breaker_changed)
+
+    def _breaker_changed(self, state: BreakerState) -> None:
+        if state is BreakerState.CLOSED:
+            self.cache.drop_partial()
 
     # --- peers ----------------------------------------------------------
 
-    def learn_versions(self, records: Sequence[PeerRecord] | None = None) -> Deferred[None]:
+    def learn_versions(self, records: Sequence[PeerRecord] | None = None, timeout: float | None = None) -> Deferred[None]:
         """
         Ask peers for their GetVersion and learn their URNs (all peers by default).
 
         Concurrent requests share one round of calls.
 
+        @param timeout: seconds the round may take (default: the peer timeout).
         @return: a Deferred firing when the round is over.
         """
         if self._learning is None or self._learning.done:
             chosen = list(self.records if records is None else records)
-            self._learning = Shared(Deferred.fromCoroutine(self._learn(chosen)))
+            self._learning = Shared(Deferred.fromCoroutine(self._learn(chosen, timeout)))
         return self._learning.wait()
 
     def start(self) -> Deferred[None]:
         """Learn every peer's version; fires when done (failures are remembered, not raised)."""
         return self.learn_versions()
 
-    async def _learn(self, records: list[PeerRecord]) -> None:
+    def start_background(self) -> None:
+        """Start retrying pending undos (those of the journal first)."""
+        self.undo.start()
+
+    def stop_background(self) -> None:
+        """Stop probing and retrying (pending undos stay in the journal)."""
+        self.undo.stop()
+        self.health.stop()
+
+    def _alive(self, record: PeerRecord, struct: Any) -> None:
+        """A probe was answered: learn the peer's version if needed, and drop advertisements lacking it."""
+        if not record.known or record.version is None:
+            try:
+                record.learn(struct)
+            except GeniError as e:
+                record.failed_to_learn(e)
+        if self.cache.drop_partial():
+            self.log.info("{peer} answers again: dropped the cached advertisements lacking it", peer=record.name)
+
+    async def _learn(self, records: list[PeerRecord], timeout: float | None = None) -> None:
         if not records:
             return
-        deadline = self._clock.seconds() + self.settings.peer_timeout
+        deadline = self._clock.seconds() + (self.settings.peer_timeout if timeout is None else timeout)
         outcomes = await self.fanout.run([PeerCall(r, "GetVersion", ({},)) for r in records], deadline)
         for outcome in outcomes:
             record = outcome.record
             if outcome.struct is None:
                 record.failed_to_learn(GeniError(known_code(outcome.code), outcome.reason or outcome.status))
                 continue
+            was_known = record.known
             try:
                 record.learn(outcome.struct)
             except GeniError as e:
@@ -301,6 +379,8 @@ class SliceManager:
                 self.log.warn("peer {url}: {reason}", url=record.url, reason=e.output)
             else:
                 self.log.info("peer {url} is {urn}", url=record.url, urn=record.urn)
+                if not was_known:
+                    self.cache.drop_partial()
 
     def _partition(self, caller: Any) -> tuple[list[PeerRecord], list[PeerRecord], list[PeerRecord]]:
         """
@@ -501,10 +581,14 @@ class SliceManager:
         if use_cache:
             cached = await self.cache.get(key, fetch)
         else:
-            cached = CachedAd(await self.cache.refresh(key, fetch), 0.0, False)
+            cached = await self.cache.refresh(key, fetch)
         value = await self._cpu(compress_rspec, cached.value) if compressed else cached.value
         struct = success_struct(value)
         struct["geniam_cache"] = {"hit": cached.hit, "age": round(cached.age, 3), "stale": cached.stale}
+        if cached.details is not None:
+            struct[STATISTICS_FIELD] = cached.details
+        if cached.missing:
+            struct["output"] = "lacks the resources of aggregates that did not answer: " + ", ".join(cached.missing)
         return struct
 
     async def _fetch_advertisement(
@@ -514,16 +598,18 @@ class SliceManager:
         options: dict[str, Any],
         records: list[PeerRecord],
         unknown: list[PeerRecord],
-    ) -> str:
+    ) -> Fetched:
         calls = [PeerCall(r, "ListResources", (list(forwarding.credentials), options)) for r in records]
         outcomes = self._shaped(await self._fan(call, calls, unknown), lambda v: isinstance(v, str), "an RSpec string")
         if outcomes and not any(o.ok for o in outcomes):
             code, output = rollup(outcomes, False, False)
             raise GeniError(known_code(code), f"no aggregate listed its resources: {output}")
         rspecs = [o.value if o.ok else None for o in outcomes]
-        return await self._cpu(
+        merged = await self._cpu(
             self.mergers.advertisements, rspec_outcomes(outcomes, rspecs), "ListResources", self._clock.seconds()
         )
+        missing = tuple(o.name for o in outcomes if not o.ok)
+        return Fetched(merged, missing, statistics("ListResources", outcomes))
 
     # --- Describe, Provision, Status ------------------------------------
 
@@ -538,7 +624,8 @@ class SliceManager:
     async def _manifest_call(self, call: _Call, urns: Any, credentials: list[Any]) -> dict[str, Any]:
         rspec_version(call.options, SUPPORTED_RSPECS)
         compressed = call.method == "Describe" and flag(call.options, "geni_compressed")
-        best_effort = flag(call.options, "geni_best_effort")
+        # A read answers with what the reachable aggregates said; a change keeps all or nothing.
+        best_effort = call.method == "Describe" or flag(call.options, "geni_best_effort")
         target = target_urns(urns)
         slice_urn = target.slice_urn
         forwarding = await self._forwarder.for_slice(call.caller, credentials, call.method, slice_urn, call.options)
@@ -582,7 +669,7 @@ class SliceManager:
             lambda v: isinstance(v, dict) and isinstance(v.get("geni_slivers"), list),
             "a struct with geni_slivers",
         )
-        code, output = rollup(outcomes, slice_urn is not None, flag(call.options, "geni_best_effort"))
+        code, output = rollup(outcomes, slice_urn is not None, True)
         value = {
             "geni_urn": first_member(outcomes, "geni_urn", slice_urn or forwarding.slice_urn or ""),
             "geni_slivers": concatenated(outcomes, "geni_slivers"),
