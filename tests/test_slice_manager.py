@@ -240,18 +240,26 @@ class MergeTests(Base):
         self.assertNotIn("statistics", self.ams[0].last("Allocate").params[2])
 
     def test_allocate_partial_failure_is_released(self) -> None:
-        """When one part fails, the slivers the others allocated are deleted and the call fails."""
+        """
+        When one part fails, the slivers the others allocated are deleted
+        before the call answers, and the call fails saying so.
+        """
         self.ams[1].mode = "error"
-        struct = self.allocate_everywhere()
+        d = run(self.sm.Allocate(self.alice, SLICE, ["cred"], request(*self.names), {}))
+        self.clock.advance(1)
+        self.assertNoResult(d)
+        self.assertEqual(self.ams[0].methods()[-1], "Delete")
+        struct = self.done(d)
         self.assertEqual(struct["code"]["geni_code"], GeniCode.BUSY)
         self.assertIn("am2 says no", struct["output"])
-        self.assertIn("being deleted", struct["output"])
+        self.assertIn(f"undone at {self.ams[0].urn}, {self.ams[2].urn}", struct["output"])
+        self.assertEqual(struct["geniam_undo"], {"done": [self.ams[0].urn, self.ams[2].urn], "pending": []})
         self.assertEqual(struct["value"]["geni_slivers"], [])
-        self.clock.advance(1)
         for aggregate in (self.ams[0], self.ams[2]):
             self.assertEqual(aggregate.methods()[-1], "Delete")
             self.assertEqual(aggregate.slivers[SLICE], [])
-            self.assertEqual(aggregate.last("Delete").options["call_id"], "generated-0-release")
+            self.assertEqual(aggregate.last("Delete").options["call_id"], "generated-0-undo-1")
+        self.assertEqual(self.sm.undo.pending, [])
         statuses = {s["name"]: s["status"] for s in struct["geniam_statistics"]["aggregates"]}
         self.assertEqual(set(statuses.values()), {"error"})
 

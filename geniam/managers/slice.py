@@ -25,9 +25,18 @@ Routing: a call naming a slice goes to every peer; a call naming slivers
 goes to the peers whose authority minted them (SEARCHFAILED for slivers
 no peer minted); Allocate sends each peer only its part of the request
 RSpec, split by C{component_manager_id} (BADARGS for elements naming no
-known aggregate). Allocate is all or nothing across aggregates: when a
+known aggregate; an aggregate whose URN is not known yet is asked
+GetVersion first). Allocate is all or nothing across aggregates: when a
 part fails, the slivers the other parts allocated are deleted again and
-the call fails, unless C{geni_best_effort} is true.
+the call fails, unless C{geni_best_effort} is true. A part that timed out
+may still be carried out late, so it is checked and undone there too.
+The undo is written down first (L{geniam.managers.undo}), tried once
+before the answer, and retried until each aggregate confirms; the answer
+says what was undone and what is still pending (C{geniam_undo}).
+
+Reads (ListResources, Describe, Status) answer success with what the
+reachable aggregates said, and name the others in C{output} and in
+C{geniam_statistics}; changing calls keep all or nothing (or best effort).
 
 Repeats and loops: a repeated C{(caller, method, call_id)} gets the
 original answer (L{CallReplay}); a call is never sent to the peer that
@@ -39,7 +48,9 @@ manager is forwarding is refused with REFUSED.
 Credentials: see L{geniam.managers.forwarding}.
 
 Extra return struct members: C{geniam_statistics} on every forwarded
-call (see L{geniam.managers.rollup}); C{geniam_cache} on ListResources:
+call (see L{geniam.managers.rollup}); C{geniam_undo} on an Allocate that
+had to be undone: C{{done: [aggregate], pending: [{name, reason}]}};
+C{geniam_cache} on ListResources:
 C{{hit, age, stale}}, whether the advertisement came from the cache, how
 old it is in seconds, and whether it is being refreshed.
 
@@ -97,6 +108,7 @@ from geniam.urn import URN, parse_urn
 _T = TypeVar("_T")
 
 CALL_ID_OPTION = "call_id"
+UNDO_FIELD = "geniam_undo"
 CACHED_OPTION = "cached"
 MAX_CALL_ID = 256
 
@@ -693,16 +705,18 @@ class SliceManager:
         best_effort = flag(call.options, "geni_best_effort")
         forwarding = await self._forwarder.for_slice(call.caller, credentials, "Allocate", slice_urn, call.options)
         callable_, unknown, excluded = self._partition(call.caller)
-        by_urn = {r.urn: r for r in callable_}
         try:
             parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
         except GeniError as e:
-            notes = []
             if unknown:
-                notes.append("not reachable now: " + ", ".join(r.url for r in unknown))
-            if excluded:
-                notes.append("not forwarded to: " + ", ".join(r.name for r in excluded))
-            raise GeniError(e.code, e.output + (f" ({'; '.join(notes)})" if notes else "")) from None
+                # An aggregate that was down when the slice manager started may be back: learn it now.
+                await self.learn_versions(unknown, self.settings.probe_timeout)
+                callable_, unknown, excluded = self._partition(call.caller)
+            try:
+                parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
+            except GeniError:
+                raise self._unroutable(e, unknown, excluded) from None
+        by_urn = {r.urn: r for r in callable_}
         options = self._options_for(call, forwarding)
         calls = [
             PeerCall(by_urn[urn], "Allocate", (slice_urn, list(forwarding.credentials), part, options))
@@ -718,10 +732,12 @@ class SliceManager:
             "a struct with geni_rspec and geni_slivers",
         )
         code, output = rollup(outcomes, False, best_effort)
-        if code != GeniCode.SUCCESS and any(o.ok for o in outcomes):
-            released = self._release(call, forwarding, [o for o in outcomes if o.ok])
-            output += f"; allocation is all or nothing, so the slivers allocated at {released} are being deleted"
-            outcomes = [o if not o.ok else _rolled_back(o) for o in outcomes]
+        undo: dict[str, Any] | None = None
+        if code != GeniCode.SUCCESS or any(_uncertain(o) for o in outcomes):
+            entries = self._undo_entries(call, slice_urn, forwarding, options, outcomes, list(parts.values()), best_effort)
+            if entries:
+                undo, output = await self._undo(call, entries, output)
+                outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
         rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
         manifest = await self._cpu(self.mergers.manifests, rspec_outcomes(outcomes, rspecs), "Allocate", self._clock.seconds())
         value = {
@@ -729,34 +745,98 @@ class SliceManager:
             "geni_urn": first_member(outcomes, "geni_urn", slice_urn),
             "geni_slivers": concatenated(outcomes, "geni_slivers"),
         }
-        return result_struct("Allocate", outcomes, value, code, output)
+        struct = result_struct("Allocate", outcomes, value, code, output)
+        if undo is not None:
+            struct[UNDO_FIELD] = undo
+        return struct
 
-    def _release(self, call: _Call, forwarding: Forwarding, outcomes: list[PeerOutcome]) -> str:
-        """Delete, in the background, the slivers a failed Allocate made; return whose they were."""
-        calls = []
-        for outcome in outcomes:
-            urns = [s.get("geni_sliver_urn") for s in outcome.value["geni_slivers"] if isinstance(s, dict)]
-            urns = [u for u in urns if isinstance(u, str)]
-            if urns:
-                options = self._options_for(call, forwarding)
-                options[CALL_ID_OPTION] = f"{call.call_id}-release"
-                calls.append(PeerCall(outcome.record, "Delete", (urns, list(forwarding.credentials), options)))
-        deadline = self._clock.seconds() + self.settings.peer_timeout
-        d = self.fanout.run(calls, deadline)
+    @staticmethod
+    def _unroutable(error: GeniError, unknown: list[PeerRecord], excluded: list[PeerRecord]) -> GeniError:
+        notes = []
+        if unknown:
+            notes.append("not reachable now: " + ", ".join(r.url for r in unknown))
+        if excluded:
+            notes.append("not forwarded to: " + ", ".join(r.name for r in excluded))
+        return GeniError(error.code, error.output + (f" ({'; '.join(notes)})" if notes else ""))
 
-        def report(released: list[PeerOutcome]) -> None:
-            self.cache.invalidate()
-            for outcome in released:
-                if not outcome.ok:
-                    self.log.warn(
-                        "releasing the slivers of a failed Allocate at {peer} failed: {reason}",
-                        peer=outcome.name,
-                        reason=outcome.reason,
-                    )
+    def _undo_entries(
+        self,
+        call: _Call,
+        slice_urn: str,
+        forwarding: Forwarding,
+        options: dict[str, Any],
+        outcomes: list[PeerOutcome],
+        parts: list[str],
+        best_effort: bool,
+    ) -> list[UndoEntry]:
+        """
+        What a failed Allocate leaves to undo: the slivers made where it
+        succeeded (unless best effort keeps them), and whatever a late
+        aggregate may still make where the outcome is unknown.
+        """
+        entries = []
+        now = self._clock.seconds()
+        for outcome, part in zip(outcomes, parts):
+            slivers: list[str] | None
+            if outcome.ok and not best_effort:
+                slivers = [
+                    s["geni_sliver_urn"]
+                    for s in outcome.value["geni_slivers"]
+                    if isinstance(s, dict) and isinstance(s.get("geni_sliver_urn"), str)
+                ]
+                if not slivers:
+                    continue
+            elif _uncertain(outcome):
+                slivers = None
+            else:
+                continue
+            try:
+                client_ids, slots = part_marks(part)
+            except GeniError:
+                client_ids, slots = [], []
+            entries.append(
+                UndoEntry(
+                    call.call_id,
+                    outcome.record.url,
+                    outcome.name,
+                    slice_urn,
+                    slivers,
+                    client_ids,
+                    slots,
+                    list(forwarding.credentials),
+                    {k: v for k, v in options.items() if k != CALL_ID_OPTION},
+                    now,
+                )
+            )
+        return entries
 
-        d.addCallback(report)
-        d.addErrback(lambda f: self.log.failure("releasing the slivers of a failed Allocate failed", f))
-        return ", ".join(o.name for o in outcomes)
+    async def _undo(self, call: _Call, entries: list[UndoEntry], output: str) -> tuple[dict[str, Any], str]:
+        """
+        Write the undo down, try it once before answering, and say how it went.
+
+        @return: the C{geniam_undo} member and the output to answer.
+        """
+        self.undo.open(entries)
+        deadline = max(call.deadline, self._clock.seconds() + self.settings.peer_timeout)
+        pending = {e.key for e in await self.undo.attempt(entries, deadline)}
+        self.cache.invalidate()
+        done = [e for e in entries if e.key not in pending]
+        waiting = [e for e in entries if e.key in pending]
+        notes = []
+        if done:
+            notes.append("undone at " + ", ".join(e.peer_name for e in done))
+        if waiting:
+            notes.append(
+                "undo still in progress at "
+                + "; ".join(f"{e.peer_name} ({e.last})" for e in waiting)
+                + " - retried until the aggregate confirms"
+            )
+        text = "allocation is all or nothing: " + "; ".join(notes)
+        undo = {
+            "done": [e.peer_name for e in done],
+            "pending": [{"name": e.peer_name, "reason": e.last} for e in waiting],
+        }
+        return undo, (f"{output}; {text}" if output else text)
 
     # --- Renew, PerformOperationalAction, Delete, Shutdown --------------
 
@@ -823,6 +903,11 @@ def _manifest_shaped(value: Any) -> bool:
     )
 
 
+def _uncertain(outcome: PeerOutcome) -> bool:
+    """Whether a call may have been carried out without its answer reaching us (timed out, or cut off)."""
+    return outcome.called and outcome.struct is None and outcome.code == int(GeniCode.TIMEDOUT)
+
+
 def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
     """A successful Allocate whose slivers are being released: reported as an error."""
     return PeerOutcome(
@@ -831,5 +916,5 @@ def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
         outcome.elapsed,
         None,
         int(GeniCode.REFUSED),
-        "allocated, then released because another aggregate failed",
+        "allocated, then undone because another aggregate failed",
     )
