@@ -111,7 +111,13 @@ class PeerHealth:
         self._stopped = False
         for record in self._records:
             record.breaker.background_probing = True
-            record.breaker.on_change(lambda state, record=record: self._breaker_changed(record, state))
+            record.breaker.on_change(self._listener(record))
+
+    def _listener(self, record: PeerRecord) -> Callable[[BreakerState], None]:
+        def changed(state: BreakerState) -> None:
+            self._breaker_changed(record, state)
+
+        return changed
 
     # --- probes -----------------------------------------------------------
 
@@ -220,9 +226,9 @@ class PeerHealth:
                 self._probing[id(record)] = probing
                 probing.timer = self._clock.callLater(probing.interval, self._background_probe, record, probing)
         elif state is BreakerState.CLOSED:
-            probing = self._probing.pop(id(record), None)
-            if probing is not None and probing.timer is not None and probing.timer.active():
-                probing.timer.cancel()
+            stopped = self._probing.pop(id(record), None)
+            if stopped is not None and stopped.timer is not None and stopped.timer.active():
+                stopped.timer.cancel()
 
     def _background_probe(self, record: PeerRecord, probing: _Probing) -> None:
         probing.timer = None

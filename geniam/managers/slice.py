@@ -587,7 +587,7 @@ class SliceManager:
         key = ad_cache_key(options, [r.key for r in excluded])
         forwarded = self._options_for(call, forwarding, drop=("geni_compressed",))
 
-        def fetch() -> Deferred[str]:
+        def fetch() -> Deferred[Fetched]:
             return Deferred.fromCoroutine(self._fetch_advertisement(call, forwarding, forwarded, callable_, unknown))
 
         if use_cache:
