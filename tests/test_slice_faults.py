@@ -8,6 +8,7 @@ journal surviving a restart).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode
 from geniam.managers.breaker import BreakerState
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
-from geniam.managers.undo import UndoJournal
+from geniam.managers.undo import JOURNAL_NAME, UndoEntry, UndoJournal
 from geniam.rspec.merge import read_statistics
 from geniam.tap.sm import Options
+from tests.folders import temp_folder
 from tests.test_slice_support import (
     ALICE,
     GENI_V3,
@@ -237,7 +239,7 @@ class UndoTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.ams = [FakeAggregate("am1", self.clock), FakeAggregate("am2", self.clock)]
-        self.journal = Path(self.mktemp()) / "sm-undo.json"
+        self.journal = temp_folder(self) / JOURNAL_NAME
 
     def hang_allocate(self, sm: SliceManager) -> dict[str, Any]:
         """Allocate on both; am2 hangs (and keeps the request to carry out later)."""
@@ -283,3 +285,23 @@ class UndoTests(SynchronousTestCase):
         self.clock.pump([1.0] * 60)
         self.assertEqual(again.undo.pending, [])
         self.assertEqual(self.ams[1].methods().count("Delete"), 1)
+
+
+class UndoJournalTests(SynchronousTestCase):
+    """The journal file stays where it was found."""
+
+    def test_relative_path_fixed_when_made(self) -> None:
+        """
+        A journal made with a relative path writes where it was made, even
+        after the working directory changed (as C{twistd --rundir} does once
+        the service is built).
+        """
+        made_in, moved_to = temp_folder(self), temp_folder(self)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(made_in)
+        journal = UndoJournal(Path("sm-data") / JOURNAL_NAME)
+        os.chdir(moved_to)
+        entry = UndoEntry("call-1", "https://am1.example:8001/", "am1", SLICE, None, ["island"])
+        journal.save([entry])
+        self.assertEqual(UndoJournal(made_in / "sm-data" / JOURNAL_NAME).load(), [entry])
+        self.assertEqual(list(moved_to.iterdir()), [])

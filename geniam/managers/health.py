@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_health -*-
+# -*- test-case-name: tests.test_slice_faults,tests.test_sm_faults_loopback -*-
 """
 Finding hung peers early and noticing at once when they are back.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_undo -*-
+# -*- test-case-name: tests.test_slice_faults,tests.test_sm_faults_loopback -*-
 """
 The reliable undo of a failed Allocate across aggregates.
 
@@ -165,13 +165,18 @@ class UndoJournal:
     """
     The pending undos, in a JSON file (or only in memory when C{path} is C{None}).
 
-    @ivar path: the file.
+    A relative C{path} is made absolute when the journal is made, so the
+    file read at start is the one written later, whatever the working
+    directory becomes meanwhile (C{twistd --rundir} changes it after the
+    service is built).
+
+    @ivar path: the file, absolute.
     """
 
     log = Logger()
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
+        self.path = Path(path).absolute() if path is not None else None
 
     def load(self) -> list[UndoEntry]:
         """The entries written last (none if there is no file; a damaged file is logged and set aside)."""
