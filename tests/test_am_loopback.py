@@ -192,6 +192,29 @@ class AggregateLoopbackTests(AggregateHarness):
         self.assertNotIn("bobexp", ad)
         self.assertEqual(ad.count("<island:booked "), 2)
 
+    async def test_renew_alap_several_slivers(self) -> None:
+        """
+        A slice with three slivers on the island, and bob's booking after
+        them: Renew with geni_extend_alap extends each sliver up to its own
+        next conflict (its sibling's start, then bob's start).
+        """
+        await self.start()
+        client = self.alice()
+        bob = self.fed.client("bob", "am1", (self.fed.user_credential("bob"), self.fed.slice_credential("exp2", "bob")))
+        now = float(int(self.clock.seconds()))
+        slice_urn = self.fed.slice_urn("exp1")
+        slots = [(now + HOUR, now + 2 * HOUR), (now + 3 * HOUR, now + 4 * HOUR), (now + 5 * HOUR, now + 6 * HOUR)]
+        for start, end in slots:
+            value_of(await client.allocate(slice_urn, self.request(start, end)))
+        value_of(await bob.allocate(self.fed.slice_urn("exp2"), self.request(now + 8 * HOUR, now + 9 * HOUR)))
+        renewed = value_of(await client.renew([slice_urn], format_time(now + 20 * HOUR), geni_extend_alap=True))
+        self.assertEqual(len(renewed), 3)
+        bookings = sorted(await self.service.store.list_by_slice(slice_urn), key=lambda b: b.slot.start)
+        self.assertEqual(
+            [(b.slot.start, b.slot.end) for b in bookings],
+            [(slots[0][0], slots[1][0]), (slots[1][0], slots[2][0]), (slots[2][0], now + 8 * HOUR)],
+        )
+
     async def test_allocation_expires(self) -> None:
         """An allocation not provisioned before its expiry is released."""
         await self.start(allocation_ttl=600.0)

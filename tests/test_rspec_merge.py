@@ -188,6 +188,79 @@ class MergeManifestTests(SynchronousTestCase):
         self.assertEqual(read_statistics(text)[0]["code"], "14")
 
 
+ISLAND_AMS = (AM, OTHER_AM, THIRD_AM)
+
+
+def _identities(text: str) -> set[tuple[str, ...]]:
+    """Every node, link and island element of a manifest, by tag and identifying attributes."""
+    root = parse_rspec(text, "manifest")
+    found = set()
+    for element in root:
+        if str(element.tag).endswith("statistics"):
+            continue
+        attributes = ("client_id", "component_manager_id", "component_id", "sliver_id", "testbed", "start")
+        found.add((str(element.tag),) + tuple(element.get(a) or "" for a in attributes))
+    return found
+
+
+class ManifestRoundTripTests(SynchronousTestCase):
+    """
+    Islands with the same client IDs and switch IDs: request, split,
+    manifests, merge gives back every element of every island.
+    """
+
+    def islands(self, count: int) -> list[IslandResources]:
+        return [IslandResources.create(urn, [DPID1, DPID2], [f"{DPID1}:1-{DPID2}:3"]) for urn in ISLAND_AMS[:count]]
+
+    def sliver(self, urn: str) -> str:
+        return urn.replace("+authority+am", "+sliver+b1").replace("+authority+cm", "+sliver+b1")
+
+    def merged_keeps_everything(self, manifests: dict[str, str]) -> None:
+        text = merge_manifests([AggregateOutcome(urn, 1, rspec=m) for urn, m in manifests.items()], call="Allocate")
+        merged = _identities(text)
+        for urn, manifest in manifests.items():
+            missing = _identities(manifest) - merged
+            self.assertEqual(missing, set(), urn)
+        self.assertEqual(len(merged), sum(len(_identities(m)) for m in manifests.values()))
+        switches = [n for n in parse_rspec(text, "manifest").findall(f"{G}node") if n.get("component_id")]
+        self.assertEqual(len(switches), 2 * len(manifests))
+
+    def round_trip(self, count: int) -> None:
+        islands = self.islands(count)
+        request = build_request(START, END, am_urns=[i.am_urn for i in islands])
+        parts = split_request(request, [i.am_urn for i in islands])
+        self.assertEqual(list(parts), [i.am_urn for i in islands])
+        manifests = {
+            i.am_urn: build_manifest(i, [{"sliver_urn": self.sliver(i.am_urn), "slot": (START, END)}], START, request=parts[i.am_urn])
+            for i in islands
+        }
+        self.merged_keeps_everything(manifests)
+
+    def described(self, count: int) -> None:
+        manifests = {
+            i.am_urn: build_manifest(i, [{"sliver_urn": self.sliver(i.am_urn), "slot": (START, END)}], START)
+            for i in self.islands(count)
+        }
+        self.assertTrue(all('client_id="island"' in m for m in manifests.values()))
+        self.merged_keeps_everything(manifests)
+
+    def test_round_trip_two_islands(self) -> None:
+        """Two islands with identical switch IDs: the merged Allocate manifest holds both islands' elements."""
+        self.round_trip(2)
+
+    def test_round_trip_three_islands(self) -> None:
+        """Three islands with identical switch IDs: nothing of any island is lost."""
+        self.round_trip(3)
+
+    def test_describe_two_islands_same_client_ids(self) -> None:
+        """Describe manifests both naming their node C{island}: both nodes and all switches are kept."""
+        self.described(2)
+
+    def test_describe_three_islands_same_client_ids(self) -> None:
+        """The same with three islands."""
+        self.described(3)
+
+
 class StripStatisticsTests(SynchronousTestCase):
     """strip_statistics."""
 

@@ -125,7 +125,7 @@ class AdvertisementCacheTests(SynchronousTestCase):
         self.cache.store(KEY, "old")
         d = self.cache.refresh(KEY, self.fetch)
         self.fetches[0].callback("new")
-        self.assertEqual(self.successResultOf(d), "new")
+        self.assertEqual(self.successResultOf(d).value, "new")
         self.assertEqual(self.cache.peek(KEY).value, "new")  # type: ignore[union-attr]
 
     def test_expire_and_bound(self) -> None:

@@ -121,7 +121,11 @@ class FanOutTests(Base):
         self.assertNotIn("Traceback", struct["value"])
 
     def test_deadline_returns_what_it_has(self) -> None:
-        """When the overall deadline passes first, the call answers with what it has."""
+        """
+        When the overall deadline passes first, the call answers with what
+        it has: Status is a read, so it succeeds and names the aggregate
+        that did not answer.
+        """
         self.sm.fanout.peer_timeout = 100.0
         self.ams[2].mode = "hang"
         self.ams[0].slivers[SLICE] = [{"geni_sliver_urn": "urn:publicid:IDN+am1.example+sliver+x"}]
@@ -132,7 +136,9 @@ class FanOutTests(Base):
         stats = self.stats(struct)
         self.assertEqual(stats[self.ams[2].urn]["status"], "timeout")
         self.assertEqual(stats[self.ams[2].urn]["elapsed"], 20.0)
-        self.assertEqual(struct["code"]["geni_code"], GeniCode.TIMEDOUT)
+        self.assertEqual(struct["code"]["geni_code"], GeniCode.SUCCESS)
+        self.assertIn(self.ams[2].urn, struct["output"])
+        self.assertEqual(struct["geniam_statistics"]["unreachable"], [self.ams[2].urn])
         self.assertEqual([s["geni_sliver_urn"] for s in struct["value"]["geni_slivers"]], ["urn:publicid:IDN+am1.example+sliver+x"])
         self.assertEqual(self.ams[2].cancelled, 1)
 
@@ -157,7 +163,10 @@ class FanOutTests(Base):
         self.assertEqual(len(self.sm.cache), 0)
 
     def test_breaker_opens_and_closes(self) -> None:
-        """A dead aggregate is skipped once its circuit opens, and probed after the cool-down."""
+        """
+        A dead aggregate is skipped once its circuit opens; it is probed in
+        the background, and the first answered probe closes the circuit.
+        """
         dead = self.ams[1]
         dead.mode = "dead"
         for _ in range(5):
@@ -169,11 +178,18 @@ class FanOutTests(Base):
         stats = {s["name"]: s for s in read_statistics(struct["value"])}
         self.assertEqual(stats[dead.urn]["code"], str(int(GeniCode.UNAVAILABLE)))
         self.assertIn("circuit open", stats[dead.urn]["exception"])
+        self.assertIn("probed in the background", stats[dead.urn]["exception"])
         self.clock.advance(30)
+        self.assertEqual(record.breaker.state, BreakerState.OPEN)
         dead.mode = "normal"
+        next_probe = self.sm.health.next_probe_at(record)
+        assert next_probe is not None
+        self.clock.advance(next_probe - self.clock.seconds())
+        self.assertEqual(record.breaker.state, BreakerState.OPEN)
+        self.clock.advance(1.0)
+        self.assertEqual(record.breaker.state, BreakerState.CLOSED)
         struct = self.done(self.ask())
         self.assertEqual(dead.methods().count("ListResources"), 6)
-        self.assertEqual(record.breaker.state, BreakerState.CLOSED)
 
     def test_hanging_peer_stops_costing_time_once_open(self) -> None:
         """Once a hanging aggregate's circuit is open, calls answer without waiting for it."""
@@ -224,18 +240,26 @@ class MergeTests(Base):
         self.assertNotIn("statistics", self.ams[0].last("Allocate").params[2])
 
     def test_allocate_partial_failure_is_released(self) -> None:
-        """When one part fails, the slivers the others allocated are deleted and the call fails."""
+        """
+        When one part fails, the slivers the others allocated are deleted
+        before the call answers, and the call fails saying so.
+        """
         self.ams[1].mode = "error"
-        struct = self.allocate_everywhere()
+        d = run(self.sm.Allocate(self.alice, SLICE, ["cred"], request(*self.names), {}))
+        self.clock.advance(1)
+        self.assertNoResult(d)
+        self.assertEqual(self.ams[0].methods()[-1], "Delete")
+        struct = self.done(d)
         self.assertEqual(struct["code"]["geni_code"], GeniCode.BUSY)
         self.assertIn("am2 says no", struct["output"])
-        self.assertIn("being deleted", struct["output"])
+        self.assertIn(f"undone at {self.ams[0].urn}, {self.ams[2].urn}", struct["output"])
+        self.assertEqual(struct["geniam_undo"], {"done": [self.ams[0].urn, self.ams[2].urn], "pending": []})
         self.assertEqual(struct["value"]["geni_slivers"], [])
-        self.clock.advance(1)
         for aggregate in (self.ams[0], self.ams[2]):
             self.assertEqual(aggregate.methods()[-1], "Delete")
             self.assertEqual(aggregate.slivers[SLICE], [])
-            self.assertEqual(aggregate.last("Delete").options["call_id"], "generated-0-release")
+            self.assertEqual(aggregate.last("Delete").options["call_id"], "generated-0-undo-1")
+        self.assertEqual(self.sm.undo.pending, [])
         statuses = {s["name"]: s["status"] for s in struct["geniam_statistics"]["aggregates"]}
         self.assertEqual(set(statuses.values()), {"error"})
 

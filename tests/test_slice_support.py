@@ -10,6 +10,7 @@ never answer, and record their cancellation).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,7 @@ class FakeAggregate:
         self.cancelled = 0
         self.slivers: dict[str, list[dict[str, Any]]] = {}
         self._serial = 0
+        self._client_ids: dict[str, str] = {}
 
     def methods(self) -> list[str]:
         """The methods called, in order."""
@@ -159,7 +161,8 @@ class FakeAggregate:
 
     def _manifest(self, slivers: list[dict[str, Any]]) -> str:
         nodes = "".join(
-            f'<node client_id="{self.name}-{i}" component_manager_id="{self.urn}" sliver_id="{s["geni_sliver_urn"]}"/>'
+            f'<node client_id="{self._client_ids.get(s["geni_sliver_urn"], f"{self.name}-{i}")}" '
+            f'component_manager_id="{self.urn}" sliver_id="{s["geni_sliver_urn"]}"/>'
             for i, s in enumerate(slivers)
         )
         return f'<rspec xmlns="{NS}" type="manifest">{nodes}</rspec>'
@@ -173,6 +176,9 @@ class FakeAggregate:
             "geni_expires": EXPIRES,
         }
         self.slivers.setdefault(slice_urn, []).append(sliver)
+        found = re.search(r'client_id="([^"]+)"', rspec)
+        if found:
+            self._client_ids[sliver["geni_sliver_urn"]] = found.group(1)
         return success_struct({"geni_rspec": self._manifest([sliver]), "geni_slivers": [sliver]})
 
     def _Describe(self, urns: list[str], credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,17 @@ Freshness:
 L{AdvertisementCache.invalidate} drops every entry (the slice manager
 calls it when it forwards an Allocate, Provision or Delete) and makes any
 fetch already running for an older generation leave the cache alone.
+
+A fetch may answer a L{Fetched} naming the aggregates its document lacks
+(they did not answer). Such a partial entry is fresh for C{partial_ttl}
+only (0: it is never served from the cache), with no stale period, and
+L{AdvertisementCache.drop_partial} drops every partial entry (the slice
+manager calls it when an aggregate answers again).
+
+A TTL of 0 turns the cache off: every call fetches (concurrent calls
+still share a fetch that started less than C{JOIN_WINDOW} seconds ago).
+A refresh (the option C{cached} false) likewise joins only a fetch that
+started less than C{JOIN_WINDOW} seconds before it.
 """
 
 from __future__ import annotations
@@ -42,6 +53,12 @@ DEFAULT_TTL = 60.0
 
 DEFAULT_MAX_ENTRIES = 64
 """How many keys the cache holds at most."""
+
+DEFAULT_PARTIAL_TTL = 5.0
+"""Seconds an advertisement lacking an aggregate is served as fresh."""
+
+JOIN_WINDOW = 1.0
+"""Seconds after its start a running fetch may still be joined by a caller that wants a fresh answer."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,21 @@ def ad_cache_key(options: Mapping[str, Any], excluded: Iterable[str] = ()) -> Ad
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """
+    What a fetch found.
+
+    @ivar value: the merged advertisement.
+    @ivar missing: the names of the aggregates it lacks.
+    @ivar details: anything the caller keeps with it (the statistics).
+    """
+
+    value: str
+    missing: tuple[str, ...] = ()
+    details: Any = None
+
+
+@dataclass(frozen=True)
 class CachedAd:
     """
     An advertisement as the cache answers it.
@@ -87,18 +119,31 @@ class CachedAd:
     @ivar age: seconds since it was fetched.
     @ivar hit: whether it came from the cache (rather than a fetch this caller waited for).
     @ivar stale: whether it was older than the TTL (a refresh is then running).
+    @ivar missing: the aggregates it lacks.
+    @ivar details: what the fetch kept with it.
     """
 
     value: str
     age: float
     hit: bool
     stale: bool = False
+    missing: tuple[str, ...] = ()
+    details: Any = None
+
+
+def as_fetched(result: str | Fetched) -> Fetched:
+    """A fetch's result as a L{Fetched}."""
+    return result if isinstance(result, Fetched) else Fetched(result)
 
 
 @dataclass
 class _Entry:
-    value: str
+    fetched: Fetched
     fetched_at: float
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.fetched.missing)
 
 
 class AdvertisementCache:
@@ -121,19 +166,22 @@ class AdvertisementCache:
         ttl: float = DEFAULT_TTL,
         stale_ttl: float | None = None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        partial_ttl: float = DEFAULT_PARTIAL_TTL,
     ) -> None:
         """
         @param stale_ttl: defaults to C{ttl}.
+        @param partial_ttl: seconds an entry lacking an aggregate is fresh (at most C{ttl}).
         """
         self._clock = clock
         self.ttl = ttl
         self.stale_ttl = ttl if stale_ttl is None else stale_ttl
+        self.partial_ttl = min(partial_ttl, ttl)
         self.max_entries = max_entries
         self.generation = 0
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[AdKey, _Entry] = OrderedDict()
-        self._fetching: dict[AdKey, tuple[int, Shared[str]]] = {}
+        self._fetching: dict[AdKey, tuple[int, float, Shared[Fetched]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -147,16 +195,35 @@ class AdvertisementCache:
         self._fetching.clear()
         self.generation += 1
 
-    def store(self, key: AdKey, value: str, generation: int | None = None) -> bool:
+    @property
+    def enabled(self) -> bool:
+        """Whether answers are kept at all (a TTL of 0 turns the cache off)."""
+        return self.ttl > 0
+
+    def drop_partial(self) -> int:
+        """
+        Drop the entries lacking an aggregate (one has answered again).
+
+        @return: how many were dropped.
+        """
+        partial = [key for key, entry in self._entries.items() if entry.partial]
+        for key in partial:
+            del self._entries[key]
+        return len(partial)
+
+    def store(self, key: AdKey, value: str | Fetched, generation: int | None = None) -> bool:
         """
         Keep C{value} for C{key}, unless the cache was invalidated since
-        C{generation} (the generation read when the fetch started).
+        C{generation} (the generation read when the fetch started), or is off.
 
         @return: whether it was stored.
         """
+        fetched = as_fetched(value)
         if generation is not None and generation != self.generation:
             return False
-        self._entries[key] = _Entry(value, self._clock.seconds())
+        if not self.enabled or (fetched.missing and self.partial_ttl <= 0):
+            return False
+        self._entries[key] = _Entry(fetched, self._clock.seconds())
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -168,14 +235,16 @@ class AdvertisementCache:
         if entry is None:
             return None
         age = self._clock.seconds() - entry.fetched_at
-        if age < self.ttl:
-            return CachedAd(entry.value, age, True)
-        if age < self.ttl + self.stale_ttl:
-            return CachedAd(entry.value, age, True, stale=True)
+        fetched = entry.fetched
+        ttl, stale_ttl = (self.partial_ttl, 0.0) if entry.partial else (self.ttl, self.stale_ttl)
+        if age < ttl:
+            return CachedAd(fetched.value, age, True, False, fetched.missing, fetched.details)
+        if age < ttl + stale_ttl:
+            return CachedAd(fetched.value, age, True, True, fetched.missing, fetched.details)
         del self._entries[key]
         return None
 
-    def get(self, key: AdKey, fetch: Callable[[], Deferred[str]]) -> Deferred[CachedAd]:
+    def get(self, key: AdKey, fetch: Callable[[], Deferred[Any]]) -> Deferred[CachedAd]:
         """
         Answer C{key} from the cache, or by C{fetch} (shared with concurrent callers).
 
@@ -191,24 +260,35 @@ class AdvertisementCache:
                 self._fetch(key, fetch)
             return succeed(cached)
         self.misses += 1
-        shared = self._fetch(key, fetch)
-        waiter: Deferred[CachedAd] = shared.wait().addCallback(lambda value: CachedAd(value, 0.0, False))
+        return self._answer(self._fetch(key, fetch, None if self.enabled else JOIN_WINDOW))
+
+    def refresh(self, key: AdKey, fetch: Callable[[], Deferred[Any]]) -> Deferred[CachedAd]:
+        """
+        Fetch C{key} now, whatever the cache holds, and store it; a fetch
+        already running is joined only if it started less than
+        C{JOIN_WINDOW} seconds ago.
+        """
+        return self._answer(self._fetch(key, fetch, JOIN_WINDOW))
+
+    @staticmethod
+    def _answer(shared: Shared[Fetched]) -> Deferred[CachedAd]:
+        waiter: Deferred[CachedAd] = shared.wait().addCallback(
+            lambda fetched: CachedAd(fetched.value, 0.0, False, False, fetched.missing, fetched.details)
+        )
         return waiter
 
-    def refresh(self, key: AdKey, fetch: Callable[[], Deferred[str]]) -> Deferred[str]:
-        """Fetch C{key} now, whatever the cache holds (sharing a fetch already running), and store it."""
-        return self._fetch(key, fetch).wait()
-
-    def _fetch(self, key: AdKey, fetch: Callable[[], Deferred[str]]) -> Shared[str]:
+    def _fetch(self, key: AdKey, fetch: Callable[[], Deferred[Any]], join_window: float | None = None) -> Shared[Fetched]:
         running = self._fetching.get(key)
+        now = self._clock.seconds()
         if running is not None and running[0] == self.generation:
-            return running[1]
+            if join_window is None or now - running[1] < join_window:
+                return running[2]
         generation = self.generation
-        d = fetch()
+        d = fetch().addCallback(as_fetched)
 
         def done(result: Any) -> Any:
             current = self._fetching.get(key)
-            if current is not None and current[1] is shared:
+            if current is not None and current[2] is shared:
                 del self._fetching[key]
             if isinstance(result, Failure):
                 self.log.warn("fetching an advertisement failed: {error}", error=result.getErrorMessage())
@@ -217,9 +297,9 @@ class AdvertisementCache:
             return result
 
         d.addBoth(done)
-        shared: Shared[str] = Shared(d)
+        shared: Shared[Fetched] = Shared(d)
         if not shared.done:
-            self._fetching[key] = (generation, shared)
+            self._fetching[key] = (generation, now, shared)
         return shared
 
     def expire(self) -> int:
@@ -228,8 +308,12 @@ class AdvertisementCache:
 
         @return: how many were dropped.
         """
-        limit = self._clock.seconds() - self.ttl - self.stale_ttl
-        old = [key for key, entry in self._entries.items() if entry.fetched_at <= limit]
+        now = self._clock.seconds()
+        old = [
+            key
+            for key, entry in self._entries.items()
+            if entry.fetched_at <= now - (self.partial_ttl if entry.partial else self.ttl + self.stale_ttl)
+        ]
         for key in old:
             del self._entries[key]
         return len(old)

@@ -15,13 +15,21 @@ probes it again later:
 Only failures of the peer itself count (no answer in time, connection or
 TLS failure, HTTP error, malformed reply): an answer carrying a GENI error
 code is a healthy peer saying no.
+
+Besides calls, L{CircuitBreaker.trip} opens the circuit at once (a peer
+found hung while calls were in flight) and L{CircuitBreaker.close} closes
+it (a background probe succeeded; see L{geniam.managers.health}). Every
+change of state is logged and told to the listeners added with
+L{CircuitBreaker.on_change}.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 
 class BreakerState(enum.Enum):
@@ -44,7 +52,13 @@ class CircuitBreaker:
     @ivar max_reset_timeout: the longest cool-down after repeated failed probes.
     @ivar consecutive_failures: failures since the last success.
     @ivar opened: how many times the circuit has opened.
+    @ivar name: the peer's name in log messages.
+    @ivar background_probing: when true, an open circuit is not let
+        half-open by time: only L{close} (a background probe answered) or
+        a call already in flight succeeding closes it.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -52,6 +66,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
         max_reset_timeout: float = 600.0,
+        name: str = "a peer",
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -67,11 +82,30 @@ class CircuitBreaker:
         self._cooldown = reset_timeout
         self._retry_at = 0.0
         self._probing = False
+        self.background_probing = False
+        self.reason = ""
+        self.name = name
+        self._listeners: list[Callable[[BreakerState], None]] = []
+
+    def on_change(self, listener: Callable[[BreakerState], None]) -> None:
+        """Call C{listener(new_state)} after every change of state."""
+        self._listeners.append(listener)
+
+    def _become(self, state: BreakerState, why: str) -> None:
+        if state is self._state:
+            return
+        before = self._state
+        self._state = state
+        self.log.info(
+            "circuit of {peer}: {before} -> {after} ({why})", peer=self.name, before=before.value, after=state.value, why=why
+        )
+        for listener in list(self._listeners):
+            listener(state)
 
     @property
     def state(self) -> BreakerState:
         """The current state (an open circuit whose cool-down has passed reads as half-open)."""
-        if self._state is BreakerState.OPEN and self._clock.seconds() >= self._retry_at:
+        if self._state is BreakerState.OPEN and not self.background_probing and self._clock.seconds() >= self._retry_at:
             return BreakerState.HALF_OPEN
         return self._state
 
@@ -90,16 +124,20 @@ class CircuitBreaker:
             return True
         if state is BreakerState.OPEN or self._probing:
             return False
-        self._state = BreakerState.HALF_OPEN
         self._probing = True
+        self._become(BreakerState.HALF_OPEN, "a call goes through as a probe")
         return True
 
     def record_success(self) -> None:
         """The peer answered: close the circuit."""
+        self.close("the peer answered")
+
+    def close(self, why: str) -> None:
+        """Close the circuit now (the peer answered a call or a probe)."""
         self.consecutive_failures = 0
         self._probing = False
-        self._state = BreakerState.CLOSED
         self._cooldown = self.reset_timeout
+        self._become(BreakerState.CLOSED, why)
 
     def record_failure(self) -> None:
         """The peer failed: count it, and open the circuit when due."""
@@ -107,29 +145,42 @@ class CircuitBreaker:
         if self._state is BreakerState.HALF_OPEN:
             self._probing = False
             self._cooldown = min(self._cooldown * 2, self.max_reset_timeout)
-            self._open()
+            self._open("after its probe call failed")
         elif self._state is BreakerState.CLOSED and self.consecutive_failures >= self.failure_threshold:
             self._cooldown = self.reset_timeout
-            self._open()
+            self._open(f"after {self.consecutive_failures} consecutive failures")
+
+    def trip(self, why: str) -> None:
+        """Open the circuit now, whatever the count (the peer was found hung)."""
+        if self._state is BreakerState.OPEN:
+            return
+        self.consecutive_failures = max(self.consecutive_failures, 1)
+        self._probing = False
+        self._cooldown = self.reset_timeout
+        self._open(why)
 
     def release(self) -> None:
         """The call let through ended without telling anything about the peer."""
         if self._probing:
             self._probing = False
 
-    def _open(self) -> None:
-        self._state = BreakerState.OPEN
+    def _open(self, why: str) -> None:
+        self.reason = why
         self._retry_at = self._clock.seconds() + self._cooldown
         self.opened += 1
+        if self._state is BreakerState.OPEN:
+            return
+        self._become(BreakerState.OPEN, why)
 
     def describe(self) -> str:
         """A short explanation of a refusal, for statistics and messages."""
         state = self.state
+        if state is BreakerState.OPEN and self.background_probing:
+            return f"not called: circuit open {self.reason}; it is probed in the background"
         if state is BreakerState.OPEN:
             wait = max(0.0, self._retry_at - self._clock.seconds())
             return (
-                f"not called: circuit open after {self.consecutive_failures} consecutive failures, "
-                f"next probe in {wait:.0f} s"
+                f"not called: circuit open {self.reason}, next probe in {wait:.0f} s at the latest"
             )
         if state is BreakerState.HALF_OPEN:
             return "not called: circuit half-open, a probe call is in progress"

@@ -10,7 +10,9 @@ requests) and reported as timed out. It never fails for a peer's sake.
 
 Each call also has its own timeout, and goes through its peer's
 L{CircuitBreaker}: a peer whose circuit is open is not called and is
-reported as unavailable.
+reported as unavailable. With a L{PeerHealth}, calls in flight are
+watched: a call cut short because its peer was found hung is reported as
+timed out at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from geniam.errors import GeniCode, GeniError
+from geniam.managers.health import PeerHealth
 from geniam.managers.peers import PeerRecord
 from geniam.protocols.peer import PeerRequestError, PeerTimeout
 
@@ -132,6 +135,7 @@ class FanOut:
 
     @ivar peer_timeout: seconds one call may take.
     @ivar max_concurrency: the bound on calls in flight across every run.
+    @ivar health: watches calls in flight for hung peers, if set.
     """
 
     log = Logger()
@@ -148,6 +152,7 @@ class FanOut:
         self.peer_timeout = peer_timeout
         self.max_concurrency = max_concurrency
         self._slots = DeferredSemaphore(max_concurrency)
+        self.health: PeerHealth | None = None
 
     @property
     def in_flight(self) -> int:
@@ -234,11 +239,23 @@ class FanOut:
             self._slots.release()
             breaker.release()
             return self._late(record, run, called=False)
+        token: int | None = None
         try:
             d = record.peer.call(call.method, *call.params)
             d.addTimeout(self.peer_timeout, self._clock)
+            if self.health is not None:
+                token = self.health.started(record, d)
             struct = await d
         except CancelledError:
+            if token is not None and self.health is not None and self.health.was_cut(token):
+                return PeerOutcome(
+                    record,
+                    TIMEOUT,
+                    self._elapsed(run),
+                    None,
+                    int(GeniCode.TIMEDOUT),
+                    f"cut short: circuit opened {record.breaker.reason}",
+                )
             if run.passed:
                 breaker.record_failure()
                 return self._late(record, run, called=True)
@@ -269,5 +286,7 @@ class FanOut:
             )
         finally:
             self._slots.release()
+            if token is not None and self.health is not None:
+                self.health.ended(record, token)
         breaker.record_success()
         return outcome_of_struct(record, struct, self._elapsed(run))

@@ -610,6 +610,9 @@ class IslandResourceManager:
             high = min(max([new_end] + [b.slot.end for b in current]), MAX_TIME)
             keys = {b.sliver_key for b in current}
             others = [o for o in await self._store.list_live(Slot(low, high)) if o.sliver_key not in keys]
+            # The slice's other slivers renewed in this call keep their starts, so each sliver may grow only
+            # up to its siblings' slots as well as other slices' (renewal_end skips the sliver itself).
+            others += current
             return [
                 renewed(b, new_end, now, expires, others, self.max_slot_length, self.allocation_ttl, extend_alap)
                 for b in current

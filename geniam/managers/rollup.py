@@ -21,8 +21,14 @@ The code, output and statistics are rolled up here:
 
 Every fanned-out result carries the extra struct member
 C{geniam_statistics}: C{{call, aggregates: [{name, url, elapsed, status,
-code?, exception?}]}}, the same facts as the C{<statistics>} element of a
-merged RSpec, one entry per peer concerned.
+code?, exception?}], unreachable: [name]}}, the same facts as the
+C{<statistics>} element of a merged RSpec, one entry per peer concerned;
+C{unreachable} names the peers that gave no GENI answer (timed out, not
+reachable, not called).
+
+Read calls (ListResources, Describe, Status) answer success with what the
+reachable aggregates said, as C{geni_best_effort} does, as long as one
+aggregate answered; changing calls keep their own rule.
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ def statistics(call: str, outcomes: Sequence[PeerOutcome]) -> dict[str, Any]:
         if outcome.reason:
             entry["exception"] = outcome.reason
         entries.append(entry)
-    return {"call": call, "aggregates": entries}
+    return {"call": call, "aggregates": entries, "unreachable": unreachable(outcomes)}
+
+
+def unreachable(outcomes: Sequence[PeerOutcome]) -> list[str]:
+    """The names of the peers that gave no GENI answer (timed out, not reachable or not called)."""
+    return [o.name for o in outcomes if not o.ok and o.struct is None]
 
 
 def rspec_outcomes(outcomes: Sequence[PeerOutcome], rspecs: Sequence[str | None]) -> list[AggregateOutcome]:

@@ -25,9 +25,18 @@ Routing: a call naming a slice goes to every peer; a call naming slivers
 goes to the peers whose authority minted them (SEARCHFAILED for slivers
 no peer minted); Allocate sends each peer only its part of the request
 RSpec, split by C{component_manager_id} (BADARGS for elements naming no
-known aggregate). Allocate is all or nothing across aggregates: when a
+known aggregate; an aggregate whose URN is not known yet is asked
+GetVersion first). Allocate is all or nothing across aggregates: when a
 part fails, the slivers the other parts allocated are deleted again and
-the call fails, unless C{geni_best_effort} is true.
+the call fails, unless C{geni_best_effort} is true. A part that timed out
+may still be carried out late, so it is checked and undone there too.
+The undo is written down first (L{geniam.managers.undo}), tried once
+before the answer, and retried until each aggregate confirms; the answer
+says what was undone and what is still pending (C{geniam_undo}).
+
+Reads (ListResources, Describe, Status) answer success with what the
+reachable aggregates said, and name the others in C{output} and in
+C{geniam_statistics}; changing calls keep all or nothing (or best effort).
 
 Repeats and loops: a repeated C{(caller, method, call_id)} gets the
 original answer (L{CallReplay}); a call is never sent to the peer that
@@ -39,7 +48,9 @@ manager is forwarding is refused with REFUSED.
 Credentials: see L{geniam.managers.forwarding}.
 
 Extra return struct members: C{geniam_statistics} on every forwarded
-call (see L{geniam.managers.rollup}); C{geniam_cache} on ListResources:
+call (see L{geniam.managers.rollup}); C{geniam_undo} on an Allocate that
+had to be undone: C{{done: [aggregate], pending: [{name, reason}]}};
+C{geniam_cache} on ListResources:
 C{{hit, age, stale}}, whether the advertisement came from the cache, how
 old it is in seconds, and whether it is being refreshed.
 
@@ -63,21 +74,31 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from geniam.errors import GeniCode, GeniError, success_struct
-from geniam.managers.adcache import AdvertisementCache, CachedAd, ad_cache_key
+from geniam.managers.adcache import DEFAULT_PARTIAL_TTL, AdvertisementCache, Fetched, ad_cache_key
 from geniam.managers.arguments import Target, flag, options_struct, rspec_version, target_urns
-from geniam.managers.breaker import CircuitBreaker
+from geniam.managers.breaker import BreakerState, CircuitBreaker
 from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
 from geniam.managers.forwarding import Forwarder, Forwarding
+from geniam.managers.health import (
+    DEFAULT_HUNG_AFTER,
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_PROBE_MAX_INTERVAL,
+    DEFAULT_PROBE_TIMEOUT,
+    PeerHealth,
+)
 from geniam.managers.peers import Peer, PeerRecord
 from geniam.managers.replay import CallReplay
 from geniam.managers.rollup import (
+    STATISTICS_FIELD,
     concatenated,
     first_member,
     result_struct,
     rollup,
     rspec_outcomes,
+    statistics,
 )
 from geniam.managers.shared import Shared
+from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
@@ -87,6 +108,7 @@ from geniam.urn import URN, parse_urn
 _T = TypeVar("_T")
 
 CALL_ID_OPTION = "call_id"
+UNDO_FIELD = "geniam_undo"
 CACHED_OPTION = "cached"
 MAX_CALL_ID = 256
 
@@ -120,6 +142,13 @@ class SliceManagerSettings:
     @ivar breaker_failures: consecutive failures that open a peer's circuit.
     @ivar breaker_reset: seconds before an open circuit is probed.
     @ivar breaker_max_reset: the longest cool-down after failed probes.
+    @ivar hung_after: seconds a call may be in flight before its peer is checked for a hang.
+    @ivar probe_timeout: seconds a probe's GetVersion may take (connect and first byte included).
+    @ivar probe_interval: seconds from a breaker opening to its first background probe.
+    @ivar probe_max_interval: the cap on the doubling interval between background probes.
+    @ivar partial_cache_ttl: seconds an advertisement lacking an aggregate is cached.
+    @ivar undo_retry: seconds between attempts at a pending undo of a failed Allocate.
+    @ivar undo_give_up: seconds after which a pending undo is given up.
     """
 
     peer_timeout: float = 30.0
@@ -131,6 +160,13 @@ class SliceManagerSettings:
     breaker_failures: int = 5
     breaker_reset: float = 30.0
     breaker_max_reset: float = 600.0
+    hung_after: float = DEFAULT_HUNG_AFTER
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    probe_max_interval: float = DEFAULT_PROBE_MAX_INTERVAL
+    partial_cache_ttl: float = DEFAULT_PARTIAL_TTL
+    undo_retry: float = DEFAULT_UNDO_RETRY
+    undo_give_up: float = DEFAULT_UNDO_GIVE_UP
 
 
 @dataclass(frozen=True)
@@ -224,6 +260,7 @@ class SliceManager:
         threadpool: ThreadPool | None = None,
         reactor: IReactorFromThreads | None = None,
         new_call_id: Callable[[], str] | None = None,
+        undo_journal: UndoJournal | None = None,
     ) -> None:
         """
         @param peers: the aggregates and slice managers to forward to.
@@ -237,6 +274,8 @@ class SliceManager:
             inline when C{None}.
         @param reactor: required with C{threadpool}.
         @param new_call_id: makes the C{call_id} of calls that came without one.
+        @param undo_journal: where pending undos of failed Allocates are
+            kept (in memory only when C{None}).
         """
         if threadpool is not None and reactor is None:
             raise ValueError("a thread pool needs a reactor")
@@ -253,47 +292,98 @@ class SliceManager:
         self.records = [
             PeerRecord(
                 peer,
-                CircuitBreaker(clock, settings.breaker_failures, settings.breaker_reset, settings.breaker_max_reset),
+                CircuitBreaker(
+                    clock, settings.breaker_failures, settings.breaker_reset, settings.breaker_max_reset, peer.url
+                ),
                 urns.get(peer.url),
             )
             for peer in peers
         ]
         self._order = {id(record): index for index, record in enumerate(self.records)}
         self.fanout = FanOut(clock, settings.peer_timeout, settings.max_concurrency)
-        self.cache = AdvertisementCache(clock, settings.cache_ttl, settings.stale_ttl)
+        self.health = PeerHealth(
+            clock,
+            self.records,
+            settings.hung_after,
+            settings.probe_timeout,
+            settings.probe_interval,
+            settings.probe_max_interval,
+            on_alive=self._alive,
+        )
+        self.fanout.health = self.health
+        self.cache = AdvertisementCache(
+            clock, settings.cache_ttl, settings.stale_ttl, partial_ttl=settings.partial_cache_ttl
+        )
+        self.undo = Undoer(
+            clock,
+            self.fanout,
+            self.records,
+            undo_journal or UndoJournal(None),
+            settings.undo_retry,
+            settings.undo_give_up,
+            settle=settings.peer_timeout,
+            call_timeout=settings.peer_timeout,
+        )
         self.replay = CallReplay(clock, settings.call_id_window)
         self._forwarding: dict[str, int] = {}
         self._learning: Shared[None] | None = None
+        for record in self.records:
+            record.breaker.on_change(self._breaker_changed)
+
+    def _breaker_changed(self, state: BreakerState) -> None:
+        if state is BreakerState.CLOSED:
+            self.cache.drop_partial()
 
     # --- peers ----------------------------------------------------------
 
-    def learn_versions(self, records: Sequence[PeerRecord] | None = None) -> Deferred[None]:
+    def learn_versions(self, records: Sequence[PeerRecord] | None = None, timeout: float | None = None) -> Deferred[None]:
         """
         Ask peers for their GetVersion and learn their URNs (all peers by default).
 
         Concurrent requests share one round of calls.
 
+        @param timeout: seconds the round may take (default: the peer timeout).
         @return: a Deferred firing when the round is over.
         """
         if self._learning is None or self._learning.done:
             chosen = list(self.records if records is None else records)
-            self._learning = Shared(Deferred.fromCoroutine(self._learn(chosen)))
+            self._learning = Shared(Deferred.fromCoroutine(self._learn(chosen, timeout)))
         return self._learning.wait()
 
     def start(self) -> Deferred[None]:
         """Learn every peer's version; fires when done (failures are remembered, not raised)."""
         return self.learn_versions()
 
-    async def _learn(self, records: list[PeerRecord]) -> None:
+    def start_background(self) -> None:
+        """Start retrying pending undos (those of the journal first)."""
+        self.undo.start()
+
+    def stop_background(self) -> None:
+        """Stop probing and retrying (pending undos stay in the journal)."""
+        self.undo.stop()
+        self.health.stop()
+
+    def _alive(self, record: PeerRecord, struct: Any) -> None:
+        """A probe was answered: learn the peer's version if needed, and drop advertisements lacking it."""
+        if not record.known or record.version is None:
+            try:
+                record.learn(struct)
+            except GeniError as e:
+                record.failed_to_learn(e)
+        if self.cache.drop_partial():
+            self.log.info("{peer} answers again: dropped the cached advertisements lacking it", peer=record.name)
+
+    async def _learn(self, records: list[PeerRecord], timeout: float | None = None) -> None:
         if not records:
             return
-        deadline = self._clock.seconds() + self.settings.peer_timeout
+        deadline = self._clock.seconds() + (self.settings.peer_timeout if timeout is None else timeout)
         outcomes = await self.fanout.run([PeerCall(r, "GetVersion", ({},)) for r in records], deadline)
         for outcome in outcomes:
             record = outcome.record
             if outcome.struct is None:
                 record.failed_to_learn(GeniError(known_code(outcome.code), outcome.reason or outcome.status))
                 continue
+            was_known = record.known
             try:
                 record.learn(outcome.struct)
             except GeniError as e:
@@ -301,6 +391,8 @@ class SliceManager:
                 self.log.warn("peer {url}: {reason}", url=record.url, reason=e.output)
             else:
                 self.log.info("peer {url} is {urn}", url=record.url, urn=record.urn)
+                if not was_known:
+                    self.cache.drop_partial()
 
     def _partition(self, caller: Any) -> tuple[list[PeerRecord], list[PeerRecord], list[PeerRecord]]:
         """
@@ -495,16 +587,20 @@ class SliceManager:
         key = ad_cache_key(options, [r.key for r in excluded])
         forwarded = self._options_for(call, forwarding, drop=("geni_compressed",))
 
-        def fetch() -> Deferred[str]:
+        def fetch() -> Deferred[Fetched]:
             return Deferred.fromCoroutine(self._fetch_advertisement(call, forwarding, forwarded, callable_, unknown))
 
         if use_cache:
             cached = await self.cache.get(key, fetch)
         else:
-            cached = CachedAd(await self.cache.refresh(key, fetch), 0.0, False)
+            cached = await self.cache.refresh(key, fetch)
         value = await self._cpu(compress_rspec, cached.value) if compressed else cached.value
         struct = success_struct(value)
         struct["geniam_cache"] = {"hit": cached.hit, "age": round(cached.age, 3), "stale": cached.stale}
+        if cached.details is not None:
+            struct[STATISTICS_FIELD] = cached.details
+        if cached.missing:
+            struct["output"] = "lacks the resources of aggregates that did not answer: " + ", ".join(cached.missing)
         return struct
 
     async def _fetch_advertisement(
@@ -514,16 +610,18 @@ class SliceManager:
         options: dict[str, Any],
         records: list[PeerRecord],
         unknown: list[PeerRecord],
-    ) -> str:
+    ) -> Fetched:
         calls = [PeerCall(r, "ListResources", (list(forwarding.credentials), options)) for r in records]
         outcomes = self._shaped(await self._fan(call, calls, unknown), lambda v: isinstance(v, str), "an RSpec string")
         if outcomes and not any(o.ok for o in outcomes):
             code, output = rollup(outcomes, False, False)
             raise GeniError(known_code(code), f"no aggregate listed its resources: {output}")
         rspecs = [o.value if o.ok else None for o in outcomes]
-        return await self._cpu(
+        merged = await self._cpu(
             self.mergers.advertisements, rspec_outcomes(outcomes, rspecs), "ListResources", self._clock.seconds()
         )
+        missing = tuple(o.name for o in outcomes if not o.ok)
+        return Fetched(merged, missing, statistics("ListResources", outcomes))
 
     # --- Describe, Provision, Status ------------------------------------
 
@@ -538,7 +636,8 @@ class SliceManager:
     async def _manifest_call(self, call: _Call, urns: Any, credentials: list[Any]) -> dict[str, Any]:
         rspec_version(call.options, SUPPORTED_RSPECS)
         compressed = call.method == "Describe" and flag(call.options, "geni_compressed")
-        best_effort = flag(call.options, "geni_best_effort")
+        # A read answers with what the reachable aggregates said; a change keeps all or nothing.
+        best_effort = call.method == "Describe" or flag(call.options, "geni_best_effort")
         target = target_urns(urns)
         slice_urn = target.slice_urn
         forwarding = await self._forwarder.for_slice(call.caller, credentials, call.method, slice_urn, call.options)
@@ -582,7 +681,7 @@ class SliceManager:
             lambda v: isinstance(v, dict) and isinstance(v.get("geni_slivers"), list),
             "a struct with geni_slivers",
         )
-        code, output = rollup(outcomes, slice_urn is not None, flag(call.options, "geni_best_effort"))
+        code, output = rollup(outcomes, slice_urn is not None, True)
         value = {
             "geni_urn": first_member(outcomes, "geni_urn", slice_urn or forwarding.slice_urn or ""),
             "geni_slivers": concatenated(outcomes, "geni_slivers"),
@@ -606,16 +705,18 @@ class SliceManager:
         best_effort = flag(call.options, "geni_best_effort")
         forwarding = await self._forwarder.for_slice(call.caller, credentials, "Allocate", slice_urn, call.options)
         callable_, unknown, excluded = self._partition(call.caller)
-        by_urn = {r.urn: r for r in callable_}
         try:
             parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
         except GeniError as e:
-            notes = []
             if unknown:
-                notes.append("not reachable now: " + ", ".join(r.url for r in unknown))
-            if excluded:
-                notes.append("not forwarded to: " + ", ".join(r.name for r in excluded))
-            raise GeniError(e.code, e.output + (f" ({'; '.join(notes)})" if notes else "")) from None
+                # An aggregate that was down when the slice manager started may be back: learn it now.
+                await self.learn_versions(unknown, self.settings.probe_timeout)
+                callable_, unknown, excluded = self._partition(call.caller)
+            try:
+                parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
+            except GeniError:
+                raise self._unroutable(e, unknown, excluded) from None
+        by_urn = {r.urn: r for r in callable_}
         options = self._options_for(call, forwarding)
         calls = [
             PeerCall(by_urn[urn], "Allocate", (slice_urn, list(forwarding.credentials), part, options))
@@ -631,10 +732,12 @@ class SliceManager:
             "a struct with geni_rspec and geni_slivers",
         )
         code, output = rollup(outcomes, False, best_effort)
-        if code != GeniCode.SUCCESS and any(o.ok for o in outcomes):
-            released = self._release(call, forwarding, [o for o in outcomes if o.ok])
-            output += f"; allocation is all or nothing, so the slivers allocated at {released} are being deleted"
-            outcomes = [o if not o.ok else _rolled_back(o) for o in outcomes]
+        undo: dict[str, Any] | None = None
+        if code != GeniCode.SUCCESS or any(_uncertain(o) for o in outcomes):
+            entries = self._undo_entries(call, slice_urn, forwarding, options, outcomes, list(parts.values()), best_effort)
+            if entries:
+                undo, output = await self._undo(call, entries, output)
+                outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
         rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
         manifest = await self._cpu(self.mergers.manifests, rspec_outcomes(outcomes, rspecs), "Allocate", self._clock.seconds())
         value = {
@@ -642,34 +745,98 @@ class SliceManager:
             "geni_urn": first_member(outcomes, "geni_urn", slice_urn),
             "geni_slivers": concatenated(outcomes, "geni_slivers"),
         }
-        return result_struct("Allocate", outcomes, value, code, output)
+        struct = result_struct("Allocate", outcomes, value, code, output)
+        if undo is not None:
+            struct[UNDO_FIELD] = undo
+        return struct
 
-    def _release(self, call: _Call, forwarding: Forwarding, outcomes: list[PeerOutcome]) -> str:
-        """Delete, in the background, the slivers a failed Allocate made; return whose they were."""
-        calls = []
-        for outcome in outcomes:
-            urns = [s.get("geni_sliver_urn") for s in outcome.value["geni_slivers"] if isinstance(s, dict)]
-            urns = [u for u in urns if isinstance(u, str)]
-            if urns:
-                options = self._options_for(call, forwarding)
-                options[CALL_ID_OPTION] = f"{call.call_id}-release"
-                calls.append(PeerCall(outcome.record, "Delete", (urns, list(forwarding.credentials), options)))
-        deadline = self._clock.seconds() + self.settings.peer_timeout
-        d = self.fanout.run(calls, deadline)
+    @staticmethod
+    def _unroutable(error: GeniError, unknown: list[PeerRecord], excluded: list[PeerRecord]) -> GeniError:
+        notes = []
+        if unknown:
+            notes.append("not reachable now: " + ", ".join(r.url for r in unknown))
+        if excluded:
+            notes.append("not forwarded to: " + ", ".join(r.name for r in excluded))
+        return GeniError(error.code, error.output + (f" ({'; '.join(notes)})" if notes else ""))
 
-        def report(released: list[PeerOutcome]) -> None:
-            self.cache.invalidate()
-            for outcome in released:
-                if not outcome.ok:
-                    self.log.warn(
-                        "releasing the slivers of a failed Allocate at {peer} failed: {reason}",
-                        peer=outcome.name,
-                        reason=outcome.reason,
-                    )
+    def _undo_entries(
+        self,
+        call: _Call,
+        slice_urn: str,
+        forwarding: Forwarding,
+        options: dict[str, Any],
+        outcomes: list[PeerOutcome],
+        parts: list[str],
+        best_effort: bool,
+    ) -> list[UndoEntry]:
+        """
+        What a failed Allocate leaves to undo: the slivers made where it
+        succeeded (unless best effort keeps them), and whatever a late
+        aggregate may still make where the outcome is unknown.
+        """
+        entries = []
+        now = self._clock.seconds()
+        for outcome, part in zip(outcomes, parts):
+            slivers: list[str] | None
+            if outcome.ok and not best_effort:
+                slivers = [
+                    s["geni_sliver_urn"]
+                    for s in outcome.value["geni_slivers"]
+                    if isinstance(s, dict) and isinstance(s.get("geni_sliver_urn"), str)
+                ]
+                if not slivers:
+                    continue
+            elif _uncertain(outcome):
+                slivers = None
+            else:
+                continue
+            try:
+                client_ids, slots = part_marks(part)
+            except GeniError:
+                client_ids, slots = [], []
+            entries.append(
+                UndoEntry(
+                    call.call_id,
+                    outcome.record.url,
+                    outcome.name,
+                    slice_urn,
+                    slivers,
+                    client_ids,
+                    slots,
+                    list(forwarding.credentials),
+                    {k: v for k, v in options.items() if k != CALL_ID_OPTION},
+                    now,
+                )
+            )
+        return entries
 
-        d.addCallback(report)
-        d.addErrback(lambda f: self.log.failure("releasing the slivers of a failed Allocate failed", f))
-        return ", ".join(o.name for o in outcomes)
+    async def _undo(self, call: _Call, entries: list[UndoEntry], output: str) -> tuple[dict[str, Any], str]:
+        """
+        Write the undo down, try it once before answering, and say how it went.
+
+        @return: the C{geniam_undo} member and the output to answer.
+        """
+        self.undo.open(entries)
+        deadline = max(call.deadline, self._clock.seconds() + self.settings.peer_timeout)
+        pending = {e.key for e in await self.undo.attempt(entries, deadline)}
+        self.cache.invalidate()
+        done = [e for e in entries if e.key not in pending]
+        waiting = [e for e in entries if e.key in pending]
+        notes = []
+        if done:
+            notes.append("undone at " + ", ".join(e.peer_name for e in done))
+        if waiting:
+            notes.append(
+                "undo still in progress at "
+                + "; ".join(f"{e.peer_name} ({e.last})" for e in waiting)
+                + " - retried until the aggregate confirms"
+            )
+        text = "allocation is all or nothing: " + "; ".join(notes)
+        undo = {
+            "done": [e.peer_name for e in done],
+            "pending": [{"name": e.peer_name, "reason": e.last} for e in waiting],
+        }
+        return undo, (f"{output}; {text}" if output else text)
 
     # --- Renew, PerformOperationalAction, Delete, Shutdown --------------
 
@@ -736,6 +903,11 @@ def _manifest_shaped(value: Any) -> bool:
     )
 
 
+def _uncertain(outcome: PeerOutcome) -> bool:
+    """Whether a call may have been carried out without its answer reaching us (timed out, or cut off)."""
+    return outcome.called and outcome.struct is None and outcome.code == int(GeniCode.TIMEDOUT)
+
+
 def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
     """A successful Allocate whose slivers are being released: reported as an error."""
     return PeerOutcome(
@@ -744,5 +916,5 @@ def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
         outcome.elapsed,
         None,
         int(GeniCode.REFUSED),
-        "allocated, then released because another aggregate failed",
+        "allocated, then undone because another aggregate failed",
     )

@@ -160,14 +160,26 @@ def _earliest_expiry(root: etree._Element) -> float | None:
         return None
 
 
-def _key(element: etree._Element, kind: str) -> tuple[str, str] | None:
+def _folded(value: str | None) -> str:
+    return " ".join((value or "").split()).lower()
+
+
+def _key(element: etree._Element, kind: str) -> tuple[str, ...] | None:
+    """
+    The identity of a node or link in a merge: its C{component_id} in an
+    advertisement; in a manifest its C{client_id} together with its
+    C{component_manager_id} and C{component_id}, so that islands using the
+    same client IDs (C{island}) and switch IDs keep their own elements.
+    """
     if element.tag not in (NODE, LINK):
         return None
-    attribute = "component_id" if kind == "advertisement" else "client_id"
-    value = element.get(attribute)
-    if not value:
+    if kind == "advertisement":
+        component = _folded(element.get("component_id"))
+        return (element.tag, component) if component else None
+    client_id = element.get("client_id")
+    if not client_id:
         return None
-    return (element.tag, value.strip().lower() if attribute == "component_id" else value)
+    return (element.tag, client_id, _folded(element.get("component_manager_id")), _folded(element.get("component_id")))
 
 
 @functools.lru_cache(maxsize=8)
@@ -326,9 +338,12 @@ def merge_manifests(
     """
     Merge the manifests of several aggregates into one.
 
-    Nodes and links are kept once per C{client_id}; an annotated copy
-    (with C{sliver_id}) replaces an unannotated one, since aggregates copy
-    other aggregates' request elements unchanged into their manifests.
+    Nodes and links are kept once per C{(client_id,
+    component_manager_id, component_id)}: two islands answering with the
+    same client IDs and switch IDs each keep their elements. An annotated
+    copy (with C{sliver_id}) replaces an unannotated one with the same
+    key, since aggregates copy other aggregates' request elements
+    unchanged into their manifests.
     Other top-level elements are kept once per exact content.
 
     @param outcomes: one per aggregate called.

@@ -21,6 +21,12 @@ Example C{sm.toml}::
     credential = ["/etc/geniam/sm-credential.xml"]
     peer-timeout = "30s"
     deadline = "60s"
+    hung-after = "5s"
+    probe-timeout = "5s"
+    undo-retry = "15s"
+
+Failed Allocates still to be undone are kept in C{<data-dir>/sm-undo.json}
+and resumed at start.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive
 from geniam.errors import GeniError
 from geniam.managers.forwarding import CredentialForwarder
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
+from geniam.managers.undo import JOURNAL_NAME, UndoJournal
 from geniam.protocols.peer import XmlRpcPeer
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.protocols.listener import DESCRIPTOR_RESERVE, ListenerLimits
@@ -53,6 +60,13 @@ from geniam.urn import parse_urn
 
 OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
 """How long the credential a development slice manager mints for itself lasts."""
+
+
+def duration_or_off(text: str) -> float:
+    """Coerce a duration that may be 0 (off)."""
+    if str(text).strip() in ("0", "0s", "0.0"):
+        return 0.0
+    return duration(text)
 
 
 def parse_aggregate(text: str) -> tuple[str | None, str]:
@@ -87,11 +101,18 @@ class Options(ServerOptions):
         ["peer-timeout", None, 30.0, "How long one aggregate may take to answer one call (e.g. 30s).", duration],
         ["deadline", None, 60.0, "How long a whole call may take; then it answers with what it has.", duration],
         ["max-concurrency", None, 512, "Calls in flight to all aggregates together.", positive_int],
-        ["cache-ttl", None, 60.0, "How long a merged advertisement is served from the cache.", duration],
+        ["cache-ttl", None, 60.0, "How long a merged advertisement is served from the cache (0: no cache).", duration_or_off],
+        ["partial-cache-ttl", None, 5.0, "How long an advertisement lacking an aggregate is cached (0: never).", duration_or_off],
         ["stale-ttl", None, None, "How long past --cache-ttl it is served while refreshed (default: --cache-ttl).", duration],
         ["call-id-window", None, 600.0, "How long an answer is kept for repeats of its call_id.", duration],
         ["breaker-failures", None, 5, "Consecutive failures that stop calls to an aggregate.", positive_int],
         ["breaker-reset", None, 30.0, "How long before a stopped aggregate is probed again.", duration],
+        ["hung-after", None, 5.0, "How long a call may be in flight before its aggregate is checked for a hang.", duration],
+        ["probe-timeout", None, 5.0, "How long a probe's GetVersion may take, connection included.", duration],
+        ["probe-interval", None, 5.0, "How long after an aggregate's circuit opens it is first probed.", duration],
+        ["probe-max-interval", None, 60.0, "The longest interval between probes of an aggregate still down.", duration],
+        ["undo-retry", None, 15.0, "How often a pending undo of a failed Allocate is retried.", duration],
+        ["undo-give-up", None, 172800.0, "How long a pending undo is retried before it is given up.", duration],
         ["refresh-interval", None, 600.0, "How often each aggregate's GetVersion is asked again.", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["threads", None, 4, "Worker threads for credential checks and RSpec merging.", positive_int],
@@ -125,6 +146,8 @@ class Options(ServerOptions):
         for path in self["credential"]:
             if not os.path.isfile(path):
                 raise usage.UsageError(f"--credential: no such file {path}")
+        if self["probe-max-interval"] < self["probe-interval"]:
+            raise usage.UsageError("--probe-max-interval must be at least --probe-interval")
 
     def settings(self) -> SliceManagerSettings:
         """The slice manager's tunables from these options."""
@@ -137,6 +160,13 @@ class Options(ServerOptions):
             call_id_window=self["call-id-window"],
             breaker_failures=self["breaker-failures"],
             breaker_reset=self["breaker-reset"],
+            hung_after=self["hung-after"],
+            probe_timeout=self["probe-timeout"],
+            probe_interval=self["probe-interval"],
+            probe_max_interval=self["probe-max-interval"],
+            partial_cache_ttl=self["partial-cache-ttl"],
+            undo_retry=self["undo-retry"],
+            undo_give_up=self["undo-give-up"],
         )
 
 
@@ -206,7 +236,12 @@ class SliceManagerService(TLSXmlRpcService):
         clock: Any = None,
         limits: ListenerLimits = ListenerLimits(),
         verify_deadline: float = DEFAULT_DEADLINE,
+        data_dir: str | Path | None = None,
     ) -> None:
+        """
+        @param data_dir: where the undo journal of failed Allocates is kept
+            (C{sm-undo.json}); in memory only when C{None}.
+        """
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         parse_urn(self.urn)
         self.threads = ThreadPoolService("geniam-sm-workers", threads)
@@ -235,6 +270,7 @@ class SliceManagerService(TLSXmlRpcService):
             peer_urns={peer_url: urn for urn, peer_url in aggregates if urn is not None},
             threadpool=self.threads.pool,
             reactor=reactor,
+            undo_journal=UndoJournal(Path(data_dir) / JOURNAL_NAME if data_dir is not None else None),
         )
         self.refresher = TimerService(refresh_interval, self._refresh)
         self.refresher.clock = self.clock
@@ -261,12 +297,14 @@ class SliceManagerService(TLSXmlRpcService):
             url=self.url,
             count=len(self.manager.records),
         )
+        self.manager.start_background()
         if self._first_round is not None:
             await self._first_round
 
     async def wind_down(self) -> None:
-        """Stop credential checks in flight, refreshing and the workers, then close the peer connections."""
+        """Stop credential checks in flight, probing, undo retries, refreshing and the workers, then close the peer connections."""
         self.verifier.stop()
+        self.manager.stop_background()
         await super().wind_down()
         await self.pool.closeCachedConnections()
 
@@ -309,6 +347,7 @@ def build(options: Options, reactor: Any) -> SliceManagerService:
         # The calls to the aggregates need descriptors of their own.
         limits=listener_limits(options, DESCRIPTOR_RESERVE + options["max-concurrency"]),
         verify_deadline=options["verify-deadline"],
+        data_dir=options["data-dir"],
     )
 
 
