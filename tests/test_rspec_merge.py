@@ -222,8 +222,9 @@ class ManifestRoundTripTests(SynchronousTestCase):
             missing = _identities(manifest) - merged
             self.assertEqual(missing, set(), urn)
         self.assertEqual(len(merged), sum(len(_identities(m)) for m in manifests.values()))
-        switches = [n for n in parse_rspec(text, "manifest").findall(f"{G}node") if n.get("component_id")]
+        switches = parse_rspec(text, "manifest").findall(f"{{{ISLAND_NS}}}switch")
         self.assertEqual(len(switches), 2 * len(manifests))
+        self.assertEqual(len({s.get("component_manager_id") for s in switches}), len(manifests))
 
     def round_trip(self, count: int) -> None:
         islands = self.islands(count)
