@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 from twisted.python import usage
 
+from geniam.options import GeniamOptions
+
 
 def positive_int(text: str) -> int:
     """Coerce a strictly positive integer."""
@@ -43,7 +45,7 @@ def duration(text: str) -> float:
     return number * (scale or 1)
 
 
-class ServerOptions(usage.Options):
+class ServerOptions(GeniamOptions):
     """
     The flags every geniam daemon takes; subclasses add their own.
 

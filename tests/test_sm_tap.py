@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.managers.forwarding import CredentialForwarder
 from geniam.tap.common import ThreadPoolService
+from geniam.tap.failfast import StartupGuard
 from geniam.tap.sm import Options, SliceManagerService, build, parse_aggregate, read_credentials
 
 AM1 = "urn:publicid:IDN+island1.example+authority+am"
@@ -132,4 +133,6 @@ class ServiceTreeTests(SynchronousTestCase):
         application = sob.loadValueFromFile(str(TAC), "application")
         services = list(IServiceCollection(application))
         self.assertEqual(len(services), 1)
-        self.assertIsInstance(services[0], SliceManagerService)
+        guard = services[0]
+        assert isinstance(guard, StartupGuard)
+        self.assertIsInstance(guard.service, SliceManagerService)

@@ -30,7 +30,8 @@ from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.store.open import open_store
-from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust
+from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust, users_hint
+from geniam.tap.failfast import StartupGuard, make_or_exit
 from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
 
@@ -169,7 +170,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
     trust = server_trust(options, "am", reactor)
     if trust.domain is not None:
         print(f"geniam-am: development trust domain in {trust.domain.path}")
-        print(f"geniam-am: trust roots {trust.roots_dir}; make users with 'geniam authority user {trust.domain.path} NAME'")
+        print(f"geniam-am: trust roots {trust.roots_dir}; {users_hint(trust)}")
     store = open_store(options["database"], data_dir, "default", reactor)
     gateway = build_gateway(options, trust, reactor)
     return AggregateService(
@@ -214,7 +215,7 @@ def build_gateway(options: Options, trust: ServerTrust, reactor: Any) -> Any:
 
 
 def makeService(options: Options) -> IService:
-    """The twistd entry point: the aggregate manager on the global reactor."""
+    """The twistd entry point: the aggregate manager on the global reactor, failing fast (see L{geniam.tap.failfast})."""
     from twisted.internet import reactor
 
-    return build(options, reactor)
+    return StartupGuard(make_or_exit("geniam-am", build, options, reactor), "geniam-am", reactor)
