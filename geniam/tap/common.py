@@ -50,7 +50,7 @@ def server_trust(options: Any, role: str, reactor: Any) -> ServerTrust:
     role): the domain whose C{roots} folder C{--trust-roots} names, if it
     names one, else C{<data-dir>/trust} (created on first start).
 
-    @raise usage.UsageError: if the certificate or key cannot be loaded.
+    @raise GeniError: if the certificate, key or trust roots cannot be loaded.
     """
     domain: TrustDomain | None = None
     if options["certificate"]:
@@ -59,9 +59,8 @@ def server_trust(options: Any, role: str, reactor: Any) -> ServerTrust:
         try:
             identity = Identity.from_files(options["certificate"], options["private-key"])
         except GeniError as e:
-            raise usage.UsageError(
-                f"cannot load --certificate {options['certificate']} with --private-key {options['private-key']}: {e.output}"
-            ) from None
+            where = f"--certificate {options['certificate']} and --private-key {options['private-key']}"
+            raise GeniError(e.code, f"cannot load {where}: {e.output}") from None
     else:
         domain = domain_of_roots(options["trust-roots"], reactor) if options["trust-roots"] else None
         if domain is None:
