@@ -2,7 +2,8 @@
 Tests for a store whose database goes away and comes back: calls answer
 DBERROR meanwhile, the first call after it is back succeeds, the island's
 periodic checks resume by themselves, and the log says it once each way
-(L{geniam.store.health}, L{geniam.store.pgpool}).
+(L{geniam.store.health}, L{geniam.store.pgpool}), also through two aggregate
+managers called over TLS.
 
 The PostgreSQL case runs a throwaway cluster the test owns
 (L{tests.pgcluster}) and stops and starts it under load; the SQLite case
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -26,13 +28,21 @@ from zope.interface import provider
 
 from geniam.agent.simulated import SimulatedGateway
 from geniam.booking import AllocationState, Booking, Slot
+from geniam.client import value_of
 from geniam.errors import GeniCode
+from geniam.loopback import LoopbackFederation
 from geniam.managers.island import IslandResourceManager
+from geniam.rspec.request import build_request
 from geniam.store.errors import StoreError
 from geniam.store.health import Availability
+from geniam.store.open import open_store
 from geniam.store.postgres import PostgresStore
 from geniam.store.sqlite import SQLiteStore
+from geniam.tap.am import AggregateService
+from geniam.tap.common import ServerTrust
+from tests.domains import copied_domain
 from tests.pgcluster import SKIP, Cluster
+from tests.test_am_loopback import make_domain
 
 NOW = 1_900_000_000.0
 AUTHORITY = "geni.example.net"
@@ -153,6 +163,65 @@ class PostgresRestartTests(RecoveryMixin, TestCase):
         self.assertEqual(len(watch.health(LogLevel.error)), 1)
         self.assertEqual(len(watch.health(LogLevel.info)), 1)
         self.assertEqual(watch.tracebacks(), [])
+
+
+class TwoAggregatesRestartTests(TestCase):
+    """Two AM services on one PostgreSQL server, called over TLS, while it restarts."""
+
+    skip = SKIP
+    timeout = 120
+
+    async def setUp(self) -> None:
+        self.cluster = Cluster()
+        self.addCleanup(self.cluster.destroy)
+        await self.cluster.create()
+
+    async def test_no_delete_lost(self) -> None:
+        """
+        Slices allocated through two AMs are deleted after a restart: while
+        the server is down, Delete answers DBERROR saying the database is
+        unreachable; once it is back, the first Delete through each AM
+        succeeds and no booking is left behind.
+        """
+        folder = copied_domain(self, "am", make_domain)
+        clock = Clock()
+        clock.advance(time.time())
+        fed = LoopbackFederation(folder, reactor, clock, aggregate_names=("am1",), user_names=("alice",))
+        domain = fed.domain
+        trust = ServerTrust(domain.aggregate("am1"), domain.roots(), domain.roots_dir, domain)
+        services = []
+        for name in ("am1", "am1b"):
+            store = open_store(self.cluster.dsn, folder, "default", reactor)
+            service = AggregateService(reactor, trust, store, SimulatedGateway(clock=clock), 0, "127.0.0.1", clock=clock)
+            service.startService()
+            await service.when_started()
+            self.addCleanup(service.stopService)
+            services.append(service)
+            fed.aggregates[name] = service
+        self.addCleanup(lambda: DeferredList([c.close() for c in fed._clients]))
+
+        def client(i: int) -> Any:
+            name = f"loop{i}"
+            return fed.client("alice", ("am1", "am1b")[i % 2], (fed.slice_credential(name, "alice"),)), fed.slice_urn(name)
+
+        now = clock.seconds()
+        for i in range(6):
+            caller, urn = client(i)
+            value_of(await caller.allocate(urn, build_request(now + (i + 1) * 3600, now + (i + 1) * 3600 + 1800)))
+
+        await self.cluster.stop()
+        caller, urn = client(0)
+        down = await caller.delete([urn])
+        self.assertEqual(down["code"]["geni_code"], GeniCode.DBERROR)
+        self.assertIn("the database is unreachable", down["output"])
+
+        await self.cluster.start()
+        for i in range(6):
+            caller, urn = client(i)
+            [sliver] = value_of(await caller.delete([urn]))
+            self.assertEqual(sliver["geni_allocation_status"], "geni_unallocated")
+        for service in services:
+            self.assertEqual(await service.store.count([AllocationState.ALLOCATED]), 0)
 
 
 async def _chattr(flag: str, *paths: str) -> tuple[int, bytes]:
