@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
@@ -36,6 +37,7 @@ from geniam.rspec.request import build_request
 from geniam.store.errors import StoreError
 from geniam.store.health import Availability
 from geniam.store.open import open_store
+from geniam.store.pgpool import DEFAULT_CONNECT_TIMEOUT, LivePool, dsn_connect_timeout
 from geniam.store.postgres import PostgresStore
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
@@ -300,3 +302,35 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertEqual(mine[0]["reason"], "database error: disk I/O error")
         self.assertEqual(mine[1]["failures"], 5)
         self.assertTrue(availability.available)
+
+
+class ConnectTimeoutTests(TestCase):
+    """A server that accepts the connection but never answers."""
+
+    async def test_silent_server(self) -> None:
+        """Opening the pool gives up after the connect timeout with DBERROR saying so, leaving nothing open."""
+        accepted: Deferred[None] = Deferred()
+
+        class Silent(Protocol):
+            def connectionMade(self) -> None:
+                if not accepted.called:
+                    accepted.callback(None)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        clock = Clock()
+        pool = LivePool(reactor, 1, f"host=127.0.0.1 port={port.getHost().port} dbname=none", connect_timeout=10, clock=clock)
+        starting = Deferred.fromCoroutine(pool.start())
+        await accepted
+        self.assertNoResult(starting)
+        clock.advance(10)
+        error = await self.assertFailure(starting, StoreError)
+        self.assertEqual(error.code, GeniCode.DBERROR)
+        self.assertEqual(error.output, "cannot connect to the database: no answer within 10 s")
+
+    def test_timeout_from_dsn(self) -> None:
+        """The DSN's connect_timeout is the pool's; without one (or with 0, libpq's "forever") it is 10 s."""
+        self.assertEqual(dsn_connect_timeout("host=db dbname=geniam connect_timeout=3"), 3.0)
+        self.assertEqual(dsn_connect_timeout("postgresql://geniam@db/geniam?connect_timeout=7"), 7.0)
+        self.assertEqual(dsn_connect_timeout("host=db dbname=geniam"), DEFAULT_CONNECT_TIMEOUT)
+        self.assertEqual(dsn_connect_timeout("host=db dbname=geniam connect_timeout=0"), DEFAULT_CONNECT_TIMEOUT)

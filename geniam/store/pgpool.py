@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg2
-from twisted.internet.defer import DeferredList, DeferredSemaphore
+from psycopg2.extensions import parse_dsn
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.task import Cooperator
 from txpostgres.txpostgres import Connection
 
@@ -114,15 +115,40 @@ async def in_transaction(
     return result
 
 
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds opening a connection may take when the DSN names no C{connect_timeout}."""
+
+
+def dsn_connect_timeout(dsn: str) -> float:
+    """The DSN's C{connect_timeout} in seconds if it names a positive one, else L{DEFAULT_CONNECT_TIMEOUT}."""
+    try:
+        value = float(parse_dsn(dsn).get("connect_timeout", 0))
+    except (psycopg2.Error, ValueError):
+        return DEFAULT_CONNECT_TIMEOUT
+    return value if value > 0 else DEFAULT_CONNECT_TIMEOUT
+
+
+class NoAnswer(Exception):
+    """The server accepted no connection within the connect timeout."""
+
+
 class LivePool:
     """
     C{size} connections to C{dsn} on C{reactor}; L{run} checks one out for
     a piece of work (see the module docstring).
+
+    @param connect_timeout: how long opening a connection may take; by
+        default the DSN's C{connect_timeout}, else L{DEFAULT_CONNECT_TIMEOUT}
+        (libpq ignores it for the asynchronous connections txpostgres
+        makes, so the pool enforces it).
+    @param clock: the clock of that timeout (C{reactor} by default).
     """
 
-    def __init__(self, reactor: Any, size: int, dsn: str) -> None:
+    def __init__(self, reactor: Any, size: int, dsn: str, connect_timeout: float | None = None, clock: Any = None) -> None:
         self._reactor = reactor
+        self._clock = reactor if clock is None else clock
         self._dsn = dsn
+        self._connect_timeout = connect_timeout if connect_timeout is not None else dsn_connect_timeout(dsn)
         self._cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
         self._idle = [self._new() for _ in range(size)]
         self._semaphore = DeferredSemaphore(size)
@@ -131,17 +157,36 @@ class LivePool:
     def _new(self) -> _Connection:
         return _Connection(self._reactor, self._cooperator)
 
+    async def _connect(self, connection: _Connection) -> None:
+        """
+        Open C{connection}, giving up after the connect timeout.
+
+        @raise NoAnswer: if the server did not answer in time.
+        """
+        timer = self._clock.callLater(self._connect_timeout, connection.discard)
+        try:
+            await connection.connect(self._dsn)
+        except Exception:
+            if not timer.active():
+                raise NoAnswer(f"no answer within {self._connect_timeout:g} s") from None
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+
     async def start(self) -> None:
         """
         Open every connection.
 
         @raise StoreError: if any cannot be opened (then none stays open).
         """
-        outcomes = await DeferredList([c.connect(self._dsn) for c in self._idle], consumeErrors=True)
+        opening = [Deferred.fromCoroutine(self._connect(c)) for c in self._idle]
+        outcomes = await DeferredList(opening, consumeErrors=True)
         for ok, outcome in outcomes:
             if not ok:
                 self.close()
-                raise StoreError(f"cannot connect to the database: {describe(outcome.value)}")
+                failure: Any = outcome
+                raise StoreError(f"cannot connect to the database: {describe(failure.value)}")
 
     async def run(self, work: Work[T], read_only: bool = False) -> T:
         """
@@ -177,8 +222,8 @@ class LivePool:
             raise StoreError("the booking store is not open")
         fresh = self._new()
         try:
-            await fresh.connect(self._dsn)
-        except psycopg2.Error as e:
+            await self._connect(fresh)
+        except (psycopg2.Error, NoAnswer) as e:
             raise StoreError(f"the database is unreachable: {describe(e)}") from e
         return fresh
 
