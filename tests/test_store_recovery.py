@@ -109,8 +109,8 @@ class RecoveryMixin:
         return island.allocate(slice_urn(n), OWNER, "alice@example.net", Slot(start, start + 1800), None)
 
 
-class PostgresRestartTests(RecoveryMixin, TestCase):
-    """A PostgreSQL server stopped and started under load."""
+class ClusterCase(TestCase):
+    """A test with a throwaway PostgreSQL cluster of its own, in C{self.cluster}."""
 
     skip = SKIP
     timeout = 120
@@ -119,6 +119,10 @@ class PostgresRestartTests(RecoveryMixin, TestCase):
         self.cluster = Cluster()
         self.addCleanup(self.cluster.destroy)
         await self.cluster.create()
+
+
+class PostgresRestartTests(RecoveryMixin, ClusterCase):
+    """A PostgreSQL server stopped and started under load."""
 
     async def test_restart_under_load(self) -> None:
         """
@@ -167,16 +171,8 @@ class PostgresRestartTests(RecoveryMixin, TestCase):
         self.assertEqual(watch.tracebacks(), [])
 
 
-class TwoAggregatesRestartTests(TestCase):
+class TwoAggregatesRestartTests(ClusterCase):
     """Two AM services on one PostgreSQL server, called over TLS, while it restarts."""
-
-    skip = SKIP
-    timeout = 120
-
-    async def setUp(self) -> None:
-        self.cluster = Cluster()
-        self.addCleanup(self.cluster.destroy)
-        await self.cluster.create()
 
     async def test_no_delete_lost(self) -> None:
         """
