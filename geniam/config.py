@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from geniam.protocols.httpchannel import DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE, DEFAULT_REQUEST_TIMEOUT
 from geniam.protocols.listener import DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+from geniam.options import GeniamOptions
 
 
 def positive_int(text: str) -> int:
@@ -81,7 +82,7 @@ LISTENER_PARAMETERS: list[list[Any]] = [
 """The options of a TLS XML-RPC listener, shared by the aggregate manager and the slice manager."""
 
 
-class ServerOptions(usage.Options):
+class ServerOptions(GeniamOptions):
     """
     The flags every geniam daemon takes; subclasses add their own.
 

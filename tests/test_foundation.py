@@ -146,3 +146,16 @@ class DispatcherTests(SynchronousTestCase):
 
         for name, (module, _) in SUBCOMMANDS.items():
             self.assertTrue(callable(importlib.import_module(module).main), name)
+
+    def test_every_command_prints_geniams_version(self) -> None:
+        """C{geniam COMMAND --version} prints geniam's version, not Twisted's, and exits 0, for every command."""
+        import io
+        import sys
+
+        from geniam import __version__
+
+        for name in SUBCOMMANDS:
+            printed = io.StringIO()
+            self.patch(sys, "stdout", printed)
+            self.assertEqual(main([name, "--version"]), 0, name)
+            self.assertEqual(printed.getvalue(), f"geniam {__version__}\n", name)

@@ -807,13 +807,13 @@ class LifecycleTests(SynchronousTestCase):
         self.assertEqual(first.ok(first.gateway.state()), {"users": [KEY_A], "proxy": CONTROLLER, "vlans": VLANS})
 
     def test_sweep_survives_errors(self) -> None:
-        """An error in the periodic check is logged and the next check still runs."""
+        """A database error in the periodic check logs no traceback (the store reports outages) and the next check still runs."""
         island = Island(self)
         flaky = _FlakyStore(island.store, 1)
         manager = IslandResourceManager(flaky, island.gateway, island.clock, AUTHORITY, sweep_interval=SWEEP)  # type: ignore[arg-type]
         self.successResultOf(manager.start())
         self.addCleanup(lambda: self.successResultOf(manager.stop()))
-        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+        self.assertEqual(self.flushLoggedErrors(StoreError), [])
         b = self.successResultOf(manager.allocate(SLICE, ALICE, "", Slot(at(10 * DAY), at(10 * DAY + 1)), None))
         self.successResultOf(manager.provision([b.sliver_urn]))
         island.advance_to(10 * DAY + 0.5)

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.managers.forwarding import CredentialForwarder
 from geniam.tap.common import ThreadPoolService
+from geniam.tap.failfast import StartupGuard
 from geniam.tap.sm import Options, SliceManagerService, build, parse_aggregate, read_credentials
 
 AM1 = "urn:publicid:IDN+island1.example+authority+am"
@@ -132,7 +133,9 @@ class ServiceTreeTests(SynchronousTestCase):
         application = sob.loadValueFromFile(str(TAC), "application")
         services = list(IServiceCollection(application))
         self.assertEqual(len(services), 1)
-        self.assertIsInstance(services[0], SliceManagerService)
+        guard = services[0]
+        assert isinstance(guard, StartupGuard)
+        self.assertIsInstance(guard.service, SliceManagerService)
 
     def test_example_toml(self) -> None:
         """tap/sm.toml is a valid configuration, federating the aggregate tap/am.toml describes."""
@@ -146,6 +149,8 @@ class ServiceTreeTests(SynchronousTestCase):
         environ = {k: v for k, v in os.environ.items() if k != "GENIAM_SM_CONFIG"}
         self.patch(os, "environ", environ)
         application = sob.loadValueFromFile(str(TAC), "application")
-        [service] = list(IServiceCollection(application))
-        self.assertIsInstance(service, SliceManagerService)
+        [guard] = list(IServiceCollection(application))
+        assert isinstance(guard, StartupGuard)
+        service = guard.service
+        assert isinstance(service, SliceManagerService)
         self.assertEqual([record.peer.url for record in service.manager.records], ["https://127.0.0.1:8001/"])

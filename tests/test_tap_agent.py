@@ -33,6 +33,7 @@ from geniam.tap import agent as agent_tap
 from geniam.tap import am as am_tap
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust
+from geniam.tap.failfast import StartupGuard
 from geniam.timeutil import parse_time
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -94,7 +95,9 @@ class AgentMakeServiceTests(SynchronousTestCase, FixtureMixin):
         """makeService builds the back end, the connection closer and the TLS listener, without starting them."""
         options = agent_tap.Options()
         options.parseOptions(["--data-dir", self.data, "--port", "0", "--allow", AM1_URN, *self.identity_flags("agent")])
-        service = agent_tap.makeService(options)
+        guard = agent_tap.makeService(options)
+        assert isinstance(guard, StartupGuard)
+        service = guard.service
         assert isinstance(service, MultiService)
         self.assertEqual([type(c) for c in service], [BackendService, ConnectionsService, StreamServerEndpointService])
         self.assertFalse(service.running)
@@ -280,12 +283,15 @@ class ExampleFileTests(SynchronousTestCase, FixtureMixin):
         application = self.load_tac(
             "am.tac", "GENIAM_AM_ARGS", ["--config", str(ROOT / "tap" / "am.toml"), "--data-dir", self.data, *self.identity_flags()]
         )
-        [service] = list(IServiceCollection(application))
+        [guard] = list(IServiceCollection(application))
+        assert isinstance(guard, StartupGuard)
+        service = guard.service
         self.assertIsInstance(service, AggregateService)
         self.assertIsInstance(service.gateway, PBGatewayAgent)
 
     def test_agent_tac(self) -> None:
         """tap/agent.tac builds the agent from GENIAM_AGENT_ARGS."""
         application = self.load_tac("agent.tac", "GENIAM_AGENT_ARGS", ["--data-dir", self.data, "--port", "0", "--allow", AM1_URN, *self.identity_flags("agent")])
-        [service] = list(IServiceCollection(application))
-        self.assertEqual([type(c) for c in service], [BackendService, ConnectionsService, StreamServerEndpointService])
+        [guard] = list(IServiceCollection(application))
+        assert isinstance(guard, StartupGuard)
+        self.assertEqual([type(c) for c in guard.service], [BackendService, ConnectionsService, StreamServerEndpointService])

@@ -20,13 +20,14 @@ from twisted.python import usage
 
 from geniam.errors import GeniError
 from geniam.gatewayconfig import UNTAGGED
+from geniam.options import GeniamOptions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-class StateOptions(usage.Options):
+class StateOptions(GeniamOptions):
     """Options of C{geniam agent state}."""
 
     synopsis = "--agent HOST:PORT --trust-roots FILE_OR_DIR --certificate CERT --private-key KEY [options]"
@@ -57,7 +58,7 @@ class StateOptions(usage.Options):
             raise usage.UsageError(f"--agent: {e.output}") from None
 
 
-class AgentCommandOptions(usage.Options):
+class AgentCommandOptions(GeniamOptions):
     """Options of C{geniam agent}."""
 
     synopsis = "Usage: geniam agent"

@@ -32,6 +32,7 @@ from twisted.python import usage
 
 from geniam.cli.options import InterspersedOptions, run_command
 from geniam.errors import GeniCode, GeniError
+from geniam.options import GeniamOptions
 from geniam.timeutil import format_time
 from geniam.trust.domain import DEFAULT_AUTHORITY, TrustDomain
 from geniam.trust.gid import GID
@@ -183,7 +184,7 @@ class SpeaksForOptions(_DomainCommand):
                 raise usage.UsageError(f"--{name} is required")
 
 
-class Options(usage.Options):
+class Options(GeniamOptions):
     """Options of C{geniam authority}."""
 
     synopsis = "geniam authority"

@@ -203,6 +203,8 @@ def main(argv: Sequence[str]) -> int:
     except (usage.UsageError, GeniError) as e:
         print(f"geniam call: {getattr(e, 'output', e)}\n\n{options}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0)
     status: list[int] = []
 
     async def go(reactor: Any) -> None:

@@ -23,6 +23,7 @@ from twisted.python import usage
 
 from geniam.cli.options import InterspersedOptions, run_command
 from geniam.errors import GeniError
+from geniam.options import GeniamOptions
 from geniam.timeutil import format_time, parse_time
 from geniam.trust.credential import MAX_CREDENTIAL_BYTES
 from geniam.trust.gid import GID, TrustRoots
@@ -78,7 +79,7 @@ class VerifyOptions(InterspersedOptions):
                 raise usage.UsageError(f"--{name} is required")
 
 
-class Options(usage.Options):
+class Options(GeniamOptions):
     """Options of C{geniam credential}."""
 
     synopsis = "geniam credential"

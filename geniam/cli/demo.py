@@ -43,9 +43,10 @@ from twisted.internet.task import deferLater, react
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python import usage
 
-from geniam.errors import GeniError
 from geniam.demo import Experiment, Step, render_statistics, render_steps
+from geniam.errors import GeniError
 from geniam.loopback import LoopbackFederation
+from geniam.options import GeniamOptions
 
 FEDERATED = ("am1", "am2")
 """The aggregates of the demo federation."""
@@ -54,7 +55,7 @@ SLICE_MANAGER = "sm"
 """The slice manager's name in the demo's trust domain."""
 
 
-class Options(usage.Options):
+class Options(GeniamOptions):
     """Flags of C{geniam demo}."""
 
     synopsis = "geniam demo [options]"

@@ -45,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geniam: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except SystemExit as e:  # --help and --version exit while the options are parsed
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 1
+        return int(e.code or 0)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ from typing import TextIO
 from twisted.python import usage
 
 from geniam.errors import GeniError
+from geniam.options import GeniamOptions
 
 EXIT_USAGE = 2
 """The exit status of a usage error."""
 
 
-class InterspersedOptions(usage.Options):
+class InterspersedOptions(GeniamOptions):
     """Options that may also follow the positional arguments, GNU style."""
 
     def parseOptions(self, options: list[str] | None = None) -> None:  # noqa: N802 (usage.Options API)

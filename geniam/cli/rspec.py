@@ -42,6 +42,7 @@ from twisted.python import usage
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import parse_controller, validate_vlan_map
 from geniam.rspec.bound import build_bound_request, check_slot, read_advertisement
+from geniam.options import GeniamOptions
 from geniam.rspec.request import build_request
 from geniam.timeutil import parse_time
 from geniam.urn import parse_urn
@@ -73,7 +74,7 @@ def parse_when(text: str, now: float) -> float:
         ) from None
 
 
-class _Options(usage.Options):
+class _Options(GeniamOptions):
     """Options that report geniam's version rather than Twisted's."""
 
     def opt_version(self) -> None:

@@ -75,7 +75,7 @@ from geniam.booking import (
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
-from geniam.store.errors import StaleBooking
+from geniam.store.errors import StaleBooking, StoreError
 from geniam.urn import parse_urn
 
 T = TypeVar("T")
@@ -312,6 +312,10 @@ class IslandResourceManager:
 
     def _background(self, coroutine: Coroutine[Any, Any, Any], what: str) -> None:
         def failed(failure: Failure) -> None:
+            if failure.check(StoreError):
+                # The store logs the outage and its end once; the next check catches up.
+                self.log.debug("{what} waits for the database: {error}", what=what, error=failure.value.output)
+                return
             self.log.failure("{what} failed", failure, what=what)
 
         self._track(coroutine).addErrback(failed)
@@ -785,6 +789,10 @@ class IslandResourceManager:
                 waiters, self._sweep_waiters = self._sweep_waiters, []
                 try:
                     await self._sweep_once(repair)
+                except StoreError as e:
+                    # The store logs the outage and its end once; the next check retries.
+                    self.log.debug("island check waits for the database: {error}", error=e.output)
+                    self._repair_pending = self._repair_pending or repair
                 except Exception:
                     self.log.failure("island check failed")
                 for waiter in waiters:
@@ -808,6 +816,9 @@ class IslandResourceManager:
             try:
                 async with self._lock:
                     await self._repair_locked()
+            except StoreError:
+                self._repair_pending = True
+                raise
             except Exception:
                 self.log.failure("drift repair failed")
         for b in due.start:
@@ -818,6 +829,8 @@ class IslandResourceManager:
     async def _guarded(self, work: Awaitable[Any], booking: Booking) -> None:
         try:
             await work
+        except StoreError:
+            raise  # the whole check waits for the database
         except GeniError as e:
             self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.output)
         except Exception:

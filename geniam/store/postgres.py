@@ -43,10 +43,12 @@ overwrite each other. Reads of several statements (L{PostgresStore.due},
 L{PostgresStore.next_boundary}) run in a REPEATABLE READ, READ ONLY
 transaction, single-statement reads outside one.
 
-Connections come from a fixed-size txpostgres pool on the reactor passed
-in. Each connection has a dead-connection detector: a connection the server
-dropped fails the call in progress with DBERROR and is reopened in the
-background with back-off, while the others carry on.
+Connections come from a fixed-size pool of txpostgres connections on the
+reactor passed in (L{geniam.store.pgpool.LivePool}): a connection the
+server dropped is reopened before a caller's statement runs on it, and a
+statement that lost its connection before it could have been applied runs
+again on a fresh one, so the first call after the database is back
+succeeds. While the database is down, calls fail with DBERROR.
 
 Schema creation takes another advisory lock (L{SCHEMA_LOCK}), so processes
 starting together on an empty database create it once. The schema goes to
@@ -59,23 +61,20 @@ privileges C{CREATE EXTENSION} asks for.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg2
-from twisted.internet.defer import Deferred, FirstError, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
-from twisted.internet.task import Cooperator
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from txpostgres.reconnection import ConnectionDead, DeadConnectionDetector
-from txpostgres.txpostgres import Connection, ConnectionPool, RollbackFailed
 from zope.interface import implementer
 
 from geniam.errors import GeniError
 from geniam.interfaces import IStore
 from geniam.store.errors import StaleBooking, StoreError
+from geniam.store.pgpool import LivePool, Progress, describe, in_transaction
 from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps
 from geniam.store.schema import POSTGRES_MIGRATIONS, POSTGRES_SCHEMA, open_schema
 
@@ -109,122 +108,6 @@ def _arguments(statement: Statement) -> tuple[Any, ...]:
     return (_pyformat(sql), params) if params else (sql,)
 
 
-def _describe(error: BaseException) -> str:
-    """The first line of a database error's message."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-class _Connection(Connection):  # type: ignore[misc]
-    """
-    A txpostgres connection that reports a server that went away while the
-    connection was idle to its detector, instead of raising it into the
-    reactor (which would log it as an unhandled error).
-    """
-
-    def doRead(self) -> Any:
-        try:
-            return super().doRead()
-        except psycopg2.Error as e:
-            return e
-
-
-class _Detector(DeadConnectionDetector):  # type: ignore[misc]
-    """
-    Reopens its connection after the server dropped it, with back-off, and
-    stops trying when the store stops.
-
-    A connection counts as dead when a call fails with a database error
-    and psycopg2 reports the connection closed, or when a rollback failed;
-    a failing query on a healthy connection (a deadlock, say) does not.
-    """
-
-    log = Logger()
-
-    def __init__(self, reactor: Any) -> None:
-        super().__init__(deathChecker=self._is_dead, reactor=reactor)
-        self._stopped = False
-        self._delays: Iterator[float] | None = None
-        self._pending: Any = None
-
-    def _is_dead(self, failure: Failure) -> bool:
-        if failure.check(RollbackFailed):
-            return True
-        if not failure.check(psycopg2.Error):
-            return False
-        connection = self.reconnectable.pollable() if self.reconnectable is not None else None
-        return connection is None or bool(connection.closed)
-
-    def startReconnecting(self, f: Failure) -> None:
-        """Begin reopening the connection (the base class's retrying call cannot be stopped)."""
-        if self._stopped:
-            return
-        self.log.warn("lost a database connection ({why}); reconnecting", why=_describe(f.value))
-        self._delays = iter(self.reconnectionIterator())
-        self._schedule()
-
-    def _schedule(self) -> None:
-        assert self._delays is not None
-        self._pending = self.reactor.callLater(next(self._delays), self._attempt)
-
-    def _attempt(self) -> None:
-        self._pending = None
-        d: Deferred[Any] = self.reconnect()
-        d.addCallbacks(self._reconnected, self._failed)
-
-    def _reconnected(self, _: object) -> Any:
-        if self._stopped:
-            return None
-        self.log.info("database connection reopened")
-        return self.connectionRecovered()
-
-    def _failed(self, f: Failure) -> None:
-        if self._stopped:
-            return
-        self.log.debug("reopening a database connection failed: {why}", why=_describe(f.value))
-        self._schedule()
-
-    def stop(self) -> None:
-        """Stop reconnecting; a reconnection in flight ends when the pool closes its connection."""
-        self._stopped = True
-        if self._pending is not None and self._pending.active():
-            self._pending.cancel()
-        self._pending = None
-
-
-class _ConnectionPool(ConnectionPool):  # type: ignore[misc]
-    """
-    A fixed-size txpostgres pool whose connections use C{reactor} and each
-    have a L{_Detector}.
-
-    txpostgres reads the pool's reactor from the C{reactor} attribute, not
-    from an argument; it is set on the instance before the base class
-    makes the connections.
-    """
-
-    def __init__(self, reactor: Any, size: int, dsn: str) -> None:
-        self.reactor = reactor
-        self.min = size
-        self.cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
-        self.detectors: list[_Detector] = []
-        super().__init__(None, dsn)
-
-    def connectionFactory(self, reactor: Any, cooperator: Any) -> _Connection:
-        """Make one connection with its own detector."""
-        detector = _Detector(reactor)
-        self.detectors.append(detector)
-        return _Connection(reactor, cooperator, detector=detector)
-
-    def close(self) -> None:
-        """Stop reconnecting and close every connection that was opened."""
-        for detector in self.detectors:
-            detector.stop()
-        for connection in self.connections:
-            if connection.pollable() is not None:
-                connection.close()
-        self.cooperator.stop()
-
-
 @implementer(IStore)
 class PostgresStore(SQLStore):
     """
@@ -241,7 +124,7 @@ class PostgresStore(SQLStore):
         keep winning races (see the module docstring).
     """
 
-    _pool: _ConnectionPool | None
+    _pool: LivePool | None
 
     log = Logger()
 
@@ -255,7 +138,7 @@ class PostgresStore(SQLStore):
     ) -> None:
         if pool_size < 1 or attempts < 1:
             raise ValueError("pool_size and attempts must be at least 1")
-        super().__init__(island)
+        super().__init__(island, "PostgreSQL")
         self.dsn = dsn
         self._reactor = reactor
         self._pool_size = pool_size
@@ -300,49 +183,55 @@ class PostgresStore(SQLStore):
 
     async def _run(
         self,
-        pool: _ConnectionPool,
+        pool: LivePool,
         make: Callable[[], Steps[T]],
         steps: Steps[T],
         first: Statement,
         kind: str,
         contended: str | None,
     ) -> T:
+        pending = [(steps, first)]
+
+        def next_attempt() -> tuple[Steps[T], Statement]:
+            if pending:
+                return pending.pop()
+            again = make()
+            return again, next(again)
+
+        async def work(connection: Any, progress: Progress) -> T:
+            attempt_steps, attempt_first = next_attempt()
+            if kind == READ:
+                return await self._read(connection, attempt_steps, attempt_first)
+            return await in_transaction(
+                connection, progress, lambda cursor: self._drive(cursor, attempt_steps, attempt_first, kind)
+            )
+
         attempt = 1
         while True:
             try:
-                if kind == READ:
-                    return await self._read(pool, steps, first)
-                result: T = await pool.runInteraction(self._interaction, steps, first, kind)
-                return result
+                return await pool.run(work, read_only=kind in (READ, SNAPSHOT))
             except GeniError:
                 raise
             except psycopg2.Error as e:
                 if kind not in (WRITE, _SCHEMA) or e.pgcode not in RETRIED_SQLSTATES:
-                    raise StoreError(f"database error: {_describe(e)}") from e
+                    raise StoreError(f"database error: {describe(e)}") from e
                 if attempt >= self._attempts:
                     if contended is not None:
                         raise StaleBooking(contended) from e
-                    raise StoreError(f"database error after {attempt} attempts: {_describe(e)}") from e
+                    raise StoreError(f"database error after {attempt} attempts: {describe(e)}") from e
                 self.log.debug("lost a race ({code}); running the write again", code=e.pgcode)
                 attempt += 1
-                steps = make()
-                first = next(steps)
-            except RollbackFailed as e:
-                raise StoreError(f"database error: {_describe(e.originalFailure.value)}; the connection is reopened") from e
-            except (ConnectionDead, ConnectionClosed) as e:
-                raise StoreError("the database connection was lost and is being reopened") from e
+            except ConnectionClosed as e:
+                raise StoreError("the database connection was lost") from e
 
     @staticmethod
-    async def _read(pool: _ConnectionPool, steps: Steps[T], first: Statement) -> T:
-        rows = await pool.runQuery(*_arguments(first))
+    async def _read(connection: Any, steps: Steps[T], first: Statement) -> T:
+        rows = await connection.runQuery(*_arguments(first))
         try:
             steps.send(Result(list(rows), len(rows)))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         raise StoreError("a read needed more than one statement")
-
-    def _interaction(self, cursor: Any, steps: Steps[T], first: Statement, kind: str) -> Deferred[T]:
-        return Deferred.fromCoroutine(self._drive(cursor, steps, first, kind))
 
     async def _drive(self, cursor: Any, steps: Steps[T], first: Statement, kind: str) -> T:
         if kind == SNAPSHOT:
@@ -371,12 +260,8 @@ class PostgresStore(SQLStore):
                 from twisted.internet import reactor as global_reactor
 
                 reactor = global_reactor
-            pool = _ConnectionPool(reactor, self._pool_size, self.dsn)
-            try:
-                await pool.start()
-            except FirstError as e:
-                pool.close()
-                raise StoreError(f"cannot connect to the database: {_describe(e.subFailure.value)}") from e
+            pool = LivePool(reactor, self._pool_size, self.dsn)
+            await pool.start()
             self._pool = pool
         await self._steps(
             lambda: open_schema(POSTGRES_SCHEMA, POSTGRES_MIGRATIONS, prelude=(("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,)),)),

@@ -27,9 +27,12 @@ from dataclasses import replace
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.python.failure import Failure
 
 from geniam.booking import AllocationState, Booking, BookingConflict, Due, OperationalState, Slot, UserKeys, urn_key
+from geniam.errors import GeniError
 from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, UnknownBooking
+from geniam.store.health import Availability
 
 T = TypeVar("T")
 
@@ -358,11 +361,31 @@ class SQLStore(ABC):
     to something with a C{close()} method while it is open.
     """
 
-    def __init__(self, island: str) -> None:
+    def __init__(self, island: str, name: str = "database") -> None:
         self.island = island
+        self.availability = Availability(name)
         self._queries = BookingQueries(island)
         self._pool: Any = None
         self._in_flight: set[Deferred[Any]] = set()
+
+    def _operation(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
+        """Run an operation through L{_steps}, telling L{availability} whether the database answered."""
+        d = self._steps(make, kind, contended)
+        write = kind == WRITE
+
+        def answered(result: T) -> T:
+            self.availability.succeeded(write)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            if failure.check(StoreError):
+                if self._pool is not None:
+                    self.availability.failed(failure.value.output, write)
+            elif failure.check(GeniError):
+                self.availability.succeeded(write)  # a conflict, an unknown sliver: the database answered
+            return failure
+
+        return d.addCallbacks(answered, failed)
 
     @abstractmethod
     def _steps(self, make: Callable[[], Steps[T]], kind: str, contended: str | None = None) -> Deferred[T]:
@@ -387,48 +410,48 @@ class SQLStore(ABC):
 
     def insert(self, booking: Booking) -> Deferred[Booking]:
         """Store a new booking unless it conflicts (see L{IStore.insert})."""
-        return self._steps(lambda: self._queries.insert(booking), WRITE, booking.sliver_urn)
+        return self._operation(lambda: self._queries.insert(booking), WRITE, booking.sliver_urn)
 
     def update(self, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
         """Replace bookings, all or none, with version and conflict checks (see L{IStore.update})."""
         batch = list(bookings)
-        return self._steps(lambda: self._queries.update(batch), WRITE, batch[0].sliver_urn if batch else None)
+        return self._operation(lambda: self._queries.update(batch), WRITE, batch[0].sliver_urn if batch else None)
 
     def set_shutdown(self, slice_urn: str, when: float) -> Deferred[bool]:
         """Mark the slice shut down; fire with True unless it already was."""
-        return self._steps(lambda: self._queries.set_shutdown(slice_urn, when), WRITE)
+        return self._operation(lambda: self._queries.set_shutdown(slice_urn, when), WRITE)
 
     # Reads.
 
     def get(self, sliver_urn: str) -> Deferred[Booking | None]:
         """Fire with the booking of this sliver, or None."""
-        return self._steps(lambda: self._queries.get(sliver_urn), READ)
+        return self._operation(lambda: self._queries.get(sliver_urn), READ)
 
     def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Deferred[list[Booking]]:
         """Fire with the slice's bookings by slot start."""
-        return self._steps(lambda: self._queries.list_by_slice(slice_urn, live_only), READ)
+        return self._operation(lambda: self._queries.list_by_slice(slice_urn, live_only), READ)
 
     def list_live(self, window: Slot, limit: int | None = None) -> Deferred[list[Booking]]:
         """Fire with the live bookings overlapping C{window}, by start."""
-        return self._steps(lambda: self._queries.list_live(window, limit), READ)
+        return self._operation(lambda: self._queries.list_live(window, limit), READ)
 
     def list_applied(self) -> Deferred[list[Booking]]:
         """Fire with the bookings whose configuration is on the gateway."""
-        return self._steps(self._queries.list_applied, READ)
+        return self._operation(self._queries.list_applied, READ)
 
     def due(self, now: float, limit: int = 500) -> Deferred[Due]:
         """Fire with the bookings needing an action at C{now} (see L{geniam.booking.due})."""
-        return self._steps(lambda: self._queries.due(now, limit), SNAPSHOT)
+        return self._operation(lambda: self._queries.due(now, limit), SNAPSHOT)
 
     def next_boundary(self, after: float) -> Deferred[float | None]:
         """Fire with the next moment a live booking changes by itself, or None."""
-        return self._steps(lambda: self._queries.next_boundary(after), SNAPSHOT)
+        return self._operation(lambda: self._queries.next_boundary(after), SNAPSHOT)
 
     def is_shutdown(self, slice_urn: str) -> Deferred[bool]:
         """Fire with True if the slice has been shut down."""
-        return self._steps(lambda: self._queries.is_shutdown(slice_urn), READ)
+        return self._operation(lambda: self._queries.is_shutdown(slice_urn), READ)
 
     def count(self, states: Iterable[AllocationState | str] | None = None) -> Deferred[int]:
         """Fire with the number of bookings, in C{states} if given."""
         wanted = None if states is None else list(states)
-        return self._steps(lambda: self._queries.count(wanted), READ)
+        return self._operation(lambda: self._queries.count(wanted), READ)

@@ -96,7 +96,7 @@ class SQLiteStore(SQLStore):
         threadpool: Any = None,
         busy_timeout: float = 10.0,
     ) -> None:
-        super().__init__(island)
+        super().__init__(island, path)
         self.path = path
         self._reactor = reactor
         self._threadpool = threadpool
@@ -146,9 +146,25 @@ class SQLiteStore(SQLStore):
 
     @staticmethod
     def _thd_steps(cursor: Any, steps: Steps[T], first: Statement, begin: str | None) -> T:
-        if begin is not None:
-            cursor.execute(begin)
-        return drive(steps, lambda sql, params: _thd_execute(cursor, sql, params), first)
+        """
+        Run the steps, in a transaction begun with C{begin} if given, and
+        commit it here, so that a failing COMMIT (the disk is full, the
+        file cannot be written) is a database error like any other.
+        """
+        if begin is None:
+            return drive(steps, lambda sql, params: _thd_execute(cursor, sql, params), first)
+        cursor.execute(begin)
+        try:
+            result = drive(steps, lambda sql, params: _thd_execute(cursor, sql, params), first)
+            cursor.execute("COMMIT")
+        except BaseException:
+            if cursor.connection.in_transaction:
+                try:
+                    cursor.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        return result
 
     # Lifecycle.
 

@@ -32,7 +32,8 @@ from geniam.managers.island import IslandResourceManager
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.store.open import open_store
 from geniam.protocols.listener import ListenerLimits
-from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust
+from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust, users_hint
+from geniam.tap.failfast import StartupGuard, make_or_exit
 from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
 
@@ -181,7 +182,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
     trust = server_trust(options, "am", reactor)
     if trust.domain is not None:
         print(f"geniam-am: development trust domain in {trust.domain.path}")
-        print(f"geniam-am: trust roots {trust.roots_path}; make users with 'geniam authority user {trust.domain.path} NAME'")
+        print(f"geniam-am: trust roots {trust.roots_path}; {users_hint(trust)}")
     store = open_store(options["database"], data_dir, "default", reactor)
     gateway = build_gateway(options, trust, reactor)
     return AggregateService(
@@ -229,7 +230,7 @@ def build_gateway(options: Options, trust: ServerTrust, reactor: Any) -> Any:
 
 
 def makeService(options: Options) -> IService:
-    """The twistd entry point: the aggregate manager on the global reactor."""
+    """The twistd entry point: the aggregate manager on the global reactor, failing fast (see L{geniam.tap.failfast})."""
     from twisted.internet import reactor
 
-    return build(options, reactor)
+    return StartupGuard(make_or_exit("geniam-am", build, options, reactor), "geniam-am", reactor)

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
+from geniam.errors import GeniError
 from geniam.protocols.listener import (
     DESCRIPTOR_RESERVE,
     ConnectionBudget,
@@ -53,16 +54,25 @@ class ServerTrust:
 def server_trust(options: Any, role: str, reactor: Any) -> ServerTrust:
     """
     Load the identity and trust roots named by the options, or fall back on
-    a development trust domain in C{<data-dir>/trust} (created on first
-    start, with an aggregate identity named after the role).
+    a development trust domain (with an aggregate identity named after the
+    role): the domain whose C{roots} folder C{--trust-roots} names, if it
+    names one, else C{<data-dir>/trust} (created on first start).
+
+    @raise GeniError: if the certificate, key or trust roots cannot be loaded.
     """
     domain: TrustDomain | None = None
     if options["certificate"]:
         if not options["trust-roots"]:
             raise usage.UsageError("--certificate needs --trust-roots")
-        identity = Identity.from_files(options["certificate"], options["private-key"])
+        try:
+            identity = Identity.from_files(options["certificate"], options["private-key"])
+        except GeniError as e:
+            where = f"--certificate {options['certificate']} and --private-key {options['private-key']}"
+            raise GeniError(e.code, f"cannot load {where}: {e.output}") from None
     else:
-        domain = TrustDomain.open_or_create(Path(options["data-dir"]) / "trust", reactor=reactor)
+        domain = domain_of_roots(options["trust-roots"], reactor) if options["trust-roots"] else None
+        if domain is None:
+            domain = TrustDomain.open_or_create(Path(options["data-dir"]) / "trust", reactor=reactor)
         identity = domain.ensure_aggregate(role)
     roots_path = Path(options["trust-roots"]) if options["trust-roots"] else domain.roots_dir  # type: ignore[union-attr]
     roots = TrustRoots.from_path(roots_path)
@@ -82,6 +92,30 @@ def listener_limits(options: Any, reserve: int = DESCRIPTOR_RESERVE) -> Listener
         max_connections_per_client=options["max-connections-per-client"],
         descriptor_reserve=reserve,
     )
+
+
+def domain_of_roots(roots_dir: str, reactor: Any) -> TrustDomain | None:
+    """The development trust domain whose C{roots} folder C{roots_dir} is, or None."""
+    folder = Path(roots_dir).resolve()
+    if folder.name != "roots":
+        return None
+    try:
+        domain = TrustDomain.open(folder.parent, reactor=reactor)
+    except GeniError:
+        return None
+    return domain if domain.roots_dir.resolve() == folder else None
+
+
+def users_hint(trust: ServerTrust) -> str:
+    """
+    How to make a user this daemon accepts, for its first-start message:
+    in its development trust domain when the trust roots include that
+    domain's authority, else from an authority of the trust roots.
+    """
+    domain = trust.domain
+    if domain is not None and domain.roots_dir.resolve() == trust.roots_path.resolve():
+        return f"make users with 'geniam authority user {domain.path} NAME'"
+    return f"users need certificates issued by an authority in {trust.roots_path}"
 
 
 class ThreadPoolService(Service):
@@ -187,6 +221,7 @@ class TLSXmlRpcService(MultiService):
         self.port: IListeningPort | None = None
         self._waiters: list[Deferred[Any]] = []
         self._ready = False
+        self._start_failure: Any = None
 
     @property
     def url(self) -> str:
@@ -198,10 +233,15 @@ class TLSXmlRpcService(MultiService):
         return f"https://{self._interface or 'localhost'}:{port}/"
 
     def when_started(self) -> Deferred[Any]:
-        """A Deferred that fires with this service once L{start} has finished (a fresh one per call)."""
+        """
+        A Deferred that fires with this service once L{start} has finished,
+        or fails with why it could not (a fresh one per call).
+        """
         d: Deferred[Any] = Deferred()
         if self._ready:
             d.callback(self)
+        elif self._start_failure is not None:
+            d.errback(self._start_failure)
         else:
             self._waiters.append(d)
         return d
@@ -213,6 +253,7 @@ class TLSXmlRpcService(MultiService):
         d.addErrback(self._failed_start)
 
     async def _start(self) -> None:
+        self._start_failure = None
         await self.start()
         self._ready = True
         waiters, self._waiters = self._waiters, []
@@ -220,8 +261,10 @@ class TLSXmlRpcService(MultiService):
             waiter.callback(self)
 
     def _failed_start(self, failure: Any) -> None:
-        self.log.failure("the {role} could not start", failure, role=self.role)
+        self._start_failure = failure
         waiters, self._waiters = self._waiters, []
+        if not waiters:
+            self.log.failure("the {role} could not start", failure, role=self.role)
         for waiter in waiters:
             waiter.errback(failure)
 

@@ -52,6 +52,7 @@ from geniam.protocols.peer import XmlRpcPeer
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.protocols.listener import DESCRIPTOR_RESERVE, ListenerLimits
 from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust
+from geniam.tap.failfast import StartupGuard, make_or_exit
 from geniam.trust.credential import GENI_SFA, as_struct, parse_credential
 from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
@@ -352,7 +353,7 @@ def build(options: Options, reactor: Any) -> SliceManagerService:
 
 
 def makeService(options: Options) -> IService:
-    """The twistd entry point: the slice manager on the global reactor."""
+    """The twistd entry point: the slice manager on the global reactor, failing fast (see L{geniam.tap.failfast})."""
     from twisted.internet import reactor
 
-    return build(options, reactor)
+    return StartupGuard(make_or_exit("geniam-sm", build, options, reactor), "geniam-sm", reactor)
