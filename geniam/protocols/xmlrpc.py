@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorFromThreads, ITCPTransport
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -149,7 +149,10 @@ class BoundedRequest(Request):
 
 class GeniSite(Site):
     """
-    A L{Site} whose requests refuse bodies over C{max_body} bytes (L{BoundedRequest}).
+    A L{Site} whose requests refuse bodies over C{max_body} bytes
+    (L{BoundedRequest}), and which can close every connection it still has
+    (L{close_connections}: a stopped server answers nothing more, not even
+    on a connection a client keeps alive).
 
     @ivar max_body: the body limit in bytes.
     """
@@ -166,6 +169,35 @@ class GeniSite(Site):
         kwargs.setdefault("timeout", DEFAULT_IDLE_TIMEOUT)
         super().__init__(resource, requestFactory=BoundedRequest, **kwargs)
         self.max_body = max_body
+        self._open: dict[int, ITCPTransport] = {}
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """Build a channel, and keep its transport while it is connected."""
+        channel = super().buildProtocol(addr)
+        if channel is None:
+            return None
+        made, lost = channel.makeConnection, channel.connectionLost
+
+        def make_connection(transport: ITCPTransport) -> None:
+            self._open[id(channel)] = transport
+            made(transport)
+
+        def connection_lost(reason: Failure) -> None:
+            self._open.pop(id(channel), None)
+            lost(reason)
+
+        channel.makeConnection, channel.connectionLost = make_connection, connection_lost
+        return channel
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections are open."""
+        return len(self._open)
+
+    def close_connections(self) -> None:
+        """Drop every open connection at once (replies not yet written are lost)."""
+        for transport in list(self._open.values()):
+            transport.abortConnection()
 
 
 class _Directory(Resource):

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
-from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniXmlRpcResource, make_site
+from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
 from geniam.trust.domain import TrustDomain
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -97,7 +97,9 @@ class TLSXmlRpcService(MultiService):
     A service serving an AM API v3 object over TLS XML-RPC, with client
     certificates required: its children start first, then L{start} runs
     (which calls L{listen}); on stop the listener closes first, then
-    L{wind_down} runs.
+    L{wind_down} runs (work in flight finishes), then the connections
+    clients still keep open are dropped, so a stopped service answers
+    nothing more.
 
     The reactor does the I/O; C{clock} (the reactor by default) gives the
     time for credentials and certificates.
@@ -130,6 +132,7 @@ class TLSXmlRpcService(MultiService):
         self._url = url
         self._max_body = max_body
         self.port: IListeningPort | None = None
+        self.site: GeniSite | None = None
         self._waiters: list[Deferred[Any]] = []
         self._ready = False
 
@@ -180,7 +183,8 @@ class TLSXmlRpcService(MultiService):
         """Serve C{api} (the object the XML-RPC resource dispatches to) on the configured port."""
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
-        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, make_site(resource))
+        self.site = make_site(resource)
+        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, self.site)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then L{wind_down}."""
@@ -193,6 +197,8 @@ class TLSXmlRpcService(MultiService):
         if stopped is not None:
             await stopped
         await self.wind_down()
+        if self.site is not None:
+            self.site.close_connections()
 
     async def wind_down(self) -> None:
         """What stopping takes once the listener is closed: by default, stop the children."""
