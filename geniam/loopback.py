@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -201,8 +202,7 @@ class LoopbackFederation:
         self.aggregates[name] = service
         service.startService()
         await service.when_started()
-        assert service.port is not None
-        self.aggregate_ports[name] = int(service.port.getHost().port)
+        self.aggregate_ports[name] = int(urlsplit(service.url).port or 0)
         if self.with_agents:
             connected: Deferred[None] = self.gateways[name].when_connected()
             connected.addTimeout(connect_timeout, self.reactor)
