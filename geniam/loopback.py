@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_am_loopback,tests.test_am_agent,tests.test_demo,tests.test_sm_loopback -*-
+# -*- test-case-name: tests.test_am_loopback,tests.test_am_agent,tests.test_demo,tests.test_sm_loopback,tests.test_sm_faults_loopback -*-
 """
 A whole federation on 127.0.0.1: a development trust domain, aggregate
 managers, their island gateways, optionally a slice manager in front of
@@ -12,9 +12,15 @@ C{twistd geniam-am --agent} does.
 
 With C{slice_manager} a slice manager (C{twistd geniam-sm}) with its own
 identity from the domain and its own credential (a user credential about
-itself, as C{--credential} gives it) forwards to every aggregate. Users
-reach the aggregates through it with their slice credentials delegated to
-it (L{LoopbackFederation.delegated_slice_credential}).
+itself, as C{--credential} gives it) forwards to every aggregate that has
+listened (by URN and URL, or by URL only with C{sm_knows_urns} false), and
+keeps its undo journal in C{<folder>/<name>-data}. Users reach the
+aggregates through it with their slice credentials delegated to it
+(L{LoopbackFederation.delegated_slice_credential}).
+
+An aggregate stopped with L{LoopbackFederation.stop_aggregate} starts
+again on the same port with the same database, so a slice manager finds
+it where it was.
 
 C{geniam demo} runs one of these; so do the end-to-end tests, with a
 L{twisted.internet.task.Clock} for time and the real reactor for I/O.
@@ -25,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -70,11 +77,14 @@ class LoopbackFederation:
     @ivar slice_manager: the trust domain name of a slice manager to run in
         front of every aggregate (C{None}: none).
     @ivar sm_settings: the slice manager's timeouts and bounds.
+    @ivar sm_knows_urns: whether the slice manager is told each aggregate's
+        URN with its URL (C{--aggregate URN=URL}) or only its URL.
     @ivar sm: the running slice manager, if any.
     @ivar controller_networks: the networks the aggregates and agents allow
         controllers in besides public addresses (loopback: the federation and
         its users share one machine).
     @ivar agent_args: further flags for every agent (e.g. C{--backend command --config FILE}).
+    @ivar aggregate_ports: the port each aggregate listens (or listened) on.
     """
 
     folder: Path
@@ -90,11 +100,13 @@ class LoopbackFederation:
     sm_settings: SliceManagerSettings = field(default_factory=SliceManagerSettings)
     controller_networks: tuple[str, ...] = tuple(str(n) for n in LOOPBACK_NETWORKS)
     agent_args: tuple[str, ...] = ()
+    sm_knows_urns: bool = True
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
     agents: dict[str, MultiService] = field(init=False, default_factory=dict)
     agent_ports: dict[str, int] = field(init=False, default_factory=dict)
+    aggregate_ports: dict[str, int] = field(init=False, default_factory=dict)
     sm: SliceManagerService | None = field(init=False, default=None)
     _clients: list[AMClient] = field(init=False, default_factory=list)
 
@@ -179,8 +191,8 @@ class LoopbackFederation:
         self.gateways[aggregate] = gateway
         return gateway
 
-    def build_aggregate(self, name: str) -> AggregateService:
-        """Build (not start) the aggregate C{name} on a free loopback port."""
+    def build_aggregate(self, name: str, port: int = 0) -> AggregateService:
+        """Build (not start) the aggregate C{name} on loopback C{port} (0: a free one)."""
         identity = self.domain.aggregate(name)
         trust = ServerTrust(identity, self.domain.roots(), self.domain.roots_dir, self.domain)
         store = SQLiteStore(str(self.folder / f"{name}.sqlite"), reactor=self.reactor)
@@ -190,7 +202,7 @@ class LoopbackFederation:
             trust,
             store,
             gateway,
-            0,
+            port,
             "127.0.0.1",
             clock=self.clock,
             allocation_ttl=self.allocation_ttl,
@@ -199,20 +211,31 @@ class LoopbackFederation:
 
     async def start_aggregate(self, name: str, connect_timeout: float = 30.0) -> AggregateService:
         """
-        Build and start the aggregate C{name}; wait until it listens and,
-        with agents, until it has logged in to its agent and read the
-        island's inventory.
+        Build and start the aggregate C{name} (on the port it had before,
+        if it ran already); wait until it listens and, with agents, until
+        it has logged in to its agent and read the island's inventory.
         """
-        service = self.build_aggregate(name)
+        service = self.build_aggregate(name, self.aggregate_ports.get(name, 0))
         self.aggregates[name] = service
         service.startService()
         await service.when_started()
+        self.aggregate_ports[name] = int(urlsplit(service.url).port or 0)
         if self.with_agents:
             connected: Deferred[None] = self.gateways[name].when_connected()
             connected.addTimeout(connect_timeout, self.reactor)
             await connected
             await service.resource_manager.inventory()
         return service
+
+    async def stop_aggregate(self, name: str) -> None:
+        """Stop the aggregate C{name} (its bookings stay in its database; it starts again on its port)."""
+        service = self.aggregates.get(name)
+        if service is not None and service.running:
+            await service.stopService()
+
+    def aggregate_url(self, name: str) -> str:
+        """The AM API v3 URL of the aggregate C{name}, which has listened (it may be stopped now)."""
+        return f"https://127.0.0.1:{self.aggregate_ports[name]}/"
 
     def sm_credential(self, lifetime: float = 30 * DAY) -> dict[str, str]:
         """The slice manager's own credential (owner and target: the slice manager), as a v3 struct."""
@@ -222,15 +245,35 @@ class LoopbackFederation:
         return credential_struct(user_credential(self.domain.ca, gid, self.clock.seconds() + lifetime))
 
     def build_slice_manager(self, port: int = 0) -> SliceManagerService:
-        """Build (not start) the slice manager, forwarding to every running aggregate by URN and URL."""
+        """
+        Build (not start) the slice manager, forwarding to every aggregate
+        that has listened, running or not; a new one built on the same
+        federation resumes the undo journal of the one before.
+        """
         if self.slice_manager is None:
             raise ValueError("this federation has no slice manager")
         identity = self.domain.aggregate(self.slice_manager)
         trust = ServerTrust(identity, self.domain.roots(), self.domain.roots_dir, self.domain)
-        peers: list[tuple[str | None, str]] = [(service.urn, service.url) for service in self.aggregates.values()]
+        peers: list[tuple[str | None, str]] = [
+            (self.aggregates[name].urn if self.sm_knows_urns else None, self.aggregate_url(name))
+            for name in self.aggregate_ports
+        ]
         return SliceManagerService(
-            self.reactor, trust, peers, [self.sm_credential()], port, "127.0.0.1", settings=self.sm_settings, clock=self.clock
+            self.reactor,
+            trust,
+            peers,
+            [self.sm_credential()],
+            port,
+            "127.0.0.1",
+            settings=self.sm_settings,
+            clock=self.clock,
+            data_dir=self.sm_data_dir,
         )
+
+    @property
+    def sm_data_dir(self) -> Path:
+        """The slice manager's data folder (its undo journal)."""
+        return self.folder / f"{self.slice_manager}-data"
 
     async def start_slice_manager(self) -> SliceManagerService:
         """Build and start the slice manager; wait until it listens and has asked every aggregate's version."""
@@ -274,7 +317,8 @@ class LoopbackFederation:
         """The AM API v3 URL of an aggregate, or of the slice manager when C{server} is its name."""
         if self.sm is not None and server == self.slice_manager:
             return self.sm.url
-        return self.aggregates[server].url
+        service = self.aggregates[server]
+        return service.url if service.port is not None else self.aggregate_url(server)
 
     def slice_urn(self, name: str) -> str:
         """The URN of a slice of this domain."""

@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from geniam.client import credential_struct, value_of
 from geniam.errors import GeniCode, GeniError
 from geniam.loopback import LoopbackFederation
+from geniam.protocols.peer import PeerConnectionError
 from geniam.rspec.compression import decompress_rspec
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
@@ -214,6 +215,22 @@ class AggregateLoopbackTests(AggregateHarness):
             [(b.slot.start, b.slot.end) for b in bookings],
             [(slots[0][0], slots[1][0]), (slots[1][0], slots[2][0]), (slots[2][0], now + 8 * HOUR)],
         )
+
+    async def test_stopped_aggregate_answers_nothing_more(self) -> None:
+        """
+        A stopped aggregate drops the connections clients keep alive: a
+        client whose last call went through gets a connection error next,
+        not an answer from the stopped service.
+        """
+        fed = await self.start()
+        client = self.alice()
+        value_of(await client.get_version())
+        site = fed.aggregates["am1"].site
+        assert site is not None
+        self.assertEqual(site.open_connections, 1)
+        await fed.stop_aggregate("am1")
+        with self.assertRaises(PeerConnectionError):
+            await client.get_version()
 
     async def test_allocation_expires(self) -> None:
         """An allocation not provisioned before its expiry is released."""

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode
 from geniam.managers.breaker import BreakerState
-from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
+from geniam.managers.slice import SliceManager
 from geniam.managers.undo import JOURNAL_NAME, UndoEntry, UndoJournal
 from geniam.rspec.merge import read_statistics
 from geniam.tap.sm import Options
@@ -27,30 +27,20 @@ from tests.test_slice_support import (
     ALICE,
     GENI_V3,
     SLICE,
-    SM_URL,
-    SM_URN,
     Caller,
     FakeAggregate,
-    FakeForwarder,
+    SliceManagerCase,
     make_sm,
     request,
+    run,
 )
 
 
-def run(coroutine: Any) -> Deferred[Any]:
-    return Deferred.fromCoroutine(coroutine)
-
-
-class Base(SynchronousTestCase):
+class Base(SliceManagerCase):
     """Two aggregates answering after one second."""
 
+    names = ("am1", "am2")
     settings: dict[str, Any] = {"peer_timeout": 30.0, "deadline": 60.0, "hung_after": 5.0, "probe_timeout": 2.0}
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.ams = [FakeAggregate(name, self.clock, 1.0) for name in ("am1", "am2")]
-        self.sm, _ = make_sm(self.ams, self.clock, **self.settings)
-        self.alice = Caller(ALICE)
 
     def list_resources(self, **options: Any) -> Deferred[Any]:
         return run(self.sm.ListResources(self.alice, ["cred"], {"geni_rspec_version": GENI_V3, **options}))
@@ -228,10 +218,10 @@ class UndoTests(SynchronousTestCase):
     """A multi-island Allocate with a hanging aggregate leaves no orphan."""
 
     def make(self, journal: Path) -> SliceManager:
-        settings = SliceManagerSettings(peer_timeout=10.0, deadline=20.0, hung_after=5.0, probe_timeout=2.0, undo_retry=15.0)
-        sm = SliceManager(self.ams, self.clock, FakeForwarder(), SliceManagerInfo(SM_URN, SM_URL), settings,
-                          undo_journal=UndoJournal(journal), new_call_id=lambda: "call-1")
-        sm.start()
+        sm, _ = make_sm(
+            self.ams, self.clock, undo_journal=UndoJournal(journal), new_call_id=lambda: "call-1",
+            peer_timeout=10.0, deadline=20.0, hung_after=5.0, probe_timeout=2.0, undo_retry=15.0,
+        )
         sm.start_background()
         self.addCleanup(sm.stop_background)
         return sm

@@ -25,27 +25,16 @@ from tests.test_slice_support import (
     SM_URN,
     Caller,
     FakeAggregate,
+    SliceManagerCase,
     am_urn,
     make_sm,
     request,
+    run,
 )
 
 
-def run(coroutine: Any) -> Deferred[Any]:
-    return Deferred.fromCoroutine(coroutine)
-
-
-class Base(SynchronousTestCase):
+class Base(SliceManagerCase):
     """Three aggregates, answering after one second, behind a slice manager."""
-
-    names = ("am1", "am2", "am3")
-    settings: dict[str, Any] = {}
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.ams = [FakeAggregate(name, self.clock, 1.0) for name in self.names]
-        self.sm, self.forwarder = make_sm(self.ams, self.clock, **self.settings)
-        self.alice = Caller(ALICE)
 
     def ask(self, caller: Any = None, **options: Any) -> Deferred[Any]:
         options.setdefault("cached", False)

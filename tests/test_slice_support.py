@@ -1,6 +1,7 @@
 """
 In-memory aggregates, callers and forwarders for the slice manager's
-tests; this module holds no tests itself.
+tests, and L{SliceManagerCase}, their common set-up; this module holds no
+tests itself.
 
 A L{FakeAggregate} answers the AM API v3 calls the way an aggregate does
 (small GENI v3 documents, slivers kept per slice) and can be made slow,
@@ -11,15 +12,18 @@ never answer, and record their cancellation).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode, GeniError, error_struct, success_struct
 from geniam.managers.forwarding import DELEGATION, OWN, Forwarding
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
+from geniam.managers.undo import UndoJournal
 from geniam.protocols.peer import PeerConnectionError
 from geniam.urn import parse_urn
 
@@ -252,9 +256,18 @@ class FakeForwarder:
 
 
 def make_sm(
-    aggregates: list[FakeAggregate], clock: Clock, learn: bool = True, **settings: Any
+    aggregates: list[FakeAggregate],
+    clock: Clock,
+    learn: bool = True,
+    undo_journal: UndoJournal | None = None,
+    new_call_id: Callable[[], str] | None = None,
+    **settings: Any,
 ) -> tuple[SliceManager, FakeForwarder]:
-    """A slice manager in front of C{aggregates}, their versions learned."""
+    """
+    A slice manager in front of C{aggregates}, their versions learned.
+
+    @param new_call_id: by default C{generated-0}, C{generated-1}, ...
+    """
     forwarder = FakeForwarder()
     sm = SliceManager(
         aggregates,
@@ -262,10 +275,33 @@ def make_sm(
         forwarder,
         SliceManagerInfo(SM_URN, SM_URL),
         SliceManagerSettings(**settings),
-        new_call_id=iter(f"generated-{i}" for i in range(10**6)).__next__,
+        new_call_id=new_call_id or iter(f"generated-{i}" for i in range(10**6)).__next__,
+        undo_journal=undo_journal,
     )
     if learn:
         d = sm.start()
         clock.advance(max([a.delay for a in aggregates] + [0]))
         assert d.called, "learning versions did not finish"
     return sm, forwarder
+
+
+def run(coroutine: Any) -> Deferred[Any]:
+    """A slice manager call (a coroutine) as a Deferred."""
+    return Deferred.fromCoroutine(coroutine)
+
+
+class SliceManagerCase(SynchronousTestCase):
+    """
+    A slice manager on a L{Clock} in front of the aggregates C{names},
+    each answering after C{delay} seconds, with C{settings}; alice calls.
+    """
+
+    names: tuple[str, ...] = ("am1", "am2", "am3")
+    delay = 1.0
+    settings: dict[str, Any] = {}
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.ams = [FakeAggregate(name, self.clock, self.delay) for name in self.names]
+        self.sm, self.forwarder = make_sm(self.ams, self.clock, **self.settings)
+        self.alice = Caller(ALICE)

@@ -213,13 +213,16 @@ class FanOut:
     def _elapsed(self, run: _Run) -> float:
         return max(0.0, self._clock.seconds() - run.start)
 
+    def _timed_out(self, record: PeerRecord, run: _Run, reason: str, called: bool = True) -> PeerOutcome:
+        return PeerOutcome(record, TIMEOUT, self._elapsed(run), None, int(GeniCode.TIMEDOUT), reason, called)
+
     def _late(self, record: PeerRecord, run: _Run, called: bool) -> PeerOutcome:
         allowed = (run.deadline or run.start) - run.start
         if called:
             reason = f"no answer before the deadline ({allowed:g} s); the call was cancelled"
         else:
             reason = f"not called: no free connection slot before the deadline ({allowed:g} s)"
-        return PeerOutcome(record, TIMEOUT, self._elapsed(run), None, int(GeniCode.TIMEDOUT), reason, called)
+        return self._timed_out(record, run, reason, called)
 
     async def _one(self, call: PeerCall, run: _Run) -> PeerOutcome:
         record = call.record
@@ -248,14 +251,7 @@ class FanOut:
             struct = await d
         except CancelledError:
             if token is not None and self.health is not None and self.health.was_cut(token):
-                return PeerOutcome(
-                    record,
-                    TIMEOUT,
-                    self._elapsed(run),
-                    None,
-                    int(GeniCode.TIMEDOUT),
-                    f"cut short: circuit opened {record.breaker.reason}",
-                )
+                return self._timed_out(record, run, f"cut short: circuit opened {record.breaker.reason}")
             if run.passed:
                 breaker.record_failure()
                 return self._late(record, run, called=True)
@@ -263,13 +259,8 @@ class FanOut:
             raise
         except (TimeoutError, PeerTimeout):
             breaker.record_failure()
-            return PeerOutcome(
-                record,
-                TIMEOUT,
-                self._elapsed(run),
-                None,
-                int(GeniCode.TIMEDOUT),
-                f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled",
+            return self._timed_out(
+                record, run, f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled"
             )
         except PeerRequestError as e:
             breaker.release()

@@ -103,9 +103,13 @@ class GuardedHTTPChannel(HTTPChannel):
     _request_lines = 0
     _body_started = 0.0
     _body_bytes = 0
+    open_set: set["GuardedHTTPChannel"] | None = None
+    """The site's set of connected channels, which this one joins while connected."""
 
     def connectionMade(self) -> None:
-        """Start the first request's deadline with the connection."""
+        """Join the site's open set and start the first request's deadline with the connection."""
+        if self.open_set is not None:
+            self.open_set.add(self)
         self.abortTimeout = self.request_timeout  # type: ignore[assignment]
         super().connectionMade()
         self._begin_request()
@@ -164,8 +168,10 @@ class GuardedHTTPChannel(HTTPChannel):
         self.refuse(400, "the request is not valid HTTP/1.1")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Stop the deadline with the connection."""
+        """Stop the deadline with the connection and leave the site's open set."""
         self._end_request()
+        if self.open_set is not None:
+            self.open_set.discard(self)
         super().connectionLost(reason)
 
     def refuse(self, status: int, message: str) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmlrpc -*-
+# -*- test-case-name: tests.test_xmlrpc,tests.test_am_loopback -*-
 """
 The XML-RPC server side shared by the aggregate manager and the slice manager.
 
@@ -132,8 +132,10 @@ class BoundedRequest(Request):
 class GeniSite(Site):
     """
     A L{Site} whose requests refuse bodies over C{max_body} bytes
-    (L{BoundedRequest}) and whose connections cut off slow and oversized
-    requests (L{GuardedHTTPChannel}).
+    (L{BoundedRequest}), whose connections cut off slow and oversized
+    requests (L{GuardedHTTPChannel}), and which can close every connection
+    it still has (L{close_connections}: a stopped server answers nothing
+    more, not even on a connection a client keeps alive).
 
     @ivar max_body: the body limit in bytes.
     @ivar request_timeout: seconds for a request's headers (see L{GuardedHTTPChannel}).
@@ -165,15 +167,27 @@ class GeniSite(Site):
         self.max_body = max_body
         self.request_timeout = request_timeout
         self.min_body_rate = min_body_rate
+        self._open: set[GuardedHTTPChannel] = set()
 
     def buildProtocol(self, addr: Any) -> Any:
-        """A L{GuardedHTTPChannel} with this site's bounds and clock."""
+        """A L{GuardedHTTPChannel} with this site's bounds and clock, kept in the site's open set while connected."""
         channel = super().buildProtocol(addr)
         if isinstance(channel, GuardedHTTPChannel):
             channel.request_timeout = self.request_timeout
             channel.min_body_rate = self.min_body_rate
             channel.clock = self.reactor
+            channel.open_set = self._open
         return channel
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections are open."""
+        return len(self._open)
+
+    def close_connections(self) -> None:
+        """Drop every open connection at once (replies not yet written are lost)."""
+        for channel in list(self._open):
+            channel.transport.abortConnection()  # type: ignore[union-attr]
 
 
 class _Directory(Resource):

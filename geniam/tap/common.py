@@ -181,7 +181,9 @@ class TLSXmlRpcService(MultiService):
     A service serving an AM API v3 object over TLS XML-RPC, with client
     certificates required: its children start first, then L{start} runs
     (which calls L{listen}); on stop the listener closes first, then
-    L{wind_down} runs.
+    L{wind_down} runs (work in flight finishes), then the connections
+    clients still keep open are dropped, so a stopped service answers
+    nothing more.
 
     The reactor does the I/O and runs the listener's timeouts; C{clock}
     (the reactor by default) gives the time for credentials and
@@ -219,6 +221,7 @@ class TLSXmlRpcService(MultiService):
         self.limits = limits
         self.budget: ConnectionBudget | None = None
         self.port: IListeningPort | None = None
+        self.site: GeniSite | None = None
         self._waiters: list[Deferred[Any]] = []
         self._ready = False
         self._start_failure: Any = None
@@ -278,8 +281,8 @@ class TLSXmlRpcService(MultiService):
         """Serve C{api} (the object the XML-RPC resource dispatches to) on the configured port."""
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
-        site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
-        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, site, self.budget)
+        self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
+        self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, self.site, self.budget)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then L{wind_down}."""
@@ -292,6 +295,8 @@ class TLSXmlRpcService(MultiService):
         if stopped is not None:
             await stopped
         await self.wind_down()
+        if self.site is not None:
+            self.site.close_connections()
 
     async def wind_down(self) -> None:
         """What stopping takes once the listener is closed: by default, stop the children."""
