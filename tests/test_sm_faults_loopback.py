@@ -259,9 +259,10 @@ class ManifestRoundTripTests(FaultHarness):
         client = self.client()
         allocated = value_of(await client.allocate(self.slice_urn, self.request()))
         direct = await self.direct(names)
-        switches = [i for i in direct if i[0].endswith("}node") and i[3]]
+        switches = [i for i in direct if i[0].endswith("}switch")]
         self.assertEqual(len(switches), 4 * len(names))
-        self.assertEqual(len({i[1] for i in switches}), 4)
+        self.assertEqual({i[2] for i in switches}, set(self.urns))
+        self.assertEqual(len({i[3].rpartition("+")[2] for i in switches}), 4)
         self.assertEqual(len([i for i in direct if i[1] == "island"]), len(names))
         # An aggregate's Allocate manifest names its island node as the request did, its Describe as "island".
         self.assertEqual({i[:1] + i[2:] for i in identities(allocated["geni_rspec"])}, {i[:1] + i[2:] for i in direct})
