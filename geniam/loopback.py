@@ -70,6 +70,8 @@ class LoopbackFederation:
         front of every aggregate (C{None}: none).
     @ivar sm_settings: the slice manager's timeouts and bounds.
     @ivar sm: the running slice manager, if any.
+    @ivar status: give every aggregate and the slice manager a status
+        listener (the booking calendar) on a free loopback port.
     """
 
     folder: Path
@@ -83,6 +85,7 @@ class LoopbackFederation:
     agent_retry: float | None = None
     slice_manager: str | None = None
     sm_settings: SliceManagerSettings = field(default_factory=SliceManagerSettings)
+    status: bool = False
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
@@ -177,7 +180,15 @@ class LoopbackFederation:
         store = SQLiteStore(str(self.folder / f"{name}.sqlite"), reactor=self.reactor)
         gateway = self.build_gateway(name)
         return AggregateService(
-            self.reactor, trust, store, gateway, 0, "127.0.0.1", clock=self.clock, allocation_ttl=self.allocation_ttl
+            self.reactor,
+            trust,
+            store,
+            gateway,
+            0,
+            "127.0.0.1",
+            clock=self.clock,
+            allocation_ttl=self.allocation_ttl,
+            status_port=0 if self.status else None,
         )
 
     async def start_aggregate(self, name: str, connect_timeout: float = 30.0) -> AggregateService:
@@ -212,7 +223,15 @@ class LoopbackFederation:
         trust = ServerTrust(identity, self.domain.roots(), self.domain.roots_dir, self.domain)
         peers: list[tuple[str | None, str]] = [(service.urn, service.url) for service in self.aggregates.values()]
         return SliceManagerService(
-            self.reactor, trust, peers, [self.sm_credential()], port, "127.0.0.1", settings=self.sm_settings, clock=self.clock
+            self.reactor,
+            trust,
+            peers,
+            [self.sm_credential()],
+            port,
+            "127.0.0.1",
+            settings=self.sm_settings,
+            clock=self.clock,
+            status_port=0 if self.status else None,
         )
 
     async def start_slice_manager(self) -> SliceManagerService:
@@ -258,6 +277,13 @@ class LoopbackFederation:
         if self.sm is not None and server == self.slice_manager:
             return self.sm.url
         return self.aggregates[server].url
+
+    def calendar_url(self, server: str) -> str:
+        """The booking calendar's URL of an aggregate, or of the slice manager when C{server} is its name."""
+        service = self.sm if self.sm is not None and server == self.slice_manager else self.aggregates[server]
+        if service is None or service.status is None:
+            raise ValueError(f"{server} has no status listener (start the federation with status=True)")
+        return service.status.url
 
     def slice_urn(self, name: str) -> str:
         """The URN of a slice of this domain."""

@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from geniam.agent.simulated import SimulatedGateway
+from geniam.calendar.resource import install_calendar
+from geniam.calendar.sources import AggregateScheduleSource
 from geniam.config import ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
@@ -33,6 +35,7 @@ from geniam.store.open import open_store
 from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, server_trust
 from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
+from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 
 class Options(ServerOptions):
@@ -53,6 +56,7 @@ class Options(ServerOptions):
         ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
         ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
+        *STATUS_OPTIONS,
     ]
 
     def check(self) -> None:
@@ -112,6 +116,8 @@ class AggregateService(TLSXmlRpcService):
         gateway_host: str | None = None,
         threads: int = 4,
         clock: Any = None,
+        status_port: int | None = None,
+        status_interface: str = "127.0.0.1",
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock)
         self.store = store
@@ -136,6 +142,9 @@ class AggregateService(TLSXmlRpcService):
         self.verifier = CredentialVerifier(trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor)
         self._gateway_host = gateway_host
         self.manager: AggregateManager | None = None
+        if status_port is not None:
+            self.status = StatusListener(reactor, status_port, status_interface)
+            install_calendar(self.status.root, AggregateScheduleSource(store, gateway, self.urn, self.clock), self.clock)
 
     async def start(self) -> None:
         """Open the store, start the island's checks, then listen."""
@@ -185,6 +194,8 @@ def build(options: Options, reactor: Any) -> AggregateService:
         max_body=options["max-body"],
         gateway_host=options["gateway-host"],
         threads=options["threads"],
+        status_port=options["status-port"],
+        status_interface=options["status-interface"],
     )
 
 

@@ -37,6 +37,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 
+from geniam.calendar.resource import install_calendar
+from geniam.calendar.schedule import island_name
+from geniam.calendar.sources import FederationScheduleSource
 from geniam.config import ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.managers.forwarding import CredentialForwarder
@@ -49,6 +52,7 @@ from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
 from geniam.trust.verifier import CredentialVerifier
 from geniam.urn import parse_urn
+from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
 """How long the credential a development slice manager mints for itself lasts."""
@@ -94,6 +98,7 @@ class Options(ServerOptions):
         ["refresh-interval", None, 600.0, "How often each aggregate's GetVersion is asked again.", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["threads", None, 4, "Worker threads for credential checks and RSpec merging.", positive_int],
+        *STATUS_OPTIONS,
     ]
 
     def __init__(self) -> None:
@@ -201,6 +206,8 @@ class SliceManagerService(TLSXmlRpcService):
         threads: int = 4,
         refresh_interval: float = 600.0,
         clock: Any = None,
+        status_port: int | None = None,
+        status_interface: str = "127.0.0.1",
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock)
         parse_urn(self.urn)
@@ -233,6 +240,12 @@ class SliceManagerService(TLSXmlRpcService):
         self.refresher.clock = self.clock
         self.refresher.setServiceParent(self)
         self._first_round: Deferred[None] | None = None
+        if status_port is not None:
+            self.status = StatusListener(reactor, status_port, status_interface)
+            source = FederationScheduleSource(
+                self.manager, trust.identity.gid, own_credentials, self.clock, f"Federation of {island_name(self.urn)}"
+            )
+            install_calendar(self.status.root, source, self.clock)
 
     def _refresh(self) -> Deferred[None]:
         """Ask every peer's GetVersion again and drop expired cache entries; never fails."""
@@ -298,6 +311,8 @@ def build(options: Options, reactor: Any) -> SliceManagerService:
         max_body=options["max-body"],
         threads=options["threads"],
         refresh_interval=options["refresh-interval"],
+        status_port=options["status-port"],
+        status_interface=options["status-interface"],
     )
 
 
