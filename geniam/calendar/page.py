@@ -73,7 +73,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 .state { font-weight: 600; }
 .state.ok { color: var(--running); } .state.busy { color: var(--booked); } .state.bad { color: var(--now); }
-nav ul { list-style: none; padding: 0; margin: 0.4rem 0; display: flex; flex-wrap: wrap; gap: 0.4rem; }
+nav { display: flex; flex-wrap: wrap; gap: 0.4rem 1.5rem; align-items: end; margin-top: 1rem; }
+nav ul { list-style: none; padding: 0; margin: 0; display: flex; flex-wrap: wrap; gap: 0.4rem; }
 nav a, button { display: inline-block; padding: 0.35rem 0.8rem; border: 1px solid var(--booked); border-radius: 0.3rem;
   color: var(--booked); background: #fff; text-decoration: none; font: inherit; cursor: pointer; }
 nav a[aria-current] { background: var(--booked); color: #fff; }
