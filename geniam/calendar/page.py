@@ -87,6 +87,7 @@ button { background: var(--booked); color: #fff; }
 .tick { position: absolute; top: 0; bottom: 0; border-left: 1px solid var(--line); }
 .scale .tick { font-size: 0.75rem; color: var(--muted); padding-left: 0.15rem; white-space: nowrap; }
 .tick.day { border-left: 2px solid var(--muted); }
+.scale .tick.minor { font-size: 0; }
 .block { position: absolute; top: 0.2rem; bottom: 0.2rem; border-radius: 0.2rem; color: #fff; font-size: 0.8rem;
   padding: 0.15rem 0.3rem; overflow: hidden; white-space: nowrap; min-width: 3px; }
 .block.booked { background: var(--booked); }
@@ -105,9 +106,9 @@ fieldset label { display: inline-block; font-weight: normal; margin-right: 1rem;
 .answer { border-left: 4px solid var(--running); padding: 0.3rem 0.8rem; margin: 0.6rem 0; background: #f3f8f5; }
 .problem { border-left: 4px solid var(--now); padding: 0.3rem 0.8rem; margin: 0.6rem 0; background: #fbf1f2; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+@media (min-width: 100rem) { .scale .tick.minor { font-size: 0.75rem; } }
 @media (max-width: 40rem) {
   .row { grid-template-columns: 1fr; gap: 0.1rem; }
-  .scale .tick.minor { font-size: 0; }
   .row.scale-row .name { display: none; }
 }
 """
