@@ -356,7 +356,7 @@ def _finder_section(facts: PageFacts) -> Tag:
     ]
     if facts.schedule.federation:
         chosen = set(query.islands)
-        boxes = []
+        boxes: list[Tag] = []
         for row in facts.schedule.islands:
             box_id = f"island-{len(boxes)}"
             attrs = {"checked": "checked"} if not chosen or row.urn in chosen or row.name in chosen else {}
@@ -440,7 +440,7 @@ def _blocks_section(facts: PageFacts) -> Tag:
 
 
 def _footer(facts: PageFacts) -> Tag:
-    feeds = []
+    feeds: list[Tag | str] = []
     for path, label in facts.feeds:
         feeds.append(tags.a(label, href=path))
         feeds.append(" · ")

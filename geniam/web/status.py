@@ -58,8 +58,9 @@ class StatusListener:
     async def close(self) -> None:
         """Stop listening (connections in flight are dropped)."""
         port, self.port = self.port, None
-        if port is not None:
-            await port.stopListening()
+        stopped = port.stopListening() if port is not None else None
+        if stopped is not None:
+            await stopped
 
     @property
     def url(self) -> str:
