@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from icalendar import Calendar
 
+from geniam.cli.demo import book_samples
 from geniam.timeutil import format_time, to_datetime
 from tests.calendar_harness import CalendarHarness, tomorrow_at
 
@@ -112,6 +113,17 @@ class FederationCalendarTests(CalendarHarness):
         _, _, page = await self.fetch(fed.calendar_url("sm"))
         for secret in SECRETS:
             self.assertNotIn(secret, page.lower())
+
+    async def test_demo_sample_bookings(self) -> None:
+        """The sample bookings of C{geniam demo --serve} show on the federation's calendar: both islands, then one."""
+        fed = await self.start(("am1", "am2"), slice_manager="sm")
+        urns = [service.urn for service in fed.aggregates.values()]
+        now = self.clock.seconds()
+        lines = await book_samples(self.alice("sm"), fed.slice_urn("exp1"), now, urns)
+        self.assertEqual([line.split()[0] for line in lines], ["booked", "booked"])
+        _, _, body = await self.fetch(fed.calendar_url("sm") + "schedule.json")
+        counts = {row["name"]: len(row["blocks"]) for row in json.loads(body)["islands"]}
+        self.assertEqual(counts, {"geniam:demo:am1": 2, "geniam:demo:am2": 1})
 
     async def test_unreachable_aggregate(self) -> None:
         """An aggregate that does not answer is a row marked unreachable, left out of the finder."""
