@@ -11,6 +11,7 @@ import json
 from urllib.parse import urlencode
 
 from icalendar import Calendar
+from twisted.internet.error import ConnectionRefusedError
 
 from geniam.cli.demo import book_samples
 from geniam.timeutil import format_time, to_datetime
@@ -72,6 +73,16 @@ class AggregateCalendarTests(CalendarHarness):
         island = json.loads(body)["islands"][0]
         self.assertEqual(island["state"], "in a slot")
         self.assertEqual(island["blocks"][0]["kind"], "running")
+
+    async def test_listener_closes_with_the_aggregate(self) -> None:
+        """Stopping the aggregate closes its status listener."""
+        fed = await self.start()
+        url = fed.calendar_url("am1")
+        code, _, _ = await self.fetch(url)
+        self.assertEqual(code, 200)
+        await fed.aggregates["am1"].stopService()
+        with self.assertRaises(ConnectionRefusedError):
+            await self.fetch(url)
 
     async def test_bad_queries_over_http(self) -> None:
         """Nonsense parameters get a readable 400, never a traceback."""
