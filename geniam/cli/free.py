@@ -29,7 +29,7 @@ from geniam.calendar.schedule import Schedule, find_free
 from geniam.calendar.terminal import render_free
 from geniam.calendar.timeline import MAX_AHEAD, QueryError, parse_duration
 from geniam.cli.rspec import parse_when
-from geniam.cli.schedule import ScheduleReading, parse, read_rows, run_async
+from geniam.cli.schedule import ScheduleReading, read_rows, run_reading
 
 
 class Options(ScheduleReading):
@@ -66,16 +66,9 @@ class Options(ScheduleReading):
 def main(argv: Sequence[str]) -> int:
     """Entry point of C{geniam free}."""
     options = Options()
-    if not parse("geniam free", options, argv):
-        return 2
 
-    async def work(reactor: Any) -> int:
-        now = reactor.seconds()
-        try:
-            earliest = max(now, parse_when(options["earliest"], now))
-        except usage.UsageError as e:
-            print(f"geniam free: {e}", file=sys.stderr)
-            return 2
+    async def work(reactor: Any, now: float) -> int:
+        earliest = max(now, parse_when(options["earliest"], now))
         rows = await read_rows(reactor, options, now)
         chosen, unknown = Schedule("", now, tuple(rows)).select(options["aggregate"])
         if unknown:
@@ -86,4 +79,4 @@ def main(argv: Sequence[str]) -> int:
         print(render_free(search, options["zone"]))
         return 0 if search.slots and not search.left_out else 1
 
-    return run_async(work)
+    return run_reading("geniam free", options, argv, work)

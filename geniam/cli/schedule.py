@@ -20,7 +20,7 @@ could not be, 2 for usage errors.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -135,14 +135,31 @@ def parse(program: str, options: usage.Options, argv: Sequence[str]) -> bool:
     return True
 
 
+def run_reading(
+    program: str, options: ScheduleReading, argv: Sequence[str], work: Callable[[Any, float], Awaitable[int]]
+) -> int:
+    """
+    Parse C{argv}, then run C{work(reactor, now)} on the reactor; usage
+    errors and unreadable files are printed after C{program} and give 2.
+    """
+    if not parse(program, options, argv):
+        return 2
+
+    async def guarded(reactor: Any) -> int:
+        try:
+            return await work(reactor, reactor.seconds())
+        except (OSError, ValueError, GeniError, usage.UsageError) as e:
+            print(f"{program}: {getattr(e, 'output', None) or e}", file=sys.stderr)
+            return 2
+
+    return run_async(guarded)
+
+
 def main(argv: Sequence[str]) -> int:
     """Entry point of C{geniam schedule}."""
     options = Options()
-    if not parse("geniam schedule", options, argv):
-        return 2
 
-    async def work(reactor: Any) -> int:
-        now = reactor.seconds()
+    async def work(reactor: Any, now: float) -> int:
         rows = await read_rows(reactor, options, now)
         start = now - now % 3600
         zone = options["zone"]
@@ -150,4 +167,4 @@ def main(argv: Sequence[str]) -> int:
         print(f"\nRead {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d %H:%M} UTC.")
         return 0 if all(row.reachable for row in rows) else 1
 
-    return run_async(work)
+    return run_reading("geniam schedule", options, argv, work)
