@@ -313,3 +313,18 @@ class IResourceManager(Interface):
 
     def is_shut_down(slice_urn):  # type: ignore[misc]
         """Fire with True if the slice has been shut down."""
+
+
+class IScheduleSource(Interface):
+    """
+    Where a calendar reads the schedules it shows: an aggregate manager's
+    own island, or every island behind a slice manager.
+    """
+
+    def schedule(start, end):  # type: ignore[misc]
+        """
+        Fire with a L{geniam.calendar.schedule.Schedule} holding every
+        block that overlaps C{[start, end)} (POSIX seconds), anonymous:
+        never a slice or user. Unreachable islands are rows marked so,
+        not failures.
+        """

@@ -85,6 +85,8 @@ class LoopbackFederation:
         its users share one machine).
     @ivar agent_args: further flags for every agent (e.g. C{--backend command --config FILE}).
     @ivar aggregate_ports: the port each aggregate listens (or listened) on.
+    @ivar status: give every aggregate and the slice manager a status
+        listener (the booking calendar) on a free loopback port.
     """
 
     folder: Path
@@ -101,6 +103,7 @@ class LoopbackFederation:
     controller_networks: tuple[str, ...] = tuple(str(n) for n in LOOPBACK_NETWORKS)
     agent_args: tuple[str, ...] = ()
     sm_knows_urns: bool = True
+    status: bool = False
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
@@ -207,6 +210,7 @@ class LoopbackFederation:
             clock=self.clock,
             allocation_ttl=self.allocation_ttl,
             controller_policy=ControllerPolicy.allowing(self.controller_networks),
+            status_port=0 if self.status else None,
         )
 
     async def start_aggregate(self, name: str, connect_timeout: float = 30.0) -> AggregateService:
@@ -268,6 +272,7 @@ class LoopbackFederation:
             settings=self.sm_settings,
             clock=self.clock,
             data_dir=self.sm_data_dir,
+            status_port=0 if self.status else None,
         )
 
     @property
@@ -319,6 +324,13 @@ class LoopbackFederation:
             return self.sm.url
         service = self.aggregates[server]
         return service.url if service.port is not None else self.aggregate_url(server)
+
+    def calendar_url(self, server: str) -> str:
+        """The booking calendar's URL of an aggregate, or of the slice manager when C{server} is its name."""
+        service = self.sm if self.sm is not None and server == self.slice_manager else self.aggregates[server]
+        if service is None or service.status is None:
+            raise ValueError(f"{server} has no status listener (start the federation with status=True)")
+        return service.status.url
 
     def slice_urn(self, name: str) -> str:
         """The URN of a slice of this domain."""

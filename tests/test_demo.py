@@ -267,6 +267,10 @@ class RenderTests(SynchronousTestCase):
         options.parseOptions(["--in-process", "--direct"])
         self.assertTrue(options["in-process"])
         self.assertTrue(options["direct"])
+        self.assertFalse(options["serve"])
+        options = Options()
+        options.parseOptions(["--serve"])
+        self.assertTrue(options["serve"])
 
     def test_describe_state(self) -> None:
         """The gateway column summarises the agent's state."""

@@ -28,6 +28,11 @@ each forwarded call. With C{--direct} the experiment runs against one
 aggregate without a slice manager; with C{--in-process} the aggregates use
 in-process simulated gateways. Each step is checked and printed; the exit
 status is 0 only if all behaved.
+
+Every server has its booking calendar on a status listener (plain HTTP on
+127.0.0.1); the demo prints their URLs. With C{--serve} the federation
+stays up after the experiment, with two sample bookings ahead, until
+interrupted (Ctrl-C), so a person can look at the calendars.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class Options(GeniamOptions):
     optFlags = [
         ["in-process", None, "Use in-process simulated gateways instead of gateway agent services."],
         ["direct", None, "Call one aggregate directly, without a slice manager."],
+        ["serve", None, "Keep the federation up after the experiment (with sample bookings) until interrupted."],
     ]
 
 
@@ -134,6 +140,39 @@ def _introduce(federation: LoopbackFederation) -> None:
         print(f"geniam demo: aggregate manager {service.urn} at {service.url}")
     if federation.sm is not None:
         print(f"geniam demo: slice manager {federation.sm.urn} at {federation.sm.url}, in front of {', '.join(federation.aggregates)}")
+    for name in federation.aggregates:
+        print(f"geniam demo: booking calendar of {name} at {federation.calendar_url(name)}")
+    if federation.sm is not None and federation.slice_manager is not None:
+        print(f"geniam demo: booking calendar of the federation at {federation.calendar_url(federation.slice_manager)}")
+
+
+async def book_samples(client: Any, slice_urn: str, now: float, aggregate_urns: Sequence[str]) -> list[str]:
+    """
+    Book two sample slots for people to look at: one hour from now for two
+    hours on every island, and three hours later for one hour on the first.
+    @return: one line per booking, saying how it went.
+    """
+    from geniam.client import value_of
+    from geniam.rspec.request import build_request
+    from geniam.timeutil import format_time
+
+    start = now - now % 60 + 3600
+    wanted = [(start, start + 7200, list(aggregate_urns)), (start + 18000, start + 21600, list(aggregate_urns[:1]))]
+    lines = []
+    for begin, end, urns in wanted:
+        request = build_request(begin, end, am_urns=urns) if len(urns) > 1 else build_request(begin, end, am_urn=urns[0] if urns else None)
+        try:
+            value_of(await client.allocate(slice_urn, request))
+            lines.append(f"booked {format_time(begin)} to {format_time(end)}")
+        except GeniError as e:
+            lines.append(f"could not book {format_time(begin)}: {e.output}")
+    return lines
+
+
+async def serve_until_stopped(reactor: Any, cleanup: Any) -> None:
+    """Wait until the reactor is asked to stop (Ctrl-C), then run C{cleanup} before it does."""
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(cleanup()))
+    await Deferred()
 
 
 async def run(reactor: Any, options: Options) -> int:
@@ -149,10 +188,19 @@ async def run(reactor: Any, options: Options) -> int:
         user_names=("alice",),
         with_agents=not options["in-process"],
         slice_manager=None if direct else SLICE_MANAGER,
+        status=True,
     )
     labels = {federation.domain.aggregate_urn(name): name for name in names}
     printer = agent_printer(labels=None if direct else labels)
     globalLogPublisher.addObserver(printer)
+    serving = False
+
+    async def cleanup() -> None:
+        globalLogPublisher.removeObserver(printer)
+        await federation.stop()
+        if not options["folder"]:
+            shutil.rmtree(folder, ignore_errors=True)
+
     try:
         try:
             await federation.start()
@@ -197,12 +245,18 @@ async def run(reactor: Any, options: Options) -> int:
             print(statistics)
         print()
         print("geniam demo: every step behaved" if ok else "geniam demo: a step failed")
+        if options["serve"]:
+            urns = [] if direct else [federation.aggregates[name].urn for name in names]
+            for line in await book_samples(client, federation.slice_urn(slice_name), reactor.seconds(), urns):
+                print(f"geniam demo: {line}")
+            _introduce(federation)
+            print("geniam demo: serving until interrupted (Ctrl-C)")
+            serving = True
+            await serve_until_stopped(reactor, cleanup)
         return 0 if ok else 1
     finally:
-        globalLogPublisher.removeObserver(printer)
-        await federation.stop()
-        if not options["folder"]:
-            shutil.rmtree(folder, ignore_errors=True)
+        if not serving:
+            await cleanup()
 
 
 def main(argv: Sequence[str]) -> int:

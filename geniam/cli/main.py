@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rspec": ("geniam.cli.rspec", "write request RSpecs for a time slot"),
     "call": ("geniam.cli.call", "call any AM API v3 method of an aggregate or slice manager"),
     "agent": ("geniam.cli.agent", "inspect a gateway agent"),
+    "schedule": ("geniam.cli.schedule", "print the booking schedule of aggregates or a federation as a timeline"),
+    "free": ("geniam.cli.free", "find the earliest slots when islands are all free together"),
     "demo": ("geniam.cli.demo", "run a whole federation on loopback and an experiment through it"),
 }
 

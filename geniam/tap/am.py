@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from geniam.agent.simulated import SimulatedGateway
+from geniam.calendar.resource import install_calendar
+from geniam.calendar.sources import AggregateScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
@@ -36,6 +38,7 @@ from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, 
 from geniam.tap.failfast import StartupGuard, make_or_exit
 from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
+from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 
 class Options(ControllerNetworksOption, ServerOptions):
@@ -58,6 +61,7 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
         ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
         *LISTENER_PARAMETERS,
+        *STATUS_OPTIONS,
     ]
 
     def check(self) -> None:
@@ -121,6 +125,8 @@ class AggregateService(TLSXmlRpcService):
         limits: ListenerLimits = ListenerLimits(),
         verify_deadline: float = DEFAULT_DEADLINE,
         controller_policy: ControllerPolicy = ControllerPolicy(),
+        status_port: int | None = None,
+        status_interface: str = "127.0.0.1",
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
@@ -148,6 +154,9 @@ class AggregateService(TLSXmlRpcService):
         )
         self._gateway_host = gateway_host
         self.manager: AggregateManager | None = None
+        if status_port is not None:
+            self.status = StatusListener(reactor, status_port, status_interface)
+            install_calendar(self.status.root, AggregateScheduleSource(store, gateway, self.urn, self.clock), self.clock)
 
     async def start(self) -> None:
         """Open the store, start the island's checks, then listen."""
@@ -201,6 +210,8 @@ def build(options: Options, reactor: Any) -> AggregateService:
         limits=listener_limits(options),
         verify_deadline=options["verify-deadline"],
         controller_policy=options.controller_policy(),
+        status_port=options["status-port"],
+        status_interface=options["status-interface"],
     )
 
 

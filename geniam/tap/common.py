@@ -32,6 +32,7 @@ from geniam.trust.domain import TrustDomain
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
 from geniam.trust.tls import GeniServerTLSOptions, server_tls_options
+from geniam.web.status import StatusListener
 
 log = Logger()
 
@@ -193,6 +194,8 @@ class TLSXmlRpcService(MultiService):
     @ivar port: the listening port once started.
     @ivar budget: the listener's connection budget once started.
     @ivar urn: the URN of the service's certificate.
+    @ivar status: the plain-HTTP status listener, if any: it starts
+        listening once L{start} has finished and closes first on stop.
     """
 
     log = Logger()
@@ -225,6 +228,7 @@ class TLSXmlRpcService(MultiService):
         self._waiters: list[Deferred[Any]] = []
         self._ready = False
         self._start_failure: Any = None
+        self.status: StatusListener | None = None
 
     @property
     def url(self) -> str:
@@ -258,6 +262,9 @@ class TLSXmlRpcService(MultiService):
     async def _start(self) -> None:
         self._start_failure = None
         await self.start()
+        if self.status is not None:
+            await self.status.listen()
+            self.log.info("status listener (booking calendar) at {url}", url=self.status.url)
         self._ready = True
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -290,6 +297,8 @@ class TLSXmlRpcService(MultiService):
 
     async def _stop(self) -> None:
         self._ready = False
+        if self.status is not None:
+            await self.status.close()
         port, self.port = self.port, None
         stopped = port.stopListening() if port is not None else None
         if stopped is not None:

@@ -43,6 +43,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 
+from geniam.calendar.resource import install_calendar
+from geniam.calendar.schedule import island_name
+from geniam.calendar.sources import FederationScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
 from geniam.managers.forwarding import CredentialForwarder
@@ -58,6 +61,7 @@ from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
 from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
+from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
 """How long the credential a development slice manager mints for itself lasts."""
@@ -119,6 +123,7 @@ class Options(ServerOptions):
         ["threads", None, 4, "Worker threads for credential checks and RSpec merging.", positive_int],
         *LISTENER_PARAMETERS,
         ["verify-deadline", None, DEFAULT_DEADLINE, "How long checking one call's credentials may take before the call is refused (e.g. 5s).", duration],
+        *STATUS_OPTIONS,
     ]
 
     def __init__(self) -> None:
@@ -238,6 +243,8 @@ class SliceManagerService(TLSXmlRpcService):
         limits: ListenerLimits = ListenerLimits(),
         verify_deadline: float = DEFAULT_DEADLINE,
         data_dir: str | Path | None = None,
+        status_port: int | None = None,
+        status_interface: str = "127.0.0.1",
     ) -> None:
         """
         @param data_dir: where the undo journal of failed Allocates is kept
@@ -277,6 +284,12 @@ class SliceManagerService(TLSXmlRpcService):
         self.refresher.clock = self.clock
         self.refresher.setServiceParent(self)
         self._first_round: Deferred[None] | None = None
+        if status_port is not None:
+            self.status = StatusListener(reactor, status_port, status_interface)
+            source = FederationScheduleSource(
+                self.manager, trust.identity.gid, own_credentials, self.clock, f"Federation of {island_name(self.urn)}"
+            )
+            install_calendar(self.status.root, source, self.clock)
 
     def _refresh(self) -> Deferred[None]:
         """Ask every peer's GetVersion again and drop expired cache entries; never fails."""
@@ -349,6 +362,8 @@ def build(options: Options, reactor: Any) -> SliceManagerService:
         limits=listener_limits(options, DESCRIPTOR_RESERVE + options["max-concurrency"]),
         verify_deadline=options["verify-deadline"],
         data_dir=options["data-dir"],
+        status_port=options["status-port"],
+        status_interface=options["status-interface"],
     )
 
 
