@@ -10,6 +10,34 @@ from __future__ import annotations
 from zope.interface import Attribute, Interface
 
 
+class IAuthorizer(Interface):
+    """
+    Decides what a caller may do: the seam between the protocol edge and
+    the trust layer (L{geniam.trust.verifier.CredentialVerifier}).
+
+    The edge hands it who called (the TLS peer's verified certificate) and
+    what they presented; the managers work only with the
+    L{geniam.trust.verdicts.Grant} it answers: the effective caller (the
+    user a tool speaks for, if it does), the user behind the call, the
+    privileges, the expiry to cap granted times at and the verified
+    credentials that granted it.
+    """
+
+    def authorize(peer, credentials, method, target_urn=None, options=None):  # type: ignore[misc]
+        """
+        Decide whether C{peer} may call C{method} on C{target_urn}.
+
+        @param peer: the TLS client's L{geniam.trust.gid.GID}.
+        @param credentials: the call's C{credentials} argument as received.
+        @param method: the AM API method name.
+        @param target_urn: the slice URN the call is about, if any.
+        @param options: the call's options (C{geni_speaking_for} is read).
+        @return: a Deferred firing with a L{geniam.trust.verdicts.Grant},
+            or failing with a L{geniam.errors.GeniError} (FORBIDDEN, a
+            CREDENTIAL_* code, or BADARGS) whose output says why.
+        """
+
+
 class IGatewayAgent(Interface):
     """
     The island gateway's agent, as seen by the aggregate manager.

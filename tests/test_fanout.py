@@ -231,3 +231,25 @@ class _Failing:
 
     def call(self, method: str, *params: Any) -> Deferred[Any]:
         return fail(self.error)
+
+
+class TransportIndependenceTests(SynchronousTestCase):
+    """The slice manager's fan-out knows the peer's errors, not the HTTP client's."""
+
+    def test_no_http_client_types(self) -> None:
+        """No fan-out module imports Twisted's HTTP client, its connection errors or Deferred timeouts."""
+        import ast
+        import importlib
+        import inspect
+
+        forbidden = ("twisted.web", "twisted.internet.error", "OpenSSL", "service_identity")
+        for name in ("fanout", "slice", "health", "undo"):
+            module = importlib.import_module(f"geniam.managers.{name}")
+            tree = ast.parse(inspect.getsource(module))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    self.assertFalse(node.module.startswith(forbidden), f"{name} imports {node.module}")
+                    self.assertNotIn("TimeoutError", [a.name for a in node.names], f"{name} imports TimeoutError")
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        self.assertFalse(alias.name.startswith(forbidden), f"{name} imports {alias.name}")

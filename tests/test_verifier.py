@@ -659,3 +659,40 @@ class PrivilegeTableTests(SynchronousTestCase):
     def test_abac_kind_constant(self) -> None:
         """ABAC credentials are a known kind (used only for speaks-for)."""
         self.assertEqual(GENI_ABAC, "geni_abac")
+
+
+class AuthorizerSeamTests(SynchronousTestCase):
+    """The verifier is the L{IAuthorizer} the managers' edge asks; its grants say who stands behind a call."""
+
+    def test_provides_authorizer(self) -> None:
+        """The verifier provides the authorisation seam."""
+        from zope.interface.verify import verifyObject
+
+        from geniam.interfaces import IAuthorizer
+
+        self.assertTrue(verifyObject(IAuthorizer, verifier()))
+
+    def test_user_is_the_caller(self) -> None:
+        """A user calling with their own credential is the user behind the call, and delegated nothing."""
+        w = world()
+        grant = authorize(self, verifier(), w.alice.gid, [as_struct(alice_slice())], "Allocate", SLICE_URN)
+        self.assertIs(grant.user, w.alice.gid)
+        self.assertFalse(grant.delegated_by(w.alice.gid))
+
+    def test_user_behind_a_delegation(self) -> None:
+        """A tool holding a credential alice delegated acts for alice; the delegation is hers, not bob's."""
+        w = world()
+        delegated = delegate_credential(alice_slice(), w.alice, w.tool.gid, CONTROL, NOW + DAY)
+        grant = authorize(self, verifier(), w.tool.gid, [as_struct(delegated)], "Allocate", SLICE_URN)
+        self.assertEqual(grant.caller_urn, w.tool.gid.urn)
+        self.assertIsNotNone(grant.user)
+        self.assertEqual(grant.user.urn, w.alice.gid.urn)  # type: ignore[union-attr]
+        self.assertTrue(grant.delegated_by(w.alice.gid))
+        self.assertFalse(grant.delegated_by(w.bob.gid))
+
+    def test_no_user_behind_a_tool(self) -> None:
+        """A credential issued to a tool itself has no user behind it."""
+        w = world()
+        own = issue_credential(w.sa, w.tool.gid, w.slice.gid, CONTROL, NOW + DAY)
+        grant = authorize(self, verifier(), w.tool.gid, [as_struct(own)], "Allocate", SLICE_URN)
+        self.assertIsNone(grant.user)

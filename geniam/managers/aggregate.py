@@ -35,6 +35,7 @@ from geniam.booking import (
     geni_operational_status,
 )
 from geniam.errors import GeniCode, GeniError, success_struct
+from geniam.interfaces import IAuthorizer, IResourceManager
 from geniam.managers.arguments import (
     Target,
     flag,
@@ -55,7 +56,7 @@ from geniam.rspec.request import parse_request
 from geniam.rspec.resources import IslandResources
 from geniam.timeutil import format_time, parse_time
 from geniam.trust.gid import GID
-from geniam.trust.verifier import CredentialVerifier, Grant
+from geniam.trust.verdicts import Grant
 from geniam.urn import parse_urn
 
 ACTIONS = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
@@ -110,19 +111,14 @@ def waiting_note(bookings: Sequence[Booking], now: float) -> str:
 
 def booking_owner(grant: Grant) -> GID:
     """
-    The user a booking is made for: the caller, or, when a slice manager or
-    tool calls with a credential delegated to it, the user at the root of
-    that credential's chain.
+    The user a booking is made for: the user behind the call
+    (L{Grant.user}).
 
     @raise GeniError: FORBIDDEN when no user stands behind the call.
     """
-    if grant.caller.urn and parse_urn(grant.caller.urn).type == "user":
-        return grant.caller
-    for verified in grant.credentials:
-        root_owner = verified.credential.root.owner_gid
-        if root_owner is not None and root_owner.urn and parse_urn(root_owner.urn).type == "user":
-            return root_owner
-    raise GeniError(GeniCode.FORBIDDEN, f"{grant.caller_urn} acts for no user: a booking needs one")
+    if grant.user is None:
+        raise GeniError(GeniCode.FORBIDDEN, f"{grant.caller_urn} acts for no user: a booking needs one")
+    return grant.user
 
 
 def manifest_booking(booking: Booking) -> ManifestBooking:
@@ -145,7 +141,7 @@ class AggregateManager:
     The ten AM API v3 methods for one island.
 
     @param resource_manager: the island's L{IResourceManager}.
-    @param verifier: checks credentials and privileges.
+    @param authorizer: decides what the caller may do (L{IAuthorizer}).
     @param info: the aggregate's URN and URL.
     @param clock: the reactor's clock.
     """
@@ -154,14 +150,14 @@ class AggregateManager:
 
     def __init__(
         self,
-        resource_manager: Any,
-        verifier: CredentialVerifier,
+        resource_manager: IResourceManager,
+        authorizer: IAuthorizer,
         info: AggregateInfo,
         clock: IReactorTime,
     ) -> None:
         parse_urn(info.urn)
         self.rm = resource_manager
-        self.verifier = verifier
+        self.authorizer = authorizer
         self.info = info
         self._clock = clock
         self._resources: tuple[Inventory, IslandResources] | None = None
@@ -180,7 +176,8 @@ class AggregateManager:
     async def _authorize(
         self, caller: GID, credentials: list[Any], method: str, slice_urn: str | None, options: dict[str, Any]
     ) -> Grant:
-        return await self.verifier.authorize(caller, credentials, method, slice_urn, options)
+        grant: Grant = await self.authorizer.authorize(caller, credentials, method, slice_urn, options)
+        return grant
 
     async def _resolve(self, urns: Any, allow_empty: bool = False) -> tuple[str, list[Booking]]:
         """

@@ -17,11 +17,11 @@ timed out at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -224,6 +224,16 @@ class FanOut:
             reason = f"not called: no free connection slot before the deadline ({allowed:g} s)"
         return self._timed_out(record, run, reason, called)
 
+    def _timed_out(self, call: PeerCall) -> Callable[[Any, float], Any]:
+        """What a call cancelled by the peer timeout fails with: a L{PeerTimeout}, as the peer's own timeout."""
+
+        def convert(result: Any, timeout: float) -> Any:
+            if isinstance(result, Failure) and result.check(CancelledError):
+                raise PeerTimeout(call.record.url, call.method, f"no response within {timeout:g} seconds")
+            return result
+
+        return convert
+
     async def _one(self, call: PeerCall, run: _Run) -> PeerOutcome:
         record = call.record
         breaker = record.breaker
@@ -245,7 +255,7 @@ class FanOut:
         token: int | None = None
         try:
             d = record.peer.call(call.method, *call.params)
-            d.addTimeout(self.peer_timeout, self._clock)
+            d.addTimeout(self.peer_timeout, self._clock, onTimeoutCancel=self._timed_out(call))
             if self.health is not None:
                 token = self.health.started(record, d)
             struct = await d
@@ -257,7 +267,7 @@ class FanOut:
                 return self._late(record, run, called=True)
             breaker.release()
             raise
-        except (TimeoutError, PeerTimeout):
+        except PeerTimeout:
             breaker.record_failure()
             return self._timed_out(
                 record, run, f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled"

@@ -44,7 +44,8 @@ from typing import Any, Protocol
 from geniam.errors import GeniCode, GeniError
 from geniam.trust.credential import GENI_ABAC, parse_presented, unwrap_credentials
 from geniam.trust.gid import GID
-from geniam.trust.verifier import SPEAKING_FOR_OPTION, CredentialVerifier, Grant
+from geniam.interfaces import IAuthorizer
+from geniam.trust.verifier import SPEAKING_FOR_OPTION
 from geniam.urn import parse_urn, same_urn
 
 DELEGATION = "delegation"
@@ -113,14 +114,15 @@ def _caller_urn(caller: Any) -> str:
 
 class CredentialForwarder:
     """
-    The slice manager's forwarding policy, decided with its own verifier.
+    The slice manager's forwarding policy, decided with its own authorizer
+    (the L{IAuthorizer} seam: its L{CredentialVerifier}).
 
     @ivar gid: the slice manager's certificate (the caller the aggregates see).
     @ivar own_credentials: the slice manager's own credentials (for ListResources).
     """
 
-    def __init__(self, verifier: CredentialVerifier, gid: GID, own_credentials: Sequence[Any] = ()) -> None:
-        self._verifier = verifier
+    def __init__(self, authorizer: IAuthorizer, gid: GID, own_credentials: Sequence[Any] = ()) -> None:
+        self._authorizer = authorizer
         self.gid = gid
         self.own_credentials = tuple(own_credentials)
 
@@ -130,12 +132,12 @@ class CredentialForwarder:
         gave the slice manager is used when present (with the caller's
         user credential); otherwise the slice manager's own credentials.
         """
-        await self._verifier.authorize(caller, credentials, "ListResources", None, options)
+        await self._authorizer.authorize(caller, credentials, "ListResources", None, options)
         if isinstance(caller, GID) and caller.urn:
             presented, _ = unwrap_credentials(credentials)
             if any(self._is_abac(p) for p in presented):
                 try:
-                    grant = await self._verifier.authorize(
+                    grant = await self._authorizer.authorize(
                         self.gid, credentials, "ListResources", None, {SPEAKING_FOR_OPTION: caller.urn}
                     )
                 except GeniError:
@@ -182,16 +184,16 @@ class CredentialForwarder:
         reasons: list[str] = []
         for candidate in slices:
             try:
-                grant = await self._verifier.authorize(self.gid, credentials, method, candidate, {})
+                grant = await self._authorizer.authorize(self.gid, credentials, method, candidate, {})
             except GeniError as e:
                 reasons.append(f"as a delegation: {e.output}")
             else:
-                if self._delegated_by(grant, caller):
+                if grant.delegated_by(caller):
                     return Forwarding(tuple(credentials), DELEGATION, candidate)
                 reasons.append(f"as a delegation: the credential delegated to this slice manager was not delegated by {_caller_urn(caller)}")
             if has_abac or speaking_for is not None:
                 try:
-                    grant = await self._verifier.authorize(
+                    grant = await self._authorizer.authorize(
                         self.gid, credentials, method, candidate, {SPEAKING_FOR_OPTION: caller.urn}
                     )
                 except GeniError as e:
@@ -239,12 +241,3 @@ class CredentialForwarder:
             if parsed.type == "slice":
                 found.setdefault(parsed.key, str(parsed))
         return list(found.values())[:MAX_SLICE_CANDIDATES]
-
-    @staticmethod
-    def _delegated_by(grant: Grant, caller: GID) -> bool:
-        """Whether a granting credential was delegated to the slice manager by C{caller}."""
-        for verified in grant.credentials:
-            for level in verified.credential.chain()[1:]:
-                if level.owner_gid is not None and level.owner_gid.public_key_matches(caller):
-                    return True
-        return False

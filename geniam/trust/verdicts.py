@@ -16,6 +16,7 @@ from typing import Any
 from geniam.errors import GeniCode, GeniError
 from geniam.trust.credential import Credential, SignedCredential
 from geniam.trust.gid import GID
+from geniam.urn import parse_urn
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,34 @@ class Grant:
     def tool(self) -> GID | None:
         """The tool that presented a speaks-for credential, or C{None}."""
         return self.speaks_for.tool if self.speaks_for is not None else None
+
+    @property
+    def user(self) -> GID | None:
+        """
+        The user behind the call: the effective caller if it is a user,
+        else (a slice manager or tool calling with a credential delegated
+        to it) the user at the root of a granting credential's chain;
+        C{None} when no user stands behind it.
+        """
+        if _is_user(self.caller):
+            return self.caller
+        for verified in self.credentials:
+            root_owner = verified.credential.root.owner_gid
+            if root_owner is not None and _is_user(root_owner):
+                return root_owner
+        return None
+
+    def delegated_by(self, gid: GID) -> bool:
+        """Whether a granting credential was delegated, at some level of its chain, by the holder of C{gid}'s key."""
+        for verified in self.credentials:
+            for level in verified.credential.chain()[1:]:
+                if level.owner_gid is not None and level.owner_gid.public_key_matches(gid):
+                    return True
+        return False
+
+
+def _is_user(gid: GID) -> bool:
+    return bool(gid.urn) and parse_urn(gid.urn).type == "user"
 
 
 class VerdictCache:

@@ -51,8 +51,10 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from geniam.errors import GeniCode, GeniError
+from geniam.interfaces import IAuthorizer
 from geniam.timeutil import format_time, from_datetime
 from geniam.trust.credential import (
     GENI_ABAC,
@@ -121,6 +123,7 @@ def _same_identity(a: GID, b: GID) -> bool:
     return a.public_key_matches(b) and a.urn is not None and b.urn is not None and same_urn(a.urn, b.urn)
 
 
+@implementer(IAuthorizer)
 class CredentialVerifier:
     """
     Verifies credentials against trust roots and authorises calls.
