@@ -18,7 +18,7 @@ from geniam.timeutil import format_time, to_datetime
 from tests.calendar_harness import CalendarHarness, tomorrow_at
 
 H = 3600.0
-SECRETS = (b"alice", b"exp1", b"192.0.2.10", b"+sliver+", b"example.org")
+SECRETS = (b"alice", b"exp1", b"127.0.0.9", b"+sliver+", b"example.org")
 
 
 class AggregateCalendarTests(CalendarHarness):
@@ -47,7 +47,7 @@ class AggregateCalendarTests(CalendarHarness):
         """No page or feed names the slice, the user, the controller or the sliver."""
         fed = await self.start()
         now = self.clock.seconds()
-        await self.book(now + H, now + 3 * H, controller="192.0.2.10:6633")
+        await self.book(now + H, now + 3 * H, controller="127.0.0.9:6633")
         shown = {
             "": f'data-start="{int(now + H)}"',
             "?view=week&duration=2h": f'data-start="{int(now + H)}"',

@@ -224,7 +224,7 @@ class FanOut:
             reason = f"not called: no free connection slot before the deadline ({allowed:g} s)"
         return self._timed_out(record, run, reason, called)
 
-    def _timed_out(self, call: PeerCall) -> Callable[[Any, float], Any]:
+    def _peer_timeout(self, call: PeerCall) -> Callable[[Any, float], Any]:
         """What a call cancelled by the peer timeout fails with: a L{PeerTimeout}, as the peer's own timeout."""
 
         def convert(result: Any, timeout: float) -> Any:
@@ -255,7 +255,7 @@ class FanOut:
         token: int | None = None
         try:
             d = record.peer.call(call.method, *call.params)
-            d.addTimeout(self.peer_timeout, self._clock, onTimeoutCancel=self._timed_out(call))
+            d.addTimeout(self.peer_timeout, self._clock, onTimeoutCancel=self._peer_timeout(call))
             if self.health is not None:
                 token = self.health.started(record, d)
             struct = await d
