@@ -31,12 +31,12 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
 from geniam.agent.options import AgentOptions
-from geniam.agent.service import make_agent_service
+from geniam.tap.agent import make_agent_service
 from geniam.agent.simulated import SimulatedGateway
 from geniam.client import AMClient, credential_struct
 from geniam.gatewayconfig import LOOPBACK_NETWORKS, ControllerPolicy
 from geniam.managers.slice import SliceManagerSettings
-from geniam.protocols.pb import make_gateway_agent
+from geniam.protocols.pbclient import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust

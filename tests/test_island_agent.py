@@ -31,7 +31,7 @@ APPLIED = {"users": [KEY_A], "proxy": CONTROLLER, "vlans": VLANS}
 class ConnectedGateway(SimulatedGateway):
     """
     A simulated gateway that reports its connection like
-    L{geniam.protocols.pb.PBGatewayAgent}: C{connected},
+    L{geniam.protocols.pbclient.PBGatewayAgent}: C{connected},
     C{add_connection_observer} and C{remove_connection_observer}.
     """
 

@@ -25,7 +25,7 @@ reported state with the booking that should be applied now and repairs
 the difference: what is missing is applied again, what no booking explains
 is removed (a reset when no slot runs). It runs once after L{start} and,
 when the gateway reports its connection (C{add_connection_observer}, as
-L{geniam.protocols.pb.PBGatewayAgent} does), after every reconnection, at
+L{geniam.protocols.pbclient.PBGatewayAgent} does), after every reconnection, at
 which point waiting retries are also made at once.
 
 One lock serialises every change to an existing booking and all gateway

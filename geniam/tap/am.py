@@ -61,7 +61,7 @@ class Options(ControllerNetworksOption, ServerOptions):
 
     def check(self) -> None:
         """Cross-check the AM's options."""
-        from geniam.protocols.pb import parse_agent_address
+        from geniam.protocols.pbclient import parse_agent_address
 
         if self["url"] and not str(self["url"]).startswith("https://"):
             raise usage.UsageError("--url must be an https:// URL")
@@ -214,7 +214,7 @@ def build_gateway(options: Options, trust: ServerTrust, reactor: Any) -> Any:
     if not options["agent"]:
         return SimulatedGateway(clock=reactor)
     from geniam.agent.service import read_secret
-    from geniam.protocols.pb import make_gateway_agent
+    from geniam.protocols.pbclient import make_gateway_agent
 
     secret = read_secret(options["agent-secret-file"]) if options["agent-secret-file"] else None
     return make_gateway_agent(
