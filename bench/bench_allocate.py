@@ -23,7 +23,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.booking import Booking, BookingConflict, Slot, make_sliver_urn
+from geniam.booking.errors import BookingConflict
+from geniam.booking.values import Booking, Slot, make_sliver_urn
 from geniam.managers.island import IslandResourceManager
 from geniam.store.rows import ALL_COLUMNS, booking_to_row
 from geniam.store.sqlite import SQLiteStore

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 
 from geniam.agent.backend import GatewayState, StateFile
 from geniam.agent.service import STATE_FILE
-from geniam.booking import AllocationState
+from geniam.booking.values import AllocationState
 from geniam.client import value_of
 from geniam.loopback import LoopbackFederation, agent_name
 from geniam.protocols.pbclient import PBGatewayAgent

@@ -48,7 +48,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from geniam.booking import (
+from geniam.booking.rules import (
+    check_current,
+    merge_users,
+    needs_cleanup,
+    needs_end,
+    needs_expiry,
+    needs_start,
+    new_booking,
+    provisioned,
+    renewed,
+)
+from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
     MAX_TIME,
@@ -57,24 +68,14 @@ from geniam.booking import (
     OperationalState,
     Slot,
     UserKeys,
-    check_current,
     make_sliver_urn,
-    merge_users,
-    needs_cleanup,
-    needs_end,
-    needs_expiry,
-    needs_start,
-    new_booking,
-    parse_users,
-    provisioned,
-    renewed,
     urn_key,
-    validate_controller,
-    validate_email,
 )
+from geniam.managers.arguments import parse_users, validate_controller, validate_email
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
+from geniam.managers.errors import DomainError, as_geni_error
 from geniam.store.errors import StaleBooking
 from geniam.urn import parse_urn
 
@@ -199,6 +200,14 @@ def _taken_off(booking: Booking, state: AllocationState, applied: bool, error: s
     )
 
 
+async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await C{coroutine}; its domain errors leave as the L{GeniError}s of this manager's interface."""
+    try:
+        return await coroutine
+    except DomainError as e:
+        raise as_geni_error(e) from None
+
+
 def _gateway_view(booking: Booking) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
     return booking.ssh_keys, booking.controller, dict(booking.vlan_map)
 
@@ -293,7 +302,7 @@ class IslandResourceManager:
     # Bookkeeping of work in flight.
 
     def _track(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
-        d = Deferred.fromCoroutine(coroutine)
+        d = Deferred.fromCoroutine(_translated(coroutine))
         if d.called:
             return d
         token = object()
@@ -818,6 +827,8 @@ class IslandResourceManager:
     async def _guarded(self, work: Awaitable[Any], booking: Booking) -> None:
         try:
             await work
+        except DomainError as e:
+            self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.message)
         except GeniError as e:
             self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.output)
         except Exception:

@@ -28,7 +28,8 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList
 
-from geniam.booking import AllocationState, Booking, BookingConflict, Due, OperationalState, Slot, UserKeys, urn_key
+from geniam.booking.errors import BookingConflict
+from geniam.booking.values import AllocationState, Booking, Due, OperationalState, Slot, UserKeys, urn_key
 from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, UnknownBooking
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ BOOKING_COLUMNS: tuple[str, ...] = (
     "updated",
     "provisioned_at",
     "version",
+    "held_by",
 )
 """The columns a booking is read back from, in the order L{row_to_booking} takes them."""
 
@@ -94,6 +96,7 @@ def booking_to_row(booking: Booking, island: str, version: int) -> tuple[Any, ..
         booking.updated,
         booking.provisioned_at,
         version,
+        booking.held_by,
     )
 
 
@@ -119,6 +122,7 @@ def row_to_booking(row: Sequence[Any]) -> Booking:
         updated=float(values["updated"]),
         provisioned_at=None if values["provisioned_at"] is None else float(values["provisioned_at"]),
         version=int(values["version"]),
+        held_by=str(values["held_by"]),
     )
 
 
@@ -146,6 +150,7 @@ UPDATE_BOOKING = (
 SELECT_BOOKINGS = f"SELECT {SELECT_LIST} FROM bookings"
 """The start of a query whose rows L{row_to_booking} reads."""
 
+_HELD = AllocationState.HELD.value
 _ALLOCATED = AllocationState.ALLOCATED.value
 _PROVISIONED = AllocationState.PROVISIONED.value
 
@@ -291,8 +296,8 @@ class BookingQueries:
         """The bookings needing an action at C{now}; read them in one snapshot."""
         island = self.island
         expire = yield from self._select(
-            "island = ? AND allocation_state = ? AND allocation_expires <= ? ORDER BY allocation_expires LIMIT ?",
-            (island, _ALLOCATED, now, limit),
+            "island = ? AND allocation_state IN (?, ?) AND allocation_expires <= ? ORDER BY allocation_expires LIMIT ?",
+            (island, _HELD, _ALLOCATED, now, limit),
         )
         end = yield from self._select(
             "island = ? AND allocation_state = ? AND end_time <= ? ORDER BY end_time LIMIT ?",
@@ -312,7 +317,12 @@ class BookingQueries:
     def next_boundary(self, after: float) -> Steps[float | None]:
         """The next moment later than C{after} a live booking changes by itself, or None; read in one snapshot."""
         moments = []
-        for column, state in (("allocation_expires", _ALLOCATED), ("start_time", _PROVISIONED), ("end_time", _PROVISIONED)):
+        for column, state in (
+            ("allocation_expires", _HELD),
+            ("allocation_expires", _ALLOCATED),
+            ("start_time", _PROVISIONED),
+            ("end_time", _PROVISIONED),
+        ):
             found = yield (
                 f"SELECT MIN({column}) FROM bookings WHERE island = ? AND allocation_state = ? AND {column} > ?",
                 (self.island, state, after),
