@@ -23,6 +23,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from geniam.booking.values import DEFAULT_ALLOCATION_TTL, DEFAULT_MAX_SLOT_LENGTH
 from geniam.agent.simulated import SimulatedGateway
 from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
@@ -46,7 +47,7 @@ class Options(ControllerNetworksOption, ServerOptions):
     optParameters = [
         ["database", None, None, "SQLite file (default <data-dir>/am.sqlite) or a PostgreSQL DSN (postgresql://... or 'dbname=...')."],
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
-        ["allocation-ttl", None, 172800.0, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
+        ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
         ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
@@ -111,8 +112,8 @@ class AggregateService(TLSXmlRpcService):
         port: int,
         interface: str,
         url: str | None = None,
-        allocation_ttl: float = 172800.0,
-        max_slot_length: float = 604800.0,
+        allocation_ttl: float = DEFAULT_ALLOCATION_TTL,
+        max_slot_length: float = DEFAULT_MAX_SLOT_LENGTH,
         max_body: int = DEFAULT_MAX_BODY,
         gateway_host: str | None = None,
         threads: int = 4,
