@@ -22,7 +22,7 @@ from dataclasses import replace
 from enum import StrEnum
 
 from geniam.booking.errors import NotPermitted
-from geniam.booking.rules import allocation_expiry, check_current, check_slot_allowed, needs_end, needs_expiry
+from geniam.booking.rules import allocation_expiry, check_current, needs_end, needs_expiry, new_booking
 from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
 
 
@@ -73,24 +73,22 @@ def new_hold(
     @param held_by: what holds it (C{ticket}, C{transaction}).
     @raise NotPermitted: if C{held_by} is empty or C{expires} is not after C{now}.
     """
-    check_slot_allowed(slot, now, credential_expires, max_slot_length)
     if not held_by:
         raise NotPermitted("a hold must name what holds it")
-    lapse = min(expires, slot.end) if credential_expires is None else min(expires, slot.end, credential_expires)
-    if lapse <= now:
-        raise NotPermitted(f"a hold of {slot} would lapse at once")
-    return Booking(
+    booking = new_booking(
         sliver_urn=sliver_urn,
         slice_urn=slice_urn,
         owner_urn=owner_urn,
         owner_email=owner_email,
         slot=slot,
-        allocation_state=AllocationState.HELD,
-        allocation_expires=lapse,
-        held_by=held_by,
-        created=now,
-        updated=now,
+        now=now,
+        allocation_ttl=expires - now,
+        credential_expires=credential_expires,
+        max_slot_length=max_slot_length,
     )
+    if booking.allocation_expires <= now:
+        raise NotPermitted(f"a hold of {slot} would lapse at once")
+    return replace(booking, allocation_state=AllocationState.HELD, held_by=held_by)
 
 
 def taken_up(booking: Booking, now: float, allocation_ttl: float, credential_expires: float | None) -> Booking:
@@ -131,24 +129,23 @@ def step(booking: Booking, event: Event, now: float, *, allocation_ttl: float = 
     @raise NotPermitted: for an event its state does not allow.
     @raise NotCurrent: for a change to a booking that is gone.
     """
-    live_changes = {"updated": now}
     if event is Event.TAKE_UP:
         return taken_up(booking, now, allocation_ttl, credential_expires)
     if event is Event.RELEASE:
         _require(booking, event, AllocationState.HELD)
-        return replace(booking, allocation_state=AllocationState.RELEASED, **live_changes)
+        return replace(booking, allocation_state=AllocationState.RELEASED, updated=now)
     if event is Event.EXPIRE:
         if not needs_expiry(booking, now):
             raise NotPermitted(f"{booking.sliver_urn} does not lapse before {booking.allocation_expires}")
-        return replace(booking, allocation_state=AllocationState.EXPIRED, **live_changes)
+        return replace(booking, allocation_state=AllocationState.EXPIRED, updated=now)
     if event is Event.END:
         if not needs_end(booking, now):
             raise NotPermitted(f"the slot of {booking.sliver_urn} is not over")
-        return replace(booking, allocation_state=AllocationState.ENDED, **live_changes)
+        return replace(booking, allocation_state=AllocationState.ENDED, updated=now)
     if event is Event.DELETE:
         check_current(booking, now)
         _require(booking, event, AllocationState.ALLOCATED, AllocationState.PROVISIONED)
-        return replace(booking, allocation_state=AllocationState.DELETED, **live_changes)
+        return replace(booking, allocation_state=AllocationState.DELETED, updated=now)
     _require(booking, event, AllocationState.PROVISIONED)
     if event in (Event.CONFIGURE, Event.READY) and not booking.slot.contains(now):
         raise NotPermitted(f"the slot of {booking.sliver_urn} is not running")
@@ -163,4 +160,4 @@ def step(booking: Booking, event: Event, now: float, *, allocation_ttl: float = 
         return booking
     applied = True if event is Event.CONFIGURE else booking.applied
     error = "" if event is Event.READY else booking.error
-    return replace(booking, operational_state=operational, applied=applied, error=error, **live_changes)
+    return replace(booking, operational_state=operational, applied=applied, error=error, updated=now)
