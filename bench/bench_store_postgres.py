@@ -30,7 +30,8 @@ import psycopg2.extras
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.task import react
 
-from geniam.booking import AllocationState, Booking, BookingConflict, Slot, make_sliver_urn
+from geniam.booking.errors import BookingConflict
+from geniam.booking.values import AllocationState, Booking, Slot, make_sliver_urn
 from geniam.store.postgres import PostgresStore
 from geniam.store.rows import ALL_COLUMNS, booking_to_row
 

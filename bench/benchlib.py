@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from geniam.booking import AllocationState, Slot
+from geniam.booking.values import AllocationState, Slot
 
 AUTHORITY = "bench.example.net:island"
 SLICE = "urn:publicid:IDN+bench.example.net+slice+bench"

@@ -38,12 +38,13 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
 from geniam.agent.options import AgentOptions
-from geniam.agent.service import make_agent_service
+from geniam.tap.agent import make_agent_service
 from geniam.agent.simulated import SimulatedGateway
+from geniam.booking.values import DEFAULT_ALLOCATION_TTL
 from geniam.client import AMClient, credential_struct
 from geniam.gatewayconfig import LOOPBACK_NETWORKS, ControllerPolicy
 from geniam.managers.slice import SliceManagerSettings
-from geniam.protocols.pb import make_gateway_agent
+from geniam.protocols.pbclient import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust
@@ -95,7 +96,7 @@ class LoopbackFederation:
     aggregate_names: tuple[str, ...] = ("am1",)
     user_names: tuple[str, ...] = ("alice",)
     authority: str = "geniam:demo"
-    allocation_ttl: float = 172800.0
+    allocation_ttl: float = DEFAULT_ALLOCATION_TTL
     with_agents: bool = False
     agent_retry: float | None = None
     slice_manager: str | None = None

@@ -32,7 +32,8 @@ from geniam.agent.backend import (
     normalise_link,
     write_atomically,
 )
-from geniam.agent.backends.command import CommandBackend, CommandSettings
+from geniam.agent.backends.command import CommandBackend
+from geniam.agent.backends.commandsettings import CommandSettings
 from geniam.agent.backends.simulated import SimulatedBackend
 from geniam.errors import GeniCode, GeniError
 

@@ -15,10 +15,10 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from geniam.agent.backend import GatewayState, StateFile
-from geniam.agent.backends.command import (
+from geniam.agent.backends.command import CommandBackend
+from geniam.agent.backends.commandsettings import (
     DEFAULT_COOKIE,
     KEYS_HEADER,
-    CommandBackend,
     CommandSettings,
     CommandTemplate,
     find_executable,

@@ -29,11 +29,12 @@ from geniam.agent.service import (
     ConnectionsService,
     GatewayRealm,
     build_backend,
-    make_agent_service,
     read_secret,
 )
 from geniam.agent.backend import BlockingRunner
-from geniam.protocols.pb import AgentCredentials, GatewayPerspective, login_response
+from geniam.tap.agent import make_agent_service
+from geniam.protocols.pb import login_response
+from geniam.agent.perspective import AgentCredentials, GatewayPerspective
 from tests.test_pb import AGENT, ALICE, AM1, SECRET, AgentHarness
 from tests.fixturepaths import GCF
 

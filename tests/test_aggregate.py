@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from geniam.booking import AllocationState, Booking, OperationalState, Slot, make_sliver_urn
+from geniam.booking.values import AllocationState, Booking, OperationalState, Slot, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IAuthorizer, IResourceManager
 from geniam.managers.aggregate import AggregateInfo, AggregateManager

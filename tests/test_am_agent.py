@@ -20,10 +20,10 @@ from twisted.trial.unittest import TestCase
 
 from geniam.agent.backend import GatewayState, StateFile
 from geniam.agent.service import STATE_FILE
-from geniam.booking import AllocationState
+from geniam.booking.values import AllocationState
 from geniam.client import value_of
 from geniam.loopback import LoopbackFederation, agent_name
-from geniam.protocols.pb import PBGatewayAgent
+from geniam.protocols.pbclient import PBGatewayAgent
 from geniam.rspec.request import build_request
 from geniam.tap.am import AggregateService
 from tests.domains import copied_domain

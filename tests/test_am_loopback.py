@@ -21,7 +21,7 @@ from geniam.loopback import LoopbackFederation
 from geniam.protocols.peer import PeerConnectionError
 from geniam.rspec.compression import decompress_rspec
 from geniam.rspec.request import build_request
-from geniam.timeutil import format_time
+from geniam.timeutil import format_time, parse_time
 from tests.domains import copied_domain
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq5P0wVtV0bWbFQqg8Xn1K1JmHhJ7m1fQ1b3c7m5a1b alice@laptop"
@@ -231,6 +231,16 @@ class AggregateLoopbackTests(AggregateHarness):
         await fed.stop_aggregate("am1")
         with self.assertRaises(PeerConnectionError):
             await client.get_version()
+
+    async def test_default_allocation_lifetime_is_48_hours(self) -> None:
+        """Without --allocation-ttl, an allocation far from its slot's end is held 48 hours (the seed's default)."""
+        await self.start()
+        now = self.clock.seconds()
+        client = self.alice()
+        value_of(await client.allocate(self.fed.slice_urn("exp1"), self.request(now + 100 * HOUR, now + 101 * HOUR)))
+        (sliver,) = value_of(await client.status([self.fed.slice_urn("exp1")]))["geni_slivers"]
+        # geni_expires is RFC 3339 to the second.
+        self.assertLess(abs(parse_time(sliver["geni_expires"]) - now - 48 * HOUR), 1.0)
 
     async def test_allocation_expires(self) -> None:
         """An allocation not provisioned before its expiry is released."""

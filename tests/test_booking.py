@@ -10,24 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.booking import (
-    MAX_TIME,
-    AllocationState,
-    Booking,
-    BookingConflict,
-    OperationalState,
-    Slot,
-    UserKeys,
+from geniam.booking.errors import BookingConflict
+from geniam.booking.rules import (
     allocation_expiry,
     check_current,
     check_free,
     check_slot_allowed,
     due,
     find_conflict,
-    geni_allocation_status,
-    geni_expires,
-    geni_operational_status,
-    make_sliver_urn,
     merge_users,
     needs_cleanup,
     needs_end,
@@ -35,14 +25,16 @@ from geniam.booking import (
     needs_start,
     new_booking,
     next_boundary,
-    parse_users,
     provisioned,
     renewal_end,
     renewed,
-    validate_controller,
-    validate_email,
 )
+from geniam.booking.values import MAX_TIME, AllocationState, Booking, OperationalState, Slot, UserKeys, make_sliver_urn
+from geniam.managers.arguments import parse_users, validate_controller, validate_email
+from geniam.managers.sliverstatus import geni_allocation_status, geni_expires, geni_operational_status
+from geniam.booking.errors import BookingError
 from geniam.errors import GeniCode, GeniError
+from geniam.managers.errors import as_geni_error
 from tests.test_store import KEY_A, KEY_B, booking, sliver
 
 ALICE = "urn:publicid:IDN+geni.example.net+user+alice"
@@ -63,15 +55,15 @@ class SlotTests(SynchronousTestCase):
     def test_end_after_start(self) -> None:
         """A slot that does not end after it starts is BADARGS."""
         for start, end in ((10, 10), (20, 10)):
-            error = self.assertRaises(GeniError, Slot, start, end)
-            self.assertEqual(error.code, GeniCode.BADARGS)
-            self.assertIn("end after it starts", error.output)
+            error = self.assertRaises(BookingError, Slot, start, end)
+            self.assertEqual(as_geni_error(error).code, GeniCode.BADARGS)
+            self.assertIn("end after it starts", error.message)
 
     def test_bad_values(self) -> None:
         """Non-numbers, booleans, NaN, infinities and times out of range are BADARGS."""
         for start, end in (("1", 2), (True, 5), (float("nan"), 5), (0, float("inf")), (-1, 5), (0, MAX_TIME + 1)):
-            error = self.assertRaises(GeniError, Slot, start, end)
-            self.assertEqual(error.code, GeniCode.BADARGS)
+            error = self.assertRaises(BookingError, Slot, start, end)
+            self.assertEqual(as_geni_error(error).code, GeniCode.BADARGS)
 
     def test_back_to_back(self) -> None:
         """Touching slots do not overlap; sharing any instant does."""
@@ -111,9 +103,11 @@ class BookingTests(SynchronousTestCase):
     """The booking record and its derived properties."""
 
     def test_live(self) -> None:
-        """Only allocated and provisioned bookings are live."""
+        """Only held, allocated and provisioned bookings are live."""
         live = {state: booking("a", 0, 10, state).live for state in AllocationState}
-        self.assertEqual({s for s, v in live.items() if v}, {AllocationState.ALLOCATED, AllocationState.PROVISIONED})
+        self.assertEqual(
+            {s for s, v in live.items() if v}, {AllocationState.HELD, AllocationState.ALLOCATED, AllocationState.PROVISIONED}
+        )
 
     def test_ssh_keys(self) -> None:
         """Every user's keys, duplicates dropped, in order."""
@@ -222,14 +216,14 @@ class ExpiryTests(SynchronousTestCase):
         """Overdue and dead bookings are SEARCHFAILED, saying what became of them."""
         a = booking("a", 100, 200, allocation_expires=50)
         check_current(a, 49)
-        self.assertIn("expired", self.assertRaises(GeniError, check_current, a, 50).output)
+        self.assertIn("expired", self.assertRaises(BookingError, check_current, a, 50).message)
         p = replace(a, allocation_state=AllocationState.PROVISIONED)
         check_current(p, 199)
-        self.assertIn("ended", self.assertRaises(GeniError, check_current, p, 200).output)
+        self.assertIn("ended", self.assertRaises(BookingError, check_current, p, 200).message)
         d = replace(a, allocation_state=AllocationState.DELETED)
-        error = self.assertRaises(GeniError, check_current, d, 0)
-        self.assertEqual(error.code, GeniCode.SEARCHFAILED)
-        self.assertIn("deleted", error.output)
+        error = self.assertRaises(BookingError, check_current, d, 0)
+        self.assertEqual(as_geni_error(error).code, GeniCode.SEARCHFAILED)
+        self.assertIn("deleted", error.message)
 
 
 class ConflictTests(SynchronousTestCase):
@@ -246,17 +240,17 @@ class ConflictTests(SynchronousTestCase):
     def test_check_free(self) -> None:
         """A conflict is UNAVAILABLE and names the conflicting window, not its slice."""
         error = self.assertRaises(BookingConflict, check_free, Slot(150, 250), [booking("a", 100, 200, slice_name="hidden")])
-        self.assertEqual(error.code, GeniCode.UNAVAILABLE)
+        self.assertEqual(as_geni_error(error).code, GeniCode.UNAVAILABLE)
         self.assertEqual(error.window, Slot(100, 200))
-        self.assertIn(str(Slot(100, 200)), error.output)
-        self.assertNotIn("hidden", error.output)
+        self.assertIn(str(Slot(100, 200)), error.message)
+        self.assertNotIn("hidden", error.message)
 
     def test_slot_policy(self) -> None:
         """Slots already over, too long, or outliving the credential are OUTOFRANGE."""
         check_slot_allowed(Slot(0, 100), 50, 100, 100)
         for slot, now, credential, longest in ((Slot(0, 100), 100, None, 1000), (Slot(0, 101), 0, None, 100), (Slot(0, 100), 0, 99, 1000)):
-            error = self.assertRaises(GeniError, check_slot_allowed, slot, now, credential, longest)
-            self.assertEqual(error.code, GeniCode.OUTOFRANGE)
+            error = self.assertRaises(BookingError, check_slot_allowed, slot, now, credential, longest)
+            self.assertEqual(as_geni_error(error).code, GeniCode.OUTOFRANGE)
 
     def test_new_booking(self) -> None:
         """A new booking is allocated, not ready, and lapses per allocation_expiry."""
@@ -297,8 +291,8 @@ class RenewTests(SynchronousTestCase):
         """Ends not after the start or now, past the credential, or too long are OUTOFRANGE."""
         b = booking("a", 100, 200)
         for end, now, credential, longest in ((100, 0, None, 1000), (150, 150, None, 1000), (300, 0, 250, 1000), (300, 0, None, 150)):
-            error = self.assertRaises(GeniError, renewal_end, b, end, now, credential, [], longest)
-            self.assertEqual(error.code, GeniCode.OUTOFRANGE, (end, now, credential, longest))
+            error = self.assertRaises(BookingError, renewal_end, b, end, now, credential, [], longest)
+            self.assertEqual(as_geni_error(error).code, GeniCode.OUTOFRANGE, (end, now, credential, longest))
 
     def test_conflict(self) -> None:
         """A longer slot running into another booking is UNAVAILABLE; the booking itself does not count."""
@@ -318,8 +312,8 @@ class RenewTests(SynchronousTestCase):
     def test_extend_alap_nothing_left(self) -> None:
         """As late as possible still fails when no end after now is allowed."""
         b = booking("a", 100, 200)
-        error = self.assertRaises(GeniError, renewal_end, b, 900, 150, 140, [], 1000, True)
-        self.assertEqual(error.code, GeniCode.OUTOFRANGE)
+        error = self.assertRaises(BookingError, renewal_end, b, 900, 150, 140, [], 1000, True)
+        self.assertEqual(as_geni_error(error).code, GeniCode.OUTOFRANGE)
 
     def test_renewed_allocation(self) -> None:
         """Renewing an allocation recomputes its expiry from now."""
@@ -348,18 +342,18 @@ class ProvisionTests(SynchronousTestCase):
     def test_other_slot_refused(self) -> None:
         """First provision for a slot other than the allocated one is REFUSED."""
         b = booking("a", 100, 200, allocation_expires=90)
-        error = self.assertRaises(GeniError, provisioned, b, 50, slot=Slot(100, 201))
-        self.assertEqual(error.code, GeniCode.REFUSED)
+        error = self.assertRaises(BookingError, provisioned, b, 50, slot=Slot(100, 201))
+        self.assertEqual(as_geni_error(error).code, GeniCode.REFUSED)
 
     def test_credential(self) -> None:
         """A slot outliving the slice credential is OUTOFRANGE."""
         b = booking("a", 100, 200, allocation_expires=90)
-        self.assertEqual(self.assertRaises(GeniError, provisioned, b, 50, credential_expires=150).code, GeniCode.OUTOFRANGE)
+        self.assertEqual(as_geni_error(self.assertRaises(BookingError, provisioned, b, 50, credential_expires=150)).code, GeniCode.OUTOFRANGE)
 
     def test_lapsed_allocation(self) -> None:
         """An allocation past its expiry cannot be provisioned."""
         b = booking("a", 100, 200, allocation_expires=90)
-        self.assertEqual(self.assertRaises(GeniError, provisioned, b, 90).code, GeniCode.SEARCHFAILED)
+        self.assertEqual(as_geni_error(self.assertRaises(BookingError, provisioned, b, 90)).code, GeniCode.SEARCHFAILED)
 
     def test_update(self) -> None:
         """On a provisioned booking None keeps values, empty values clear them, and the slot may move."""
@@ -375,7 +369,7 @@ class ProvisionTests(SynchronousTestCase):
         """Once a slot has begun only its end may change."""
         b = booking("a", 100, 200, AllocationState.PROVISIONED)
         self.assertEqual(provisioned(b, 150, slot=Slot(100, 300)).slot, Slot(100, 300))
-        self.assertEqual(self.assertRaises(GeniError, provisioned, b, 150, slot=Slot(160, 300)).code, GeniCode.REFUSED)
+        self.assertEqual(as_geni_error(self.assertRaises(BookingError, provisioned, b, 150, slot=Slot(160, 300))).code, GeniCode.REFUSED)
 
 
 class DueTests(SynchronousTestCase):
@@ -430,7 +424,7 @@ class _Model:
         try:
             p = provisioned(b, now, slot=slot, max_slot_length=1e9)
             check_free(p.slot, self.live(), exclude=[key])
-        except GeniError:
+        except BookingError:
             return
         self.bookings[key] = p
 
@@ -438,7 +432,7 @@ class _Model:
         b = self.bookings[key]
         try:
             r = renewed(b, end, now, None, self.live(), 1e9, 1e9, alap)
-        except GeniError:
+        except BookingError:
             return
         self.bookings[key] = r
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from geniam.booking import AllocationState, Booking, OperationalState, Slot
+from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
 from geniam.calendar.advertised import rows_from_advertisement
 from geniam.calendar.schedule import BlockKind, IslandState
 from geniam.calendar.sources import AggregateScheduleSource, FederationScheduleSource, gateway_link, island_state

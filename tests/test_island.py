@@ -17,15 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from geniam.agent.simulated import DEFAULT_LINKS, DEFAULT_SWITCHES, SimulatedGateway
-from geniam.booking import (
-    AllocationState,
-    Booking,
-    BookingConflict,
-    OperationalState,
-    Slot,
-    geni_expires,
-    geni_operational_status,
-)
+from geniam.booking.errors import BookingConflict
+from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
+from geniam.managers.sliverstatus import geni_expires, geni_operational_status
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IResourceManager
@@ -238,7 +232,7 @@ class AllocateTests(SynchronousTestCase):
         island.allocate(100, 200, OTHER_SLICE)
         d = island.manager.allocate(SLICE, ALICE, "", Slot(at(150), at(250)), at(DAY))
         error = island.error(d, GeniCode.UNAVAILABLE)
-        self.assertIsInstance(error, BookingConflict)
+        self.assertIsInstance(error.cause, BookingConflict)
         self.assertIn(str(Slot(at(100), at(200))), error.output)
         self.assertNotIn("secret", error.output)
 

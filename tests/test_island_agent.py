@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.booking import AllocationState, Booking, OperationalState, geni_operational_status
+from geniam.booking.values import AllocationState, Booking, OperationalState
+from geniam.managers.sliverstatus import geni_operational_status
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IGatewayAgent
 from geniam.managers.island import GatewayView, IslandResourceManager
@@ -31,7 +32,7 @@ APPLIED = {"users": [KEY_A], "proxy": CONTROLLER, "vlans": VLANS}
 class ConnectedGateway(SimulatedGateway):
     """
     A simulated gateway that reports its connection like
-    L{geniam.protocols.pb.PBGatewayAgent}: C{connected},
+    L{geniam.protocols.pbclient.PBGatewayAgent}: C{connected},
     C{add_connection_observer} and C{remove_connection_observer}.
     """
 

@@ -13,8 +13,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.booking import Booking, BookingConflict, Slot
+from geniam.booking.errors import BookingConflict
+from geniam.booking.values import Booking, Slot
 from geniam.errors import GeniCode
+from geniam.managers.errors import TranslatedError
 from geniam.managers.island import IslandResourceManager
 from geniam.store.sqlite import SQLiteStore
 
@@ -48,7 +50,8 @@ class ConcurrentAllocateTests(TestCase):
         self.assertIsInstance(winners[0], Booking)
         for ok, value in outcomes:
             if not ok:
-                value.trap(BookingConflict)  # type: ignore[attr-defined]
+                value.trap(TranslatedError)  # type: ignore[attr-defined]
+                self.assertIsInstance(value.value.cause, BookingConflict)  # type: ignore[attr-defined]
                 self.assertEqual(value.value.code, GeniCode.UNAVAILABLE)  # type: ignore[attr-defined]
 
     async def test_one_manager(self) -> None:

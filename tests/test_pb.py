@@ -25,15 +25,15 @@ from geniam.interfaces import IGatewayAgent
 from geniam.protocols.pb import (
     REMOTE_METHODS,
     AgentBadArgs,
-    AgentCredentials,
     AgentLoginRefused,
     GatewaySession,
-    PBGatewayAgent,
     _GatewayCalls,
     login_response,
     login_session,
     translate_failure,
 )
+from geniam.protocols.pbclient import PBGatewayAgent
+from geniam.agent.perspective import AgentCredentials
 from tests.test_agent_backend import KEY_A, KEY_B
 
 AM1 = "urn:publicid:IDN+geni:gpo:gcf:am1+authority+am"

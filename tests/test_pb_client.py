@@ -1,5 +1,5 @@
 """
-Tests for L{geniam.protocols.pb.PBGatewayAgent}: the AM's reconnecting
+Tests for L{geniam.protocols.pbclient.PBGatewayAgent}: the AM's reconnecting
 client, driven by a L{Clock} over in-memory connections.
 """
 
@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from geniam.agent.backend import StateFile
 from geniam.agent.backends.simulated import SimulatedBackend
 from geniam.errors import GeniCode, GeniError
-from geniam.protocols.pb import PBGatewayAgent
+from geniam.protocols.pbclient import PBGatewayAgent
 from tests.test_agent_backend import KEY_A
 from tests.test_pb import ALICE, SECRET, AgentHarness
 

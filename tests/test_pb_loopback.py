@@ -19,16 +19,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from geniam.agent.options import AgentOptions
-from geniam.agent.service import make_agent_service
+from geniam.tap.agent import make_agent_service
 from geniam.cli.agent import StateOptions, run_state
 from geniam.errors import GeniCode, GeniError
-from geniam.protocols.pb import (
-    PBGatewayAgent,
-    agent_peer_check,
-    make_gateway_agent,
-    make_gateway_agent_endpoint,
-    open_session,
-)
+from geniam.protocols.pb import open_session
+from geniam.protocols.pbclient import PBGatewayAgent, agent_peer_check, make_gateway_agent, make_gateway_agent_endpoint
 from geniam.timeutil import parse_time
 from geniam.trust.identity import Identity
 from tests.test_agent_backend import KEY_A

@@ -25,8 +25,10 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from txpostgres.txpostgres import Connection
 
-from geniam.booking import AllocationState, BookingConflict, Slot
+from geniam.booking.errors import BookingConflict
+from geniam.booking.values import AllocationState, Slot
 from geniam.errors import GeniCode
+from geniam.managers.errors import as_geni_error
 from geniam.store.errors import SchemaTooNew, StaleBooking, StoreError
 from geniam.store import schema as schema_module
 from geniam.store.postgres import PostgresStore, _arguments
@@ -118,8 +120,8 @@ class PostgresSchemaTests(TestCase):
         store = PostgresStore(in_schema(schema), reactor=reactor)
         self.addCleanup(store.stop)
         error: Any = await self.assertFailure(store.start(), SchemaTooNew)
-        self.assertEqual(error.code, GeniCode.DBERROR)
-        self.assertIn(str(SCHEMA_VERSION + 1), error.output)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
+        self.assertIn(str(SCHEMA_VERSION + 1), error.message)
         tables = await run_sql("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
         self.assertEqual(tables, [("schema_version",)])
 
@@ -149,8 +151,8 @@ class PostgresSchemaTests(TestCase):
         store = await started_store(self, in_schema(schema), pool_size=1)
         await run_sql(f"DROP TABLE {schema}.slices")
         error: Any = await self.assertFailure(store.set_shutdown("urn:publicid:IDN+a+slice+b", 1.0), StoreError)
-        self.assertEqual(error.code, GeniCode.DBERROR)
-        self.assertIn("slices", error.output)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
+        self.assertIn("slices", error.message)
         self.assertEqual(await store.count(), 0)
 
 
@@ -228,7 +230,7 @@ class PostgresConstraintTests(TestCase):
     async def test_lost_races_give_up_busy(self) -> None:
         """With no attempts left, a write that lost its race fails with BUSY, never storing an overlap."""
         error: Any = await self.assertFailure(await self.lose_insert_race(attempts=1), StaleBooking)
-        self.assertEqual(error.code, GeniCode.BUSY)
+        self.assertEqual(as_geni_error(error).code, GeniCode.BUSY)
 
     async def test_update_behind_another_update(self) -> None:
         """
@@ -324,8 +326,8 @@ class PostgresConnectionTests(TestCase):
         """A database that cannot be reached fails start with DBERROR and leaves nothing running."""
         store = PostgresStore(f"host=/nonexistent-{uuid.uuid4().hex} dbname=none connect_timeout=2", reactor=reactor)
         error: Any = await self.assertFailure(store.start(), StoreError)
-        self.assertEqual(error.code, GeniCode.DBERROR)
-        self.assertIn("cannot connect", error.output)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
+        self.assertIn("cannot connect", error.message)
         await store.stop()
 
 
@@ -381,7 +383,7 @@ class PostgresOfflineTests(SynchronousTestCase):
         """A store used before start fails with DBERROR rather than raising."""
         store = PostgresStore("dbname=none", reactor=object())
         error = self.failureResultOf(store.get(sliver("a")), StoreError).value
-        self.assertEqual(error.code, GeniCode.DBERROR)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
 
     def test_count_of_no_states(self) -> None:
         """Counting bookings in no state needs no database."""

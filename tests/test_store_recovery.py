@@ -28,7 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import provider
 
 from geniam.agent.simulated import SimulatedGateway
-from geniam.booking import AllocationState, Booking, Slot
+from geniam.booking.values import AllocationState, Booking, Slot
 from geniam.client import value_of
 from geniam.errors import GeniCode
 from geniam.loopback import LoopbackFederation

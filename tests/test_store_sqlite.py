@@ -12,8 +12,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from geniam.booking import AllocationState
+from geniam.booking.values import AllocationState
 from geniam.errors import GeniCode
+from geniam.managers.errors import as_geni_error
 from geniam.store.errors import SchemaTooNew, StoreError
 from geniam.store.schema import SCHEMA_VERSION
 from geniam.store.sqlite import SQLiteStore
@@ -68,8 +69,8 @@ class SQLiteSchemaTests(SynchronousTestCase):
         query(path, "INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
         store = SQLiteStore(path, reactor=InlineReactor(), threadpool=InlineThreadPool())
         error = self.failureResultOf(store.start(), SchemaTooNew).value
-        self.assertEqual(error.code, GeniCode.DBERROR)
-        self.assertIn(str(SCHEMA_VERSION + 1), error.output)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
+        self.assertIn(str(SCHEMA_VERSION + 1), error.message)
         self.successResultOf(store.stop())
         tables = {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         self.assertEqual(tables, {"schema_version"})
@@ -94,7 +95,7 @@ class SQLiteSchemaTests(SynchronousTestCase):
         """A store used before start fails with DBERROR rather than raising."""
         store = SQLiteStore(":memory:", reactor=InlineReactor(), threadpool=InlineThreadPool())
         error = self.failureResultOf(store.get(sliver("a")), StoreError).value
-        self.assertEqual(error.code, GeniCode.DBERROR)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
 
     def test_database_error_is_dberror(self) -> None:
         """An SQLite error inside a query reaches the caller as DBERROR."""
@@ -102,7 +103,7 @@ class SQLiteSchemaTests(SynchronousTestCase):
         store = inline_sqlite_store(self, path)
         query(path, "DROP TABLE slices")
         error = self.failureResultOf(store.is_shutdown("urn:publicid:IDN+a+slice+b"), StoreError).value
-        self.assertEqual(error.code, GeniCode.DBERROR)
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
 
 
 class SQLiteIndexTests(SynchronousTestCase):

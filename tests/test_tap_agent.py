@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from geniam.agent.options import AgentOptions
 from geniam.agent.service import BackendService, ConnectionsService
 from geniam.agent.simulated import SimulatedGateway
-from geniam.protocols.pb import PBGatewayAgent
+from geniam.protocols.pbclient import PBGatewayAgent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap import agent as agent_tap
 from geniam.tap import am as am_tap

@@ -21,7 +21,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from geniam.agent.options import AgentOptions
-from geniam.agent.service import make_agent_service
+from geniam.tap.agent import make_agent_service
 from geniam.cli import agent as agent_cli
 from geniam.cli import credential as credential_cli
 from geniam.client import AMClient, value_of

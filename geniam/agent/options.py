@@ -33,7 +33,7 @@ from typing import Any
 from twisted.python import usage
 
 from geniam.agent.backend import DEFAULT_INVENTORY, Inventory
-from geniam.agent.backends.command import CommandSettings
+from geniam.agent.backends.commandsettings import CommandSettings
 from geniam.config import ControllerNetworksOption, ServerOptions
 from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy

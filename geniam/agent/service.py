@@ -12,7 +12,8 @@ is listed too. Without C{--allow} the agent does not start, except with a
 development trust domain, where it allows that domain's C{am}. When a
 shared secret is configured (C{--secret-file}), the peer must also answer
 the login challenge with it. Everyone else is refused with
-L{geniam.protocols.pb.AgentLoginRefused}.
+L{geniam.protocols.pb.AgentLoginRefused}. The wiring (the TLS listener
+and the service tree) is L{geniam.tap.agent.make_agent_service}.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, DeferredLock, fail, gatherResults, succeed
-from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
@@ -35,12 +34,12 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from geniam.agent.backend import BlockingRunner, IGatewayBackend, StateFile
-from geniam.agent.backends.command import CommandBackend, CommandSettings
+from geniam.agent.backends.command import CommandBackend
+from geniam.agent.backends.commandsettings import CommandSettings
 from geniam.agent.backends.simulated import SimulatedBackend
-from geniam.agent.options import NEEDS_ALLOW, AgentOptions, AgentSettings
-from geniam.errors import GeniError
+from geniam.agent.options import AgentSettings
 from geniam.gatewayconfig import ControllerPolicy
-from geniam.protocols.pb import AgentLoginRoot, GatewayPerspective, IAgentCredentials, PeerIdentity
+from geniam.agent.perspective import AgentLoginRoot, GatewayPerspective, IAgentCredentials, PeerIdentity
 from geniam.urn import same_urn
 
 STATE_FILE = "gateway-state.json"
@@ -245,54 +244,3 @@ def read_secret(path: str) -> bytes:
     if len(secret) < MIN_SECRET_LENGTH:
         raise usage.UsageError(f"the secret in {path} is shorter than {MIN_SECRET_LENGTH} bytes")
     return secret
-
-
-def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -> MultiService:
-    """
-    Build the gateway agent: the back end's service and a PB listener over
-    mutual TLS (C{SSL4ServerEndpoint} with the agent's certificate, client
-    certificates required and verified against the trust roots). Without
-    C{--certificate}, the identity and roots come from the development trust
-    domain in C{<data-dir>/trust} (see L{geniam.tap.common.server_trust}).
-
-    @param options: parsed L{AgentOptions}.
-    @param reactor: listens, spawns processes and runs the thread pool's results.
-    @param clock: the time peer certificates are checked at (default: C{reactor}).
-    @raise usage.UsageError: if the identity, trust roots or secret cannot be loaded.
-    """
-    from geniam.tap.common import server_trust
-    from geniam.trust.tls import server_tls_options
-
-    settings = options.settings
-    try:
-        trust = server_trust(options, "agent", reactor)
-        identity = trust.identity
-        tls = server_tls_options(identity, trust.roots, clock=clock or reactor)
-    except usage.UsageError:
-        raise
-    except GeniError as e:
-        raise usage.UsageError(f"cannot load the agent's TLS identity or trust roots: {e.output}") from None
-    except (OSError, ValueError) as e:
-        raise usage.UsageError(f"cannot load the agent's TLS identity or trust roots: {e}") from None
-    secret = read_secret(settings.secret_file) if settings.secret_file else None
-    agent_urn = str(identity.gid.urn or "")
-    allowed = settings.allow
-    if not allowed:
-        if trust.domain is None:
-            raise usage.UsageError(NEEDS_ALLOW)
-        allowed = (trust.domain.aggregate_urn("am"),)
-        print(f"geniam-agent: serving the development aggregate {allowed[0]} (name others with --allow)")
-
-    top = MultiService()
-    pool = ThreadPool(minthreads=0, maxthreads=1, name="geniam-agent-io")
-    backend = build_backend(settings, reactor, BlockingRunner(pool, reactor))
-    lock = DeferredLock()
-    BackendService(backend, lock, pool).setServiceParent(top)
-    checker = AgentChecker(allowed, own_urn=agent_urn, secret=secret)
-    factory = make_agent_factory(backend, lock, checker, tls_peer_identity(tls), agent_urn, settings.controller_policy)
-    endpoint = SSL4ServerEndpoint(reactor, settings.port, tls, interface=settings.interface)
-    ConnectionsService(factory).setServiceParent(top)
-    listener = StreamServerEndpointService(endpoint, factory)
-    listener._raiseSynchronously = True
-    listener.setServiceParent(top)
-    return top

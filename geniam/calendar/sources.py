@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from geniam.booking import MAX_TIME, MIN_TIME, AllocationState, Booking, OperationalState, Slot
+from geniam.booking.values import MAX_TIME, MIN_TIME, AllocationState, Booking, OperationalState, Slot
 from geniam.calendar.advertised import rows_from_advertisement, schedule_error, unreachable_row
 from geniam.calendar.schedule import IslandRow, IslandState, Schedule, blocks_from_slots, island_name
 from geniam.client import GENI_V3, value_of

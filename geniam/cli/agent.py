@@ -50,7 +50,7 @@ class StateOptions(GeniamOptions):
             raise usage.UsageError(f"missing {', '.join(missing)}")
         if not 0 < self["timeout"] <= 3600:
             raise usage.UsageError("--timeout must be 0-3600 seconds")
-        from geniam.protocols.pb import parse_agent_address
+        from geniam.protocols.pbclient import parse_agent_address
 
         try:
             parse_agent_address(self["agent"])
@@ -101,7 +101,8 @@ async def run_state(reactor: Any, options: StateOptions, out: TextIO, err: TextI
     @param clock: the time certificates are checked at (default: C{reactor}).
     @return: the exit status.
     """
-    from geniam.protocols.pb import agent_peer_check, make_gateway_agent_endpoint, open_session
+    from geniam.protocols.pb import open_session
+    from geniam.protocols.pbclient import agent_peer_check, make_gateway_agent_endpoint
     from geniam.trust.gid import TrustRoots
     from geniam.trust.identity import Identity
 

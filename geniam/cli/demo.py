@@ -105,7 +105,7 @@ async def gateway_views(federation: LoopbackFederation, aggregates: Sequence[str
     return " | ".join(f"{name} {view}" for name, view in zip(aggregates, views))
 
 
-AGENT_LOG_NAMESPACE = "geniam.protocols.pb.GatewayPerspective"
+AGENT_LOG_NAMESPACE = "geniam.agent.perspective.GatewayPerspective"
 """Where the gateway agent logs each call it applies."""
 
 

@@ -25,15 +25,8 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from geniam.booking import (
-    AllocationState,
-    Booking,
-    OperationalState,
-    Slot,
-    geni_allocation_status,
-    geni_expires,
-    geni_operational_status,
-)
+from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
+from geniam.managers.sliverstatus import geni_allocation_status, geni_expires, geni_operational_status
 from geniam.errors import GeniCode, GeniError, success_struct
 from geniam.interfaces import IAuthorizer, IResourceManager
 from geniam.managers.arguments import (
@@ -42,6 +35,7 @@ from geniam.managers.arguments import (
     optional_time,
     options_struct,
     rspec_version,
+    slot_argument,
     string_option,
     target_urns,
     users_option,
@@ -332,14 +326,14 @@ class AggregateManager:
                 raise GeniError(
                     GeniCode.BADARGS, "the slot in the request RSpec differs from geni_start_time/geni_end_time"
                 )
-            return Slot(*from_rspec)
+            return slot_argument(*from_rspec)
         if end is None:
             raise GeniError(
                 GeniCode.BADARGS,
                 "no time slot: put <island:slot start end/> in the request RSpec "
                 "(see 'geniam rspec request') or give geni_start_time and geni_end_time",
             )
-        return Slot(self._clock.seconds() if start is None else start, end)
+        return slot_argument(self._clock.seconds() if start is None else start, end)
 
     async def Renew(
         self, caller: GID, urns: Any, credentials: list[Any], expiration_time: Any, options: dict[str, Any]
@@ -375,7 +369,7 @@ class AggregateManager:
             slot = None
             if start is not None or end is not None:
                 current = chosen[0].slot
-                slot = Slot(current.start if start is None else start, current.end if end is None else end)
+                slot = slot_argument(current.start if start is None else start, current.end if end is None else end)
             return list(await self.rm.provision(chosen, user_list, controller, vlans, slot, grant.expires))
 
         infos = await self._each(bookings, best_effort, provision)

@@ -8,11 +8,21 @@ a message naming the offending argument, so callers never see a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from geniam.errors import GeniCode, GeniError
-from geniam.booking import UserKeys, parse_users
+from geniam.managers.errors import translating
+from geniam.booking.values import MAX_EMAIL_LENGTH, Slot, UserKeys
+from geniam.gatewayconfig import (
+    MAX_KEYS_PER_USER,
+    MAX_USERS,
+    ControllerPolicy,
+    canonical_controller,
+    login_for,
+    validate_ssh_keys,
+)
 from geniam.timeutil import parse_time
 from geniam.urn import URN, parse_urn
 
@@ -99,7 +109,7 @@ def target_urns(urns: Any) -> Target:
 def users_option(options: dict[str, Any]) -> tuple[UserKeys, ...] | None:
     """
     Read C{geni_users} (C{[{urn, keys: [...]}]}), or None when absent; the
-    rules and limits are L{geniam.booking.parse_users}'.
+    rules and limits are L{parse_users}'.
     """
     if "geni_users" not in options:
         return None
@@ -124,3 +134,65 @@ def options_struct(options: Any) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise GeniError(GeniCode.BADARGS, "options must be a struct")
     return options
+
+
+def parse_users(value: object) -> tuple[UserKeys, ...]:
+    """
+    Validate C{geni_users}: a list of C{{"urn": user URN, "keys": [key, ...]}}.
+
+    Entries for the same user are merged; keys are validated by
+    L{geniam.gatewayconfig.validate_ssh_keys}. At most
+    L{geniam.gatewayconfig.MAX_USERS} users with at most
+    L{geniam.gatewayconfig.MAX_KEYS_PER_USER} keys each; a user whose login
+    would be refused (C{root}, or starting with C{-}) is refused.
+
+    @raise GeniError: BADARGS on anything malformed, naming the limit broken.
+    """
+    if not isinstance(value, (list, tuple)):
+        raise GeniError(GeniCode.BADARGS, "users must be a list of {urn, keys} structs")
+    if len(value) > MAX_USERS:
+        raise GeniError(GeniCode.BADARGS, f"{len(value)} users; the limit is {MAX_USERS}")
+    merged: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for entry in value:
+        if not isinstance(entry, Mapping) or "urn" not in entry:
+            raise GeniError(GeniCode.BADARGS, "each user must be a struct with 'urn' and 'keys'")
+        urn = parse_urn(entry["urn"], "user")
+        login_for(urn.name)
+        keys = validate_ssh_keys(entry.get("keys", []), MAX_KEYS_PER_USER, f"SSH keys for {urn}")
+        spelling = str(entry["urn"])
+        previous = merged.get(urn.key)
+        if previous is not None:
+            spelling, keys = previous[0], tuple(dict.fromkeys(previous[1] + keys))
+            if len(keys) > MAX_KEYS_PER_USER:
+                raise GeniError(GeniCode.BADARGS, f"{len(keys)} SSH keys for {urn}; the limit is {MAX_KEYS_PER_USER}")
+        merged[urn.key] = (spelling, keys)
+    return tuple(UserKeys(urn, keys) for urn, keys in merged.values())
+
+
+def validate_email(value: object) -> str:
+    """
+    Check an owner e-mail address loosely: a short printable string, possibly empty.
+
+    @raise GeniError: BADARGS otherwise.
+    """
+    if not isinstance(value, str) or len(value) > MAX_EMAIL_LENGTH or any(c.isspace() or not c.isprintable() for c in value):
+        raise GeniError(GeniCode.BADARGS, "owner e-mail must be a printable string without spaces")
+    return value
+
+
+def validate_controller(value: object, policy: ControllerPolicy | None = None) -> str | None:
+    """
+    Return a controller's canonical C{host:port}, or None for None or C{""}.
+
+    @param policy: where controllers may be; without one only the syntax is checked.
+    @raise GeniError: BADARGS if malformed, REFUSED if C{policy} forbids it.
+    """
+    if value is None or value == "":
+        return None
+    if policy is not None:
+        return policy.check(value)
+    return canonical_controller(value)
+
+
+slot_argument = translating(Slot)
+"""A L{Slot} from a request's times: BADARGS unless it ends after it starts, within range."""

@@ -25,7 +25,7 @@ reported state with the booking that should be applied now and repairs
 the difference: what is missing is applied again, what no booking explains
 is removed (a reset when no slot runs). It runs once after L{start} and,
 when the gateway reports its connection (C{add_connection_observer}, as
-L{geniam.protocols.pb.PBGatewayAgent} does), after every reconnection, at
+L{geniam.protocols.pbclient.PBGatewayAgent} does), after every reconnection, at
 which point waiting retries are also made at once.
 
 One lock serialises every change to an existing booking and all gateway
@@ -48,7 +48,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from geniam.booking import (
+from geniam.booking.rules import (
+    check_current,
+    merge_users,
+    needs_cleanup,
+    needs_end,
+    needs_expiry,
+    needs_start,
+    new_booking,
+    provisioned,
+    renewed,
+)
+from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
     MAX_TIME,
@@ -57,24 +68,14 @@ from geniam.booking import (
     OperationalState,
     Slot,
     UserKeys,
-    check_current,
     make_sliver_urn,
-    merge_users,
-    needs_cleanup,
-    needs_end,
-    needs_expiry,
-    needs_start,
-    new_booking,
-    parse_users,
-    provisioned,
-    renewed,
     urn_key,
-    validate_controller,
-    validate_email,
 )
+from geniam.managers.arguments import parse_users, validate_controller, validate_email
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
+from geniam.managers.errors import DomainError, as_geni_error
 from geniam.store.errors import StaleBooking, StoreError
 from geniam.urn import parse_urn
 
@@ -199,6 +200,14 @@ def _taken_off(booking: Booking, state: AllocationState, applied: bool, error: s
     )
 
 
+async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await C{coroutine}; its domain errors leave as the L{GeniError}s of this manager's interface."""
+    try:
+        return await coroutine
+    except DomainError as e:
+        raise as_geni_error(e) from None
+
+
 def _gateway_view(booking: Booking) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
     return booking.ssh_keys, booking.controller, dict(booking.vlan_map)
 
@@ -293,7 +302,7 @@ class IslandResourceManager:
     # Bookkeeping of work in flight.
 
     def _track(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
-        d = Deferred.fromCoroutine(coroutine)
+        d = Deferred.fromCoroutine(_translated(coroutine))
         if d.called:
             return d
         token = object()
@@ -791,7 +800,7 @@ class IslandResourceManager:
                     await self._sweep_once(repair)
                 except StoreError as e:
                     # The store logs the outage and its end once; the next check retries.
-                    self.log.debug("island check waits for the database: {error}", error=e.output)
+                    self.log.debug("island check waits for the database: {error}", error=e.message)
                     self._repair_pending = self._repair_pending or repair
                 except Exception:
                     self.log.failure("island check failed")
@@ -831,6 +840,8 @@ class IslandResourceManager:
             await work
         except StoreError:
             raise  # the whole check waits for the database
+        except DomainError as e:
+            self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.message)
         except GeniError as e:
             self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.output)
         except Exception:

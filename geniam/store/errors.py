@@ -2,20 +2,28 @@
 """
 The failures every L{geniam.interfaces.IStore} implementation raises.
 
-Each is a L{geniam.errors.GeniError}, so one that reaches a caller still
-carries a GENI code. A conflicting slot is L{geniam.booking.BookingConflict}.
+They speak of the store, not of any wire protocol; the managers' edge
+(L{geniam.managers.errors}) gives each its GENI code. A conflicting slot
+is L{geniam.booking.errors.BookingConflict}.
 """
 
 from __future__ import annotations
 
-from geniam.errors import GeniCode, GeniError
+
+class StoreFailure(Exception):
+    """
+    A store could not do what was asked.
+
+    @ivar message: the human-readable reason.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-class StoreError(GeniError):
+class StoreError(StoreFailure):
     """The database failed or holds something this version cannot use."""
-
-    def __init__(self, output: str) -> None:
-        super().__init__(GeniCode.DBERROR, output)
 
 
 class SchemaTooNew(StoreError):
@@ -27,25 +35,25 @@ class SchemaTooNew(StoreError):
         self.supported = supported
 
 
-class StaleBooking(GeniError):
+class StaleBooking(StoreFailure):
     """The booking changed since it was read (its version moved on)."""
 
     def __init__(self, sliver_urn: str) -> None:
-        super().__init__(GeniCode.BUSY, f"sliver {sliver_urn} changed meanwhile; try again")
+        super().__init__(f"sliver {sliver_urn} changed meanwhile; try again")
         self.sliver_urn = sliver_urn
 
 
-class UnknownBooking(GeniError):
+class UnknownBooking(StoreFailure):
     """No booking has this sliver URN."""
 
     def __init__(self, sliver_urn: str) -> None:
-        super().__init__(GeniCode.SEARCHFAILED, f"no such sliver: {sliver_urn}")
+        super().__init__(f"no such sliver: {sliver_urn}")
         self.sliver_urn = sliver_urn
 
 
-class DuplicateBooking(GeniError):
+class DuplicateBooking(StoreFailure):
     """A booking with this sliver URN already exists."""
 
     def __init__(self, sliver_urn: str) -> None:
-        super().__init__(GeniCode.ALREADYEXISTS, f"sliver {sliver_urn} already exists")
+        super().__init__(f"sliver {sliver_urn} already exists")
         self.sliver_urn = sliver_urn

@@ -29,9 +29,10 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from geniam.booking import AllocationState, Booking, BookingConflict, Due, OperationalState, Slot, UserKeys, urn_key
+from geniam.booking.errors import BookingConflict, BookingError
+from geniam.booking.values import AllocationState, Booking, Due, OperationalState, Slot, UserKeys, urn_key
 from geniam.errors import GeniError
-from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, UnknownBooking
+from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, UnknownBooking
 from geniam.store.health import Availability
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ BOOKING_COLUMNS: tuple[str, ...] = (
     "updated",
     "provisioned_at",
     "version",
+    "held_by",
 )
 """The columns a booking is read back from, in the order L{row_to_booking} takes them."""
 
@@ -97,6 +99,7 @@ def booking_to_row(booking: Booking, island: str, version: int) -> tuple[Any, ..
         booking.updated,
         booking.provisioned_at,
         version,
+        booking.held_by,
     )
 
 
@@ -122,6 +125,7 @@ def row_to_booking(row: Sequence[Any]) -> Booking:
         updated=float(values["updated"]),
         provisioned_at=None if values["provisioned_at"] is None else float(values["provisioned_at"]),
         version=int(values["version"]),
+        held_by=str(values["held_by"]),
     )
 
 
@@ -149,6 +153,7 @@ UPDATE_BOOKING = (
 SELECT_BOOKINGS = f"SELECT {SELECT_LIST} FROM bookings"
 """The start of a query whose rows L{row_to_booking} reads."""
 
+_HELD = AllocationState.HELD.value
 _ALLOCATED = AllocationState.ALLOCATED.value
 _PROVISIONED = AllocationState.PROVISIONED.value
 
@@ -294,8 +299,8 @@ class BookingQueries:
         """The bookings needing an action at C{now}; read them in one snapshot."""
         island = self.island
         expire = yield from self._select(
-            "island = ? AND allocation_state = ? AND allocation_expires <= ? ORDER BY allocation_expires LIMIT ?",
-            (island, _ALLOCATED, now, limit),
+            "island = ? AND allocation_state IN (?, ?) AND allocation_expires <= ? ORDER BY allocation_expires LIMIT ?",
+            (island, _HELD, _ALLOCATED, now, limit),
         )
         end = yield from self._select(
             "island = ? AND allocation_state = ? AND end_time <= ? ORDER BY end_time LIMIT ?",
@@ -315,7 +320,12 @@ class BookingQueries:
     def next_boundary(self, after: float) -> Steps[float | None]:
         """The next moment later than C{after} a live booking changes by itself, or None; read in one snapshot."""
         moments = []
-        for column, state in (("allocation_expires", _ALLOCATED), ("start_time", _PROVISIONED), ("end_time", _PROVISIONED)):
+        for column, state in (
+            ("allocation_expires", _HELD),
+            ("allocation_expires", _ALLOCATED),
+            ("start_time", _PROVISIONED),
+            ("end_time", _PROVISIONED),
+        ):
             found = yield (
                 f"SELECT MIN({column}) FROM bookings WHERE island = ? AND allocation_state = ? AND {column} > ?",
                 (self.island, state, after),
@@ -380,8 +390,8 @@ class SQLStore(ABC):
         def failed(failure: Failure) -> Failure:
             if failure.check(StoreError):
                 if self._pool is not None:
-                    self.availability.failed(failure.value.output, write)
-            elif failure.check(GeniError):
+                    self.availability.failed(failure.value.message, write)
+            elif failure.check(StoreFailure, BookingError, GeniError):
                 self.availability.succeeded(write)  # a conflict, an unknown sliver: the database answered
             return failure
 

@@ -6,7 +6,10 @@ C{schema_version} holds one row, the version the tables follow. A store
 creates the schema in an empty database, upgrades an older one step by step
 with its migrations, and refuses to open a newer one (L{open_schema}). Both
 databases get the same tables and indexes; PostgreSQL adds an exclusion
-constraint that keeps the live bookings of an island apart.
+constraint that keeps the live bookings (holds included) of an island apart.
+
+Version 2 added holds: the C{held} and C{released} states and the
+C{held_by} column.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from geniam.store.errors import SchemaTooNew
 from geniam.store.rows import Statement, Steps
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code reads and writes."""
 
 _BOOKINGS_TABLE = """
@@ -32,7 +35,7 @@ _BOOKINGS_TABLE = """
         start_time {real} NOT NULL,
         end_time {real} NOT NULL CHECK (end_time > start_time),
         allocation_state TEXT NOT NULL
-            CHECK (allocation_state IN ('allocated', 'provisioned', 'ended', 'deleted', 'expired')),
+            CONSTRAINT bookings_allocation_state_check CHECK (allocation_state IN ({states})),
         allocation_expires {real} NOT NULL,
         operational_state TEXT NOT NULL
             CHECK (operational_state IN ('notready', 'configuring', 'ready', 'failed', 'stopped')),
@@ -44,9 +47,12 @@ _BOOKINGS_TABLE = """
         created {real} NOT NULL,
         updated {real} NOT NULL,
         provisioned_at {real},
-        version INTEGER NOT NULL{constraints}
+        version INTEGER NOT NULL,
+        held_by TEXT NOT NULL DEFAULT ''{constraints}
     )
     """
+
+_STATES = "'held', 'allocated', 'provisioned', 'ended', 'deleted', 'expired', 'released'"
 
 _INDEXES: tuple[str, ...] = (
     # Conflict checks and the advertisement: live bookings by start.
@@ -70,17 +76,34 @@ _SLICES_TABLE = """
     """
 
 SQLITE_SCHEMA: tuple[str, ...] = (
-    _BOOKINGS_TABLE.format(real="REAL", constraints=""),
+    _BOOKINGS_TABLE.format(real="REAL", constraints="", states=_STATES),
     *_INDEXES,
     _SLICES_TABLE.format(real="REAL"),
 )
 """The statements that create the current schema in an empty SQLite database."""
 
-SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+_V1_COLUMNS = (
+    "sliver_key, island, slice_key, live, sliver_urn, slice_urn, owner_urn, owner_email, start_time, end_time,"
+    " allocation_state, allocation_expires, operational_state, error, users, controller, vlan_map, applied,"
+    " created, updated, provisioned_at, version"
+)
+
+SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # SQLite cannot change a CHECK constraint: copy the rows into the new table.
+    2: (
+        _BOOKINGS_TABLE.replace("CREATE TABLE bookings", "CREATE TABLE bookings_v2").format(
+            real="REAL", constraints="", states=_STATES
+        ),
+        f"INSERT INTO bookings_v2 ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM bookings",
+        "DROP TABLE bookings",
+        "ALTER TABLE bookings_v2 RENAME TO bookings",
+        *_INDEXES,
+    ),
+}
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
 NO_OVERLAP_CONSTRAINT = "bookings_live_apart"
-"""The name of the PostgreSQL exclusion constraint that keeps an island's live bookings apart."""
+"""The name of the PostgreSQL exclusion constraint that keeps an island's live bookings and holds apart."""
 
 POSTGRES_SCHEMA: tuple[str, ...] = (
     # Equality on text in a GiST index.
@@ -90,6 +113,7 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
     "CREATE TYPE slot_range AS RANGE (subtype = double precision, subtype_diff = float8mi)",
     _BOOKINGS_TABLE.format(
         real="DOUBLE PRECISION",
+        states=_STATES,
         constraints=f""",
         CONSTRAINT {NO_OVERLAP_CONSTRAINT} EXCLUDE USING gist
             (island WITH =, slot_range(start_time, end_time) WITH &&) WHERE (live = 1)""",
@@ -103,7 +127,14 @@ schema. The exclusion constraint makes the database refuse a live booking
 overlapping another live booking of its island, whoever writes it.
 """
 
-POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Holds are live rows, so the exclusion constraint keeps them apart from bookings as it is.
+    2: (
+        "ALTER TABLE bookings DROP CONSTRAINT bookings_allocation_state_check",
+        f"ALTER TABLE bookings ADD CONSTRAINT bookings_allocation_state_check CHECK (allocation_state IN ({_STATES}))",
+        "ALTER TABLE bookings ADD COLUMN held_by TEXT NOT NULL DEFAULT ''",
+    ),
+}
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
 
 

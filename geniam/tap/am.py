@@ -23,6 +23,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from geniam.booking.values import DEFAULT_ALLOCATION_TTL, DEFAULT_MAX_SLOT_LENGTH
 from geniam.agent.simulated import SimulatedGateway
 from geniam.calendar.resource import install_calendar
 from geniam.calendar.sources import AggregateScheduleSource
@@ -50,7 +51,7 @@ class Options(ControllerNetworksOption, ServerOptions):
     optParameters = [
         ["database", None, None, "SQLite file (default <data-dir>/am.sqlite) or a PostgreSQL DSN (postgresql://... or 'dbname=...')."],
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
-        ["allocation-ttl", None, 172800.0, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
+        ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
         ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
@@ -66,7 +67,7 @@ class Options(ControllerNetworksOption, ServerOptions):
 
     def check(self) -> None:
         """Cross-check the AM's options."""
-        from geniam.protocols.pb import parse_agent_address
+        from geniam.protocols.pbclient import parse_agent_address
 
         if self["url"] and not str(self["url"]).startswith("https://"):
             raise usage.UsageError("--url must be an https:// URL")
@@ -116,8 +117,8 @@ class AggregateService(TLSXmlRpcService):
         port: int,
         interface: str,
         url: str | None = None,
-        allocation_ttl: float = 172800.0,
-        max_slot_length: float = 604800.0,
+        allocation_ttl: float = DEFAULT_ALLOCATION_TTL,
+        max_slot_length: float = DEFAULT_MAX_SLOT_LENGTH,
         max_body: int = DEFAULT_MAX_BODY,
         gateway_host: str | None = None,
         threads: int = 4,
@@ -226,7 +227,7 @@ def build_gateway(options: Options, trust: ServerTrust, reactor: Any) -> Any:
     if not options["agent"]:
         return SimulatedGateway(clock=reactor)
     from geniam.agent.service import read_secret
-    from geniam.protocols.pb import make_gateway_agent
+    from geniam.protocols.pbclient import make_gateway_agent
 
     secret = read_secret(options["agent-secret-file"]) if options["agent-secret-file"] else None
     return make_gateway_agent(

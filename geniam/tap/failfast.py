@@ -62,9 +62,9 @@ def explain(error: BaseException) -> tuple[int, str] | None:
         reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
         return EXIT_UNAVAILABLE, f"cannot listen on {where}: {reason}"
     if isinstance(error, SchemaTooNew):
-        return EXIT_CONFIG, error.output
+        return EXIT_CONFIG, error.message
     if isinstance(error, StoreError):
-        return EXIT_UNAVAILABLE, error.output
+        return EXIT_UNAVAILABLE, error.message
     if isinstance(error, GeniError):
         return EXIT_CONFIG, error.output
     if isinstance(error, usage.UsageError):
