@@ -30,8 +30,9 @@ from zope.interface import provider
 from geniam.agent.simulated import SimulatedGateway
 from geniam.booking.values import AllocationState, Booking, Slot
 from geniam.client import value_of
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
 from geniam.loopback import LoopbackFederation
+from geniam.managers.errors import as_geni_error
 from geniam.managers.island import IslandResourceManager
 from geniam.rspec.request import build_request
 from geniam.store.errors import StoreError
@@ -148,7 +149,7 @@ class PostgresRestartTests(RecoveryMixin, ClusterCase):
         for ok, value in outcomes:
             if not ok:
                 self.assertEqual(value.value.code, GeniCode.DBERROR)
-        down = await self.assertFailure(island.lookup([lapsing.sliver_urn]), StoreError)
+        down = await self.assertFailure(island.lookup([lapsing.sliver_urn]), GeniError)
         self.assertEqual(down.code, GeniCode.DBERROR)
         self.assertIn("the database is unreachable", down.output)
         clock.advance(20)  # the first allocation lapses; the checks run and wait for the database
@@ -260,9 +261,9 @@ class SQLiteUnwritableTests(RecoveryMixin, TestCase):
         island, clock = await self.island(self.store)
         lapsing = await self.allocate(island, 0)
         await self.writable(False)
-        down = await self.assertFailure(self.allocate(island, 1), StoreError)
+        down = await self.assertFailure(self.allocate(island, 1), GeniError)
         self.assertEqual(down.code, GeniCode.DBERROR)
-        await self.assertFailure(self.allocate(island, 2), StoreError)
+        await self.assertFailure(self.allocate(island, 2), GeniError)
         clock.advance(90)
         await island.sweep()
         self.assertEqual(len(watch.health(LogLevel.error)), 1)
@@ -321,8 +322,8 @@ class ConnectTimeoutTests(TestCase):
         self.assertNoResult(starting)
         clock.advance(10)
         error = await self.assertFailure(starting, StoreError)
-        self.assertEqual(error.code, GeniCode.DBERROR)
-        self.assertEqual(error.output, "cannot connect to the database: no answer within 10 s")
+        self.assertEqual(as_geni_error(error).code, GeniCode.DBERROR)
+        self.assertEqual(error.message, "cannot connect to the database: no answer within 10 s")
 
     def test_timeout_from_dsn(self) -> None:
         """The DSN's connect_timeout is the pool's; without one (or with 0, libpq's "forever") it is 10 s."""

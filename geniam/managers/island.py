@@ -75,7 +75,7 @@ from geniam.managers.arguments import parse_users, validate_controller, validate
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
-from geniam.managers.errors import DomainError, as_geni_error
+from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.store.errors import StaleBooking, StoreError
 from geniam.urn import parse_urn
 
@@ -321,7 +321,7 @@ class IslandResourceManager:
 
     def _background(self, coroutine: Coroutine[Any, Any, Any], what: str) -> None:
         def failed(failure: Failure) -> None:
-            if failure.check(StoreError):
+            if failure.check(TranslatedError) and isinstance(failure.value.cause, StoreError):
                 # The store logs the outage and its end once; the next check catches up.
                 self.log.debug("{what} waits for the database: {error}", what=what, error=failure.value.output)
                 return
