@@ -121,6 +121,11 @@ class AgentServerFactory(pb.PBServerFactory):
         broker.notifyOnDisconnect(lambda: self._brokers.discard(broker))
         return broker
 
+    @property
+    def open_connections(self) -> int:
+        """How many PB connections are open."""
+        return len(self._brokers)
+
     def close_connections(self) -> Deferred[None]:
         """Drop every open connection; fire with None once all are closed."""
         waits = []
@@ -287,7 +292,8 @@ def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -
     pool = ThreadPool(minthreads=0, maxthreads=1, name="geniam-agent-io")
     backend = build_backend(settings, reactor, BlockingRunner(pool, reactor))
     lock = DeferredLock()
-    BackendService(backend, lock, pool).setServiceParent(top)
+    backend_service = BackendService(backend, lock, pool)
+    backend_service.setServiceParent(top)
     checker = AgentChecker(allowed, own_urn=agent_urn, secret=secret)
     factory = make_agent_factory(backend, lock, checker, tls_peer_identity(tls), agent_urn, settings.controller_policy)
     endpoint = SSL4ServerEndpoint(reactor, settings.port, tls, interface=settings.interface)
@@ -295,4 +301,8 @@ def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -
     listener = StreamServerEndpointService(endpoint, factory)
     listener._raiseSynchronously = True
     listener.setServiceParent(top)
+    if settings.status_port is not None:
+        from geniam.agent.status import AgentStatusService
+
+        AgentStatusService(reactor, settings.status_port, settings.status_interface, factory, listener, backend_service).setServiceParent(top)
     return top

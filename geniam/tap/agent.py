@@ -24,4 +24,4 @@ def makeService(options: AgentOptions) -> IService:
 
     from geniam.agent.service import make_agent_service
 
-    return StartupGuard(make_or_exit("geniam-agent", make_agent_service, options, reactor), "geniam-agent", reactor)
+    return StartupGuard(make_or_exit("geniam-agent", make_agent_service, options, reactor), "geniam-agent", reactor, options=options)
