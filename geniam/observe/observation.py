@@ -28,6 +28,9 @@ from geniam.protocols.httpchannel import peer_name
 CALL_FORMAT = "{method} from {caller_urn} ({peer}): {geni_code_name} in {duration:.3f} s"
 ACCESS_FORMAT = '{peer} "{http_method} {path}" {status} {size}'
 
+calls_log = Logger(namespace="geniam.calls")
+access_log_events = Logger(namespace="geniam.access")
+
 
 @implementer(ICallObserver)
 class ServiceObservation:
@@ -36,9 +39,6 @@ class ServiceObservation:
 
     @ivar metrics: where the calls are counted.
     """
-
-    calls_log = Logger(namespace="geniam.calls")
-    access_log_events = Logger(namespace="geniam.access")
 
     def __init__(self, clock: IReactorTime, metrics: ServiceMetrics) -> None:
         self._clock = clock
@@ -53,14 +53,14 @@ class ServiceObservation:
         """Log and count an answered call; keep its fields for the request's access line."""
         fields = call_fields(facts, self.seconds())
         self.metrics.call_answered(fields["method"], fields["geni_code_name"], fields["duration"])
-        self.calls_log.info(CALL_FORMAT, **fields)
+        calls_log.info(CALL_FORMAT, **fields)
         self._calls[request] = fields
 
     def access(self, request: Any) -> None:
         """Log one answered HTTP request (with its call's fields if it carried a call)."""
         fields = self._calls.pop(request, None) or {"peer": peer_name(request.getClientAddress())}
         agent = request.getHeader(b"user-agent")
-        self.access_log_events.info(
+        access_log_events.info(
             ACCESS_FORMAT,
             http_method=_text(request.method),
             path=_text(request.uri)[:512],
