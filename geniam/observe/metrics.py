@@ -29,9 +29,6 @@ from geniam.managers.breaker import BreakerState
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Latency buckets of a call, in seconds (a GetVersion to a fan-out that waits for a slow peer)."""
 
-LATENESS_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
-"""Lateness buckets of a slot boundary, in seconds."""
-
 Refresher = Callable[[], Awaitable[None]]
 """A coroutine function that updates some metrics before a scrape."""
 
@@ -157,35 +154,6 @@ def watch_gateway_link(metrics: ServiceMetrics, gateway: Any) -> None:
         yield family
 
     metrics.add_collector(collect)
-
-
-class IslandMetrics:
-    """
-    The island manager's events as metrics: configuration retries
-    (C{geniam_gateway_retries_total}) and how late slot starts and ends
-    were applied (C{geniam_slot_lateness_seconds}). Its methods are the
-    island manager's optional event hooks.
-    """
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.retries = Counter(
-            "geniam_gateway_retries", "Gateway configuration attempts that failed and were scheduled again.",
-            registry=metrics.registry,
-        )
-        self.lateness = Histogram(
-            "geniam_slot_lateness_seconds", "How long after its boundary a slot's start or end was applied.",
-            ["boundary"], buckets=LATENESS_BUCKETS, registry=metrics.registry,
-        )
-        for boundary in ("start", "end"):
-            self.lateness.labels(boundary)
-
-    def gateway_retry(self) -> None:
-        """Gateway work failed and will be retried."""
-        self.retries.inc()
-
-    def boundary_applied(self, boundary: str, late_by: float) -> None:
-        """A slot's C{start} or C{end} was applied C{late_by} seconds after it was due."""
-        self.lateness.labels(boundary).observe(max(0.0, late_by))
 
 
 def watch_slice_manager(metrics: ServiceMetrics, manager: Any) -> None:
