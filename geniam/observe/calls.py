@@ -11,7 +11,7 @@ line and metric uses. Nothing here knows about Prometheus.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zope.interface import Interface
