@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
+from geniam.agent.status import AgentStatusService
 from geniam.client import value_of
+from geniam.loopback import LoopbackFederation
 from geniam.observe.logformat import json_observer
-from tests.calendar_harness import CalendarHarness, tomorrow_at
+from tests.calendar_harness import CalendarHarness, make_domain, tomorrow_at
+from tests.domains import copied_domain
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -182,3 +187,25 @@ class JsonLogTests(ObservedFederationHarness):
             self.assertEqual(line["level"], "info")
         self.assertEqual((access[0]["http_method"], access[0]["status"]), ("POST", 200))
         self.assertIn("Allocate from", calls[0]["message"])
+
+
+class AgentStatusTests(ObservedFederationHarness):
+    """The gateway agent's own status listener."""
+
+    async def test_agent_metrics_and_health(self) -> None:
+        """The agent with --status-port answers /healthz 200 and counts the AM's PB connection."""
+        folder = copied_domain(self, "calendar", make_domain)
+        self.clock = Clock()
+        self.clock.advance(time.time())
+        fed = LoopbackFederation(
+            folder, reactor, self.clock, user_names=("alice",), with_agents=True, agent_args=("--status-port", "0")
+        )
+        await fed.start()
+        self.addCleanup(lambda: Deferred.fromCoroutine(fed.stop()))
+        status = next(s for s in fed.agents["am1"] if isinstance(s, AgentStatusService))
+        code, _, body = await self.fetch(status.status.url + "healthz")
+        self.assertEqual((code, body), (200, b"listener: ok\nbackend: ok\n"))
+        code, _, body = await self.fetch(status.status.url + "metrics")
+        found = samples(body)
+        self.assertEqual(value(found, "geniam_up", role="agent"), 1.0)
+        self.assertEqual(value(found, "geniam_agent_connections"), 1.0)
