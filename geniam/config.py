@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from geniam.protocols.httpchannel import DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE, DEFAULT_REQUEST_TIMEOUT
 from geniam.protocols.listener import DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+from geniam.observe.logformat import LOG_FORMAT_OPTION
 from geniam.options import GeniamOptions
 
 
@@ -102,6 +103,7 @@ class ServerOptions(GeniamOptions):
         ["trust-roots", None, None, "Trusted root certificates: a PEM file (one or several) or a folder of them."],
         ["certificate", None, None, "This server's certificate (PEM, chain allowed)."],
         ["private-key", None, None, "This server's private key (PEM)."],
+        LOG_FORMAT_OPTION,
     ]
 
     def __init__(self) -> None:

@@ -42,7 +42,9 @@ def tomorrow_at(now: float, hour: int, zone: Any = BERLIN) -> float:
 class CalendarHarness(TestCase):
     """Starts a federation with status listeners; books and deletes through the AM API as alice."""
 
-    async def start(self, aggregates: tuple[str, ...] = ("am1",), slice_manager: str | None = None) -> LoopbackFederation:
+    async def start(
+        self, aggregates: tuple[str, ...] = ("am1",), slice_manager: str | None = None, with_agents: bool = False
+    ) -> LoopbackFederation:
         folder = copied_domain(self, "calendar", make_domain)
         self.clock = Clock()
         self.clock.advance(time.time())
@@ -54,6 +56,8 @@ class CalendarHarness(TestCase):
             user_names=("alice",),
             slice_manager=slice_manager,
             status=True,
+            with_agents=with_agents,
+            agent_retry=0.1 if with_agents else None,
         )
         await federation.start()
         self.addCleanup(lambda: Deferred.fromCoroutine(federation.stop()))

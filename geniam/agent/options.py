@@ -34,10 +34,11 @@ from twisted.python import usage
 
 from geniam.agent.backend import DEFAULT_INVENTORY, Inventory
 from geniam.agent.backends.commandsettings import CommandSettings
-from geniam.config import ControllerNetworksOption, ServerOptions
+from geniam.config import ControllerNetworksOption, ServerOptions, port_number
 from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.urn import parse_urn
+from geniam.web.status import STATUS_OPTIONS
 
 DEFAULT_PORT = 8002
 BACKENDS = ("simulated", "command")
@@ -59,6 +60,8 @@ class AgentSettings:
         trust domain, whose C{am} is then allowed.
     @ivar command: the command back end's settings, if configured.
     @ivar controller_policy: where users' controllers may be.
+    @ivar status_port: the plain-HTTP status listener's port (C{/metrics},
+        C{/healthz}), or None for none.
     """
 
     port: int
@@ -73,6 +76,8 @@ class AgentSettings:
     inventory: Inventory
     command: CommandSettings | None
     controller_policy: ControllerPolicy = ControllerPolicy()
+    status_port: int | None = None
+    status_interface: str = "127.0.0.1"
 
 
 def _allow(value: object) -> str:
@@ -102,6 +107,7 @@ class AgentOptions(ControllerNetworksOption, ServerOptions):
     optParameters = [
         ["backend", None, "simulated", "How configuration is applied: simulated or command."],
         ["secret-file", None, None, "File holding a secret the AM must also know (optional)."],
+        *STATUS_OPTIONS,
     ]
 
     settings: AgentSettings
@@ -148,11 +154,11 @@ class AgentOptions(ControllerNetworksOption, ServerOptions):
                 continue
             if key in self._given:
                 continue
-            if key == "port":
+            if key in ("port", "status-port"):
                 try:
-                    value = int(value)
+                    value = port_number(value)
                 except (TypeError, ValueError):
-                    raise usage.UsageError(f"--config {path}: port must be a number") from None
+                    raise usage.UsageError(f"--config {path}: {key} must be a number") from None
             elif not isinstance(value, str):
                 raise usage.UsageError(f"--config {path}: {key} must be a string")
             dict.__setitem__(self, key, value)
@@ -195,4 +201,6 @@ class AgentOptions(ControllerNetworksOption, ServerOptions):
             inventory=inventory,
             command=command,
             controller_policy=self.controller_policy(),
+            status_port=self["status-port"],
+            status_interface=str(self["status-interface"]),
         )

@@ -120,6 +120,11 @@ class AgentServerFactory(pb.PBServerFactory):
         broker.notifyOnDisconnect(lambda: self._brokers.discard(broker))
         return broker
 
+    @property
+    def open_connections(self) -> int:
+        """How many PB connections are open."""
+        return len(self._brokers)
+
     def close_connections(self) -> Deferred[None]:
         """Drop every open connection; fire with None once all are closed."""
         waits = []

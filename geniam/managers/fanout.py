@@ -136,6 +136,8 @@ class FanOut:
     @ivar peer_timeout: seconds one call may take.
     @ivar max_concurrency: the bound on calls in flight across every run.
     @ivar health: watches calls in flight for hung peers, if set.
+    @ivar observer: told C{observer(method, outcome)} of every call's
+        outcome once a run ends, if set (metrics).
     """
 
     log = Logger()
@@ -153,6 +155,7 @@ class FanOut:
         self.max_concurrency = max_concurrency
         self._slots = DeferredSemaphore(max_concurrency)
         self.health: PeerHealth | None = None
+        self.observer: Callable[[str, PeerOutcome], None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -202,6 +205,9 @@ class FanOut:
             )
         if cancelled:
             raise CancelledError()
+        if self.observer is not None:
+            for call, outcome in zip(calls, outcomes):
+                self.observer(call.method, outcome)
         return outcomes
 
     def _deadline_passed(self, run: _Run) -> None:

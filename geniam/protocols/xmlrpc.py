@@ -34,6 +34,8 @@ from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from geniam.errors import GeniCode, GeniError, error_struct
+from geniam.observe.access import AccessLogging
+from geniam.observe.calls import CallFacts, ICallObserver
 from geniam.protocols.grammar import quoted
 from geniam.protocols.httpchannel import (
     DEFAULT_IDLE_TIMEOUT,
@@ -129,13 +131,14 @@ class BoundedRequest(Request):
         channel.refuse(413, _too_large_message(limit).decode("ascii").strip())
 
 
-class GeniSite(Site):
+class GeniSite(AccessLogging, Site):
     """
     A L{Site} whose requests refuse bodies over C{max_body} bytes
     (L{BoundedRequest}), whose connections cut off slow and oversized
     requests (L{GuardedHTTPChannel}), and which can close every connection
     it still has (L{close_connections}: a stopped server answers nothing
-    more, not even on a connection a client keeps alive).
+    more, not even on a connection a client keeps alive). Its access log
+    may be replaced (L{AccessLogging}).
 
     @ivar max_body: the body limit in bytes.
     @ivar request_timeout: seconds for a request's headers (see L{GuardedHTTPChannel}).
@@ -273,6 +276,7 @@ class GeniXmlRpcResource(Resource):
         methods: Mapping[str, Signature] = API_V3_SIGNATURES,
         reactor: IReactorFromThreads | None = None,
         threadpool: ThreadPool | None = None,
+        observer: ICallObserver | None = None,
     ) -> None:
         """
         @param api: the object whose methods serve the calls; a method named
@@ -283,6 +287,7 @@ class GeniXmlRpcResource(Resource):
         @param reactor: required with C{threadpool}, to return results from it.
         @param threadpool: when given, decoding calls and encoding replies
             run in it; otherwise they run inline.
+        @param observer: told about every call answered (for logs and metrics).
         """
         super().__init__()
         if threadpool is not None and reactor is None:
@@ -293,6 +298,7 @@ class GeniXmlRpcResource(Resource):
         self._methods = dict(methods)
         self._reactor = reactor
         self._threadpool = threadpool
+        self._observer = observer
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         """Serve C{.../} like C{...}; anything below answers 404."""
@@ -324,7 +330,16 @@ class GeniXmlRpcResource(Resource):
         return await deferToThreadPool(self._reactor, self._threadpool, function, *args)
 
     async def _answer(self, request: Request, data: bytes) -> bytes:
-        peer = peer_name(request.getClientAddress())
+        observer = self._observer
+        facts = CallFacts(observer.seconds() if observer is not None else 0.0, peer_name(request.getClientAddress()))
+        try:
+            return await self._dispatch(request, data, facts)
+        finally:
+            if observer is not None:
+                observer.called(request, facts)
+
+    async def _dispatch(self, request: Request, data: bytes, facts: CallFacts) -> bytes:
+        peer = facts.peer
         try:
             method, args = await self._run(parse_call, data)
         except XmlRpcDecodeError as e:
@@ -336,9 +351,10 @@ class GeniXmlRpcResource(Resource):
             shown = quoted(method, 64)
             self.log.info("unknown method {method} from {peer}", method=shown, peer=peer)
             return dump_fault(METHOD_NOT_FOUND, f"method {shown} not found")
+        facts.method = method
         try:
-            caller = await maybeDeferred(self._identify, request)
-            bound = signature.bind(method, args)
+            caller = facts.caller = await maybeDeferred(self._identify, request)
+            bound = facts.args = tuple(signature.bind(method, args))
             result = await maybeDeferred(handler, caller, *bound)
         except GeniError as e:
             self.log.info("{method} from {peer}: {code} {output}", method=method, peer=peer, code=e.code.name, output=e.output)
@@ -346,6 +362,7 @@ class GeniXmlRpcResource(Resource):
         except Exception:
             self.log.failure("{method} from {peer} failed unexpectedly", method=method, peer=peer)
             result = error_struct(GeniCode.SERVERERROR, f"internal server error in {method}")
+        facts.result = result
         try:
             return await self._run(dump_response, result)
         except Exception:

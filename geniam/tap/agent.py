@@ -43,7 +43,7 @@ def makeService(options: AgentOptions) -> IService:
     """The twistd entry point: the gateway agent on the global reactor, failing fast (see L{geniam.tap.failfast})."""
     from twisted.internet import reactor
 
-    return StartupGuard(make_or_exit("geniam-agent", make_agent_service, options, reactor), "geniam-agent", reactor)
+    return StartupGuard(make_or_exit("geniam-agent", make_agent_service, options, reactor), "geniam-agent", reactor, options=options)
 
 
 def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -> MultiService:
@@ -83,7 +83,8 @@ def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -
     pool = ThreadPool(minthreads=0, maxthreads=1, name="geniam-agent-io")
     backend = build_backend(settings, reactor, BlockingRunner(pool, reactor))
     lock = DeferredLock()
-    BackendService(backend, lock, pool).setServiceParent(top)
+    backend_service = BackendService(backend, lock, pool)
+    backend_service.setServiceParent(top)
     checker = AgentChecker(allowed, own_urn=agent_urn, secret=secret)
     factory = make_agent_factory(backend, lock, checker, tls_peer_identity(tls), agent_urn, settings.controller_policy)
     endpoint = SSL4ServerEndpoint(reactor, settings.port, tls, interface=settings.interface)
@@ -91,4 +92,8 @@ def make_agent_service(options: AgentOptions, reactor: Any, clock: Any = None) -
     listener = StreamServerEndpointService(endpoint, factory)
     listener._raiseSynchronously = True
     listener.setServiceParent(top)
+    if settings.status_port is not None:
+        from geniam.agent.status import AgentStatusService
+
+        AgentStatusService(reactor, settings.status_port, settings.status_interface, factory, listener, backend_service).setServiceParent(top)
     return top

@@ -32,6 +32,8 @@ from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
+from geniam.observe.health import gateway_check, store_check
+from geniam.observe.metrics import watch_gateway_link, watch_store, watch_verifier
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.store.open import open_store
 from geniam.protocols.listener import ListenerLimits
@@ -107,6 +109,7 @@ class AggregateService(TLSXmlRpcService):
 
     log = Logger()
     role = "aggregate manager"
+    metrics_role = "am"
 
     def __init__(
         self,
@@ -155,6 +158,12 @@ class AggregateService(TLSXmlRpcService):
         )
         self._gateway_host = gateway_host
         self.manager: AggregateManager | None = None
+        watch_store(self.metrics, store)
+        watch_verifier(self.metrics, self.verifier)
+        watch_gateway_link(self.metrics, gateway)
+        self.health.add("store", store_check(store))
+        if IService.providedBy(gateway):
+            self.health.add("gateway", gateway_check(gateway))
         if status_port is not None:
             self.status = StatusListener(reactor, status_port, status_interface)
             install_calendar(self.status.root, AggregateScheduleSource(store, gateway, self.urn, self.clock), self.clock)
@@ -245,4 +254,4 @@ def makeService(options: Options) -> IService:
     """The twistd entry point: the aggregate manager on the global reactor, failing fast (see L{geniam.tap.failfast})."""
     from twisted.internet import reactor
 
-    return StartupGuard(make_or_exit("geniam-am", build, options, reactor), "geniam-am", reactor)
+    return StartupGuard(make_or_exit("geniam-am", build, options, reactor), "geniam-am", reactor, options=options)

@@ -27,6 +27,9 @@ from geniam.protocols.listener import (
     ListenerLimits,
     descriptor_budget,
 )
+from geniam.observe.health import HealthChecks, flag_check, install_observability
+from geniam.observe.metrics import ServiceMetrics
+from geniam.observe.observation import ServiceObservation
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
 from geniam.trust.domain import TrustDomain
 from geniam.trust.gid import TrustRoots
@@ -191,15 +194,22 @@ class TLSXmlRpcService(MultiService):
     certificates. C{limits} bounds the listener's requests and connections.
 
     @cvar role: what the service is, for the log.
+    @cvar metrics_role: the role's short name, a label of its metrics.
     @ivar port: the listening port once started.
     @ivar budget: the listener's connection budget once started.
     @ivar urn: the URN of the service's certificate.
     @ivar status: the plain-HTTP status listener, if any: it starts
         listening once L{start} has finished and closes first on stop.
+        It serves C{/metrics} (L{metrics}) and C{/healthz} (L{health}).
+    @ivar metrics: the service's Prometheus metrics, in its own registry.
+    @ivar health: the service's health checks (the listener's at first;
+        subclasses add theirs).
+    @ivar observation: logs and counts every call and request.
     """
 
     log = Logger()
     role = "server"
+    metrics_role = "server"
 
     def __init__(
         self,
@@ -229,6 +239,10 @@ class TLSXmlRpcService(MultiService):
         self._ready = False
         self._start_failure: Any = None
         self.status: StatusListener | None = None
+        self.metrics = ServiceMetrics(self.metrics_role)
+        self.observation = ServiceObservation(reactor, self.metrics)
+        self.health = HealthChecks(reactor)
+        self.health.add("listener", flag_check(lambda: self.port is not None, f"the {self.role} is not listening"))
 
     @property
     def url(self) -> str:
@@ -263,6 +277,8 @@ class TLSXmlRpcService(MultiService):
         self._start_failure = None
         await self.start()
         if self.status is not None:
+            install_observability(self.status.root, self.metrics, self.health)
+            self.status.access_log = self.observation.access
             await self.status.listen()
             self.log.info("status listener (booking calendar) at {url}", url=self.status.url)
         self._ready = True
@@ -287,8 +303,11 @@ class TLSXmlRpcService(MultiService):
     async def listen(self, api: Any) -> None:
         """Serve C{api} (the object the XML-RPC resource dispatches to) on the configured port."""
         tls = tls_for(self.trust, self.clock)
-        resource = GeniXmlRpcResource(api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
+        resource = GeniXmlRpcResource(
+            api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation
+        )
         self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
+        self.site.access_log = self.observation.access
         self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, self.site, self.budget)
 
     def stopService(self) -> Deferred[None]:

@@ -38,6 +38,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from geniam.errors import GeniError
+from geniam.observe.logformat import choose_twistd_observer
 from geniam.store.errors import SchemaTooNew, StoreError
 
 T = TypeVar("T")
@@ -114,6 +115,9 @@ class StartupGuard(MultiService):
     Deferred, if it has one), logs one line, stops the reactor and makes
     the process exit with a non-zero status.
 
+    Added to twistd's application, it sets the log observer
+    C{--log-format} asks for (L{geniam.observe.logformat.choose_twistd_observer}).
+
     @ivar service: the role's service.
     @ivar exit_status: the status set after a failed start, else None.
     """
@@ -126,14 +130,24 @@ class StartupGuard(MultiService):
         program: str,
         reactor: Any,
         set_exit_status: Callable[[int], None] = exit_at_process_end,
+        options: Any = None,
     ) -> None:
+        """
+        @param options: the role's parsed options (for C{--log-format}).
+        """
         super().__init__()
+        self._options = options
         self.service = service
         self.program = program
         self._reactor = reactor
         self._set_exit_status = set_exit_status
         self.exit_status: int | None = None
         service.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Join C{parent}; if it is twistd's application, choose its log observer."""
+        choose_twistd_observer(self._options, parent)
+        super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         """Let the role's service take privileged resources (twistd listens here); a failure ends the process."""

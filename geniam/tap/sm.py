@@ -61,6 +61,7 @@ from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
 from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
+from geniam.observe.metrics import watch_slice_manager, watch_verifier
 from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
@@ -225,6 +226,7 @@ class SliceManagerService(TLSXmlRpcService):
 
     log = Logger()
     role = "slice manager"
+    metrics_role = "sm"
 
     def __init__(
         self,
@@ -280,6 +282,8 @@ class SliceManagerService(TLSXmlRpcService):
             reactor=reactor,
             undo_journal=UndoJournal(Path(data_dir) / JOURNAL_NAME if data_dir is not None else None),
         )
+        watch_slice_manager(self.metrics, self.manager)
+        watch_verifier(self.metrics, self.verifier)
         self.refresher = TimerService(refresh_interval, self._refresh)
         self.refresher.clock = self.clock
         self.refresher.setServiceParent(self)
@@ -371,4 +375,4 @@ def makeService(options: Options) -> IService:
     """The twistd entry point: the slice manager on the global reactor, failing fast (see L{geniam.tap.failfast})."""
     from twisted.internet import reactor
 
-    return StartupGuard(make_or_exit("geniam-sm", build, options, reactor), "geniam-sm", reactor)
+    return StartupGuard(make_or_exit("geniam-sm", build, options, reactor), "geniam-sm", reactor, options=options)
