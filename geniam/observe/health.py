@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from geniam.errors import GeniError
+from geniam.store.errors import StoreFailure
 from geniam.observe.metrics import ServiceMetrics
 
 CHECK_TIMEOUT = 5.0
@@ -60,6 +61,8 @@ class HealthChecks:
             return f"no answer within {self._timeout:g} s"
         except GeniError as e:
             return e.output
+        except StoreFailure as e:
+            return e.message
         except Exception as e:
             self.log.failure("a health check failed unexpectedly")
             return f"check failed: {type(e).__name__}"
