@@ -28,6 +28,7 @@ from geniam.protocols.listener import (
     descriptor_budget,
 )
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
+from geniam.trust.context import MakeContext
 from geniam.trust.domain import TrustDomain
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -284,10 +285,14 @@ class TLSXmlRpcService(MultiService):
         and call L{listen} with their API object; by default it does nothing.
         """
 
-    async def listen(self, api: Any) -> None:
-        """Serve C{api} (the object the XML-RPC resource dispatches to) on the configured port."""
+    async def listen(self, api: Any, contexts: MakeContext) -> None:
+        """
+        Serve C{api} (the object the XML-RPC resource dispatches to) on the
+        configured port; C{contexts} builds each call's context from the
+        TLS peer and its credentials.
+        """
         tls = tls_for(self.trust, self.clock)
-        resource = GeniXmlRpcResource(api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor)
+        resource = GeniXmlRpcResource(api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, contexts=contexts)
         self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
         self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, self.site, self.budget)
 

@@ -1,5 +1,5 @@
 """
-Tests for L{geniam.managers.forwarding}: which credentials the slice
+Tests for L{geniam.trust.forwarding}: which credentials the slice
 manager forwards, with real signed credentials (delegation and
 speaks-for), and that an aggregate's verifier accepts what it forwards.
 """
@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode, GeniError
-from geniam.managers.forwarding import DELEGATION, OWN, SPEAKS_FOR, CredentialForwarder, Forwarding
+from geniam.trust.forwarding import DELEGATION, OWN, SPEAKS_FOR, CredentialForwarder, Forwarding
 from geniam.trust.certs import make_identity
 from geniam.trust.credential import as_struct
 from geniam.trust.identity import Identity
