@@ -9,33 +9,26 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IAuthorizer, IForwardingPolicy
 from geniam.trust.context import CallContext, context_maker
 from geniam.trust.credential import as_struct
-from geniam.trust.forwarding import DELEGATION, OWN, CredentialForwarder, Forwarding
-from geniam.trust.mint import user_credential
-from geniam.trust.verifier import CredentialVerifier
-from tests.test_credential_fixtures import NOW, SLICE_URN, YEAR, clock_at, world
-from tests.test_forwarding import alice_slice, delegated, slice_manager
+from geniam.trust.forwarding import DELEGATION, OWN, Forwarding
+from tests.test_credential_fixtures import SLICE_URN
+from tests.test_forwarding import ForwardingCase, alice_slice, delegated
 
 OTHER_SLICE = SLICE_URN.replace("+slice+", "+slice+other")
 
 
-class ContextCase(SynchronousTestCase):
+class ContextCase(ForwardingCase):
     """alice calls a slice manager whose verifier and forwarding policy are real."""
 
     def setUp(self) -> None:
-        self.world = world()
-        self.verifier = CredentialVerifier(self.world.roots, clock_at(NOW))
-        self.sm = slice_manager()
-        self.own = [as_struct(user_credential(self.world.sa, self.sm.gid, NOW + YEAR))]
-        self.policy = CredentialForwarder(self.verifier, self.sm.gid, self.own)
+        super().setUp()
+        self.policy = self.forwarder
         self.make = context_maker(self.verifier, self.policy)
-        self.alice = self.world.alice.gid
 
 
 class AuthorizeTests(ContextCase):
@@ -93,8 +86,7 @@ class ForwardingTests(ContextCase):
 
     def test_resources_with_own_credential(self) -> None:
         """ListResources checks alice's user credential, then forwards the slice manager's own credential."""
-        mine = [as_struct(user_credential(self.world.sa, self.alice, NOW + YEAR))]
-        forwarding = self.successResultOf(self.make(self.alice, mine).forwarding_for_resources({}))
+        forwarding = self.successResultOf(self.make(self.alice, self.alice_user).forwarding_for_resources({}))
         self.assertEqual((forwarding.mode, list(forwarding.credentials)), (OWN, self.own))
         error = self.failureResultOf(self.make(self.alice, []).forwarding_for_resources({}), GeniError).value
         self.assertEqual(error.code, GeniCode.FORBIDDEN)
