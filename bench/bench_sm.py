@@ -44,12 +44,13 @@ from twisted.python.threadpool import ThreadPool  # noqa: E402
 from twisted.web.client import HTTPConnectionPool  # noqa: E402
 
 from geniam.errors import success_struct  # noqa: E402
-from geniam.managers.forwarding import DELEGATION, OWN, Forwarding  # noqa: E402
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings  # noqa: E402
 from geniam.protocols.peer import PeerConnectionError, XmlRpcPeer  # noqa: E402
 from geniam.protocols.xmlrpc import GeniXmlRpcResource, make_site  # noqa: E402
 from geniam.rspec.advertisement import build_advertisement  # noqa: E402
 from geniam.rspec.resources import IslandResources  # noqa: E402
+from geniam.trust.context import CallContext  # noqa: E402
+from geniam.trust.forwarding import DELEGATION, OWN, Forwarding  # noqa: E402
 
 GENI_V3 = {"type": "GENI", "version": "3"}
 SLICE = "urn:publicid:IDN+bench.example+slice+bench"
@@ -148,6 +149,17 @@ class _Caller:
     urn = "urn:publicid:IDN+bench.example+user+bench"
 
 
+class _Unasked:
+    """The authorizer of the bench's calls: the slice manager asks only the forwarding policy."""
+
+    def authorize(self, *args: Any) -> Deferred[Any]:
+        raise AssertionError("the slice manager asked the authorizer")
+
+
+def _context() -> CallContext:
+    return CallContext(_Caller(), [], _Unasked(), _OpenForwarder())  # type: ignore[arg-type]
+
+
 def request(count: int) -> str:
     nodes = "".join(f'<node client_id="n{i}" component_manager_id="{am_urn(i)}"/>' for i in range(count))
     return f'<rspec xmlns="{NS}" type="request">{nodes}</rspec>'
@@ -181,7 +193,6 @@ class Bench:
         self.sm = SliceManager(
             peers,
             reactor,
-            _OpenForwarder(),
             SliceManagerInfo(SM_URN, "https://sm.bench.example/"),
             settings,
             threadpool=self.threads,
@@ -226,13 +237,13 @@ class Bench:
 
     async def list_resources(self) -> tuple[float, dict[str, Any]]:
         started = time.perf_counter()
-        struct = await self.sm.ListResources(_Caller(), [], {"geni_rspec_version": GENI_V3, "cached": False})
+        struct = await self.sm.ListResources(_context(), {"geni_rspec_version": GENI_V3, "cached": False})
         return time.perf_counter() - started, struct
 
     async def allocate(self) -> tuple[float, dict[str, Any]]:
         rspec = request(len(self.aggregates))
         started = time.perf_counter()
-        struct = await self.sm.Allocate(_Caller(), SLICE, [], rspec, {})
+        struct = await self.sm.Allocate(_context(), SLICE, rspec, {})
         return time.perf_counter() - started, struct
 
 

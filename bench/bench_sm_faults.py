@@ -32,8 +32,9 @@ from twisted.internet.defer import Deferred, succeed  # noqa: E402
 
 from geniam.errors import error_struct, GeniCode, success_struct  # noqa: E402
 from geniam.managers.breaker import BreakerState  # noqa: E402
-from geniam.managers.forwarding import DELEGATION, OWN, Forwarding  # noqa: E402
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings  # noqa: E402
+from geniam.trust.context import CallContext  # noqa: E402
+from geniam.trust.forwarding import DELEGATION, OWN, Forwarding  # noqa: E402
 
 SLICE = "urn:publicid:IDN+bench.example+slice+bench"
 SM_URN = "urn:publicid:IDN+bench.example+authority+sm"
@@ -69,6 +70,13 @@ class Caller:
     urn = "urn:publicid:IDN+bench.example+user+alice"
 
 
+class Unasked:
+    """The authorizer of the bench's calls: the slice manager asks only the forwarding policy."""
+
+    def authorize(self, *args: Any) -> Deferred[Any]:
+        raise AssertionError("the slice manager asked the authorizer")
+
+
 async def main(reactor: Any, short: bool) -> None:
     scale = 0.1 if short else 1.0
     settings = SliceManagerSettings(
@@ -80,11 +88,12 @@ async def main(reactor: Any, short: bool) -> None:
         probe_max_interval=60.0 * scale,
     )
     good, hung = Aggregate("am1"), Aggregate("am2")
-    sm = SliceManager([good, hung], reactor, Forwarder(), SliceManagerInfo(SM_URN, "https://sm.bench/"), settings)
+    sm = SliceManager([good, hung], reactor, SliceManagerInfo(SM_URN, "https://sm.bench/"), settings)
     await sm.start()
     hung.hanging = True
     started = time.perf_counter()
-    await Deferred.fromCoroutine(sm.Status(Caller(), [SLICE], ["c"], {}))
+    context = CallContext(Caller(), ["c"], Unasked(), Forwarder())  # type: ignore[arg-type]
+    await Deferred.fromCoroutine(sm.Status(context, [SLICE], {}))
     detect = time.perf_counter() - started
     print(f"detect: the call answered without the hung aggregate after {detect:.2f} s; peer timeout {settings.peer_timeout:g} s; "
           f"ratio {detect / settings.peer_timeout:.2f}")

@@ -38,6 +38,41 @@ class IAuthorizer(Interface):
         """
 
 
+class IForwardingPolicy(Interface):
+    """
+    Decides which of a caller's credentials a slice manager may send its
+    aggregates, and how (L{geniam.trust.forwarding.CredentialForwarder}).
+
+    The aggregates see the slice manager's own certificate as the caller,
+    so a credential is forwarded only as a delegation to the slice manager
+    or together with a speaks-for credential naming it; calls about no
+    slice use the slice manager's own credential. Answers are
+    L{geniam.trust.forwarding.Forwarding} values.
+    """
+
+    def for_resources(peer, credentials, options):  # type: ignore[misc]
+        """
+        Authorise a call about no slice (ListResources) and say what to send.
+
+        @param peer: the TLS client's L{geniam.trust.gid.GID}.
+        @param credentials: the call's C{credentials} argument as received.
+        @param options: the call's options.
+        @return: a coroutine or Deferred giving a C{Forwarding}; fails with
+            a L{geniam.errors.GeniError} (FORBIDDEN or a credential error).
+        """
+
+    def for_slice(peer, credentials, method, slice_urn, options):  # type: ignore[misc]
+        """
+        Authorise a call about a slice and say what to send.
+
+        @param slice_urn: the slice, or C{None} when the call names only
+            slivers (the slice is then taken from the credentials).
+        @return: a coroutine or Deferred giving a C{Forwarding}; fails with
+            a L{geniam.errors.GeniError} (FORBIDDEN saying what to provide,
+            or a credential error).
+        """
+
+
 class IGatewayAgent(Interface):
     """
     The island gateway's agent, as seen by the aggregate manager.

@@ -25,6 +25,7 @@ from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import Inventory
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
+from geniam.trust.context import CallContext
 from geniam.trust.gid import GID
 from geniam.trust.verdicts import Grant
 from tests.test_credential_fixtures import world
@@ -193,7 +194,11 @@ class AdapterTestCase(SynchronousTestCase):
         self.second = make_booking(SLICE, "s2", Slot(NOW + 3 * HOUR, NOW + 4 * HOUR))
         self.rm = FakeResourceManager(self.first, self.second)
         self.authorizer = FakeAuthorizer(grant_for(self.alice))
-        self.am = AggregateManager(self.rm, self.authorizer, AggregateInfo(AM_URN, "https://am.example/"), self.clock)
+        self.am = AggregateManager(self.rm, AggregateInfo(AM_URN, "https://am.example/"), self.clock)
+
+    def called_by(self, caller: GID, credentials: Any = ()) -> CallContext:
+        """The context of a call by C{caller} presenting C{credentials}, decided by the fake authorizer."""
+        return CallContext(caller, credentials, self.authorizer)
 
     def done(self, call: Coroutine[Any, Any, Any]) -> Any:
         """The result of an adapter call that needs nothing but its fakes."""
@@ -224,7 +229,7 @@ class AuthorisationTests(AdapterTestCase):
 
     def test_get_version_asks_nobody(self) -> None:
         """GetVersion needs no credential and lists the supported actions."""
-        struct = self.done(self.am.GetVersion(self.alice, {}))
+        struct = self.done(self.am.GetVersion(self.called_by(self.alice), {}))
         self.assertEqual(struct["code"]["geni_code"], 0)
         self.assertIn("geni_update_users", struct["value"]["geniam_actions"])
         self.assertEqual(self.authorizer.asked, [])
@@ -232,7 +237,7 @@ class AuthorisationTests(AdapterTestCase):
     def test_peer_credentials_and_options_go_to_the_seam(self) -> None:
         """The TLS peer, the credentials and the options reach the authorizer unchanged."""
         options = {"geni_rspec_version": {"type": "GENI", "version": "3"}, "geni_speaking_for": "urn:x"}
-        self.done(self.am.ListResources(self.alice, CREDENTIALS, options))
+        self.done(self.am.ListResources(self.called_by(self.alice, CREDENTIALS), options))
         ((peer, credentials, method, target, seen),) = self.authorizer.asked
         self.assertIs(peer, self.alice)
         self.assertEqual(credentials, CREDENTIALS)
@@ -241,24 +246,24 @@ class AuthorisationTests(AdapterTestCase):
 
     def test_slice_urn_target(self) -> None:
         """A slice URN is the target as named; Status then reports all its slivers."""
-        struct = self.done(self.am.Status(self.alice, [SLICE], CREDENTIALS, {}))
+        struct = self.done(self.am.Status(self.called_by(self.alice, CREDENTIALS), [SLICE], {}))
         self.assertEqual(self.asked(), [("Status", SLICE)])
         self.assertEqual([s["geni_sliver_urn"] for s in struct["value"]["geni_slivers"]], [self.first.sliver_urn, self.second.sliver_urn])
 
     def test_sliver_urns_target_their_slice(self) -> None:
         """For sliver URNs the slice is found from the bookings and is what the seam is asked about."""
-        self.done(self.am.Status(self.alice, [self.second.sliver_urn], CREDENTIALS, {}))
+        self.done(self.am.Status(self.called_by(self.alice, CREDENTIALS), [self.second.sliver_urn], {}))
         self.assertEqual(self.asked(), [("Status", SLICE)])
 
     def test_unknown_sliver_is_searchfailed_before_authorisation(self) -> None:
         """An unknown sliver fails with SEARCHFAILED and the seam is not asked."""
-        self.refused(self.am.Status(self.alice, [make_sliver_urn(AUTHORITY, "nope")], CREDENTIALS, {}), GeniCode.SEARCHFAILED)
+        self.refused(self.am.Status(self.called_by(self.alice, CREDENTIALS), [make_sliver_urn(AUTHORITY, "nope")], {}), GeniCode.SEARCHFAILED)
         self.assertEqual(self.authorizer.asked, [])
 
     def test_refusal_is_passed_on_unchanged(self) -> None:
         """A refusal reaches the caller with the seam's code and words, and the island is left alone."""
         self.authorizer.refusal = GeniError(GeniCode.FORBIDDEN, "no credential grants Delete on exp1")
-        error = self.refused(self.am.Delete(self.alice, [SLICE], CREDENTIALS, {}), GeniCode.FORBIDDEN)
+        error = self.refused(self.am.Delete(self.called_by(self.alice, CREDENTIALS), [SLICE], {}), GeniCode.FORBIDDEN)
         self.assertEqual(error.output, "no credential grants Delete on exp1")
         self.assertEqual(self.rm.called("delete"), [])
 
@@ -266,13 +271,13 @@ class AuthorisationTests(AdapterTestCase):
         """Slivers of different slices in one call are BADARGS."""
         other = make_booking(OTHER_SLICE, "o1", Slot(NOW + 5 * HOUR, NOW + 6 * HOUR))
         self.rm.bookings[other.sliver_urn] = other
-        self.refused(self.am.Status(self.alice, [self.first.sliver_urn, other.sliver_urn], CREDENTIALS, {}), GeniCode.BADARGS)
+        self.refused(self.am.Status(self.called_by(self.alice, CREDENTIALS), [self.first.sliver_urn, other.sliver_urn], {}), GeniCode.BADARGS)
         self.assertEqual(self.authorizer.asked, [])
 
     def test_bad_urns(self) -> None:
         """A malformed URN list is BADARGS."""
-        self.refused(self.am.Describe(self.alice, "not a list", CREDENTIALS, {}), GeniCode.BADARGS)
-        self.refused(self.am.Describe(self.alice, ["urn:publicid:IDN+x+user+bob"], CREDENTIALS, {}), GeniCode.BADARGS)
+        self.refused(self.am.Describe(self.called_by(self.alice, CREDENTIALS), "not a list", {}), GeniCode.BADARGS)
+        self.refused(self.am.Describe(self.called_by(self.alice, CREDENTIALS), ["urn:publicid:IDN+x+user+bob"], {}), GeniCode.BADARGS)
 
 
 class ListResourcesTests(AdapterTestCase):
@@ -281,7 +286,7 @@ class ListResourcesTests(AdapterTestCase):
     def test_slice_urn_option_refused(self) -> None:
         """geni_slice_urn belongs to AM API v2: BADARGS pointing at Describe."""
         error = self.refused(
-            self.am.ListResources(self.alice, CREDENTIALS, {"geni_rspec_version": {"type": "GENI", "version": "3"}, "geni_slice_urn": SLICE}),
+            self.am.ListResources(self.called_by(self.alice, CREDENTIALS), {"geni_rspec_version": {"type": "GENI", "version": "3"}, "geni_slice_urn": SLICE}),
             GeniCode.BADARGS,
         )
         self.assertIn("Describe", error.output)
@@ -289,14 +294,14 @@ class ListResourcesTests(AdapterTestCase):
     def test_rspec_version_required(self) -> None:
         """An unsupported RSpec version is refused."""
         error = self.failureResultOf(
-            Deferred.fromCoroutine(self.am.ListResources(self.alice, CREDENTIALS, {"geni_rspec_version": {"type": "ProtoGENI", "version": "2"}})),
+            Deferred.fromCoroutine(self.am.ListResources(self.called_by(self.alice, CREDENTIALS), {"geni_rspec_version": {"type": "ProtoGENI", "version": "2"}})),
             GeniError,
         ).value
         self.assertIn(error.code, (GeniCode.BADARGS, GeniCode.BADVERSION))
 
     def test_advertisement_shows_booked_slots(self) -> None:
         """The advertisement is asked of the island from now on and names the booked slots' times."""
-        struct = self.done(self.am.ListResources(self.alice, CREDENTIALS, {"geni_rspec_version": {"type": "GENI", "version": "3"}}))
+        struct = self.done(self.am.ListResources(self.called_by(self.alice, CREDENTIALS), {"geni_rspec_version": {"type": "GENI", "version": "3"}}))
         ((window,),) = self.rm.called("booked_slots")
         self.assertEqual(window.start, NOW)
         self.assertIn(format_time(self.first.slot.start), struct["value"])
@@ -311,7 +316,7 @@ class AllocateTests(AdapterTestCase):
     def test_books_for_the_caller(self) -> None:
         """The caller is the owner; the grant's expiry, the slot, controller and VLANs reach the resource manager."""
         rspec = self.request(controller="192.0.2.1:6653", vlan_map={"100": "10"})
-        struct = self.done(self.am.Allocate(self.alice, SLICE, CREDENTIALS, rspec, {}))
+        struct = self.done(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, rspec, {}))
         self.assertEqual(self.asked(), [("Allocate", SLICE)])
         ((slice_urn, owner, _, slot, expires, controller, vlans),) = self.rm.called("allocate")
         self.assertEqual((slice_urn, owner), (SLICE, self.alice.urn))
@@ -323,39 +328,39 @@ class AllocateTests(AdapterTestCase):
     def test_no_user_behind_the_call(self) -> None:
         """A caller with no user behind it (a tool's own credential) cannot book: FORBIDDEN."""
         self.authorizer.grant = grant_for(world().tool.gid)
-        error = self.refused(self.am.Allocate(self.alice, SLICE, CREDENTIALS, self.request(), {}), GeniCode.FORBIDDEN)
+        error = self.refused(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, self.request(), {}), GeniCode.FORBIDDEN)
         self.assertIn("acts for no user", error.output)
         self.assertEqual(self.rm.called("allocate"), [])
 
     def test_bad_slice_urn_before_authorisation(self) -> None:
         """A malformed slice URN is BADARGS, without asking the seam."""
-        self.refused(self.am.Allocate(self.alice, "urn:publicid:IDN+x+user+bob", CREDENTIALS, self.request(), {}), GeniCode.BADARGS)
+        self.refused(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), "urn:publicid:IDN+x+user+bob", self.request(), {}), GeniCode.BADARGS)
         self.assertEqual(self.authorizer.asked, [])
 
     def test_rspec_must_be_a_string(self) -> None:
         """A non-string RSpec is BADARGS."""
-        self.refused(self.am.Allocate(self.alice, SLICE, CREDENTIALS, 42, {}), GeniCode.BADARGS)
+        self.refused(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, 42, {}), GeniCode.BADARGS)
 
     def test_slot_from_options(self) -> None:
         """Without a slot in the RSpec, geni_end_time (and geni_start_time, else now) make the slot."""
         rspec = build_request(NOW + HOUR, NOW + 2 * HOUR)
         without_slot = "\n".join(line for line in rspec.splitlines() if "slot" not in line)
         self.assertNotIn("slot", without_slot)
-        error = self.refused(self.am.Allocate(self.alice, SLICE, CREDENTIALS, without_slot, {}), GeniCode.BADARGS)
+        error = self.refused(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, without_slot, {}), GeniCode.BADARGS)
         self.assertIn("no time slot", error.output)
-        self.done(self.am.Allocate(self.alice, SLICE, CREDENTIALS, without_slot, {"geni_end_time": format_time(NOW + HOUR)}))
+        self.done(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, without_slot, {"geni_end_time": format_time(NOW + HOUR)}))
         self.assertEqual(self.rm.called("allocate")[-1][3], Slot(NOW, NOW + HOUR))
 
     def test_slot_mismatch(self) -> None:
         """Options contradicting the RSpec's slot are BADARGS."""
         options = {"geni_end_time": format_time(NOW + 7 * HOUR)}
-        error = self.refused(self.am.Allocate(self.alice, SLICE, CREDENTIALS, self.request(), options), GeniCode.BADARGS)
+        error = self.refused(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, self.request(), options), GeniCode.BADARGS)
         self.assertIn("differs", error.output)
 
     def test_resource_manager_errors_keep_their_code(self) -> None:
         """A domain refusal of the resource manager reaches the caller with its code."""
         self.rm.failing[SLICE] = GeniError(GeniCode.UNAVAILABLE, "the island is booked then")
-        error = self.refused(self.am.Allocate(self.alice, SLICE, CREDENTIALS, self.request(), {}), GeniCode.UNAVAILABLE)
+        error = self.refused(self.am.Allocate(self.called_by(self.alice, CREDENTIALS), SLICE, self.request(), {}), GeniCode.UNAVAILABLE)
         self.assertEqual(error.output, "the island is booked then")
 
 
@@ -365,24 +370,24 @@ class ChangeTests(AdapterTestCase):
     def test_renew_passes_end_expiry_and_alap(self) -> None:
         """Renew sends the new end, the grant's expiry and geni_extend_alap."""
         end = NOW + 8 * HOUR
-        struct = self.done(self.am.Renew(self.alice, [self.second.sliver_urn], CREDENTIALS, format_time(end), {"geni_extend_alap": True}))
+        struct = self.done(self.am.Renew(self.called_by(self.alice, CREDENTIALS), [self.second.sliver_urn], format_time(end), {"geni_extend_alap": True}))
         self.assertEqual(self.rm.called("renew.args"), [(end, NOW + 10 * HOUR, True)])
         self.assertEqual(struct["value"][0]["geniam_slot_end"], format_time(end))
 
     def test_renew_bad_time(self) -> None:
         """An unreadable expiration time is BADARGS, before anything is looked up."""
-        self.refused(self.am.Renew(self.alice, [SLICE], CREDENTIALS, "next tuesday", {}), GeniCode.BADARGS)
+        self.refused(self.am.Renew(self.called_by(self.alice, CREDENTIALS), [SLICE], "next tuesday", {}), GeniCode.BADARGS)
         self.assertEqual(self.authorizer.asked, [])
 
     def test_all_or_nothing(self) -> None:
         """Without geni_best_effort one failing sliver fails the call with its code."""
         self.rm.failing[self.second.sliver_urn] = GeniError(GeniCode.UNAVAILABLE, "taken")
-        self.refused(self.am.Renew(self.alice, [SLICE], CREDENTIALS, format_time(NOW + 9 * HOUR), {}), GeniCode.UNAVAILABLE)
+        self.refused(self.am.Renew(self.called_by(self.alice, CREDENTIALS), [SLICE], format_time(NOW + 9 * HOUR), {}), GeniCode.UNAVAILABLE)
 
     def test_best_effort_reports_per_sliver(self) -> None:
         """With geni_best_effort each sliver is tried alone and a failure is its geni_error."""
         self.rm.failing[self.second.sliver_urn] = GeniError(GeniCode.UNAVAILABLE, "taken")
-        struct = self.done(self.am.Provision(self.alice, [SLICE], CREDENTIALS, {**V3, "geni_best_effort": True}))
+        struct = self.done(self.am.Provision(self.called_by(self.alice, CREDENTIALS), [SLICE], {**V3, "geni_best_effort": True}))
         first, second = struct["value"]["geni_slivers"]
         self.assertEqual(first["geni_allocation_status"], "geni_provisioned")
         self.assertEqual(second["geni_error"], "UNAVAILABLE: taken")
@@ -396,52 +401,52 @@ class ChangeTests(AdapterTestCase):
             "geniam_controller": "192.0.2.1:6653",
             "geniam_vlans": {"100": "10"},
         }
-        self.done(self.am.Provision(self.alice, [self.first.sliver_urn], CREDENTIALS, options))
+        self.done(self.am.Provision(self.called_by(self.alice, CREDENTIALS), [self.first.sliver_urn], options))
         ((users, controller, vlans, slot, expires),) = self.rm.called("provision.args")
         self.assertEqual(users, [{"urn": "urn:publicid:IDN+sa.example+user+alice", "keys": [KEY]}])
         self.assertEqual((controller, vlans, slot, expires), ("192.0.2.1:6653", {"100": "10"}, None, NOW + 10 * HOUR))
 
     def test_provision_vlans_must_be_a_struct(self) -> None:
         """geniam_vlans that is not a struct is BADARGS, naming the option."""
-        error = self.refused(self.am.Provision(self.alice, [SLICE], CREDENTIALS, {**V3, "geniam_vlans": ["100"]}), GeniCode.BADARGS)
+        error = self.refused(self.am.Provision(self.called_by(self.alice, CREDENTIALS), [SLICE], {**V3, "geniam_vlans": ["100"]}), GeniCode.BADARGS)
         self.assertIn("geniam_vlans", error.output)
         self.assertEqual(self.authorizer.asked, [])
 
     def test_unsupported_action(self) -> None:
         """An unknown action is UNSUPPORTED, naming the supported ones."""
-        error = self.refused(self.am.PerformOperationalAction(self.alice, [SLICE], CREDENTIALS, "geni_reboot", {}), GeniCode.UNSUPPORTED)
+        error = self.refused(self.am.PerformOperationalAction(self.called_by(self.alice, CREDENTIALS), [SLICE], "geni_reboot", {}), GeniCode.UNSUPPORTED)
         self.assertIn("geni_restart", error.output)
         self.assertEqual(self.authorizer.asked, [])
 
     def test_update_users_needs_users(self) -> None:
         """geni_update_users without geni_users is BADARGS."""
-        self.refused(self.am.PerformOperationalAction(self.alice, [SLICE], CREDENTIALS, "geni_update_users", {}), GeniCode.BADARGS)
+        self.refused(self.am.PerformOperationalAction(self.called_by(self.alice, CREDENTIALS), [SLICE], "geni_update_users", {}), GeniCode.BADARGS)
 
     def test_action_reaches_the_island(self) -> None:
         """A supported action is performed on every sliver of the slice."""
-        self.done(self.am.PerformOperationalAction(self.alice, [SLICE], CREDENTIALS, "geni_stop", {}))
+        self.done(self.am.PerformOperationalAction(self.called_by(self.alice, CREDENTIALS), [SLICE], "geni_stop", {}))
         self.assertEqual(self.rm.called("perform_action.args"), [("geni_stop", None)])
         self.assertEqual(self.rm.called("perform_action"), [([self.first.sliver_urn, self.second.sliver_urn],)])
         self.assertEqual(self.asked(), [("PerformOperationalAction", SLICE)])
 
     def test_delete_of_an_empty_slice_succeeds(self) -> None:
         """Deleting a slice with nothing here answers an empty list (so Delete can be repeated)."""
-        struct = self.done(self.am.Delete(self.alice, [OTHER_SLICE], CREDENTIALS, {}))
+        struct = self.done(self.am.Delete(self.called_by(self.alice, CREDENTIALS), [OTHER_SLICE], {}))
         self.assertEqual(struct["value"], [])
         self.assertEqual(self.asked(), [("Delete", OTHER_SLICE)])
 
     def test_status_of_an_empty_slice_fails(self) -> None:
         """Status of a slice with nothing live here is SEARCHFAILED."""
-        self.refused(self.am.Status(self.alice, [OTHER_SLICE], CREDENTIALS, {}), GeniCode.SEARCHFAILED)
+        self.refused(self.am.Status(self.called_by(self.alice, CREDENTIALS), [OTHER_SLICE], {}), GeniCode.SEARCHFAILED)
 
     def test_shutdown(self) -> None:
         """Shutdown is authorised on the slice and stops it at the resource manager."""
-        struct = self.done(self.am.Shutdown(self.alice, SLICE, CREDENTIALS, {}))
+        struct = self.done(self.am.Shutdown(self.called_by(self.alice, CREDENTIALS), SLICE, {}))
         self.assertIs(struct["value"], True)
         self.assertEqual(self.asked(), [("Shutdown", SLICE)])
         self.assertEqual(self.rm.called("shutdown"), [(SLICE,)])
 
     def test_options_must_be_a_struct(self) -> None:
         """Options that are not a struct are BADARGS for every method."""
-        self.refused(self.am.Shutdown(self.alice, SLICE, CREDENTIALS, ["x"]), GeniCode.BADARGS)  # type: ignore[arg-type]
-        self.refused(self.am.Status(self.alice, [SLICE], CREDENTIALS, "x"), GeniCode.BADARGS)  # type: ignore[arg-type]
+        self.refused(self.am.Shutdown(self.called_by(self.alice, CREDENTIALS), SLICE, ["x"]), GeniCode.BADARGS)  # type: ignore[arg-type]
+        self.refused(self.am.Status(self.called_by(self.alice, CREDENTIALS), [SLICE], "x"), GeniCode.BADARGS)  # type: ignore[arg-type]

@@ -64,7 +64,7 @@ class StateTests(SynchronousTestCase):
     def test_interfaces(self) -> None:
         """Both sources provide L{IScheduleSource}."""
         verifyObject(IScheduleSource, AggregateScheduleSource(None, None, A, None))  # type: ignore[arg-type]
-        verifyObject(IScheduleSource, FederationScheduleSource(None, None, [], None))  # type: ignore[arg-type]
+        verifyObject(IScheduleSource, FederationScheduleSource(None, None, None))  # type: ignore[arg-type]
 
 
 class AdvertisedTests(SynchronousTestCase):

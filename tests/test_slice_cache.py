@@ -16,7 +16,7 @@ from geniam.errors import GeniCode, GeniError
 from geniam.managers.adcache import AdKey, AdvertisementCache, ad_cache_key
 from geniam.rspec.compression import decompress_rspec
 from geniam.rspec.merge import read_statistics
-from tests.test_slice_support import ALICE, GENI_V3, SLICE, Caller, FakeAggregate, am_urn, make_sm, request
+from tests.test_slice_support import ALICE, GENI_V3, SLICE, Caller, FakeAggregate, am_urn, called_by, make_sm, request
 
 KEY = AdKey("geni", "3", False)
 
@@ -149,7 +149,7 @@ class SliceManagerCacheTests(SynchronousTestCase):
 
     def ask(self, caller: Any = None, **options: Any) -> Deferred[Any]:
         return Deferred.fromCoroutine(
-            self.sm.ListResources(caller or self.alice, [], {"geni_rspec_version": GENI_V3, **options})
+            self.sm.ListResources(called_by(caller or self.alice, []), {"geni_rspec_version": GENI_V3, **options})
         )
 
     def listed(self) -> list[int]:
@@ -215,15 +215,15 @@ class SliceManagerCacheTests(SynchronousTestCase):
     def test_allocate_invalidates(self) -> None:
         """Forwarding an Allocate, Provision or Delete drops the cached advertisements."""
         for method, args in (
-            ("Allocate", (SLICE, [], request("am1"), {})),
-            ("Provision", ([SLICE], [], {"geni_rspec_version": GENI_V3})),
-            ("Delete", ([SLICE], [], {})),
+            ("Allocate", (SLICE, request("am1"), {})),
+            ("Provision", ([SLICE], {"geni_rspec_version": GENI_V3})),
+            ("Delete", ([SLICE], {})),
         ):
             d = self.ask()
             self.clock.advance(1)
             self.successResultOf(d)
             self.assertEqual(len(self.sm.cache), 1, method)
-            d = Deferred.fromCoroutine(getattr(self.sm, method)(self.alice, *args))
+            d = Deferred.fromCoroutine(getattr(self.sm, method)(called_by(self.alice), *args))
             self.clock.advance(1)
             self.successResultOf(d)
             self.assertEqual(len(self.sm.cache), 0, method)
@@ -231,7 +231,7 @@ class SliceManagerCacheTests(SynchronousTestCase):
     def test_listing_started_before_allocate_is_not_cached(self) -> None:
         """An advertisement fetched across an Allocate is answered but not kept."""
         listing = self.ask()
-        allocate = Deferred.fromCoroutine(self.sm.Allocate(self.alice, SLICE, [], request("am2"), {}))
+        allocate = Deferred.fromCoroutine(self.sm.Allocate(called_by(self.alice, []), SLICE, request("am2"), {}))
         self.clock.advance(1)
         self.successResultOf(listing)
         self.successResultOf(allocate)

@@ -30,6 +30,7 @@ from tests.test_slice_support import (
     Caller,
     FakeAggregate,
     SliceManagerCase,
+    called_by,
     make_sm,
     request,
     run,
@@ -43,7 +44,7 @@ class Base(SliceManagerCase):
     settings: dict[str, Any] = {"peer_timeout": 30.0, "deadline": 60.0, "hung_after": 5.0, "probe_timeout": 2.0}
 
     def list_resources(self, **options: Any) -> Deferred[Any]:
-        return run(self.sm.ListResources(self.alice, ["cred"], {"geni_rspec_version": GENI_V3, **options}))
+        return run(self.sm.ListResources(self.called_by(self.alice, ["cred"]), {"geni_rspec_version": GENI_V3, **options}))
 
 
 class HungPeerTests(Base):
@@ -56,7 +57,7 @@ class HungPeerTests(Base):
         what the other aggregate said, long before the peer timeout.
         """
         self.ams[1].mode = "hang"
-        d = run(self.sm.Status(self.alice, [SLICE], ["cred"], {}))
+        d = run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {}))
         self.ams[0].slivers[SLICE] = [{"geni_sliver_urn": "urn:publicid:IDN+am1.example+sliver+x"}]
         self.clock.advance(5.0)
         self.assertEqual(self.ams[1].methods()[-1], "GetVersion")
@@ -119,7 +120,7 @@ class PartialReadTests(Base):
         self.ams[0].slivers[SLICE] = [{"geni_sliver_urn": "urn:publicid:IDN+am1.example+sliver+x", "geni_allocation_status": "geni_allocated"}]
         self.ams[1].mode = "dead"
         for method, args in (("Status", ({},)), ("Describe", ({"geni_rspec_version": GENI_V3},))):
-            d = run(getattr(self.sm, method)(self.alice, [SLICE], ["cred"], *args))
+            d = run(getattr(self.sm, method)(self.called_by(self.alice, ["cred"]), [SLICE], *args))
             self.clock.advance(1)
             struct = self.successResultOf(d)
             self.assertEqual(struct["code"]["geni_code"], 0, method)
@@ -133,7 +134,7 @@ class PartialReadTests(Base):
         """Renew with one aggregate down still fails."""
         self.ams[0].slivers[SLICE] = [{"geni_sliver_urn": "urn:publicid:IDN+am1.example+sliver+x", "geni_expires": "x"}]
         self.ams[1].mode = "dead"
-        d = run(self.sm.Renew(self.alice, [SLICE], ["cred"], "2030-01-01T00:00:00Z", {}))
+        d = run(self.sm.Renew(self.called_by(self.alice, ["cred"]), [SLICE], "2030-01-01T00:00:00Z", {}))
         self.clock.advance(1)
         self.assertEqual(self.successResultOf(d)["code"]["geni_code"], GeniCode.RPCERROR)
 
@@ -193,7 +194,7 @@ class CacheRuleTests(Base):
         clock = Clock()
         sm, _ = make_sm([FakeAggregate("am1", clock)], clock, cache_ttl=0.0)
         for _ in range(2):
-            struct = self.successResultOf(run(sm.ListResources(self.alice, ["c"], {"geni_rspec_version": GENI_V3})))
+            struct = self.successResultOf(run(sm.ListResources(called_by(self.alice, ["c"]), {"geni_rspec_version": GENI_V3})))
             self.assertFalse(struct["geniam_cache"]["hit"])
         self.assertEqual(len(sm.cache), 0)
 
@@ -209,7 +210,7 @@ class LateAggregateTests(SynchronousTestCase):
         sm, _ = make_sm(ams, clock)
         self.assertFalse(sm.records[1].known)
         ams[1].mode = "normal"
-        struct = self.successResultOf(run(sm.Allocate(Caller(ALICE), SLICE, ["c"], request("am1", "am2"), {})))
+        struct = self.successResultOf(run(sm.Allocate(called_by(Caller(ALICE), ["c"]), SLICE, request("am1", "am2"), {})))
         self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
         self.assertEqual(len(struct["value"]["geni_slivers"]), 2)
 
@@ -234,7 +235,7 @@ class UndoTests(SynchronousTestCase):
     def hang_allocate(self, sm: SliceManager) -> dict[str, Any]:
         """Allocate on both; am2 hangs (and keeps the request to carry out later)."""
         self.ams[1].mode = "hang"
-        d = run(sm.Allocate(Caller(ALICE), SLICE, ["c"], request("am1", "am2"), {}))
+        d = run(sm.Allocate(called_by(Caller(ALICE), ["c"]), SLICE, request("am1", "am2"), {}))
         self.clock.pump([1.0] * 7)
         struct: dict[str, Any] = self.successResultOf(d)
         return struct

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.breaker import BreakerState
-from geniam.managers.forwarding import SPEAKS_FOR, Forwarding
+from geniam.trust.forwarding import SPEAKS_FOR, Forwarding
 from geniam.rspec.merge import read_statistics
 from geniam.rspec.compression import decompress_rspec
 from tests.test_slice_support import (
@@ -26,6 +26,7 @@ from tests.test_slice_support import (
     Caller,
     FakeAggregate,
     SliceManagerCase,
+    called_by,
     am_urn,
     make_sm,
     request,
@@ -38,14 +39,14 @@ class Base(SliceManagerCase):
 
     def ask(self, caller: Any = None, **options: Any) -> Deferred[Any]:
         options.setdefault("cached", False)
-        return run(self.sm.ListResources(caller or self.alice, ["cred"], {"geni_rspec_version": GENI_V3, **options}))
+        return run(self.sm.ListResources(self.called_by(caller or self.alice, ["cred"]), {"geni_rspec_version": GENI_V3, **options}))
 
     def done(self, d: Deferred[Any], seconds: float = 1.0) -> Any:
         self.clock.advance(seconds)
         return self.successResultOf(d)
 
     def allocate_everywhere(self) -> dict[str, Any]:
-        return self.done(run(self.sm.Allocate(self.alice, SLICE, ["cred"], request(*self.names), {})))  # type: ignore[no-any-return]
+        return self.done(run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request(*self.names), {})))  # type: ignore[no-any-return]
 
     def stats(self, struct: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {s["name"]: s for s in struct["geniam_statistics"]["aggregates"]}
@@ -56,7 +57,7 @@ class GetVersionTests(Base):
 
     def test_describes_the_slice_manager(self) -> None:
         """interface slicemgr, peers URN to URL, geni_many, no single allocation, credential types."""
-        struct = self.successResultOf(run(self.sm.GetVersion(self.alice)))
+        struct = self.successResultOf(run(self.sm.GetVersion(self.called_by(self.alice))))
         value = struct["value"]
         self.assertEqual((struct["geni_api"], value["geni_api"]), (3, 3))
         self.assertEqual(value["interface"], "slicemgr")
@@ -118,7 +119,7 @@ class FanOutTests(Base):
         self.sm.fanout.peer_timeout = 100.0
         self.ams[2].mode = "hang"
         self.ams[0].slivers[SLICE] = [{"geni_sliver_urn": "urn:publicid:IDN+am1.example+sliver+x"}]
-        d = run(self.sm.Status(self.alice, [SLICE], ["cred"], {}))
+        d = run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {}))
         self.clock.advance(19.9)
         self.assertNoResult(d)
         struct = self.done(d, 0.1)
@@ -210,12 +211,12 @@ class MergeTests(Base):
 
     def test_allocate_only_concerned_aggregates(self) -> None:
         """Aggregates the request does not name are not called."""
-        self.done(run(self.sm.Allocate(self.alice, SLICE, ["cred"], request("am2"), {})))
+        self.done(run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request("am2"), {})))
         self.assertEqual([a.methods().count("Allocate") for a in self.ams], [0, 1, 0])
 
     def test_allocate_unknown_aggregate(self) -> None:
         """Request elements for an aggregate the slice manager does not know are a clear BADARGS, before any call."""
-        d = run(self.sm.Allocate(self.alice, SLICE, ["cred"], request("am1", "elsewhere"), {}))
+        d = run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request("am1", "elsewhere"), {}))
         failure = self.failureResultOf(d, GeniError)
         self.assertEqual(failure.value.code, GeniCode.BADARGS)
         self.assertIn(am_urn("elsewhere"), failure.value.output)
@@ -225,7 +226,7 @@ class MergeTests(Base):
     def test_allocate_strips_statistics(self) -> None:
         """A <statistics> element in the request is not forwarded."""
         rspec = request("am1").replace("</rspec>", '<statistics call="ListResources"/></rspec>')
-        self.done(run(self.sm.Allocate(self.alice, SLICE, ["cred"], rspec, {})))
+        self.done(run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, rspec, {})))
         self.assertNotIn("statistics", self.ams[0].last("Allocate").params[2])
 
     def test_allocate_partial_failure_is_released(self) -> None:
@@ -234,7 +235,7 @@ class MergeTests(Base):
         before the call answers, and the call fails saying so.
         """
         self.ams[1].mode = "error"
-        d = run(self.sm.Allocate(self.alice, SLICE, ["cred"], request(*self.names), {}))
+        d = run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request(*self.names), {}))
         self.clock.advance(1)
         self.assertNoResult(d)
         self.assertEqual(self.ams[0].methods()[-1], "Delete")
@@ -255,7 +256,7 @@ class MergeTests(Base):
     def test_allocate_best_effort_keeps_parts(self) -> None:
         """With geni_best_effort the parts that succeeded are kept."""
         self.ams[1].mode = "error"
-        struct = self.done(run(self.sm.Allocate(self.alice, SLICE, ["cred"], request(*self.names), {"geni_best_effort": True})))
+        struct = self.done(run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request(*self.names), {"geni_best_effort": True})))
         self.assertEqual(struct["code"]["geni_code"], 0)
         self.assertIn("1 of 3 aggregates failed", struct["output"])
         self.assertEqual(len(struct["value"]["geni_slivers"]), 2)
@@ -263,8 +264,8 @@ class MergeTests(Base):
 
     def test_describe_merges_manifests(self) -> None:
         """Describe of a slice: one manifest, geni_urn kept, slivers concatenated; aggregates without slivers add nothing."""
-        self.done(run(self.sm.Allocate(self.alice, SLICE, ["cred"], request("am1", "am3"), {})))
-        d = run(self.sm.Describe(self.alice, [SLICE], ["cred"], {"geni_rspec_version": GENI_V3, "geni_compressed": True}))
+        self.done(run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request("am1", "am3"), {})))
+        d = run(self.sm.Describe(self.called_by(self.alice, ["cred"]), [SLICE], {"geni_rspec_version": GENI_V3, "geni_compressed": True}))
         struct = self.done(d)
         value = struct["value"]
         self.assertEqual(value["geni_urn"], SLICE)
@@ -279,13 +280,13 @@ class MergeTests(Base):
         self.allocate_everywhere()
         self.ams[2].mode = "error"
         self.ams[2].error_code = GeniCode.OUTOFRANGE
-        struct = self.done(run(self.sm.Renew(self.alice, [SLICE], ["cred"], "2031-01-01T00:00:00Z", {})))
+        struct = self.done(run(self.sm.Renew(self.called_by(self.alice, ["cred"]), [SLICE], "2031-01-01T00:00:00Z", {})))
         self.assertEqual(struct["code"]["geni_code"], GeniCode.OUTOFRANGE)
         self.assertIn(f"{am_urn('am3')}: OUTOFRANGE am3 says no", struct["output"])
         self.assertEqual([s["geni_expires"] for s in struct["value"]], ["2031-01-01T00:00:00Z"] * 2)
         self.assertEqual(self.ams[0].last("Renew").params[2], "2031-01-01T00:00:00Z")
         self.ams[2].mode = "normal"
-        status = self.done(run(self.sm.Status(self.alice, [SLICE], ["cred"], {})))
+        status = self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {})))
         self.assertEqual(status["code"]["geni_code"], 0)
         self.assertEqual(status["value"]["geni_urn"], SLICE)
         self.assertEqual(len(status["value"]["geni_slivers"]), 3)
@@ -294,47 +295,47 @@ class MergeTests(Base):
         """With geni_best_effort a failing aggregate does not fail the call."""
         self.allocate_everywhere()
         self.ams[0].mode = "dead"
-        struct = self.done(run(self.sm.Renew(self.alice, [SLICE], ["cred"], "2031-01-01T00:00:00Z", {"geni_best_effort": True})))
+        struct = self.done(run(self.sm.Renew(self.called_by(self.alice, ["cred"]), [SLICE], "2031-01-01T00:00:00Z", {"geni_best_effort": True})))
         self.assertEqual(struct["code"]["geni_code"], 0)
         self.assertEqual(len(struct["value"]), 2)
         self.assertIn("1 of 3 aggregates failed", struct["output"])
 
     def test_whole_slice_without_slivers_somewhere(self) -> None:
         """Aggregates answering SEARCHFAILED for a slice hold nothing of it and do not fail the call."""
-        self.done(run(self.sm.Allocate(self.alice, SLICE, ["cred"], request("am2"), {})))
-        struct = self.done(run(self.sm.Status(self.alice, [SLICE], ["cred"], {})))
+        self.done(run(self.sm.Allocate(self.called_by(self.alice, ["cred"]), SLICE, request("am2"), {})))
+        struct = self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {})))
         self.assertEqual(struct["code"]["geni_code"], 0)
         self.assertEqual(len(struct["value"]["geni_slivers"]), 1)
 
     def test_unknown_slice_everywhere(self) -> None:
         """When every aggregate says SEARCHFAILED, so does the slice manager."""
-        struct = self.done(run(self.sm.Status(self.alice, [SLICE], ["cred"], {})))
+        struct = self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {})))
         self.assertEqual(struct["code"]["geni_code"], GeniCode.SEARCHFAILED)
 
     def test_delete_joins_lists(self) -> None:
         """Delete's lists are joined."""
         self.allocate_everywhere()
-        struct = self.done(run(self.sm.Delete(self.alice, [SLICE], ["cred"], {})))
+        struct = self.done(run(self.sm.Delete(self.called_by(self.alice, ["cred"]), [SLICE], {})))
         self.assertEqual(struct["code"]["geni_code"], 0)
         self.assertEqual([s["geni_allocation_status"] for s in struct["value"]], ["geni_unallocated"] * 3)
 
     def test_provision_and_action(self) -> None:
         """Provision merges manifests; PerformOperationalAction joins the sliver lists."""
         self.allocate_everywhere()
-        struct = self.done(run(self.sm.Provision(self.alice, [SLICE], ["cred"], {"geni_rspec_version": GENI_V3})))
+        struct = self.done(run(self.sm.Provision(self.called_by(self.alice, ["cred"]), [SLICE], {"geni_rspec_version": GENI_V3})))
         self.assertEqual([s["geni_allocation_status"] for s in struct["value"]["geni_slivers"]], ["geni_provisioned"] * 3)
         self.assertEqual({s["call"] for s in read_statistics(struct["value"]["geni_rspec"])}, {"Provision"})
-        struct = self.done(run(self.sm.PerformOperationalAction(self.alice, [SLICE], ["cred"], "geni_start", {})))
+        struct = self.done(run(self.sm.PerformOperationalAction(self.called_by(self.alice, ["cred"]), [SLICE], "geni_start", {})))
         self.assertEqual([s["geni_operational_status"] for s in struct["value"]], ["geni_ready"] * 3)
         self.assertEqual(self.ams[1].last("PerformOperationalAction").params[2], "geni_start")
 
     def test_shutdown(self) -> None:
         """Shutdown goes to every aggregate and is true when all shut down."""
-        struct = self.done(run(self.sm.Shutdown(self.alice, SLICE, ["cred"], {})))
+        struct = self.done(run(self.sm.Shutdown(self.called_by(self.alice, ["cred"]), SLICE, {})))
         self.assertIs(struct["value"], True)
         self.assertEqual([a.methods().count("Shutdown") for a in self.ams], [1, 1, 1])
         self.ams[0].mode = "dead"
-        struct = self.done(run(self.sm.Shutdown(self.alice, SLICE, ["cred"], {})))
+        struct = self.done(run(self.sm.Shutdown(self.called_by(self.alice, ["cred"]), SLICE, {})))
         self.assertIs(struct["value"], False)
         self.assertNotEqual(struct["code"]["geni_code"], 0)
 
@@ -342,14 +343,14 @@ class MergeTests(Base):
         """A success whose value has the wrong shape counts as that aggregate's error."""
         self.ams[0]._Status = lambda *args: {"code": {"geni_code": 0}, "value": "oops"}  # type: ignore[method-assign]
         self.allocate_everywhere()
-        struct = self.done(run(self.sm.Status(self.alice, [SLICE], ["cred"], {})))
+        struct = self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {})))
         self.assertEqual(self.stats(struct)[am_urn("am1")]["status"], "error")
         self.assertIn("malformed reply", struct["output"])
 
     def test_statistics_member(self) -> None:
         """Non-RSpec results carry geniam_statistics with one entry per aggregate."""
         self.allocate_everywhere()
-        struct = self.done(run(self.sm.Delete(self.alice, [SLICE], ["cred"], {})))
+        struct = self.done(run(self.sm.Delete(self.called_by(self.alice, ["cred"]), [SLICE], {})))
         statistics = struct["geniam_statistics"]
         self.assertEqual(statistics["call"], "Delete")
         self.assertEqual([(s["name"], s["url"], s["status"], s["elapsed"]) for s in statistics["aggregates"]],
@@ -363,7 +364,7 @@ class RoutingTests(Base):
         """Status of am2's slivers is sent to am2 only, with only those URNs."""
         allocated = self.allocate_everywhere()["value"]["geni_slivers"]
         am2_sliver = [s["geni_sliver_urn"] for s in allocated if "am2.example" in s["geni_sliver_urn"]]
-        struct = self.done(run(self.sm.Status(self.alice, am2_sliver, ["cred"], {})))
+        struct = self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), am2_sliver, {})))
         self.assertEqual([a.methods().count("Status") for a in self.ams], [0, 1, 0])
         self.assertEqual(self.ams[1].last("Status").params[0], am2_sliver)
         self.assertEqual([s["name"] for s in struct["geniam_statistics"]["aggregates"]], [am_urn("am2")])
@@ -371,14 +372,14 @@ class RoutingTests(Base):
     def test_slivers_of_two_aggregates(self) -> None:
         """Slivers of two aggregates are split between them."""
         allocated = [s["geni_sliver_urn"] for s in self.allocate_everywhere()["value"]["geni_slivers"]]
-        self.done(run(self.sm.Delete(self.alice, [allocated[2], allocated[0]], ["cred"], {})))
+        self.done(run(self.sm.Delete(self.called_by(self.alice, ["cred"]), [allocated[2], allocated[0]], {})))
         self.assertEqual(self.ams[0].last("Delete").params[0], [allocated[0]])
         self.assertEqual(self.ams[2].last("Delete").params[0], [allocated[2]])
         self.assertNotIn("Delete", self.ams[1].methods())
 
     def test_unknown_authority(self) -> None:
         """A sliver no aggregate minted is SEARCHFAILED, and nothing is called."""
-        d = run(self.sm.Status(self.alice, ["urn:publicid:IDN+nowhere.example+sliver+s1"], ["cred"], {}))
+        d = run(self.sm.Status(self.called_by(self.alice, ["cred"]), ["urn:publicid:IDN+nowhere.example+sliver+s1"], {}))
         failure = self.failureResultOf(d, GeniError)
         self.assertEqual(failure.value.code, GeniCode.SEARCHFAILED)
         self.assertIn("nowhere.example", failure.value.output)
@@ -386,29 +387,29 @@ class RoutingTests(Base):
 
     def test_list_resources_is_not_describe(self) -> None:
         """ListResources refuses the v2 option geni_slice_urn and needs geni_rspec_version."""
-        d = run(self.sm.ListResources(self.alice, ["cred"], {"geni_rspec_version": GENI_V3, "geni_slice_urn": SLICE}))
+        d = run(self.sm.ListResources(self.called_by(self.alice, ["cred"]), {"geni_rspec_version": GENI_V3, "geni_slice_urn": SLICE}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
-        d = run(self.sm.ListResources(self.alice, ["cred"], {}))
+        d = run(self.sm.ListResources(self.called_by(self.alice, ["cred"]), {}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
-        d = run(self.sm.ListResources(self.alice, ["cred"], {"geni_rspec_version": {"type": "ProtoGENI", "version": "2"}}))
+        d = run(self.sm.ListResources(self.called_by(self.alice, ["cred"]), {"geni_rspec_version": {"type": "ProtoGENI", "version": "2"}}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADVERSION)
 
     def test_bad_expiration_time(self) -> None:
         """A Renew time that is not RFC 3339 is BADARGS before any aggregate is called."""
-        d = run(self.sm.Renew(self.alice, [SLICE], ["cred"], "tomorrow", {}))
+        d = run(self.sm.Renew(self.called_by(self.alice, ["cred"]), [SLICE], "tomorrow", {}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
         self.assertEqual(sum(a.methods().count("Renew") for a in self.ams), 0)
 
     def test_bad_action(self) -> None:
         """An empty action is BADARGS."""
-        d = run(self.sm.PerformOperationalAction(self.alice, [SLICE], ["cred"], "", {}))
+        d = run(self.sm.PerformOperationalAction(self.called_by(self.alice, ["cred"]), [SLICE], "", {}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
 
     def test_bad_urns(self) -> None:
         """Malformed urns are BADARGS."""
-        d = run(self.sm.Status(self.alice, [SLICE, "urn:publicid:IDN+am1.example+sliver+s1"], ["cred"], {}))
+        d = run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE, "urn:publicid:IDN+am1.example+sliver+s1"], {}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
-        d = run(self.sm.Describe(self.alice, [SLICE], ["cred"], {}))
+        d = run(self.sm.Describe(self.called_by(self.alice, ["cred"]), [SLICE], {}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
 
 
@@ -418,14 +419,14 @@ class LoopPreventionTests(Base):
     def test_caller_peer_is_left_out(self) -> None:
         """A call from am1 goes to am2 and am3 only."""
         caller = Caller(am_urn("am1"))
-        struct = self.done(run(self.sm.Shutdown(caller, SLICE, ["cred"], {})))
+        struct = self.done(run(self.sm.Shutdown(self.called_by(caller, ["cred"]), SLICE, {})))
         self.assertEqual([a.methods().count("Shutdown") for a in self.ams], [0, 1, 1])
         self.assertNotIn(am_urn("am1"), self.stats(struct))
 
     def test_urn_comparison_ignores_case(self) -> None:
         """The caller's URN is compared the GENI way (authority case-insensitive)."""
         caller = Caller(am_urn("AM2").replace("AM2.example", "Am2.Example"))
-        self.done(run(self.sm.Shutdown(caller, SLICE, ["cred"], {})))
+        self.done(run(self.sm.Shutdown(self.called_by(caller, ["cred"]), SLICE, {})))
         self.assertEqual(self.ams[1].methods().count("Shutdown"), 0)
 
     def test_never_to_itself(self) -> None:
@@ -434,12 +435,12 @@ class LoopPreventionTests(Base):
         me = FakeAggregate("sm", clock, urn=SM_URN)
         other = FakeAggregate("am1", clock)
         sm, _ = make_sm([me, other], clock)
-        self.successResultOf(run(sm.Shutdown(self.alice, SLICE, ["cred"], {})))
+        self.successResultOf(run(sm.Shutdown(called_by(self.alice, ["cred"]), SLICE, {})))
         self.assertEqual((me.methods().count("Shutdown"), other.methods().count("Shutdown")), (0, 1))
 
     def test_slivers_of_the_caller_are_not_sent_back(self) -> None:
         """Slivers minted by the calling aggregate are not routed back to it."""
-        d = run(self.sm.Status(Caller(am_urn("am1")), ["urn:publicid:IDN+am1.example+sliver+s1"], ["cred"], {}))
+        d = run(self.sm.Status(self.called_by(Caller(am_urn("am1")), ["cred"]), ["urn:publicid:IDN+am1.example+sliver+s1"], {}))
         failure = self.failureResultOf(d, GeniError)
         self.assertIn("not forwarded back", failure.value.output)
 
@@ -451,7 +452,7 @@ class LoopPreventionTests(Base):
         am1 = FakeAggregate("am1", clock)
         sm, _ = make_sm([peer_sm, am1], clock)
         self.assertTrue(sm.records[0].is_slice_manager)
-        self.successResultOf(run(sm.Status(Caller(peer_sm.urn), [SLICE], ["cred"], {})))
+        self.successResultOf(run(sm.Status(called_by(Caller(peer_sm.urn), ["cred"]), [SLICE], {})))
         self.assertEqual((peer_sm.methods().count("Status"), am1.methods().count("Status")), (0, 1))
 
 
@@ -466,12 +467,12 @@ class PeerLearningTests(SynchronousTestCase):
         sm, _ = make_sm([am1, am2], clock)
         self.assertFalse(sm.records[1].known)
         am2.mode = "normal"
-        struct = self.successResultOf(run(sm.Shutdown(Caller(ALICE), SLICE, ["cred"], {})))
+        struct = self.successResultOf(run(sm.Shutdown(called_by(Caller(ALICE), ["cred"]), SLICE, {})))
         stats = {s["url"]: s for s in struct["geniam_statistics"]["aggregates"]}
         self.assertIn("its URN is unknown", stats[am2.url]["exception"])
         self.assertNotIn("Shutdown", am2.methods())
         self.assertTrue(sm.records[1].known)
-        self.successResultOf(run(sm.Shutdown(Caller(ALICE), SLICE, ["cred"], {})))
+        self.successResultOf(run(sm.Shutdown(called_by(Caller(ALICE), ["cred"]), SLICE, {})))
         self.assertIn("Shutdown", am2.methods())
 
     def test_configured_urn(self) -> None:
@@ -479,9 +480,8 @@ class PeerLearningTests(SynchronousTestCase):
         clock = Clock()
         am1 = FakeAggregate("am1", clock)
         from geniam.managers.slice import SliceManager, SliceManagerInfo
-        from tests.test_slice_support import FakeForwarder
 
-        sm = SliceManager([am1], clock, FakeForwarder(), SliceManagerInfo(SM_URN, SM_URL), peer_urns={am1.url: am_urn("other")})
+        sm = SliceManager([am1], clock, SliceManagerInfo(SM_URN, SM_URL), peer_urns={am1.url: am_urn("other")})
         self.assertEqual(sm.records[0].urn, am_urn("other"))
         self.successResultOf(sm.start())
         self.assertIn("configured as", sm.records[0].version_error.output)  # type: ignore[union-attr]
@@ -505,7 +505,7 @@ class CredentialTests(Base):
     def test_refusal_before_any_call(self) -> None:
         """A FORBIDDEN from the forwarder is the answer, and no aggregate is called."""
         self.forwarder.refuse = GeniError(GeniCode.FORBIDDEN, "delegate your slice credential to the slice manager")
-        failure = self.failureResultOf(run(self.sm.Status(self.alice, [SLICE], ["cred"], {})), GeniError)
+        failure = self.failureResultOf(run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {})), GeniError)
         self.assertEqual(failure.value.code, GeniCode.FORBIDDEN)
         self.failureResultOf(self.ask(), GeniError)
         self.assertEqual(sum(len(a.calls) - 1 for a in self.ams), 0)
@@ -517,7 +517,7 @@ class CredentialTests(Base):
             return Forwarding(("sf", "slice"), SPEAKS_FOR, slice_urn, ALICE)
 
         self.forwarder.for_slice = speaks_for  # type: ignore[method-assign]
-        self.done(run(self.sm.Status(self.alice, [SLICE], ["cred"], {"geni_speaking_for": "someone"})))
+        self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), [SLICE], {"geni_speaking_for": "someone"})))
         call = self.ams[0].last("Status")
         self.assertEqual(call.params[1], ["sf", "slice"])
         self.assertEqual(call.options["geni_speaking_for"], ALICE)
@@ -531,5 +531,5 @@ class CredentialTests(Base):
             return Forwarding(tuple(credentials), "delegation", SLICE)
 
         self.forwarder.for_slice = record  # type: ignore[method-assign]
-        self.done(run(self.sm.Status(self.alice, ["urn:publicid:IDN+am1.example+sliver+s9"], ["cred"], {})))
+        self.done(run(self.sm.Status(self.called_by(self.alice, ["cred"]), ["urn:publicid:IDN+am1.example+sliver+s9"], {})))
         self.assertEqual(seen, [None])

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.replay import CallReplay
 from geniam.managers.shared import Shared
-from tests.test_slice_support import ALICE, GENI_V3, SLICE, Caller, FakeAggregate, am_urn, make_sm, request
+from tests.test_slice_support import ALICE, GENI_V3, SLICE, Caller, FakeAggregate, am_urn, called_by, make_sm, request
 
 
 class SharedTests(SynchronousTestCase):
@@ -144,7 +144,7 @@ class SliceManagerReplayTests(SynchronousTestCase):
 
     def allocate(self, caller: Any, call_id: str | None) -> Deferred[Any]:
         options = {} if call_id is None else {"call_id": call_id}
-        return Deferred.fromCoroutine(self.sm.Allocate(caller, SLICE, [], request("am1"), options))
+        return Deferred.fromCoroutine(self.sm.Allocate(called_by(caller, []), SLICE, request("am1"), options))
 
     def test_repeated_allocate_returns_the_original(self) -> None:
         """A repeated Allocate is not forwarded again and returns the first manifest and slivers, never ''."""
@@ -192,10 +192,10 @@ class SliceManagerReplayTests(SynchronousTestCase):
 
     def test_replayed_error(self) -> None:
         """A repeat of a refused call gets the same refusal."""
-        d = Deferred.fromCoroutine(self.sm.Allocate(self.alice, "not a urn", [], request("am1"), {"call_id": "c-5"}))
+        d = Deferred.fromCoroutine(self.sm.Allocate(called_by(self.alice, []), "not a urn", request("am1"), {"call_id": "c-5"}))
         first = self.failureResultOf(d, GeniError)
         again = self.failureResultOf(
-            Deferred.fromCoroutine(self.sm.Allocate(self.alice, "not a urn", [], request("am1"), {"call_id": "c-5"})),
+            Deferred.fromCoroutine(self.sm.Allocate(called_by(self.alice, []), "not a urn", request("am1"), {"call_id": "c-5"})),
             GeniError,
         )
         self.assertEqual(again.value.output, first.value.output)
@@ -203,16 +203,16 @@ class SliceManagerReplayTests(SynchronousTestCase):
     def test_list_resources_repeat(self) -> None:
         """ListResources repeats are answered from the replay too."""
         options = {"geni_rspec_version": GENI_V3, "call_id": "c-6", "cached": False}
-        d = Deferred.fromCoroutine(self.sm.ListResources(self.alice, [], options))
+        d = Deferred.fromCoroutine(self.sm.ListResources(called_by(self.alice, []), options))
         self.clock.advance(1)
         first = self.successResultOf(d)
-        again = self.successResultOf(Deferred.fromCoroutine(self.sm.ListResources(self.alice, [], dict(options))))
+        again = self.successResultOf(Deferred.fromCoroutine(self.sm.ListResources(called_by(self.alice, []), dict(options))))
         self.assertEqual(again["value"], first["value"])
         self.assertEqual(self.am1.methods().count("ListResources"), 1)
 
     def test_bad_call_id(self) -> None:
         """A call_id that is not a string is refused."""
-        d = Deferred.fromCoroutine(self.sm.Status(self.alice, [SLICE], [], {"call_id": 5}))
+        d = Deferred.fromCoroutine(self.sm.Status(called_by(self.alice, []), [SLICE], {"call_id": 5}))
         self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
 
 
@@ -225,9 +225,9 @@ class LoopTests(SynchronousTestCase):
         am1 = FakeAggregate("am1", clock, delay=1.0)
         peer_sm = FakeAggregate("sm2", clock, delay=1.0, urn="urn:publicid:IDN+sm2.example+authority+sm")
         sm, _ = make_sm([am1, peer_sm], clock)
-        user = Deferred.fromCoroutine(sm.Status(Caller(ALICE), [SLICE], [], {"call_id": "loop-1"}))
+        user = Deferred.fromCoroutine(sm.Status(called_by(Caller(ALICE), []), [SLICE], {"call_id": "loop-1"}))
         looped = Deferred.fromCoroutine(
-            sm.Status(Caller("urn:publicid:IDN+sm2.example+authority+sm"), [SLICE], [], {"call_id": "loop-1"})
+            sm.Status(called_by(Caller("urn:publicid:IDN+sm2.example+authority+sm"), []), [SLICE], {"call_id": "loop-1"})
         )
         failure = self.failureResultOf(looped, GeniError)
         self.assertEqual(failure.value.code, GeniCode.REFUSED)

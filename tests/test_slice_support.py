@@ -1,7 +1,8 @@
 """
-In-memory aggregates, callers and forwarders for the slice manager's
-tests, and L{SliceManagerCase}, their common set-up; this module holds no
-tests itself.
+In-memory aggregates, callers and forwarding policies for the slice
+manager's tests, the call contexts they make (L{called_by}), and
+L{SliceManagerCase}, their common set-up; this module holds no tests
+itself.
 
 A L{FakeAggregate} answers the AM API v3 calls the way an aggregate does
 (small GENI v3 documents, slivers kept per slice) and can be made slow,
@@ -19,12 +20,15 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from geniam.errors import GeniCode, GeniError, error_struct, success_struct
-from geniam.managers.forwarding import DELEGATION, OWN, Forwarding
+from geniam.interfaces import IAuthorizer, IForwardingPolicy
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
 from geniam.managers.undo import UndoJournal
 from geniam.protocols.peer import PeerConnectionError
+from geniam.trust.context import CallContext
+from geniam.trust.forwarding import DELEGATION, OWN, Forwarding
 from geniam.urn import parse_urn
 
 NS = "http://www.geni.net/resources/rspec/3"
@@ -231,6 +235,7 @@ class FakeAggregate:
         return success_struct(True)
 
 
+@implementer(IForwardingPolicy)
 @dataclass
 class FakeForwarder:
     """
@@ -255,6 +260,23 @@ class FakeForwarder:
         return Forwarding(tuple(credentials), DELEGATION, slice_urn or SLICE)
 
 
+@implementer(IAuthorizer)
+class UnaskedAuthorizer:
+    """The slice manager asks only its forwarding policy: an authorizer that fails any call it gets."""
+
+    def authorize(self, peer: Any, credentials: Any, method: str, target_urn: str | None = None, options: Any = None) -> Deferred[Any]:
+        """Fail: the slice manager should not have asked."""
+        return fail(GeniError(GeniCode.SERVERERROR, "the slice manager asked the authorizer directly"))
+
+
+def called_by(caller: Any, credentials: Any = (), forwarder: FakeForwarder | None = None) -> CallContext:
+    """
+    The context of a call by C{caller} presenting C{credentials}, whose
+    forwarding is decided by C{forwarder} (a fresh L{FakeForwarder} if C{None}).
+    """
+    return CallContext(caller, list(credentials), UnaskedAuthorizer(), FakeForwarder() if forwarder is None else forwarder)
+
+
 def make_sm(
     aggregates: list[FakeAggregate],
     clock: Clock,
@@ -272,7 +294,6 @@ def make_sm(
     sm = SliceManager(
         aggregates,
         clock,
-        forwarder,
         SliceManagerInfo(SM_URN, SM_URL),
         SliceManagerSettings(**settings),
         new_call_id=new_call_id or iter(f"generated-{i}" for i in range(10**6)).__next__,
@@ -305,3 +326,7 @@ class SliceManagerCase(SynchronousTestCase):
         self.ams = [FakeAggregate(name, self.clock, self.delay) for name in self.names]
         self.sm, self.forwarder = make_sm(self.ams, self.clock, **self.settings)
         self.alice = Caller(ALICE)
+
+    def called_by(self, caller: Any, credentials: Any = ()) -> CallContext:
+        """The context of a call by C{caller}, decided by this case's forwarder."""
+        return called_by(caller, credentials, self.forwarder)

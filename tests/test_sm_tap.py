@@ -17,7 +17,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.managers.forwarding import CredentialForwarder
+from geniam.trust.forwarding import CredentialForwarder
 from geniam.tap.common import ThreadPoolService
 from geniam.tap.failfast import StartupGuard
 from geniam.tap.sm import Options, SliceManagerService, build, parse_aggregate, read_credentials
@@ -112,9 +112,12 @@ class ServiceTreeTests(SynchronousTestCase):
         self.assertEqual(service.manager.records[1].urn, AM1)
         self.assertEqual(service.policy.expected_urns, {"b.example:8001": AM1})
         self.assertTrue(os.path.isdir(os.path.join(data, "trust")))
-        forwarder = service.manager._forwarder
+        forwarder = service.forwarding
         self.assertIsInstance(forwarder, CredentialForwarder)
-        self.assertEqual(len(forwarder.own_credentials), 1)  # type: ignore[attr-defined]
+        self.assertEqual(len(forwarder.own_credentials), 1)
+        context = service.contexts(service.trust.identity.gid, [])
+        self.assertIs(context.forwarding, forwarder)
+        self.assertIs(context.authorizer, service.verifier)
         self.assertEqual(reactor.tcpServers + reactor.sslServers, [])
         self.assertIsNone(service.port)
 

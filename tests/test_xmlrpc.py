@@ -273,6 +273,38 @@ class DispatchTests(SynchronousTestCase):
         self.assertRaises(ValueError, GeniXmlRpcResource, self.api, lambda r: None, threadpool=InlineThreadPool())
 
 
+class ContextDispatchTests(SynchronousTestCase):
+    """With a context factory, the credentials leave the arguments and arrive in the call's context."""
+
+    def setUp(self) -> None:
+        self.api = RecordingApi()
+        self.made: list[tuple[Any, list[Any]]] = []
+
+        def contexts(caller: Any, credentials: Any) -> tuple[str, Any]:
+            self.made.append((caller, credentials))
+            return ("context", caller)
+
+        self.server = ServerHarness(self.api, contexts=contexts)
+
+    def test_every_method_gets_a_context(self) -> None:
+        """Each method gets the context of (the identified caller, its credentials) and its other arguments in order."""
+        for method, args in VALID_ARGS.items():
+            self.server.call(method, *args)
+            params = API_V3_SIGNATURES[method].params
+            credentials = [a for p, a in zip(params, args) if p.name == "credentials"]
+            rest = [a for p, a in zip(params, args) if p.name != "credentials"]
+            self.assertEqual(self.made[-1], ("alice", credentials[0] if credentials else []), method)
+            self.assertEqual(self.api.calls[-1], (method, ("context", "alice"), *rest))
+        self.assertEqual(len(self.made), 10)
+
+    def test_bad_credentials_refused_before_any_context(self) -> None:
+        """A credentials argument that is not an array is BADARGS; no context is made and the API is not called."""
+        reply = self.server.call("Status", ["urn:publicid:IDN+x+slice+s"], "not a list", {})
+        self.assertEqual(geni_code(reply), GeniCode.BADARGS)
+        self.assertIn("credentials", reply["output"])
+        self.assertEqual((self.made, self.api.calls), ([], []))
+
+
 class ErrorReplyTests(SynchronousTestCase):
     """Failures become GENI structs; faults are kept for malformed XML-RPC."""
 

@@ -135,6 +135,13 @@ class SignatureTests(SynchronousTestCase):
         """A required parameter after an optional one is a definition error."""
         self.assertRaises(ValueError, Signature, (Param("a", string, default=str), Param("b", string)))
 
+    def test_presented(self) -> None:
+        """The credentials are split from the other bound values, which keep their order; none for GetVersion."""
+        allocate = API_V3_SIGNATURES["Allocate"]
+        bound = allocate.bind("Allocate", ["urn:publicid:IDN+x+slice+s", [CRED], "<rspec/>", {}])
+        self.assertEqual(allocate.presented(bound), ([CRED], ["urn:publicid:IDN+x+slice+s", "<rspec/>", {}]))
+        self.assertEqual(API_V3_SIGNATURES["GetVersion"].presented([{}]), ([], [{}]))
+
     def test_usage(self) -> None:
         """The usage text marks optional parameters."""
         self.assertEqual(API_V3_SIGNATURES["GetVersion"].usage("GetVersion"), "GetVersion([options])")

@@ -16,7 +16,6 @@ the advertised schedule and whether the aggregate answered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -29,6 +28,7 @@ from geniam.calendar.schedule import IslandRow, IslandState, Schedule, blocks_fr
 from geniam.client import GENI_V3, value_of
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IScheduleSource, IStore
+from geniam.trust.context import CallContext
 
 _STATES = {
     OperationalState.READY: (IslandState.IN_SLOT, "configured for the slot"),
@@ -108,19 +108,18 @@ class FederationScheduleSource:
     Every island behind a slice manager, from its merged advertisement.
 
     @param manager: the slice manager (its C{ListResources} and C{records}).
-    @param caller: the slice manager's own certificate (the caller of its
-        own ListResources).
-    @param credentials: its own credentials, as AM API v3 structs.
+    @param context: the context of the slice manager's call of its own
+        ListResources: its own certificate and credentials
+        (L{geniam.trust.context.CallContext}).
     @param clock: gives the time.
     @param title: the page's title.
     """
 
     def __init__(
-        self, manager: Any, caller: Any, credentials: Sequence[Any], clock: IReactorTime, title: str = "Federation"
+        self, manager: Any, context: CallContext, clock: IReactorTime, title: str = "Federation"
     ) -> None:
         self._manager = manager
-        self._caller = caller
-        self._credentials = list(credentials)
+        self._context = context
         self._clock = clock
         self._title = title
 
@@ -131,7 +130,7 @@ class FederationScheduleSource:
     async def _schedule(self) -> Schedule:
         expected = [record.name for record in self._manager.records]
         try:
-            struct = await self._manager.ListResources(self._caller, self._credentials, {"geni_rspec_version": GENI_V3})
+            struct = await self._manager.ListResources(self._context, {"geni_rspec_version": GENI_V3})
             rspec = value_of(struct)
             if not isinstance(rspec, str):
                 raise GeniError(GeniCode.ERROR, "the merged advertisement is not a document")

@@ -3,8 +3,9 @@
 The GENI AM API v3 on top of an island resource manager.
 
 L{AggregateManager} is the object the XML-RPC resource dispatches to: each
-method takes the verified caller (a L{GID}) and the call's arguments, checks
-the credentials through the trust layer, reads the options strictly, asks
+method takes the call's context (L{CallContext}: the verified caller and
+what it presented) and the call's other arguments, reads the options
+strictly, asks the context for a L{Grant} once it knows the slice, asks
 the resource manager, and answers with the GENI return struct. Expected
 failures are raised as L{GeniError}; the transport turns them into structs.
 
@@ -28,7 +29,7 @@ from twisted.logger import Logger
 from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
 from geniam.managers.sliverstatus import geni_allocation_status, geni_expires, geni_operational_status
 from geniam.errors import GeniCode, GeniError, success_struct
-from geniam.interfaces import IAuthorizer, IResourceManager
+from geniam.interfaces import IResourceManager
 from geniam.managers.arguments import (
     Target,
     flag,
@@ -49,6 +50,7 @@ from geniam.rspec.manifest import ManifestBooking, ManifestUser, build_manifest
 from geniam.rspec.request import parse_request
 from geniam.rspec.resources import IslandResources
 from geniam.timeutil import format_time, parse_time
+from geniam.trust.context import CallContext
 from geniam.trust.gid import GID
 from geniam.trust.verdicts import Grant
 from geniam.urn import parse_urn
@@ -135,7 +137,6 @@ class AggregateManager:
     The ten AM API v3 methods for one island.
 
     @param resource_manager: the island's L{IResourceManager}.
-    @param authorizer: decides what the caller may do (L{IAuthorizer}).
     @param info: the aggregate's URN and URL.
     @param clock: the reactor's clock.
     """
@@ -145,13 +146,11 @@ class AggregateManager:
     def __init__(
         self,
         resource_manager: IResourceManager,
-        authorizer: IAuthorizer,
         info: AggregateInfo,
         clock: IReactorTime,
     ) -> None:
         parse_urn(info.urn)
         self.rm = resource_manager
-        self.authorizer = authorizer
         self.info = info
         self._clock = clock
         self._resources: tuple[Inventory, IslandResources] | None = None
@@ -166,12 +165,6 @@ class AggregateManager:
             )
             self._resources = (inventory, resources)
         return self._resources[1]
-
-    async def _authorize(
-        self, caller: GID, credentials: list[Any], method: str, slice_urn: str | None, options: dict[str, Any]
-    ) -> Grant:
-        grant: Grant = await self.authorizer.authorize(caller, credentials, method, slice_urn, options)
-        return grant
 
     async def _resolve(self, urns: Any, allow_empty: bool = False) -> tuple[str, list[Booking]]:
         """
@@ -221,7 +214,7 @@ class AggregateManager:
 
     # The API.
 
-    async def GetVersion(self, caller: GID, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def GetVersion(self, context: CallContext, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """
         Describe this aggregate; needs no credential. Besides the standard
         fields: C{geniam_actions}, C{geniam_limits} (the most VLAN entries,
@@ -240,10 +233,10 @@ class AggregateManager:
             geniam_controller_networks=networks,
         )
 
-    async def ListResources(self, caller: GID, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def ListResources(self, context: CallContext, options: dict[str, Any]) -> dict[str, Any]:
         """The island's advertisement: switches, links and booked slots."""
         options = options_struct(options)
-        await self._authorize(caller, credentials, "ListResources", None, options)
+        await context.authorize("ListResources", None, options)
         if "geni_slice_urn" in options:
             raise GeniError(GeniCode.BADARGS, "geni_slice_urn is not an AM API v3 option; use Describe")
         rspec_version(options, SUPPORTED_RSPECS)
@@ -255,14 +248,12 @@ class AggregateManager:
         ad = build_advertisement(resources, [(s.start, s.end) for s in booked], now, available_only=available)
         return success_struct(compress_rspec(ad) if compressed else ad)
 
-    async def Describe(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Describe(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The manifest and sliver states of a slice or some of its slivers."""
         options = options_struct(options)
         rspec_version(options, SUPPORTED_RSPECS)
         compressed = flag(options, "geni_compressed")
-        slice_urn, bookings, _ = await self._resolve_authorized(
-            caller, urns, credentials, "Describe", options, True
-        )
+        slice_urn, bookings, _ = await self._resolve_authorized(context, urns, "Describe", options, True)
         manifest = build_manifest(await self._island(), [manifest_booking(b) for b in bookings], self._clock.seconds())
         return success_struct(
             {
@@ -274,33 +265,32 @@ class AggregateManager:
 
     async def _resolve_authorized(
         self,
-        caller: GID,
+        context: CallContext,
         urns: Any,
-        credentials: list[Any],
         method: str,
         options: dict[str, Any],
         allow_empty: bool = False,
     ) -> tuple[str, list[Booking], Grant]:
         """
-        Check the credentials against the slice that C{urns} names and
+        Ask the context for a grant on the slice that C{urns} names and
         find its bookings. For sliver URNs the slice is found first.
         """
         target = target_urns(urns)
         if target.slice_urn is not None:
-            grant = await self._authorize(caller, credentials, method, target.slice_urn, options)
+            grant = await context.authorize(method, target.slice_urn, options)
             slice_urn, bookings = await self._resolve(urns, allow_empty)
             return slice_urn, bookings, grant
         slice_urn, bookings = await self._resolve(urns, allow_empty)
-        grant = await self._authorize(caller, credentials, method, slice_urn, options)
+        grant = await context.authorize(method, slice_urn, options)
         return slice_urn, bookings, grant
 
     async def Allocate(
-        self, caller: GID, slice_urn: Any, credentials: list[Any], rspec: Any, options: dict[str, Any]
+        self, context: CallContext, slice_urn: Any, rspec: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Book the island for the slot the request names (temporary until provisioned)."""
         options = options_struct(options)
         slice_urn = str(parse_urn(slice_urn, "slice"))
-        grant = await self._authorize(caller, credentials, "Allocate", slice_urn, options)
+        grant = await context.authorize("Allocate", slice_urn, options)
         if not isinstance(rspec, str):
             raise GeniError(GeniCode.BADARGS, "rspec must be a string")
         request = parse_request(rspec, self.info.urn)
@@ -336,21 +326,21 @@ class AggregateManager:
         return slot_argument(self._clock.seconds() if start is None else start, end)
 
     async def Renew(
-        self, caller: GID, urns: Any, credentials: list[Any], expiration_time: Any, options: dict[str, Any]
+        self, context: CallContext, urns: Any, expiration_time: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Move the end of the slivers' slots (conflict-checked)."""
         options = options_struct(options)
         end = parse_time(expiration_time)
         best_effort = flag(options, "geni_best_effort")
         alap = flag(options, "geni_extend_alap")
-        _, bookings, grant = await self._resolve_authorized(caller, urns, credentials, "Renew", options)
+        _, bookings, grant = await self._resolve_authorized(context, urns, "Renew", options)
 
         async def renew(chosen: list[Booking]) -> list[Booking]:
             return list(await self.rm.renew(chosen, end, grant.expires, alap))
 
         return success_struct(await self._each(bookings, best_effort, renew))
 
-    async def Provision(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Provision(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Approve allocated slivers with the users' parameters, or update provisioned ones."""
         options = options_struct(options)
         rspec_version(options, SUPPORTED_RSPECS)
@@ -362,7 +352,7 @@ class AggregateManager:
             raise GeniError(GeniCode.BADARGS, "option geniam_vlans must be a struct {testbed VLAN: island VLAN}")
         start = optional_time(options, "geniam_start_time")
         end = optional_time(options, "geniam_end_time")
-        _, bookings, grant = await self._resolve_authorized(caller, urns, credentials, "Provision", options)
+        _, bookings, grant = await self._resolve_authorized(context, urns, "Provision", options)
         user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
 
         async def provision(chosen: list[Booking]) -> list[Booking]:
@@ -378,17 +368,17 @@ class AggregateManager:
         manifest = build_manifest(await self._island(), [manifest_booking(b) for b in current], self._clock.seconds())
         return success_struct({"geni_rspec": manifest, "geni_slivers": infos})
 
-    async def Status(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Status(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The allocation and operational state of each sliver."""
         options = options_struct(options)
-        slice_urn, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Status", options)
+        slice_urn, bookings, _ = await self._resolve_authorized(context, urns, "Status", options)
         return success_struct(
             {"geni_urn": slice_urn, "geni_slivers": [sliver_info(b, with_error=True) for b in bookings]},
             waiting_note(bookings, self._clock.seconds()),
         )
 
     async def PerformOperationalAction(
-        self, caller: GID, urns: Any, credentials: list[Any], action: Any, options: dict[str, Any]
+        self, context: CallContext, urns: Any, action: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """geni_start, geni_stop, geni_restart or geni_update_users."""
         options = options_struct(options)
@@ -400,9 +390,7 @@ class AggregateManager:
         users = users_option(options)
         if action == "geni_update_users" and users is None:
             raise GeniError(GeniCode.BADARGS, "geni_update_users needs the geni_users option")
-        _, bookings, _ = await self._resolve_authorized(
-            caller, urns, credentials, "PerformOperationalAction", options
-        )
+        _, bookings, _ = await self._resolve_authorized(context, urns, "PerformOperationalAction", options)
         user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
 
         acted: list[Booking] = []
@@ -416,7 +404,7 @@ class AggregateManager:
         note = waiting_note(acted, self._clock.seconds()) if action in ("geni_start", "geni_restart") else ""
         return success_struct(infos, note)
 
-    async def Delete(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Delete(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """
         Release the slivers (resetting the gateway first if their slot has
         started). Deleting a slice with nothing live here succeeds with an
@@ -424,7 +412,7 @@ class AggregateManager:
         """
         options = options_struct(options)
         best_effort = flag(options, "geni_best_effort")
-        _, bookings, _ = await self._resolve_authorized(caller, urns, credentials, "Delete", options, True)
+        _, bookings, _ = await self._resolve_authorized(context, urns, "Delete", options, True)
 
         async def delete(chosen: list[Booking]) -> list[Booking]:
             return list(await self.rm.delete(chosen))
@@ -441,11 +429,11 @@ class AggregateManager:
             ]
         )
 
-    async def Shutdown(self, caller: GID, slice_urn: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Shutdown(self, context: CallContext, slice_urn: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Stop the slice at once and refuse further changes to it."""
         options = options_struct(options)
         slice_urn = str(parse_urn(slice_urn, "slice"))
-        await self._authorize(caller, credentials, "Shutdown", slice_urn, options)
+        await context.authorize("Shutdown", slice_urn, options)
         await self.rm.shutdown(slice_urn)
         return success_struct(True)
 

@@ -45,7 +45,9 @@ slice manager itself; every forwarded call carries a C{call_id} (the
 caller's or a fresh one), and a peer sending back a C{call_id} this slice
 manager is forwarding is refused with REFUSED.
 
-Credentials: see L{geniam.managers.forwarding}.
+Credentials: each method takes the call's context
+(L{geniam.trust.context.CallContext}) and asks it what to forward once it
+knows the slice; the policy is L{geniam.trust.forwarding}.
 
 Extra return struct members: C{geniam_statistics} on every forwarded
 call (see L{geniam.managers.rollup}); C{geniam_undo} on an Allocate that
@@ -78,7 +80,6 @@ from geniam.managers.adcache import DEFAULT_PARTIAL_TTL, AdvertisementCache, Fet
 from geniam.managers.arguments import Target, flag, options_struct, rspec_version, target_urns
 from geniam.managers.breaker import BreakerState, CircuitBreaker
 from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
-from geniam.managers.forwarding import Forwarder, Forwarding
 from geniam.managers.health import (
     DEFAULT_HUNG_AFTER,
     DEFAULT_PROBE_INTERVAL,
@@ -103,6 +104,8 @@ from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
 from geniam.timeutil import parse_time
+from geniam.trust.context import CallContext
+from geniam.trust.forwarding import Forwarding
 from geniam.urn import URN, parse_urn
 
 _T = TypeVar("_T")
@@ -189,11 +192,16 @@ class _Call:
     """One incoming call on its way through the slice manager."""
 
     method: str
-    caller: Any
+    context: CallContext
     options: dict[str, Any]
     call_id: str
     deadline: float
     forwarded: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def caller(self) -> Any:
+        """The TLS client (the caller replay, loop checks and routing key on)."""
+        return self.context.peer
 
 
 def caller_urn(caller: Any) -> str | None:
@@ -252,7 +260,6 @@ class SliceManager:
         self,
         peers: Sequence[Peer],
         clock: IReactorTime,
-        forwarder: Forwarder,
         info: SliceManagerInfo,
         settings: SliceManagerSettings = SliceManagerSettings(),
         mergers: Mergers = Mergers(),
@@ -265,7 +272,6 @@ class SliceManager:
         """
         @param peers: the aggregates and slice managers to forward to.
         @param clock: gives the time; drives timeouts, the cache and the breakers.
-        @param forwarder: decides which credentials are sent (L{CredentialForwarder}).
         @param info: the slice manager's URN and URL.
         @param settings: timeouts, deadline, bounds.
         @param mergers: the RSpec merge and split functions.
@@ -284,7 +290,6 @@ class SliceManager:
         self.settings = settings
         self.mergers = mergers
         self._clock = clock
-        self._forwarder = forwarder
         self._threadpool = threadpool
         self._reactor = reactor
         self._new_call_id = new_call_id or (lambda: secrets.token_hex(16))
@@ -433,7 +438,7 @@ class SliceManager:
         result: _T = await deferToThreadPool(self._reactor, self._threadpool, function, *args)  # type: ignore[arg-type]
         return result
 
-    async def _once(self, method: str, caller: Any, options: Any, work: Callable[[_Call], Any]) -> dict[str, Any]:
+    async def _once(self, method: str, context: CallContext, options: Any, work: Callable[[_Call], Any]) -> dict[str, Any]:
         """Run C{work} for a call, answering repeats of its C{call_id} with the first answer."""
         options = options_struct(options)
         call_id = options.get(CALL_ID_OPTION)
@@ -442,7 +447,8 @@ class SliceManager:
         given = bool(call_id)
         if not call_id:
             call_id = self._new_call_id()
-        call = _Call(method, caller, options, call_id, self._clock.seconds() + self.settings.deadline)
+        call = _Call(method, context, options, call_id, self._clock.seconds() + self.settings.deadline)
+        caller = call.caller
         if not given:
             return await self._forwarding_call(call, work)  # type: ignore[no-any-return]
         key = (caller_key(caller), method, call_id)
@@ -553,7 +559,7 @@ class SliceManager:
 
     # --- GetVersion -----------------------------------------------------
 
-    async def GetVersion(self, caller: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def GetVersion(self, context: CallContext, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Describe this slice manager and its peers; not forwarded, needs no credential."""
         peers: dict[str, str] = {}
         states = []
@@ -571,18 +577,18 @@ class SliceManager:
 
     # --- ListResources --------------------------------------------------
 
-    async def ListResources(self, caller: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def ListResources(self, context: CallContext, options: dict[str, Any]) -> dict[str, Any]:
         """The merged advertisement of every peer (cached unless C{cached} is false)."""
-        return await self._once("ListResources", caller, options, lambda call: self._list_resources(call, credentials))
+        return await self._once("ListResources", context, options, lambda call: self._list_resources(call))
 
-    async def _list_resources(self, call: _Call, credentials: list[Any]) -> dict[str, Any]:
+    async def _list_resources(self, call: _Call) -> dict[str, Any]:
         options = call.options
         if "geni_slice_urn" in options:
             raise GeniError(GeniCode.BADARGS, "geni_slice_urn is not an AM API v3 option; use Describe")
         rspec_version(options, SUPPORTED_RSPECS)
         compressed = flag(options, "geni_compressed")
         use_cache = flag(options, CACHED_OPTION, True)
-        forwarding = await self._forwarder.for_resources(call.caller, credentials, options)
+        forwarding = await call.context.forwarding_for_resources(options)
         callable_, unknown, excluded = self._partition(call.caller)
         key = ad_cache_key(options, [r.key for r in excluded])
         forwarded = self._options_for(call, forwarding, drop=("geni_compressed",))
@@ -625,22 +631,22 @@ class SliceManager:
 
     # --- Describe, Provision, Status ------------------------------------
 
-    async def Describe(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Describe(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The merged manifest and sliver states of a slice or some of its slivers."""
-        return await self._once("Describe", caller, options, lambda call: self._manifest_call(call, urns, credentials))
+        return await self._once("Describe", context, options, lambda call: self._manifest_call(call, urns))
 
-    async def Provision(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Provision(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Provision at every aggregate concerned; the merged manifest of what was provisioned."""
-        return await self._once("Provision", caller, options, lambda call: self._manifest_call(call, urns, credentials))
+        return await self._once("Provision", context, options, lambda call: self._manifest_call(call, urns))
 
-    async def _manifest_call(self, call: _Call, urns: Any, credentials: list[Any]) -> dict[str, Any]:
+    async def _manifest_call(self, call: _Call, urns: Any) -> dict[str, Any]:
         rspec_version(call.options, SUPPORTED_RSPECS)
         compressed = call.method == "Describe" and flag(call.options, "geni_compressed")
         # A read answers with what the reachable aggregates said; a change keeps all or nothing.
         best_effort = call.method == "Describe" or flag(call.options, "geni_best_effort")
         target = target_urns(urns)
         slice_urn = target.slice_urn
-        forwarding = await self._forwarder.for_slice(call.caller, credentials, call.method, slice_urn, call.options)
+        forwarding = await call.context.forwarding_for_slice(call.method, slice_urn, call.options)
         plan, unknown = self._route(call, target)
         options = self._options_for(call, forwarding, drop=("geni_compressed",))
         calls = [PeerCall(r, call.method, (own, list(forwarding.credentials), options)) for r, own in plan]
@@ -665,14 +671,14 @@ class SliceManager:
         }
         return result_struct(call.method, outcomes, value, code, output)
 
-    async def Status(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Status(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """C{geni_urn} and the sliver states from every aggregate concerned."""
-        return await self._once("Status", caller, options, lambda call: self._status(call, urns, credentials))
+        return await self._once("Status", context, options, lambda call: self._status(call, urns))
 
-    async def _status(self, call: _Call, urns: Any, credentials: list[Any]) -> dict[str, Any]:
+    async def _status(self, call: _Call, urns: Any) -> dict[str, Any]:
         target = target_urns(urns)
         slice_urn = target.slice_urn
-        forwarding = await self._forwarder.for_slice(call.caller, credentials, "Status", slice_urn, call.options)
+        forwarding = await call.context.forwarding_for_slice("Status", slice_urn, call.options)
         plan, unknown = self._route(call, target)
         options = self._options_for(call, forwarding)
         calls = [PeerCall(r, "Status", (own, list(forwarding.credentials), options)) for r, own in plan]
@@ -691,19 +697,19 @@ class SliceManager:
     # --- Allocate -------------------------------------------------------
 
     async def Allocate(
-        self, caller: Any, slice_urn: Any, credentials: list[Any], rspec: Any, options: dict[str, Any]
+        self, context: CallContext, slice_urn: Any, rspec: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Send each aggregate its part of the request; the merged manifest of the new slivers."""
         return await self._once(
-            "Allocate", caller, options, lambda call: self._allocate(call, slice_urn, credentials, rspec)
+            "Allocate", context, options, lambda call: self._allocate(call, slice_urn, rspec)
         )
 
-    async def _allocate(self, call: _Call, slice_urn: Any, credentials: list[Any], rspec: Any) -> dict[str, Any]:
+    async def _allocate(self, call: _Call, slice_urn: Any, rspec: Any) -> dict[str, Any]:
         slice_urn = str(parse_urn(slice_urn, "slice"))
         if not isinstance(rspec, str):
             raise GeniError(GeniCode.BADARGS, "rspec must be a string")
         best_effort = flag(call.options, "geni_best_effort")
-        forwarding = await self._forwarder.for_slice(call.caller, credentials, "Allocate", slice_urn, call.options)
+        forwarding = await call.context.forwarding_for_slice("Allocate", slice_urn, call.options)
         callable_, unknown, excluded = self._partition(call.caller)
         try:
             parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
@@ -841,32 +847,32 @@ class SliceManager:
     # --- Renew, PerformOperationalAction, Delete, Shutdown --------------
 
     async def Renew(
-        self, caller: Any, urns: Any, credentials: list[Any], expiration_time: Any, options: dict[str, Any]
+        self, context: CallContext, urns: Any, expiration_time: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Renew at every aggregate concerned; the sliver lists joined, codes rolled up."""
         parse_time(expiration_time)
         return await self._once(
-            "Renew", caller, options, lambda call: self._list_call(call, urns, credentials, (expiration_time,))
+            "Renew", context, options, lambda call: self._list_call(call, urns, (expiration_time,))
         )
 
     async def PerformOperationalAction(
-        self, caller: Any, urns: Any, credentials: list[Any], action: Any, options: dict[str, Any]
+        self, context: CallContext, urns: Any, action: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Perform the action at every aggregate concerned; the sliver lists joined."""
         if not isinstance(action, str) or not action:
             raise GeniError(GeniCode.BADARGS, "action must be a non-empty string")
         return await self._once(
-            "PerformOperationalAction", caller, options, lambda call: self._list_call(call, urns, credentials, (action,))
+            "PerformOperationalAction", context, options, lambda call: self._list_call(call, urns, (action,))
         )
 
-    async def Delete(self, caller: Any, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Delete(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Delete at every aggregate concerned; the lists of deleted slivers joined."""
-        return await self._once("Delete", caller, options, lambda call: self._list_call(call, urns, credentials, ()))
+        return await self._once("Delete", context, options, lambda call: self._list_call(call, urns, ()))
 
-    async def _list_call(self, call: _Call, urns: Any, credentials: list[Any], extra: tuple[Any, ...]) -> dict[str, Any]:
+    async def _list_call(self, call: _Call, urns: Any, extra: tuple[Any, ...]) -> dict[str, Any]:
         target = target_urns(urns)
         slice_urn = target.slice_urn
-        forwarding = await self._forwarder.for_slice(call.caller, credentials, call.method, slice_urn, call.options)
+        forwarding = await call.context.forwarding_for_slice(call.method, slice_urn, call.options)
         plan, unknown = self._route(call, target)
         options = self._options_for(call, forwarding)
         calls = [PeerCall(r, call.method, (own, list(forwarding.credentials), *extra, options)) for r, own in plan]
@@ -879,13 +885,13 @@ class SliceManager:
         code, output = rollup(outcomes, slice_urn is not None, flag(call.options, "geni_best_effort"))
         return result_struct(call.method, outcomes, concatenated(outcomes, None), code, output)
 
-    async def Shutdown(self, caller: Any, slice_urn: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    async def Shutdown(self, context: CallContext, slice_urn: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Shut the slice down at every aggregate; C{true} when all did."""
-        return await self._once("Shutdown", caller, options, lambda call: self._shutdown(call, slice_urn, credentials))
+        return await self._once("Shutdown", context, options, lambda call: self._shutdown(call, slice_urn))
 
-    async def _shutdown(self, call: _Call, slice_urn: Any, credentials: list[Any]) -> dict[str, Any]:
+    async def _shutdown(self, call: _Call, slice_urn: Any) -> dict[str, Any]:
         slice_urn = str(parse_urn(slice_urn, "slice"))
-        forwarding = await self._forwarder.for_slice(call.caller, credentials, "Shutdown", slice_urn, call.options)
+        forwarding = await call.context.forwarding_for_slice("Shutdown", slice_urn, call.options)
         callable_, unknown, _ = self._partition(call.caller)
         options = self._options_for(call, forwarding)
         calls = [PeerCall(r, "Shutdown", (slice_urn, list(forwarding.credentials), options)) for r in callable_]

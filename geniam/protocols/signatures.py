@@ -153,11 +153,14 @@ class Param:
     @ivar check: the L{Checker} run on the value.
     @ivar default: when not C{None}, the parameter may be omitted and this
         factory supplies its value.
+    @ivar presented: the parameter carries the caller's credentials, which
+        the edge takes out into the call's context (L{Signature.presented}).
     """
 
     name: str
     check: Checker
     default: Callable[[], Any] | None = None
+    presented: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,23 @@ class Signature:
                 raise GeniError(GeniCode.MISSINGARGS, f"{method} is missing arguments: {missing} ({self.usage(method)})")
         return bound
 
+    def presented(self, bound: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """
+        Split bound values into the caller's credentials and the rest.
+
+        @param bound: what L{bind} returned.
+        @return: the credentials (empty when the method takes none) and
+            the other values in order.
+        """
+        credentials: list[Any] = []
+        rest: list[Any] = []
+        for param, value in zip(self.params, bound):
+            if param.presented:
+                credentials.extend(value)
+            else:
+                rest.append(value)
+        return credentials, rest
+
     def usage(self, method: str) -> str:
         """Return C{Method(a, b, [c])} for messages."""
         names = [p.name if p.default is None else f"[{p.name}]" for p in self.params]
@@ -212,7 +232,7 @@ class Signature:
 
 
 URNS = Param("urns", string_list)
-CREDENTIALS = Param("credentials", credential_list)
+CREDENTIALS = Param("credentials", credential_list, presented=True)
 OPTIONS = Param("options", struct)
 SLICE_URN = Param("slice_urn", string)
 

@@ -5,7 +5,10 @@ The XML-RPC server side shared by the aggregate manager and the slice manager.
 L{GeniXmlRpcResource} decodes a call, checks its arguments against a
 declarative signature table (L{geniam.protocols.signatures}), asks the
 injected C{identify} function who the caller is, and dispatches to the API
-object's method of the same name as C{api.Method(caller, *args)}. Every
+object's method of the same name as C{api.Method(caller, *args)}. Given a
+C{contexts} factory (L{geniam.trust.context.context_maker}), the
+C{credentials} argument is taken out and the method gets the call's
+context instead: C{api.Method(contexts(caller, credentials), *other_args)}. Every
 outcome the API can produce is a GENI return struct: L{GeniError} becomes
 its struct, an unexpected exception is logged and answered with
 SERVERERROR. XML-RPC faults are kept for malformed XML-RPC and unknown
@@ -52,6 +55,7 @@ from geniam.protocols.marshal import (
     parse_call,
 )
 from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
+from geniam.trust.context import MakeContext
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 """Default limit on a request body, in bytes."""
@@ -277,11 +281,15 @@ class GeniXmlRpcResource(Resource):
         reactor: IReactorFromThreads | None = None,
         threadpool: ThreadPool | None = None,
         observer: ICallObserver | None = None,
+        contexts: MakeContext | None = None,
     ) -> None:
         """
         @param api: the object whose methods serve the calls; a method named
             in C{methods} but missing here answers as an unknown method.
         @param identify: see L{Identify}.
+        @param contexts: when given, builds each call's context from the
+            caller and its credentials; the API's methods then take the
+            context in place of the caller and the credentials.
         @param max_body: the body limit in bytes.
         @param methods: the served method names and their signatures.
         @param reactor: required with C{threadpool}, to return results from it.
@@ -299,6 +307,7 @@ class GeniXmlRpcResource(Resource):
         self._reactor = reactor
         self._threadpool = threadpool
         self._observer = observer
+        self._contexts = contexts
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         """Serve C{.../} like C{...}; anything below answers 404."""
@@ -354,7 +363,11 @@ class GeniXmlRpcResource(Resource):
         facts.method = method
         try:
             caller = facts.caller = await maybeDeferred(self._identify, request)
-            bound = facts.args = tuple(signature.bind(method, args))
+            bound = signature.bind(method, args)
+            facts.args = tuple(bound)
+            if self._contexts is not None:
+                credentials, bound = signature.presented(bound)
+                caller = self._contexts(caller, credentials)
             result = await maybeDeferred(handler, caller, *bound)
         except GeniError as e:
             self.log.info("{method} from {peer}: {code} {output}", method=method, peer=peer, code=e.code.name, output=e.output)

@@ -39,6 +39,7 @@ from geniam.store.open import open_store
 from geniam.protocols.listener import ListenerLimits
 from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust, users_hint
 from geniam.tap.failfast import StartupGuard, make_or_exit
+from geniam.trust.context import context_maker
 from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
 from geniam.urn import parse_urn
 from geniam.web.status import STATUS_OPTIONS, StatusListener
@@ -174,11 +175,10 @@ class AggregateService(TLSXmlRpcService):
         await self.resource_manager.start()
         self.manager = AggregateManager(
             self.resource_manager,
-            self.verifier,
             AggregateInfo(self.urn, "", self._gateway_host),
             self.clock,
         )
-        await self.listen(self.manager)
+        await self.listen(self.manager, context_maker(self.verifier))
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
         if IService.providedBy(self.gateway):

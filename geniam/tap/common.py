@@ -31,6 +31,7 @@ from geniam.observe.health import HealthChecks, flag_check, install_observabilit
 from geniam.observe.metrics import ServiceMetrics
 from geniam.observe.observation import ServiceObservation
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
+from geniam.trust.context import MakeContext
 from geniam.trust.domain import TrustDomain
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -300,11 +301,15 @@ class TLSXmlRpcService(MultiService):
         and call L{listen} with their API object; by default it does nothing.
         """
 
-    async def listen(self, api: Any) -> None:
-        """Serve C{api} (the object the XML-RPC resource dispatches to) on the configured port."""
+    async def listen(self, api: Any, contexts: MakeContext) -> None:
+        """
+        Serve C{api} (the object the XML-RPC resource dispatches to) on the
+        configured port; C{contexts} builds each call's context from the
+        TLS peer and its credentials.
+        """
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(
-            api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation
+            api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation, contexts=contexts
         )
         self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
         self.site.access_log = self.observation.access

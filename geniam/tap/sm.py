@@ -48,7 +48,6 @@ from geniam.calendar.schedule import island_name
 from geniam.calendar.sources import FederationScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive_int
 from geniam.errors import GeniError
-from geniam.managers.forwarding import CredentialForwarder
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
 from geniam.managers.undo import JOURNAL_NAME, UndoJournal
 from geniam.protocols.peer import XmlRpcPeer
@@ -56,7 +55,9 @@ from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.protocols.listener import DESCRIPTOR_RESERVE, ListenerLimits
 from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust
 from geniam.tap.failfast import StartupGuard, make_or_exit
+from geniam.trust.context import context_maker
 from geniam.trust.credential import GENI_SFA, as_struct, parse_credential
+from geniam.trust.forwarding import CredentialForwarder
 from geniam.trust.mint import user_credential
 from geniam.trust.tls import GeniTLSPolicy
 from geniam.trust.verifier import DEFAULT_DEADLINE, CredentialVerifier
@@ -221,6 +222,10 @@ class SliceManagerService(TLSXmlRpcService):
     versions once.
 
     @ivar manager: the L{SliceManager}.
+    @ivar forwarding: what the slice manager may forward of a caller's
+        credentials (L{CredentialForwarder}).
+    @ivar contexts: builds each call's context (the verifier and the
+        forwarding policy).
     @ivar pool: the keep-alive connection pool to the peers.
     """
 
@@ -271,10 +276,11 @@ class SliceManagerService(TLSXmlRpcService):
             _TlsPeer(XmlRpcPeer(peer_url, reactor, self.policy, self.pool, timeout=settings.peer_timeout), self.policy)
             for _, peer_url in aggregates
         ]
+        self.forwarding = CredentialForwarder(self.verifier, trust.identity.gid, own_credentials)
+        self.contexts = context_maker(self.verifier, self.forwarding)
         self.manager = SliceManager(
             peers,
             self.clock,
-            CredentialForwarder(self.verifier, trust.identity.gid, own_credentials),
             SliceManagerInfo(self.urn, url or ""),
             settings,
             peer_urns={peer_url: urn for urn, peer_url in aggregates if urn is not None},
@@ -291,7 +297,7 @@ class SliceManagerService(TLSXmlRpcService):
         if status_port is not None:
             self.status = StatusListener(reactor, status_port, status_interface)
             source = FederationScheduleSource(
-                self.manager, trust.identity.gid, own_credentials, self.clock, f"Federation of {island_name(self.urn)}"
+                self.manager, self.contexts(trust.identity.gid, own_credentials), self.clock, f"Federation of {island_name(self.urn)}"
             )
             install_calendar(self.status.root, source, self.clock)
 
@@ -307,7 +313,7 @@ class SliceManagerService(TLSXmlRpcService):
 
     async def start(self) -> None:
         """Listen (the workers and the refresh run already), then wait for the first round of versions."""
-        await self.listen(self.manager)
+        await self.listen(self.manager, self.contexts)
         self.manager.info = SliceManagerInfo(self.urn, self.url)
         self.log.info(
             "slice manager {urn} serving AM API v3 at {url} for {count} aggregates",

@@ -1,5 +1,5 @@
 """
-Tests for L{geniam.managers.forwarding}: which credentials the slice
+Tests for L{geniam.trust.forwarding}: which credentials the slice
 manager forwards, with real signed credentials (delegation and
 speaks-for), and that an aggregate's verifier accepts what it forwards.
 """
@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode, GeniError
-from geniam.managers.forwarding import DELEGATION, OWN, SPEAKS_FOR, CredentialForwarder, Forwarding
+from geniam.trust.forwarding import DELEGATION, OWN, SPEAKS_FOR, CredentialForwarder, Forwarding
 from geniam.trust.certs import make_identity
 from geniam.trust.credential import as_struct
 from geniam.trust.identity import Identity
@@ -62,8 +62,12 @@ def abac(xml: str) -> dict[str, Any]:
     return as_struct(xml, "geni_abac", "1")
 
 
-class CredentialForwarderTests(SynchronousTestCase):
-    """Delegation or speaks-for, else a clear FORBIDDEN."""
+class ForwardingCase(SynchronousTestCase):
+    """
+    A slice manager's real verifier and forwarding policy, with its own
+    credential, on a clock at L{NOW}; alice calls, with her user
+    credential at hand.
+    """
 
     def setUp(self) -> None:
         self.world = world()
@@ -73,6 +77,11 @@ class CredentialForwarderTests(SynchronousTestCase):
         self.own = [as_struct(user_credential(self.world.sa, self.sm.gid, NOW + YEAR))]
         self.forwarder = CredentialForwarder(self.verifier, self.sm.gid, self.own)
         self.alice = self.world.alice.gid
+        self.alice_user = [as_struct(user_credential(self.world.sa, self.alice, NOW + YEAR))]
+
+
+class CredentialForwarderTests(ForwardingCase):
+    """Delegation or speaks-for, else a clear FORBIDDEN."""
 
     def decide(self, credentials: list[Any], method: str = "Allocate", slice_urn: str | None = SLICE_URN, options: dict[str, Any] | None = None, caller: Any = None) -> Deferred[Forwarding]:
         return Deferred.fromCoroutine(
@@ -165,16 +174,8 @@ class CredentialForwarderTests(SynchronousTestCase):
         self.assertEqual(failure.value.code, GeniCode.FORBIDDEN)
 
 
-class ResourcesForwardingTests(SynchronousTestCase):
+class ResourcesForwardingTests(ForwardingCase):
     """ListResources: the caller's user credential here, the slice manager's own at the aggregates."""
-
-    def setUp(self) -> None:
-        self.world = world()
-        self.verifier = CredentialVerifier(self.world.roots, clock_at(NOW))
-        self.sm = slice_manager()
-        self.own = [as_struct(user_credential(self.world.sa, self.sm.gid, NOW + YEAR))]
-        self.alice = self.world.alice.gid
-        self.alice_user = [as_struct(user_credential(self.world.sa, self.alice, NOW + YEAR))]
 
     def test_own_credential_forwarded(self) -> None:
         """With alice's user credential, the slice manager's own credential is what the aggregates get."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_forwarding -*-
+# -*- test-case-name: tests.test_forwarding -*-
 """
 Which credentials the slice manager sends its aggregates, and why they work.
 
@@ -30,21 +30,25 @@ whose owner and target are the slice manager), since the merged
 advertisement is shared by every user; a speaks-for credential the
 caller gave for the slice manager is used instead when present.
 
-L{CredentialForwarder} decides with the slice manager's own
-L{CredentialVerifier}, so refusals are given before any aggregate is
-called and carry the verifier's reasons.
+L{CredentialForwarder} is the slice manager's L{IForwardingPolicy}: it
+decides with the slice manager's own authorizer (its
+L{CredentialVerifier}), so refusals are given before any aggregate is
+called and carry the verifier's reasons. The slice manager reaches it
+only through the call's L{geniam.trust.context.CallContext}.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from zope.interface import implementer
 
 from geniam.errors import GeniCode, GeniError
 from geniam.trust.credential import GENI_ABAC, parse_presented, unwrap_credentials
 from geniam.trust.gid import GID
-from geniam.interfaces import IAuthorizer
+from geniam.interfaces import IAuthorizer, IForwardingPolicy
 from geniam.trust.verifier import SPEAKING_FOR_OPTION
 from geniam.urn import parse_urn, same_urn
 
@@ -81,37 +85,11 @@ class Forwarding:
         return forwarded
 
 
-class Forwarder(Protocol):
-    """Decides what the slice manager sends its aggregates (L{CredentialForwarder} or a test double)."""
-
-    async def for_resources(self, caller: Any, credentials: Sequence[Any], options: Mapping[str, Any]) -> Forwarding:
-        """
-        Authorise a call about no slice (ListResources) and return what to send.
-
-        @raise GeniError: FORBIDDEN or a credential error.
-        """
-
-    async def for_slice(
-        self,
-        caller: Any,
-        credentials: Sequence[Any],
-        method: str,
-        slice_urn: str | None,
-        options: Mapping[str, Any],
-    ) -> Forwarding:
-        """
-        Authorise a call about a slice and return what to send.
-
-        @param slice_urn: the slice, or C{None} when the call names only
-            slivers (the slice is then taken from the credentials).
-        @raise GeniError: FORBIDDEN (saying what to provide) or a credential error.
-        """
-
-
 def _caller_urn(caller: Any) -> str:
     return str(getattr(caller, "urn", None) or getattr(caller, "subject", None) or "the caller")
 
 
+@implementer(IForwardingPolicy)
 class CredentialForwarder:
     """
     The slice manager's forwarding policy, decided with its own authorizer
@@ -128,7 +106,7 @@ class CredentialForwarder:
 
     async def for_resources(self, caller: Any, credentials: Sequence[Any], options: Mapping[str, Any]) -> Forwarding:
         """
-        See L{Forwarder.for_resources}. A speaks-for credential the caller
+        See L{IForwardingPolicy.for_resources}. A speaks-for credential the caller
         gave the slice manager is used when present (with the caller's
         user credential); otherwise the slice manager's own credentials.
         """
@@ -162,7 +140,7 @@ class CredentialForwarder:
         slice_urn: str | None,
         options: Mapping[str, Any],
     ) -> Forwarding:
-        """See L{Forwarder.for_slice}."""
+        """See L{IForwardingPolicy.for_slice}."""
         if not isinstance(caller, GID):
             raise GeniError(GeniCode.FORBIDDEN, "no verified client certificate")
         presented, _ = unwrap_credentials(credentials)
