@@ -219,16 +219,6 @@ class MergeTests(Base):
         self.done(self.ask(), 3)
         self.assertEqual(self.sm.answers.checks, 3)
 
-    def test_allocate_manifests_checked_as_they_arrive(self) -> None:
-        """Allocate's manifests are checked as they arrive, and merged whole."""
-        self.ams[2].delay = 3.0
-        d = run(self.sm.Allocate(self.alice, SLICE, ["cred"], request(*self.names), {}))
-        self.clock.advance(1)
-        self.assertEqual(self.sm.answers.checks, 2)
-        struct = self.done(d, 2)
-        self.assertEqual(self.sm.answers.checks, 3)
-        self.assertEqual(struct["value"]["geni_rspec"].count("sliver_id="), 3)
-
     def test_allocate_splits_the_request(self) -> None:
         """Each aggregate receives only its own part of the request."""
         struct = self.allocate_everywhere()

@@ -101,7 +101,7 @@ from geniam.managers.shared import Shared
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
-from geniam.rspec.merge import AggregateOutcome, split_request
+from geniam.rspec.merge import AggregateOutcome, merge_manifests, split_request
 from geniam.rspec.mergecache import CACHEABLE_CHARS, AnswerCache
 from geniam.timeutil import parse_time
 from geniam.urn import URN, parse_urn
@@ -179,12 +179,14 @@ class Mergers:
         the slice manager's L{AnswerCache}, which gives what
         L{merge_advertisements} gives.
     @ivar manifests: C{(outcomes, call, generated) -> XML}; C{None}: the
-        L{AnswerCache}, as L{merge_manifests}.
+        L{AnswerCache}, as L{merge_manifests}. Manifests are new at every
+        call, and the tree merge costs less CPU for them than checking
+        each as it arrives.
     @ivar split: C{(request, aggregate URNs) -> {URN: request}}.
     """
 
     advertisements: Callable[..., str] | None = None
-    manifests: Callable[..., str] | None = None
+    manifests: Callable[..., str] | None = merge_manifests
     split: Callable[..., dict[str, str]] = split_request
 
 
