@@ -46,6 +46,23 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual([o.elapsed for o in outcomes], [1.0, 2.0, 3.0])
         self.assertEqual(outcomes[0].value["urn"], self.aggregates[0].urn)
 
+    def test_each_outcome_observed_as_it_comes(self) -> None:
+        """C{on_outcome} sees each outcome when it is known, before the run fires; its failure is only logged."""
+        records = self.records(1.0, 2.0)
+        seen: list[PeerOutcome] = []
+
+        def observe(outcome: PeerOutcome) -> None:
+            seen.append(outcome)
+            raise RuntimeError("observer broke")
+
+        d = FanOut(self.clock).run([PeerCall(r, "GetVersion", ({},)) for r in records], None, observe)
+        self.clock.advance(1)
+        self.assertEqual([o.record for o in seen], records[:1])
+        self.assertNoResult(d)
+        self.clock.advance(1)
+        self.assertEqual(self.successResultOf(d), seen)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
     def test_outcomes_keep_call_order(self) -> None:
         """Outcomes come back in the order of the calls, not of the answers."""
         records = self.records(3.0, 1.0, 2.0)

@@ -15,7 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.breaker import BreakerState
 from geniam.trust.forwarding import SPEAKS_FOR, Forwarding
-from geniam.rspec.merge import read_statistics
+from geniam.rspec.merge import AggregateOutcome, merge_advertisements, read_statistics
+from geniam.rspec.parser import parse_rspec
+from geniam.timeutil import parse_time
 from geniam.rspec.compression import decompress_rspec
 from tests.test_slice_support import (
     ALICE,
@@ -193,6 +195,30 @@ class FanOutTests(Base):
 
 class MergeTests(Base):
     """Each method's result is merged as SFA's slice manager merges it."""
+
+    def test_answers_checked_while_slower_peers_are_awaited(self) -> None:
+        """
+        Each RSpec is checked as it arrives; once every peer has answered,
+        the merged advertisement is what the tree merge makes of them, and
+        a repeat parses nothing again.
+        """
+        self.ams[2].delay = 3.0
+        d = self.ask()
+        self.clock.advance(1)
+        self.assertNoResult(d)
+        self.assertEqual(self.sm.answers.checks, 2)
+        struct = self.done(d, 2)
+        self.assertEqual(self.sm.answers.checks, 3)
+        outcomes = [
+            AggregateOutcome(a.urn, s["elapsed"], rspec=a._ListResources([], {})["value"])
+            for a, s in zip(self.ams, struct["geniam_statistics"]["aggregates"])
+        ]
+        generated = parse_rspec(struct["value"], "advertisement").get("generated")
+        self.assertEqual(
+            struct["value"], merge_advertisements(outcomes, "ListResources", parse_time(generated))
+        )
+        self.done(self.ask(), 3)
+        self.assertEqual(self.sm.answers.checks, 3)
 
     def test_allocate_splits_the_request(self) -> None:
         """Each aggregate receives only its own part of the request."""

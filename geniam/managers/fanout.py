@@ -167,20 +167,39 @@ class FanOut:
         """Calls waiting for a free slot now."""
         return len(self._slots.waiting)
 
-    def run(self, calls: Sequence[PeerCall], deadline: float | None = None) -> Deferred[list[PeerOutcome]]:
+    def run(
+        self,
+        calls: Sequence[PeerCall],
+        deadline: float | None = None,
+        on_outcome: Callable[[PeerOutcome], object] | None = None,
+    ) -> Deferred[list[PeerOutcome]]:
         """
         Make every call; fire with their outcomes, in order.
 
         @param deadline: the clock time by which to fire; calls still
             running then are cancelled and reported as timed out.
+        @param on_outcome: called with each outcome as soon as it is known
+            (while other calls are still running); what it raises is logged.
         @return: a Deferred that never fails for a peer's sake;
             cancelling it cancels every call.
         """
-        return Deferred.fromCoroutine(self._run(list(calls), deadline))
+        return Deferred.fromCoroutine(self._run(list(calls), deadline, on_outcome))
 
-    async def _run(self, calls: list[PeerCall], deadline: float | None) -> list[PeerOutcome]:
+    def _observed(self, outcome: PeerOutcome, on_outcome: Callable[[PeerOutcome], object]) -> PeerOutcome:
+        try:
+            on_outcome(outcome)
+        except Exception:
+            self.log.failure("taking in the answer of {peer} failed", peer=outcome.record.url)
+        return outcome
+
+    async def _run(
+        self, calls: list[PeerCall], deadline: float | None, on_outcome: Callable[[PeerOutcome], object] | None = None
+    ) -> list[PeerOutcome]:
         run = _Run(self._clock.seconds(), deadline)
         run.calls = [Deferred.fromCoroutine(self._one(call, run)) for call in calls]
+        if on_outcome is not None:
+            for d in run.calls:
+                d.addCallback(self._observed, on_outcome)
         timer: IDelayedCall | None = None
         if deadline is not None and not all(d.called for d in run.calls):
             timer = self._clock.callLater(max(0.0, deadline - run.start), self._deadline_passed, run)

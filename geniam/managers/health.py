@@ -152,7 +152,9 @@ class PeerHealth:
         @return: a token for L{ended} and L{was_cut}.
         """
         token = id(call)
-        watch = self._in_flight.setdefault(id(record), _InFlight())
+        watch = self._in_flight.get(id(record))
+        if watch is None:
+            watch = self._in_flight[id(record)] = _InFlight()
         watch.calls[token] = (self._clock.seconds(), call)
         if watch.timer is None and not watch.checking and not self._stopped:
             watch.timer = self._clock.callLater(self.hung_after, self._check, record)

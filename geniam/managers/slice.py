@@ -102,7 +102,8 @@ from geniam.managers.shared import Shared
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
-from geniam.rspec.merge import merge_advertisements, merge_manifests, split_request
+from geniam.rspec.merge import AggregateOutcome, merge_manifests, split_request
+from geniam.rspec.mergecache import CACHEABLE_CHARS, AnswerCache
 from geniam.timeutil import parse_time
 from geniam.trust.context import CallContext
 from geniam.trust.forwarding import Forwarding
@@ -177,13 +178,18 @@ class Mergers:
     """
     The RSpec functions the slice manager uses (L{geniam.rspec.merge} by default).
 
-    @ivar advertisements: C{(outcomes, call, generated) -> XML}.
-    @ivar manifests: C{(outcomes, call, generated) -> XML}.
+    @ivar advertisements: C{(outcomes, call, generated) -> XML}; C{None}:
+        the slice manager's L{AnswerCache}, which gives what
+        L{merge_advertisements} gives.
+    @ivar manifests: C{(outcomes, call, generated) -> XML}; C{None}: the
+        L{AnswerCache}, as L{merge_manifests}. Manifests are new at every
+        call, and the tree merge costs less CPU for them than checking
+        each as it arrives.
     @ivar split: C{(request, aggregate URNs) -> {URN: request}}.
     """
 
-    advertisements: Callable[..., str] = merge_advertisements
-    manifests: Callable[..., str] = merge_manifests
+    advertisements: Callable[..., str] | None = None
+    manifests: Callable[..., str] | None = merge_manifests
     split: Callable[..., dict[str, str]] = split_request
 
 
@@ -252,6 +258,7 @@ class SliceManager:
     @ivar cache: the advertisement cache.
     @ivar replay: remembers answers by C{call_id}.
     @ivar info: the slice manager's URN and URL.
+    @ivar answers: each peer's last RSpec, checked, for the merges.
     """
 
     log = Logger()
@@ -330,6 +337,7 @@ class SliceManager:
             call_timeout=settings.peer_timeout,
         )
         self.replay = CallReplay(clock, settings.call_id_window)
+        self.answers = AnswerCache()
         self._forwarding: dict[str, int] = {}
         self._learning: Shared[None] | None = None
         for record in self.records:
@@ -483,9 +491,18 @@ class SliceManager:
         options[CALL_ID_OPTION] = call.call_id
         return options
 
-    async def _fan(self, call: _Call, calls: list[PeerCall], unknown: Sequence[PeerRecord] = ()) -> list[PeerOutcome]:
+    async def _fan(
+        self, call: _Call, calls: list[PeerCall], unknown: Sequence[PeerRecord] = (), rspecs: str | None = None
+    ) -> list[PeerOutcome]:
+        """
+        Make C{calls}; with C{rspecs} (C{advertisement} or C{manifest}),
+        check each RSpec answered as it arrives, for the merge.
+        """
         started = self._clock.seconds()
-        outcomes = self._in_order(list(await self.fanout.run(calls, call.deadline)) + [self._not_known(r) for r in unknown])
+        taken = None if rspecs is None or self._merger(rspecs) is not None else lambda o: self._take(rspecs, o)
+        outcomes = self._in_order(
+            list(await self.fanout.run(calls, call.deadline, taken)) + [self._not_known(r) for r in unknown]
+        )
         self.log.info(
             "{method} from {caller} to {count} aggregates: {ok} answered with success, {failed} did not, in {secs:.3f} s",
             method=call.method,
@@ -496,6 +513,26 @@ class SliceManager:
             secs=self._clock.seconds() - started,
         )
         return outcomes
+
+    def _merger(self, kind: str) -> Callable[..., str] | None:
+        """The custom merge function for C{kind}, or C{None} for the answer cache."""
+        return self.mergers.advertisements if kind == "advertisement" else self.mergers.manifests
+
+    def _take(self, kind: str, outcome: PeerOutcome) -> None:
+        """Check a small RSpec answer now, while slower peers are awaited (large ones wait for the merge's thread)."""
+        if not outcome.ok:
+            return
+        value = outcome.value
+        rspec = value if kind == "advertisement" else value.get("geni_rspec") if isinstance(value, dict) else None
+        if isinstance(rspec, str) and len(rspec) <= CACHEABLE_CHARS:
+            self.answers.take(outcome.name, kind, rspec)
+
+    async def _merged(self, kind: str, outcomes: list[AggregateOutcome], call: str) -> str:
+        """The merged RSpec of C{kind}, in the thread pool."""
+        merger = self._merger(kind)
+        if merger is not None:
+            return await self._cpu(merger, outcomes, call, self._clock.seconds())
+        return await self._cpu(self.answers.merge, kind, outcomes, call, self._clock.seconds())
 
     def _route(self, call: _Call, target: Target) -> tuple[list[tuple[PeerRecord, list[str]]], list[PeerRecord]]:
         """
@@ -618,14 +655,14 @@ class SliceManager:
         unknown: list[PeerRecord],
     ) -> Fetched:
         calls = [PeerCall(r, "ListResources", (list(forwarding.credentials), options)) for r in records]
-        outcomes = self._shaped(await self._fan(call, calls, unknown), lambda v: isinstance(v, str), "an RSpec string")
+        outcomes = self._shaped(
+            await self._fan(call, calls, unknown, "advertisement"), lambda v: isinstance(v, str), "an RSpec string"
+        )
         if outcomes and not any(o.ok for o in outcomes):
             code, output = rollup(outcomes, False, False)
             raise GeniError(known_code(code), f"no aggregate listed its resources: {output}")
         rspecs = [o.value if o.ok else None for o in outcomes]
-        merged = await self._cpu(
-            self.mergers.advertisements, rspec_outcomes(outcomes, rspecs), "ListResources", self._clock.seconds()
-        )
+        merged = await self._merged("advertisement", rspec_outcomes(outcomes, rspecs), "ListResources")
         missing = tuple(o.name for o in outcomes if not o.ok)
         return Fetched(merged, missing, statistics("ListResources", outcomes))
 
@@ -651,7 +688,7 @@ class SliceManager:
         options = self._options_for(call, forwarding, drop=("geni_compressed",))
         calls = [PeerCall(r, call.method, (own, list(forwarding.credentials), options)) for r, own in plan]
         try:
-            outcomes = await self._fan(call, calls, unknown)
+            outcomes = await self._fan(call, calls, unknown, "manifest")
         finally:
             if call.method == "Provision":
                 self.cache.invalidate()
@@ -659,9 +696,7 @@ class SliceManager:
         whole = slice_urn is not None
         code, output = rollup(outcomes, whole, best_effort)
         rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
-        manifest = await self._cpu(
-            self.mergers.manifests, rspec_outcomes(outcomes, rspecs), call.method, self._clock.seconds()
-        )
+        manifest = await self._merged("manifest", rspec_outcomes(outcomes, rspecs), call.method)
         if compressed:
             manifest = await self._cpu(compress_rspec, manifest)
         value = {
@@ -729,7 +764,7 @@ class SliceManager:
             for urn, part in parts.items()
         ]
         try:
-            outcomes = await self._fan(call, calls)
+            outcomes = await self._fan(call, calls, rspecs="manifest")
         finally:
             self.cache.invalidate()
         outcomes = self._shaped(
@@ -745,7 +780,7 @@ class SliceManager:
                 undo, output = await self._undo(call, entries, output)
                 outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
         rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
-        manifest = await self._cpu(self.mergers.manifests, rspec_outcomes(outcomes, rspecs), "Allocate", self._clock.seconds())
+        manifest = await self._merged("manifest", rspec_outcomes(outcomes, rspecs), "Allocate")
         value = {
             "geni_rspec": manifest,
             "geni_urn": first_member(outcomes, "geni_urn", slice_urn),

@@ -59,7 +59,8 @@ STATUSES = ("success", "error", "timeout")
 """The values of C{<aggregate status>}."""
 
 _SCHEMA_LOCATION = qname(XSI_NS, "schemaLocation")
-_EXCEPTION_CHARS = 200
+EXCEPTION_CHARS = 200
+"""The longest C{<aggregate exception>} written."""
 _RSPEC = rspec_tag("rspec")
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
@@ -123,11 +124,12 @@ def add_statistics(root: etree._Element, call: str, outcomes: Iterable[Aggregate
             entry.set("code", str(int(outcome.code)))
         if outcome.exception:
             reason = " ".join(str(outcome.exception).split())
-            entry.set("exception", reason[:_EXCEPTION_CHARS])
+            entry.set("exception", reason[:EXCEPTION_CHARS])
     return statistics
 
 
-def _new_root(kind: str, generated: float | None, nsmap: dict[str | None, str]) -> etree._Element:
+def new_root(kind: str, generated: float | None, nsmap: dict[str | None, str]) -> etree._Element:
+    """The empty C{<rspec>} of a merged document: C{type}, C{generated} and C{generated_by}."""
     root = etree.Element(rspec_tag("rspec"), nsmap=nsmap)  # type: ignore[arg-type]
     root.set("type", kind)
     if generated is not None:
@@ -136,21 +138,30 @@ def _new_root(kind: str, generated: float | None, nsmap: dict[str | None, str]) 
     return root
 
 
-def _namespaces(sources: Iterable[etree._Element]) -> dict[str | None, str]:
+def merged_namespaces(declared: Iterable[Iterable[tuple[str | None, str]]]) -> dict[str | None, str]:
+    """
+    The namespace map of a merged document: the GENI v3 default and C{xsi},
+    then each source's prefixes in order, unless the prefix or the
+    namespace is taken already.
+
+    @param declared: each source root's C{nsmap.items()}, in peer order.
+    """
     nsmap: dict[str | None, str] = {None: RSPEC_NS, "xsi": XSI_NS}
-    for source in sources:
-        for prefix, namespace in source.nsmap.items():
+    for items in declared:
+        for prefix, namespace in items:
             if prefix is not None and prefix not in nsmap and namespace not in nsmap.values():
                 nsmap[prefix] = namespace
     return nsmap
 
 
-def _schema_pairs(root: etree._Element) -> list[tuple[str, str]]:
+def schema_pairs(root: etree._Element) -> list[tuple[str, str]]:
+    """The C{(namespace, location)} pairs of a root's C{xsi:schemaLocation}."""
     words = (root.get(_SCHEMA_LOCATION) or "").split()
     return list(zip(words[0::2], words[1::2]))
 
 
-def _earliest_expiry(root: etree._Element) -> float | None:
+def earliest_expiry(root: etree._Element) -> float | None:
+    """A root's C{expires}, POSIX seconds, or C{None} when it has none or an unreadable one."""
     value = root.get("expires")
     if value is None:
         return None
@@ -164,7 +175,7 @@ def _folded(value: str | None) -> str:
     return " ".join((value or "").split()).lower()
 
 
-def _key(element: etree._Element, kind: str) -> tuple[str, ...] | None:
+def merge_key(element: etree._Element, kind: str) -> tuple[str, ...] | None:
     """
     The identity of a node or link in a merge: its C{component_id} in an
     advertisement; in a manifest its C{client_id} together with its
@@ -188,7 +199,7 @@ def _deeper_than(depth: int) -> etree.XPath:
     return etree.XPath("boolean(/" + "/".join(["*"] * (depth + 1)) + ")")
 
 
-def _parse_answer(
+def parse_answer(
     data: str | bytes, kind: str, limits: ParseLimits, parser: etree.XMLParser
 ) -> tuple[etree._Element, bool]:
     """
@@ -225,7 +236,7 @@ def _parse_answer(
     return root, b"statistics" in raw
 
 
-def _other_key(element: etree._Element) -> tuple[object, ...]:
+def other_key(element: etree._Element) -> tuple[object, ...]:
     """What top-level elements with the same canonical XML share: tag, attributes, child count and text."""
     return (element.tag, tuple(sorted(element.attrib.items())), len(element), element.text or "")
 
@@ -245,7 +256,7 @@ def _merge(
             reported.append(outcome)
             continue
         try:
-            source, may_hold_statistics = _parse_answer(maybe_decompress(outcome.rspec, limits), kind, limits, parser)
+            source, may_hold_statistics = parse_answer(maybe_decompress(outcome.rspec, limits), kind, limits, parser)
         except GeniError as e:
             reported.append(
                 AggregateOutcome(outcome.name, outcome.elapsed, "error", None, int(e.code), f"bad {kind}: {e.output}")
@@ -253,7 +264,7 @@ def _merge(
             continue
         reported.append(outcome)
         parsed.append(strip_statistics(source) if may_hold_statistics else source)
-    root = _new_root(kind, generated, _namespaces(parsed))
+    root = new_root(kind, generated, merged_namespaces(source.nsmap.items() for source in parsed))
     # Nodes and links are kept once per key. Other elements are kept once per canonical XML (taken where
     # they stand in their source), computed only for those sharing tag, attributes, child count and text.
     entries: list[list[tuple[etree._Element, tuple[object, ...], bool]]] = []
@@ -261,11 +272,11 @@ def _merge(
     for source in parsed:
         children: list[tuple[etree._Element, tuple[object, ...], bool]] = []
         for child in source:
-            key = _key(child, kind)
+            key = merge_key(child, kind)
             if key is not None:
                 children.append((child, key, True))
             else:
-                other = _other_key(child)
+                other = other_key(child)
                 alike[other] += 1
                 children.append((child, other, False))
         entries.append(children)
@@ -275,9 +286,9 @@ def _merge(
     expiries: list[float] = []
     manifest = kind == "manifest"
     for source, children in zip(parsed, entries):
-        for namespace, location in _schema_pairs(source):
+        for namespace, location in schema_pairs(source):
             schemas.setdefault(namespace, location)
-        expiry = _earliest_expiry(source)
+        expiry = earliest_expiry(source)
         if expiry is not None:
             expiries.append(expiry)
         # The parsed sources belong to this call alone, so elements are moved, not copied.
@@ -298,12 +309,28 @@ def _merge(
                     continue
                 seen_other.add(fingerprint)
             root.append(child)
+    finish_root(root, schemas, expiries, call, reported)
+    return serialise(root)
+
+
+def finish_root(
+    root: etree._Element,
+    schemas: dict[str, str],
+    expiries: Sequence[float],
+    call: str,
+    reported: Iterable[AggregateOutcome],
+) -> etree._Element:
+    """
+    Give a merged document its C{xsi:schemaLocation}, the earliest
+    C{expires} and its C{<statistics>}, after its other children.
+
+    @return: the new C{<statistics>} element.
+    """
     if schemas:
         root.set(_SCHEMA_LOCATION, " ".join(f"{ns} {loc}" for ns, loc in schemas.items()))
     if expiries:
         root.set("expires", format_time(min(expiries)))
-    add_statistics(root, call, reported)
-    return serialise(root)
+    return add_statistics(root, call, reported)
 
 
 def merge_advertisements(
