@@ -18,11 +18,11 @@ it back with L{Event.RELEASE}.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from geniam.booking.errors import NotPermitted
-from geniam.booking.rules import allocation_expiry, check_current, needs_end, needs_expiry, new_booking
+from geniam.booking.rules import allocation_expiry, check_current, needs_cleanup, needs_end, needs_expiry, new_booking
 from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
 
 
@@ -40,7 +40,9 @@ class Event(StrEnum):
     READY = "ready"
     """The configuration is applied."""
     FAIL = "fail"
-    """Applying the configuration failed; it is retried while the slot lasts."""
+    """The gateway refused the configuration; it is retried while the slot lasts."""
+    UNREACHABLE = "unreachable"
+    """The gateway could not be reached: the booking shows configuring, and is retried while the slot lasts."""
     STOP = "stop"
     """Its owner or a slice shutdown stopped it: not started automatically."""
     UNSTOP = "unstop"
@@ -49,6 +51,32 @@ class Event(StrEnum):
     """The slot is over."""
     DELETE = "delete"
     """Its owner released it."""
+    REMOVED = "removed"
+    """Another booking's configuration replaced its own on the gateway, or none should be there."""
+    CLEANED = "cleaned"
+    """Configuration left on the gateway by a booking no longer live, or stopped, was removed."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """
+    What taking a booking's configuration off the gateway left.
+
+    @ivar still_applied: whether some of it may still be there.
+    @ivar error: the error text to record (empty once it is all gone).
+    """
+
+    still_applied: bool = False
+    error: str = ""
+
+
+def _taken_off(booking: Booking, removal: Removal) -> Booking:
+    """
+    C{booking} once its configuration was removed: while some may still be
+    there the operational state is kept, else it is not ready.
+    """
+    operational = booking.operational_state if removal.still_applied else OperationalState.NOTREADY
+    return replace(booking, operational_state=operational, applied=removal.still_applied, error=removal.error)
 
 
 def new_hold(
@@ -116,15 +144,27 @@ def _require(booking: Booking, event: Event, *states: AllocationState) -> None:
         raise NotPermitted(f"{booking.sliver_urn} is {booking.allocation_state.value}: it cannot {event.value.replace('_', ' ')}")
 
 
-def step(booking: Booking, event: Event, now: float, *, allocation_ttl: float = 0.0, credential_expires: float | None = None) -> Booking:
+def step(
+    booking: Booking,
+    event: Event,
+    now: float,
+    *,
+    allocation_ttl: float = 0.0,
+    credential_expires: float | None = None,
+    removal: Removal | None = None,
+    error: str | None = None,
+) -> Booking:
     """
     Return C{booking} after C{event} at C{now}.
 
     C{allocation_ttl} and C{credential_expires} matter only for
     L{Event.TAKE_UP}. Operational events apply to a provisioned booking
-    (C{CONFIGURE} and C{READY} only while its slot runs); C{END} to a
-    provisioned booking whose slot is over; C{EXPIRE} to a hold or an
-    allocation past its expiry.
+    (C{CONFIGURE}, C{READY}, C{FAIL} and C{UNREACHABLE} only while its slot
+    runs); C{END} to a provisioned booking whose slot is over; C{EXPIRE} to
+    a hold or an allocation past its expiry. C{removal} says what taking
+    the configuration off the gateway left, for C{DELETE}, C{END} and
+    C{STOP}; C{error} is the gateway's error text for C{FAIL} and
+    C{UNREACHABLE}.
 
     @raise NotPermitted: for an event its state does not allow.
     @raise NotCurrent: for a change to a booking that is gone.
@@ -141,23 +181,40 @@ def step(booking: Booking, event: Event, now: float, *, allocation_ttl: float = 
     if event is Event.END:
         if not needs_end(booking, now):
             raise NotPermitted(f"the slot of {booking.sliver_urn} is not over")
-        return replace(booking, allocation_state=AllocationState.ENDED, updated=now)
+        ended = replace(booking, allocation_state=AllocationState.ENDED, updated=now)
+        return ended if removal is None else _taken_off(ended, removal)
     if event is Event.DELETE:
         check_current(booking, now)
         _require(booking, event, AllocationState.ALLOCATED, AllocationState.PROVISIONED)
-        return replace(booking, allocation_state=AllocationState.DELETED, updated=now)
+        deleted = replace(booking, allocation_state=AllocationState.DELETED, updated=now)
+        return deleted if removal is None else _taken_off(deleted, removal)
+    if event is Event.REMOVED:
+        if not booking.applied:
+            raise NotPermitted(f"{booking.sliver_urn} has no configuration on the gateway")
+        after = OperationalState.NOTREADY if booking.operational_state is OperationalState.READY else booking.operational_state
+        kept = "" if needs_cleanup(booking) else booking.error
+        return replace(booking, applied=False, operational_state=after, error=kept, updated=now)
+    if event is Event.CLEANED:
+        if not needs_cleanup(booking):
+            raise NotPermitted(f"{booking.sliver_urn} leaves nothing on the gateway to remove")
+        return replace(booking, applied=False, error="", updated=now)
     _require(booking, event, AllocationState.PROVISIONED)
-    if event in (Event.CONFIGURE, Event.READY) and not booking.slot.contains(now):
+    if event in (Event.CONFIGURE, Event.READY, Event.FAIL, Event.UNREACHABLE) and not booking.slot.contains(now):
         raise NotPermitted(f"the slot of {booking.sliver_urn} is not running")
     operational = {
         Event.CONFIGURE: OperationalState.CONFIGURING,
         Event.READY: OperationalState.READY,
         Event.FAIL: OperationalState.FAILED,
+        Event.UNREACHABLE: OperationalState.CONFIGURING,
         Event.STOP: OperationalState.STOPPED,
         Event.UNSTOP: OperationalState.NOTREADY,
     }[event]
     if event is Event.UNSTOP and booking.operational_state is not OperationalState.STOPPED:
         return booking
     applied = True if event is Event.CONFIGURE else booking.applied
-    error = "" if event is Event.READY else booking.error
-    return replace(booking, operational_state=operational, applied=applied, error=error, updated=now)
+    kept_error = "" if event is Event.READY else booking.error
+    if event in (Event.FAIL, Event.UNREACHABLE) and error is not None:
+        kept_error = error
+    if event is Event.STOP and removal is not None:
+        applied, kept_error = removal.still_applied, removal.error
+    return replace(booking, operational_state=operational, applied=applied, error=kept_error, updated=now)

@@ -25,7 +25,7 @@ from enum import StrEnum
 from geniam.booking.errors import InvalidBooking
 from geniam.errors import GeniError
 from geniam.timeutil import format_time
-from geniam.urn import parse_urn
+from geniam.urn import URN, parse_urn
 
 MIN_TIME = 0.0
 """The earliest time a slot may start (the POSIX epoch)."""
@@ -238,8 +238,13 @@ class Due:
         return bool(self.expire or self.end or self.start or self.cleanup)
 
 
-def urn_key(urn: str) -> str:
-    """Return the normalised form of a URN (C{urn} itself if it does not parse)."""
+def urn_key(urn: str | URN) -> str:
+    """
+    Return the normalised form of a URN, given as text (C{urn} itself if it
+    does not parse) or already parsed.
+    """
+    if isinstance(urn, URN):
+        return urn.key
     try:
         return parse_urn(urn).key
     except GeniError:

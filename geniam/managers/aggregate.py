@@ -41,7 +41,7 @@ from geniam.managers.arguments import (
     target_urns,
     users_option,
 )
-from geniam.managers.island import Inventory
+from geniam.managers.inventory import Inventory
 from geniam.gatewayconfig import ControllerPolicy, limits_struct
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.advertisement import build_advertisement

@@ -3,6 +3,16 @@
 The island resource manager: books the whole island by time slot and
 configures its gateway when slots begin and end.
 
+This module is the L{IResourceManager} facade and the resource manager's
+API (the reads behind C{getSws}/C{getLinks}/C{getAvailability}/
+C{checkAvailability}; allocate, provision, renew, delete, shutdown and the
+operational actions). Its parts live beside it: L{geniam.managers.inventory}
+(switches and links), L{geniam.managers.gatewaysync} (what to send the
+gateway, as a pure plan, and drift repair), L{geniam.managers.scheduler}
+(the boundary timer, the safety sweep and retry back-off) and
+L{geniam.managers.bookingchanges} (optimistic writes of the core's
+transitions, L{geniam.booking.lifecycle.step}).
+
 Allocate books a slot (nothing is configured); Provision approves it and
 records the user's keys, controller and VLAN map; when the slot begins the
 configuration is pushed to the gateway, and when it ends it is removed.
@@ -28,6 +38,11 @@ when the gateway reports its connection (C{add_connection_observer}, as
 L{geniam.protocols.pbclient.PBGatewayAgent} does), after every reconnection, at
 which point waiting retries are also made at once.
 
+Holds (state C{held}) keep other slices off their slot, so they count in
+L{IslandResourceManager.booked_slots} and
+L{IslandResourceManager.check_availability}, but they are not slivers:
+the sliver reads and changes here neither show nor take them.
+
 One lock serialises every change to an existing booking and all gateway
 work in this process; the store's version check and conflict check keep
 other processes sharing the database honest.
@@ -38,27 +53,17 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredLock, TimeoutError, maybeDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from geniam.booking.rules import (
-    check_current,
-    merge_users,
-    needs_cleanup,
-    needs_end,
-    needs_expiry,
-    needs_start,
-    new_booking,
-    provisioned,
-    renewed,
-)
+from geniam.booking.lifecycle import Event, Removal
+from geniam.booking.rules import check_current, merge_users, new_booking, provisioned, renewed
 from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
@@ -69,104 +74,37 @@ from geniam.booking.values import (
     Slot,
     UserKeys,
     make_sliver_urn,
-    urn_key,
 )
-from geniam.managers.arguments import parse_users, validate_controller, validate_email
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
+from geniam.managers.arguments import parse_users, validate_controller, validate_email
+from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
-from geniam.store.errors import StaleBooking, StoreError
-from geniam.urn import parse_urn
+from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, GatewayView, needs_push
+from geniam.managers.inventory import Inventory, InventoryCache
+from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
+from geniam.store.errors import StoreError
+from geniam.urn import URN, parse_urn
+
+__all__ = [
+    "ACTIONS",
+    "BOUNDARY_SLACK",
+    "CHANGE_ATTEMPTS",
+    "UNREACHABLE_CODES",
+    "GatewayView",
+    "Inventory",
+    "IslandResourceManager",
+]
 
 T = TypeVar("T")
 
 ACTIONS: tuple[str, ...] = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
 """The operational actions L{IslandResourceManager.perform_action} supports."""
 
-BOUNDARY_SLACK = 0.001
-"""Seconds after a boundary at which its timer fires, so the boundary has passed."""
-
-CHANGE_ATTEMPTS = 5
-"""How often a change is retried when the booking changed meanwhile."""
-
-UNREACHABLE_CODES = frozenset({GeniCode.RPCERROR, GeniCode.TIMEDOUT})
-"""Gateway failures that mean the agent could not be reached (the booking shows configuring meanwhile)."""
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """
-    The island's devices.
-
-    @ivar switches: switch DPIDs (C{00:00:00:00:00:00:00:01}).
-    @ivar links: links as C{DPID:port-DPID:port}.
-    @ivar confirmed: when the gateway last reported them, or None if they
-        come from the configuration alone.
-    """
-
-    switches: tuple[str, ...]
-    links: tuple[str, ...]
-    confirmed: float | None = None
-
-
-@dataclass(frozen=True)
-class GatewayView:
-    """
-    A configuration of the gateway: what it reports, or what a booking needs.
-
-    @ivar users: the authorised SSH keys, in order.
-    @ivar proxy: the controller C{host:port} the proxy forwards to, or C{""}.
-    @ivar vlans: the VLAN map C{{testbed VLAN: island VLAN}}.
-    """
-
-    users: tuple[str, ...] = ()
-    proxy: str = ""
-    vlans: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, booking: Booking) -> GatewayView:
-        """The configuration C{booking} needs during its slot."""
-        return cls(booking.ssh_keys, booking.controller or "", dict(booking.vlan_map))
-
-    @classmethod
-    def from_report(cls, report: object) -> GatewayView:
-        """
-        Read a gateway's C{state()} report, normalised as the booking's values are.
-
-        @raise GeniError: ERROR if the report is malformed.
-        """
-        try:
-            if not isinstance(report, Mapping):
-                raise GeniError(GeniCode.BADARGS, "not a struct")
-            users = validate_ssh_keys(list(report.get("users", [])))
-            proxy = report.get("proxy", "") or ""
-            if proxy:
-                proxy = canonical_controller(proxy)
-            vlans = validate_vlan_map(dict(report.get("vlans", {})))
-        except (GeniError, TypeError, ValueError) as e:
-            why = e.output if isinstance(e, GeniError) else str(e)
-            raise GeniError(GeniCode.ERROR, f"the gateway reported a malformed state: {why}") from None
-        return cls(users, str(proxy), vlans)
-
-    @property
-    def empty(self) -> bool:
-        """True for the default configuration: no users, no proxy, no VLAN map."""
-        return not self.users and not self.proxy and not self.vlans
-
-    def describe(self) -> str:
-        """A short summary for the log."""
-        return f"{len(self.users)} SSH key(s), proxy {self.proxy or 'none'}, VLAN map {dict(self.vlans) or 'none'}"
-
 
 def _uuid_name() -> str:
     return uuid.uuid4().hex
-
-
-def _string_list(value: object, what: str) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise GeniError(GeniCode.RPCERROR, f"the gateway returned malformed {what}")
-    return tuple(value)
 
 
 def _check_slot(slot: object, what: str = "slot") -> Slot:
@@ -183,21 +121,20 @@ def _check_time(value: object, what: str) -> float | None:
     return float(value)
 
 
-def _taken_off(booking: Booking, state: AllocationState, applied: bool, error: str, now: float) -> Booking:
+def _slice_urn(slice_urn: str | URN) -> URN:
+    """The slice URN parsed once for the whole call (a parsed one is taken as it is)."""
+    if isinstance(slice_urn, URN) and slice_urn.type == "slice":
+        return slice_urn
+    return parse_urn(slice_urn, "slice")
+
+
+def _slivers_only(bookings: Iterable[Booking]) -> None:
     """
-    C{booking} in C{state} once its configuration was removed from the
-    gateway: C{applied} and C{error} as the removal left them (see
-    L{IslandResourceManager._remove_locked}); while some may still be
-    there, the operational state is kept, else it is not ready.
+    @raise GeniError: SEARCHFAILED for a hold: it is not a sliver.
     """
-    return replace(
-        booking,
-        allocation_state=state,
-        operational_state=booking.operational_state if applied else OperationalState.NOTREADY,
-        applied=applied,
-        error=error,
-        updated=now,
-    )
+    for booking in bookings:
+        if not booking.is_sliver:
+            raise GeniError(GeniCode.SEARCHFAILED, f"no such sliver: {booking.sliver_urn}")
 
 
 async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -206,10 +143,6 @@ async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
         return await coroutine
     except DomainError as e:
         raise as_geni_error(e) from None
-
-
-def _gateway_view(booking: Booking) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
-    return booking.ssh_keys, booking.controller, dict(booking.vlan_map)
 
 
 @implementer(IResourceManager)
@@ -275,29 +208,26 @@ class IslandResourceManager:
         self._store = store
         self._gateway = gateway
         self._clock = clock
-        self._sweep_interval = sweep_interval
-        self._gateway_timeout = gateway_timeout
-        self._retry_delay = retry_delay
-        self._max_retry_delay = max_retry_delay
-        self._inventory_ttl = inventory_ttl
         self._sliver_names = sliver_names
         self.controller_policy = controller_policy
-        self._inventory = Inventory(tuple(switches), tuple(links))
-        self._inventory_attempt: float | None = None
-        self._inventory_waiters: list[Deferred[Inventory]] = []
-        self._refreshing = False
         self._lock = DeferredLock()
-        self._retry: dict[str, tuple[int, float]] = {}
-        self._running = False
-        self._loop: LoopingCall | None = None
-        self._timer: IDelayedCall | None = None
-        self._sweeping = False
-        self._sweep_pending = False
-        self._sweep_waiters: list[Deferred[None]] = []
         self._busy: set[object] = set()
         self._idle_waiters: list[Deferred[None]] = []
-        self._repair_pending = False
         self._observing = False
+        self._changes = BookingChanges(store, clock)
+        self._backoff = Backoff(clock, retry_delay, max_retry_delay)
+        self._sync = GatewaySync(store, self._changes, gateway, clock, gateway_timeout, self._backoff)
+        self._inventory = InventoryCache(
+            switches,
+            links,
+            clock=clock,
+            ttl=inventory_ttl,
+            retry_delay=retry_delay,
+            ask=self._sync.call,
+            online=self._sync.online,
+            background=self._background,
+        )
+        self._scheduler = Scheduler(clock, sweep_interval, self._check, store.next_boundary, self._backoff, self._background)
 
     # Bookkeeping of work in flight.
 
@@ -344,103 +274,51 @@ class IslandResourceManager:
         the first check is done. A drift repair follows in the background,
         and after every reconnection of a gateway that reports its connection.
         """
-        if self._running:
+        if self._scheduler.running:
             return succeed(None)
-        self._running = True
-        loop = LoopingCall(self._safety_sweep)
-        loop.clock = self._clock
-        self._loop = loop
-
-        def loop_stopped(failure: Failure) -> None:
-            self.log.failure("the island's periodic check stopped", failure)
-
-        loop.start(self._sweep_interval, now=False).addErrback(loop_stopped)
+        self._scheduler.start()
         add_observer = getattr(self._gateway, "add_connection_observer", None)
         if add_observer is not None and not self._observing:
             add_observer(self._gateway_connection)
             self._observing = True
-        self._maybe_refresh_inventory()
+        self._inventory.refresh()
         first = self.sweep()
         self.repair()
         return first
 
     def stop(self) -> Deferred[None]:
         """Stop the periodic checks and wait for work in flight."""
-        self._running = False
+        self._scheduler.stop()
         remove_observer = getattr(self._gateway, "remove_connection_observer", None)
         if remove_observer is not None and self._observing:
             remove_observer(self._gateway_connection)
         self._observing = False
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
         return self._when_idle()
-
-    # The gateway's connection.
-
-    def _gateway_online(self) -> bool:
-        """False only while a gateway that reports its connection says it has none."""
-        return bool(getattr(self._gateway, "connected", True))
 
     def _gateway_connection(self, connected: bool) -> None:
         """
         Connection observer: after every (re)connection retry waiting work at
         once, refresh the inventory and repair drift.
         """
-        if not self._running:
+        if not self._scheduler.running:
             return
         if not connected:
             self.log.info("the gateway agent is unreachable; gateway work waits for it to return")
             return
         self.log.info("the gateway agent is reachable; checking it against the bookings")
-        self._retry.clear()
-        self._inventory_attempt = None
-        self._maybe_refresh_inventory()
+        self._backoff.clear()
+        self._inventory.forget_attempt()
+        self._inventory.refresh()
         self.repair()
 
     # Reads.
 
     def inventory(self) -> Deferred[Inventory]:
         """Fire with the island's inventory (see L{IResourceManager.inventory})."""
-        self._maybe_refresh_inventory()
-        if self._refreshing and self._inventory.confirmed is None:
-            d: Deferred[Inventory] = Deferred()
-            self._inventory_waiters.append(d)
-            return d
-        return succeed(self._inventory)
-
-    def _maybe_refresh_inventory(self) -> None:
-        now = self._clock.seconds()
-        if self._refreshing:
-            return
-        if self._inventory.confirmed is not None and now - self._inventory.confirmed < self._inventory_ttl:
-            return
-        if self._inventory_attempt is not None and now - self._inventory_attempt < self._retry_delay:
-            return
-        if not self._gateway_online():
-            return
-        self._refreshing = True
-        self._inventory_attempt = now
-        self._background(self._refresh_inventory(), "inventory refresh")
-
-    async def _refresh_inventory(self) -> None:
-        try:
-            switches = _string_list(await self._gw("get_switches"), "switches")
-            links = _string_list(await self._gw("get_links"), "links")
-            self._inventory = Inventory(switches, links, self._clock.seconds())
-        except GeniError as e:
-            self.log.warn("could not refresh the island inventory from the gateway: {error}", error=e.output)
-        finally:
-            self._refreshing = False
-            waiters, self._inventory_waiters = self._inventory_waiters, []
-            for waiter in waiters:
-                waiter.callback(self._inventory)
+        return self._inventory.get()
 
     def booked_slots(self, window: Slot) -> Deferred[list[Slot]]:
-        """Fire with the booked slots overlapping C{window} (see L{IResourceManager.booked_slots})."""
+        """Fire with the booked slots overlapping C{window}, holds included (see L{IResourceManager.booked_slots})."""
         return self._track(self._booked_slots(window))
 
     async def _booked_slots(self, window: Slot) -> list[Slot]:
@@ -448,7 +326,7 @@ class IslandResourceManager:
         return [b.slot for b in bookings]
 
     def check_availability(self, slot: Slot) -> Deferred[bool]:
-        """Fire with True if C{slot} is free."""
+        """Fire with True if C{slot} is free: no live booking and no hold overlaps it."""
         return self._track(self._check_availability(slot))
 
     async def _check_availability(self, slot: Slot) -> bool:
@@ -467,27 +345,25 @@ class IslandResourceManager:
             result.append(booking)
         return result
 
-    def slice_bookings(self, slice_urn: str, live_only: bool = True) -> Deferred[list[Booking]]:
-        """Fire with the slice's bookings by slot start."""
+    def slice_bookings(self, slice_urn: str | URN, live_only: bool = True) -> Deferred[list[Booking]]:
+        """Fire with the slice's slivers by slot start (its holds are not slivers)."""
         return self._track(self._slice_bookings(slice_urn, live_only))
 
-    async def _slice_bookings(self, slice_urn: str, live_only: bool) -> list[Booking]:
-        parse_urn(slice_urn, "slice")
-        return list(await self._store.list_by_slice(slice_urn, live_only))
+    async def _slice_bookings(self, slice_urn: str | URN, live_only: bool) -> list[Booking]:
+        return [b for b in await self._store.list_by_slice(_slice_urn(slice_urn), live_only) if b.is_sliver]
 
-    def is_shut_down(self, slice_urn: str) -> Deferred[bool]:
+    def is_shut_down(self, slice_urn: str | URN) -> Deferred[bool]:
         """Fire with True if the slice has been shut down."""
         return self._track(self._is_shut_down(slice_urn))
 
-    async def _is_shut_down(self, slice_urn: str) -> bool:
-        parse_urn(slice_urn, "slice")
-        return bool(await self._store.is_shutdown(slice_urn))
+    async def _is_shut_down(self, slice_urn: str | URN) -> bool:
+        return bool(await self._store.is_shutdown(_slice_urn(slice_urn)))
 
     # Allocate.
 
     def allocate(
         self,
-        slice_urn: str,
+        slice_urn: str | URN,
         owner_urn: str,
         owner_email: str,
         slot: Slot,
@@ -500,7 +376,7 @@ class IslandResourceManager:
 
     async def _allocate(
         self,
-        slice_urn: str,
+        slice_urn: str | URN,
         owner_urn: str,
         owner_email: str,
         slot: Slot,
@@ -508,11 +384,12 @@ class IslandResourceManager:
         controller: str | None,
         vlan_map: Mapping[str, str] | None,
     ) -> Booking:
-        parse_urn(slice_urn, "slice")
+        slice_ = _slice_urn(slice_urn)
+        slice_text = slice_urn if isinstance(slice_urn, str) else str(slice_)
         parse_urn(owner_urn, "user")
         booking = new_booking(
             sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
-            slice_urn=slice_urn,
+            slice_urn=slice_text,
             owner_urn=owner_urn,
             owner_email=validate_email(owner_email),
             slot=_check_slot(slot),
@@ -523,15 +400,14 @@ class IslandResourceManager:
             controller=validate_controller(controller, self.controller_policy),
             vlan_map=validate_vlan_map(vlan_map) if vlan_map is not None else None,
         )
-        if await self._store.is_shutdown(slice_urn):
-            raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
+        if await self._store.is_shutdown(slice_):
+            raise GeniError(GeniCode.REFUSED, f"slice {slice_text} has been shut down")
         stored = await self._store.insert(booking)
         self.log.info(
-            "allocated {sliver} for {slot} to {slice}", sliver=stored.sliver_urn, slot=str(stored.slot), slice=slice_urn
+            "allocated {sliver} for {slot} to {slice}", sliver=stored.sliver_urn, slot=str(stored.slot), slice=slice_text
         )
-        self._background(self._rearm(), "re-arming the boundary timer")
+        self._background(self._scheduler.rearm(), "re-arming the boundary timer")
         return stored
-
     # Provision.
 
     def provision(
@@ -564,6 +440,7 @@ class IslandResourceManager:
         before: dict[str, Booking] = {}
 
         async def compute(current: list[Booking], now: float) -> list[Booking]:
+            _slivers_only(current)
             await self._refuse_shut_down(current)
             before.clear()
             before.update((b.sliver_key, b) for b in current)
@@ -582,16 +459,16 @@ class IslandResourceManager:
             ]
 
         async with self._lock:
-            after = await self._change(urns, compute)
+            after = await self._changes.change(urns, compute)
             result = []
             for new in after:
                 old = before[new.sliver_key]
-                if old.operational_state is OperationalState.READY and _gateway_view(old) != _gateway_view(new):
-                    new = await self._push_update_locked(old, new)
+                if old.operational_state is OperationalState.READY and needs_push(old, new):
+                    new = await self._sync.push_update_locked(old, new)
                 result.append(new)
         for new in result:
             self.log.info("provisioned {sliver} for {slot}", sliver=new.sliver_urn, slot=str(new.slot))
-        self._after_change()
+        self._scheduler.changed()
         return result
 
     # Renew.
@@ -616,6 +493,7 @@ class IslandResourceManager:
         expires = _check_time(credential_expires, "credential expiry")
 
         async def compute(current: list[Booking], now: float) -> list[Booking]:
+            _slivers_only(current)
             await self._refuse_shut_down(current)
             for b in current:
                 check_current(b, now)
@@ -632,8 +510,8 @@ class IslandResourceManager:
             ]
 
         async with self._lock:
-            result = await self._change(urns, compute)
-        self._after_change()
+            result = await self._changes.change(urns, compute)
+        self._scheduler.changed()
         return result
 
     # Delete.
@@ -648,43 +526,31 @@ class IslandResourceManager:
         async with self._lock:
             current, _ = await self._current_locked(urns)
             for b in current:
-                applied, error = await self._remove_locked(b)
-
-                def deleted(cur: Booking, now: float, applied: bool = applied, error: str = error) -> Booking | None:
-                    if not cur.live:
-                        return None
-                    return _taken_off(cur, AllocationState.DELETED, applied, error, now)
-
-                new = await self._change_one(b.sliver_urn, deleted)
+                removal = await self._sync.remove_locked(b)
+                new = await self._changes.step_one(b.sliver_urn, Event.DELETE, removal=removal)
                 self.log.info("deleted {sliver}", sliver=new.sliver_urn)
                 result.append(new)
-        self._after_change()
+        self._scheduler.changed()
         return result
 
     # Shutdown.
 
-    def shutdown(self, slice_urn: str) -> Deferred[list[Booking]]:
+    def shutdown(self, slice_urn: str | URN) -> Deferred[list[Booking]]:
         """Stop the slice at once and refuse further changes (see L{IResourceManager.shutdown})."""
         return self._track(self._shutdown(slice_urn))
 
-    async def _shutdown(self, slice_urn: str) -> list[Booking]:
-        parse_urn(slice_urn, "slice")
+    async def _shutdown(self, slice_urn: str | URN) -> list[Booking]:
+        slice_ = _slice_urn(slice_urn)
         async with self._lock:
-            if await self._store.set_shutdown(slice_urn, self._clock.seconds()):
-                self.log.warn("slice {slice} shut down", slice=slice_urn)
-            for b in await self._store.list_by_slice(slice_urn, True):
+            if await self._store.set_shutdown(slice_, self._clock.seconds()):
+                self.log.warn("slice {slice} shut down", slice=str(slice_urn))
+            for b in await self._store.list_by_slice(slice_, True):
                 if b.allocation_state is not AllocationState.PROVISIONED:
                     continue
-                applied, error = await self._remove_locked(b)
-
-                def stopped(cur: Booking, now: float, applied: bool = applied, error: str = error) -> Booking | None:
-                    if cur.allocation_state is not AllocationState.PROVISIONED:
-                        return None
-                    return replace(cur, operational_state=OperationalState.STOPPED, applied=applied, error=error, updated=now)
-
-                await self._change_one(b.sliver_urn, stopped)
-            result = list(await self._store.list_by_slice(slice_urn, True))
-        self._after_change()
+                removal = await self._sync.remove_locked(b)
+                await self._changes.step_one(b.sliver_urn, Event.STOP, removal=removal)
+            result = [b for b in await self._store.list_by_slice(slice_, True) if b.is_sliver]
+        self._scheduler.changed()
         return result
 
     # Operational actions.
@@ -719,43 +585,28 @@ class IslandResourceManager:
                     )
             for b in current:
                 result.append(await self._act_locked(b, action, new_users))
-        self._after_change()
+        self._scheduler.changed()
         return result
 
     async def _act_locked(self, booking: Booking, action: str, users: tuple[UserKeys, ...]) -> Booking:
         now = self._clock.seconds()
         urn = booking.sliver_urn
         if action == "geni_restart" and booking.slot.contains(now):
-            return await self._start_locked(urn, manual=True, reset_first=True)
+            return await self._sync.start_locked(urn, manual=True, reset_first=True)
         if action == "geni_start" and booking.slot.contains(now):
             if booking.operational_state is OperationalState.READY:
                 return booking
-            return await self._start_locked(urn, manual=True)
+            return await self._sync.start_locked(urn, manual=True)
         if action in ("geni_start", "geni_restart"):
             # Before the slot both only clear a stop: the slot start applies the configuration.
-
-            def unstopped(cur: Booking, now: float) -> Booking | None:
-                if cur.operational_state is not OperationalState.STOPPED:
-                    return None
-                return replace(cur, operational_state=OperationalState.NOTREADY, updated=now)
-
-            return await self._change_one(urn, unstopped)
+            return await self._changes.step_one(urn, Event.UNSTOP)
         if action == "geni_stop":
-            applied, error = await self._remove_locked(booking)
-
-            def stopped(cur: Booking, now: float) -> Booking | None:
-                return replace(cur, operational_state=OperationalState.STOPPED, applied=applied, error=error, updated=now)
-
-            return await self._change_one(urn, stopped)
-        merged = merge_users(booking.users, users)
-
-        def with_users(cur: Booking, now: float) -> Booking | None:
-            return replace(cur, users=merge_users(cur.users, users), updated=now)
-
-        new = await self._change_one(urn, with_users)
-        if _gateway_view(booking) == _gateway_view(replace(booking, users=merged)):
+            removal: Removal = await self._sync.remove_locked(booking)
+            return await self._changes.step_one(urn, Event.STOP, removal=removal)
+        new = await self._changes.change_one(urn, lambda cur, now: replace(cur, users=merge_users(cur.users, users), updated=now))
+        if not needs_push(booking, replace(booking, users=merge_users(booking.users, users))):
             return new
-        return await self._push_update_locked(booking, new)
+        return await self._sync.push_update_locked(booking, new)
 
     # The periodic checks.
 
@@ -767,13 +618,7 @@ class IslandResourceManager:
         re-arm the boundary timer. Fire with None when done; never fails
         (errors are logged). Overlapping requests share one run.
         """
-        d: Deferred[None] = Deferred()
-        self._sweep_waiters.append(d)
-        self._sweep_pending = True
-        if not self._sweeping:
-            self._sweeping = True
-            self._background(self._sweep_loop(), "island check")
-        return d
+        return self._scheduler.sweep()
 
     def repair(self) -> Deferred[None]:
         """
@@ -784,56 +629,32 @@ class IslandResourceManager:
         while a gateway that reports its connection has none: its return
         triggers a repair.
         """
-        self._repair_pending = True
-        return self.sweep()
+        return self._scheduler.repair()
 
-    def _safety_sweep(self) -> Deferred[None]:
-        return self.sweep()
-
-    async def _sweep_loop(self) -> None:
-        try:
-            while self._sweep_pending:
-                self._sweep_pending = False
-                repair, self._repair_pending = self._repair_pending, False
-                waiters, self._sweep_waiters = self._sweep_waiters, []
-                try:
-                    await self._sweep_once(repair)
-                except StoreError as e:
-                    # The store logs the outage and its end once; the next check retries.
-                    self.log.debug("island check waits for the database: {error}", error=e.message)
-                    self._repair_pending = self._repair_pending or repair
-                except Exception:
-                    self.log.failure("island check failed")
-                for waiter in waiters:
-                    waiter.callback(None)
-        finally:
-            self._sweeping = False
-
-    async def _sweep_once(self, repair: bool = False) -> None:
+    async def _check(self, repair: bool) -> None:
+        """One run of the periodic checks (see L{sweep})."""
         now = self._clock.seconds()
         due = await self._store.due(now)
-        waiting = {b.sliver_key for b in due.start + due.cleanup + due.end}
-        self._retry = {key: value for key, value in self._retry.items() if key in waiting}
+        self._backoff.keep_only(b.sliver_key for b in due.start + due.cleanup + due.end)
         for b in due.expire:
             await self._guarded(self._expire(b.sliver_urn), b)
         for b in due.end:
-            await self._guarded(self._locked(self._end_locked, b.sliver_urn), b)
+            await self._guarded(self._locked(self._sync.end_locked, b.sliver_urn), b)
         for b in due.cleanup:
-            if self._may_retry(b.sliver_key, now):
-                await self._guarded(self._locked(self._cleanup_locked, b.sliver_urn), b)
+            if self._backoff.may_retry(b.sliver_key, now):
+                await self._guarded(self._locked(self._sync.cleanup_locked, b.sliver_urn), b)
         if repair:
             try:
                 async with self._lock:
-                    await self._repair_locked()
+                    await self._sync.repair_locked()
             except StoreError:
-                self._repair_pending = True
                 raise
             except Exception:
                 self.log.failure("drift repair failed")
         for b in due.start:
-            if self._may_retry(b.sliver_key, now):
-                await self._guarded(self._locked(self._start_locked, b.sliver_urn), b)
-        await self._rearm()
+            if self._backoff.may_retry(b.sliver_key, now):
+                await self._guarded(self._locked(self._sync.start_locked, b.sliver_urn), b)
+        await self._scheduler.rearm()
 
     async def _guarded(self, work: Awaitable[Any], booking: Booking) -> None:
         try:
@@ -852,351 +673,9 @@ class IslandResourceManager:
             await work(urn)
 
     async def _expire(self, urn: str) -> None:
-        def expired(cur: Booking, now: float) -> Booking | None:
-            if not needs_expiry(cur, now):
-                return None
-            return replace(cur, allocation_state=AllocationState.EXPIRED, updated=now)
-
-        new = await self._change_one(urn, expired)
+        new = await self._changes.step_one(urn, Event.EXPIRE)
         if new.allocation_state is AllocationState.EXPIRED:
             self.log.info("allocation {sliver} expired", sliver=urn)
-
-    async def _end_locked(self, urn: str) -> None:
-        booking = await self._get(urn)
-        if not needs_end(booking, self._clock.seconds()):
-            return
-        applied, error = await self._remove_locked(booking)
-
-        def ended(cur: Booking, now: float) -> Booking | None:
-            if needs_end(cur, now):
-                return _taken_off(cur, AllocationState.ENDED, applied, error, now)
-            if cur.applied and not applied:
-                return replace(cur, operational_state=OperationalState.NOTREADY, applied=False, updated=now)
-            return None
-
-        new = await self._change_one(urn, ended)
-        if new.allocation_state is AllocationState.ENDED:
-            self.log.info("slot {slot} of {sliver} ended", slot=str(new.slot), sliver=urn)
-
-    async def _cleanup_locked(self, urn: str) -> None:
-        booking = await self._get(urn)
-        if not needs_cleanup(booking):
-            return
-        holders = [b for b in await self._store.list_applied() if b.live and not needs_cleanup(b)]
-        if holders:
-            return
-        applied, error = await self._remove_locked(booking)
-        if applied:
-            return
-
-        def cleaned(cur: Booking, now: float) -> Booking | None:
-            if not needs_cleanup(cur):
-                return None
-            return replace(cur, applied=False, error="", updated=now)
-
-        await self._change_one(urn, cleaned)
-
-    async def _start_locked(
-        self, urn: str, manual: bool = False, reset_first: bool = False, observed: GatewayView | None = None
-    ) -> Booking:
-        """
-        Apply a booking's configuration to the gateway now (lock held): read
-        what the gateway holds (or reset it first), then apply the
-        difference. The booking becomes ready, or stays configuring while
-        the agent is unreachable, or fails when the agent refuses; the last
-        two are retried.
-
-        @param manual: start even if the booking is ready or stopped (an
-            operational action or a repair).
-        @param observed: what the gateway was just seen to hold, if known.
-        """
-        booking = await self._get(urn)
-        now = self._clock.seconds()
-        in_slot = booking.allocation_state is AllocationState.PROVISIONED and booking.slot.contains(now)
-        if not in_slot or not (manual or needs_start(booking, now)):
-            return booking
-        try:
-            if reset_first:
-                await self._gw("reset")
-                observed = GatewayView()
-            elif observed is None:
-                observed = await self._observe()
-        except GeniError as e:
-            return await self._record_failure(urn, e)
-
-        def configuring(cur: Booking, now: float) -> Booking | None:
-            if cur.allocation_state is not AllocationState.PROVISIONED or not cur.slot.contains(now):
-                return None
-            return replace(cur, operational_state=OperationalState.CONFIGURING, applied=True, updated=now)
-
-        booking = await self._change_one(urn, configuring)
-        if booking.operational_state is not OperationalState.CONFIGURING:
-            return booking
-        self.log.info("starting slot {slot} of {sliver}", slot=str(booking.slot), sliver=urn)
-        try:
-            await self._converge(booking, observed)
-        except GeniError as e:
-            return await self._record_failure(urn, e)
-        await self._mark_others_removed(booking.sliver_key)
-        return await self._record_success(urn)
-
-    async def _observe(self) -> GatewayView:
-        """Fire with what the gateway reports it holds."""
-        return GatewayView.from_report(await self._gw("state"))
-
-    async def _converge(self, booking: Booking, observed: GatewayView) -> list[str]:
-        """
-        Change the gateway from C{observed} to exactly what C{booking} needs;
-        return what was changed, for the log.
-        """
-        wanted = GatewayView.of(booking)
-        done: list[str] = []
-        stray = [key for key in observed.users if key not in wanted.users]
-        if stray:
-            await self._gw("rem_user_auth", stray)
-            done.append(f"removed {len(stray)} SSH key(s)")
-        missing = [key for key in wanted.users if key not in observed.users]
-        if missing:
-            await self._gw("set_user_auth", missing)
-            done.append(f"added {len(missing)} SSH key(s)")
-        if observed.proxy != wanted.proxy:
-            if wanted.proxy:
-                await self._gw("set_tcp_proxy", wanted.proxy)
-                done.append(f"proxy to {wanted.proxy}")
-            else:
-                await self._gw("rem_tcp_proxy")
-                done.append("stopped the proxy")
-        if dict(observed.vlans) != dict(wanted.vlans):
-            if wanted.vlans:
-                await self._gw("set_ovs", dict(wanted.vlans))
-                done.append(f"VLAN map {dict(wanted.vlans)}")
-            else:
-                await self._gw("rem_ovs")
-                done.append("removed the VLAN map")
-        return done
-
-    @staticmethod
-    def _mark_removed(cur: Booking, now: float) -> Booking | None:
-        if not cur.applied:
-            return None
-        state = OperationalState.NOTREADY if cur.operational_state is OperationalState.READY else cur.operational_state
-        error = "" if needs_cleanup(cur) else cur.error
-        return replace(cur, applied=False, operational_state=state, error=error, updated=now)
-
-    async def _mark_others_removed(self, keep: str | None) -> None:
-        """Record that only the booking C{keep} (a sliver key, or None) may have configuration on the gateway."""
-        for other in await self._store.list_applied():
-            if other.sliver_key != keep:
-                self._retry.pop(other.sliver_key, None)
-                await self._change_one(other.sliver_urn, self._mark_removed)
-
-    async def _record_success(self, urn: str) -> Booking:
-        self._retry.pop(urn_key(urn), None)
-
-        def ready(cur: Booking, now: float) -> Booking | None:
-            if cur.operational_state is not OperationalState.CONFIGURING:
-                return None
-            return replace(cur, operational_state=OperationalState.READY, error="", updated=now)
-
-        return await self._change_one(urn, ready)
-
-    async def _record_failure(self, urn: str, error: GeniError) -> Booking:
-        """
-        Record that applying a booking failed and schedule a retry: it shows
-        configuring while the agent is unreachable, failed when it refused.
-        """
-        delay = self._note_failure(urn_key(urn))
-        unreachable = error.code in UNREACHABLE_CODES
-        state = OperationalState.CONFIGURING if unreachable else OperationalState.FAILED
-        if unreachable:
-            self.log.warn(
-                "gateway unreachable for {sliver}: {error}; retrying in {delay:g} s or when it returns",
-                sliver=urn,
-                error=error.output,
-                delay=delay,
-            )
-        else:
-            self.log.warn("gateway failed for {sliver}: {error}; retrying in {delay:g} s", sliver=urn, error=error.output, delay=delay)
-
-        def failed(cur: Booking, now: float) -> Booking | None:
-            if cur.allocation_state is not AllocationState.PROVISIONED or not cur.slot.contains(now):
-                return None
-            return replace(cur, operational_state=state, error=f"gateway: {error.output}", updated=now)
-
-        return await self._change_one(urn, failed)
-
-    async def _push_update_locked(self, old: Booking, new: Booking) -> Booking:
-        """Push the difference between two versions of a ready booking (lock held)."""
-
-        def configuring(cur: Booking, now: float) -> Booking | None:
-            if cur.operational_state is not OperationalState.READY:
-                return None
-            return replace(cur, operational_state=OperationalState.CONFIGURING, updated=now)
-
-        current = await self._change_one(new.sliver_urn, configuring)
-        if current.operational_state is not OperationalState.CONFIGURING:
-            return current
-        try:
-            await self._converge(current, GatewayView.of(old))
-        except GeniError as e:
-            return await self._record_failure(new.sliver_urn, e)
-        return await self._record_success(new.sliver_urn)
-
-    # Drift repair.
-
-    async def _target(self, now: float) -> Booking | None:
-        """The booking whose configuration should be on the gateway at C{now}, if any."""
-        for booking in await self._store.list_live(Slot(now, now + BOUNDARY_SLACK)):
-            if (
-                booking.allocation_state is AllocationState.PROVISIONED
-                and booking.slot.contains(now)
-                and booking.operational_state is not OperationalState.STOPPED
-            ):
-                return booking
-        return None
-
-    async def _repair_locked(self) -> None:
-        """Compare the gateway with the bookings and repair the difference (lock held)."""
-        if not self._gateway_online():
-            self.log.debug("drift repair waits for the gateway agent")
-            return
-        try:
-            observed = await self._observe()
-        except GeniError as e:
-            self.log.warn("cannot compare the gateway with the bookings: {error}", error=e.output)
-            return
-        now = self._clock.seconds()
-        target = await self._target(now)
-        if target is None:
-            if not observed.empty:
-                try:
-                    await self._gw("reset")
-                except GeniError as e:
-                    self.log.warn("drift repair could not reset the gateway: {error}", error=e.output)
-                    return
-                self.log.warn(
-                    "drift repair: no slot runs, so the gateway was reset (it held {what})", what=observed.describe()
-                )
-            await self._mark_others_removed(None)
-            return
-        if target.operational_state is not OperationalState.READY:
-            self.log.info("drift repair: applying {sliver}, whose slot runs now", sliver=target.sliver_urn)
-            await self._start_locked(target.sliver_urn, manual=True, observed=observed)
-            return
-        try:
-            repaired = await self._converge(target, observed)
-        except GeniError as e:
-            self.log.warn(
-                "drift repair of {sliver} failed: {error} (the gateway held {what})",
-                sliver=target.sliver_urn,
-                error=e.output,
-                what=observed.describe(),
-            )
-            await self._record_failure(target.sliver_urn, e)
-            return
-        if repaired:
-            self.log.warn(
-                "drift repair of {sliver}: {repairs} (the gateway held {what})",
-                sliver=target.sliver_urn,
-                repairs="; ".join(repaired),
-                what=observed.describe(),
-            )
-        else:
-            self.log.info("drift repair: the gateway matches {sliver}", sliver=target.sliver_urn)
-        await self._mark_others_removed(target.sliver_key)
-
-    async def _remove_locked(self, booking: Booking) -> tuple[bool, str]:
-        """
-        Remove a booking's configuration from the gateway if it may be there
-        (lock held); return whether some may still be there, and the error text.
-        """
-        if not booking.applied:
-            return False, booking.error
-        try:
-            await self._remove_config(booking)
-        except GeniError as e:
-            delay = self._note_failure(booking.sliver_key)
-            self.log.warn(
-                "could not remove {sliver} from the gateway: {error}; retrying in {delay:g} s",
-                sliver=booking.sliver_urn,
-                error=e.output,
-                delay=delay,
-            )
-            return True, f"gateway: could not remove the configuration: {e.output}"
-        self._retry.pop(booking.sliver_key, None)
-        return False, ""
-
-    # Gateway work.
-
-    async def _gw(self, name: str, *args: Any) -> Any:
-        method = getattr(self._gateway, name)
-        try:
-            d = maybeDeferred(method, *args)
-            d.addTimeout(self._gateway_timeout, self._clock)
-            return await d
-        except (GeniError, CancelledError):
-            raise
-        except TimeoutError:
-            raise GeniError(GeniCode.TIMEDOUT, f"the gateway did not answer {name} within {self._gateway_timeout:g} s") from None
-        except Exception as e:
-            raise GeniError(GeniCode.RPCERROR, f"gateway {name} failed: {e}") from e
-
-    async def _remove_config(self, booking: Booking) -> None:
-        if booking.operational_state in (OperationalState.CONFIGURING, OperationalState.FAILED):
-            await self._gw("reset")
-            return
-        steps: list[tuple[str, tuple[Any, ...]]] = []
-        if booking.ssh_keys:
-            steps.append(("rem_user_auth", (list(booking.ssh_keys),)))
-        steps += [("rem_tcp_proxy", ()), ("rem_ovs", ())]
-        errors = []
-        for name, args in steps:
-            try:
-                await self._gw(name, *args)
-            except GeniError as e:
-                errors.append(e)
-        if errors:
-            raise errors[0]
-
-    # Retries and the boundary timer.
-
-    def _note_failure(self, key: str) -> float:
-        attempts = self._retry.get(key, (0, 0.0))[0] + 1
-        delay = min(self._retry_delay * 2 ** (attempts - 1), self._max_retry_delay)
-        self._retry[key] = (attempts, self._clock.seconds() + delay)
-        return delay
-
-    def _may_retry(self, key: str, now: float) -> bool:
-        entry = self._retry.get(key)
-        return entry is None or entry[1] <= now
-
-    def _after_change(self) -> None:
-        if self._running:
-            self.sweep()
-
-    async def _rearm(self) -> None:
-        if not self._running:
-            return
-        moments = [when for _, when in self._retry.values()]
-        boundary = await self._store.next_boundary(self._clock.seconds())
-        if boundary is not None:
-            moments.append(boundary)
-        if moments:
-            self._schedule(min(moments))
-
-    def _schedule(self, moment: float) -> None:
-        if not self._running:
-            return
-        target = moment + BOUNDARY_SLACK
-        if self._timer is not None and self._timer.active():
-            if self._timer.getTime() <= target:
-                return
-            self._timer.cancel()
-        self._timer = self._clock.callLater(max(0.0, target - self._clock.seconds()), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.sweep()
 
     # Helpers shared by the operations.
 
@@ -1213,9 +692,9 @@ class IslandResourceManager:
         return list(urns.values())
 
     async def _get(self, urn: str) -> Booking:
-        booking = await self._store.get(urn)
-        if booking is None:
-            raise GeniError(GeniCode.SEARCHFAILED, f"no such sliver: {urn}")
+        """The sliver of this URN; a hold is not one (SEARCHFAILED)."""
+        booking = await self._changes.get(urn)
+        _slivers_only([booking])
         return booking
 
     async def _refuse_shut_down(self, bookings: Iterable[Booking]) -> None:
@@ -1227,7 +706,7 @@ class IslandResourceManager:
     async def _current_locked(self, urns: Sequence[str]) -> tuple[list[Booking], float]:
         """
         Read the bookings to change and the time; refuse them unless each is
-        current (L{check_current}) and no slice of theirs is shut down.
+        a current sliver (L{check_current}) and no slice of theirs is shut down.
         """
         current = [await self._get(urn) for urn in urns]
         now = self._clock.seconds()
@@ -1235,29 +714,3 @@ class IslandResourceManager:
             check_current(b, now)
         await self._refuse_shut_down(current)
         return current, now
-
-    async def _change(
-        self, urns: Sequence[str], compute: Callable[[list[Booking], float], Awaitable[list[Booking]]]
-    ) -> list[Booking]:
-        """Read the bookings, compute their new values and store them all or none, retrying if they changed meanwhile."""
-        for _ in range(CHANGE_ATTEMPTS):
-            current = [await self._get(urn) for urn in urns]
-            new = await compute(current, self._clock.seconds())
-            try:
-                return list(await self._store.update(new))
-            except StaleBooking:
-                continue
-        raise GeniError(GeniCode.BUSY, "the slivers kept changing; try again")
-
-    async def _change_one(self, urn: str, change: Callable[[Booking, float], Booking | None]) -> Booking:
-        """Apply C{change} to one booking (None: leave it), retrying if it changed meanwhile; return it as stored."""
-        for _ in range(CHANGE_ATTEMPTS):
-            current = await self._get(urn)
-            new = change(current, self._clock.seconds())
-            if new is None:
-                return current
-            try:
-                return (await self._store.update([new]))[0]
-            except StaleBooking:
-                continue
-        raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")

@@ -33,6 +33,7 @@ from geniam.booking.errors import BookingConflict, BookingError
 from geniam.booking.values import AllocationState, Booking, Due, OperationalState, Slot, UserKeys, urn_key
 from geniam.errors import GeniError
 from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, UnknownBooking
+from geniam.urn import URN
 from geniam.store.health import Availability
 
 T = TypeVar("T")
@@ -262,11 +263,11 @@ class BookingQueries:
             stored.append(new)
         return stored
 
-    def set_shutdown(self, slice_urn: str, when: float) -> Steps[bool]:
+    def set_shutdown(self, slice_urn: str | URN, when: float) -> Steps[bool]:
         """Mark the slice shut down; return True unless it already was."""
         written = yield (
             "INSERT INTO slices (island, slice_key, slice_urn, shutdown_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (self.island, urn_key(slice_urn), slice_urn, when),
+            (self.island, urn_key(slice_urn), str(slice_urn), when),
         )
         return written.rowcount == 1
 
@@ -277,7 +278,7 @@ class BookingQueries:
         found = yield from self._select("sliver_key = ? AND island = ?", (urn_key(sliver_urn), self.island))
         return found[0] if found else None
 
-    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Steps[list[Booking]]:
+    def list_by_slice(self, slice_urn: str | URN, live_only: bool = False) -> Steps[list[Booking]]:
         """The slice's bookings by slot start."""
         where = "island = ? AND slice_key = ?" + (" AND live = 1" if live_only else "")
         return (yield from self._select(where + " ORDER BY start_time, created", (self.island, urn_key(slice_urn))))
@@ -334,7 +335,7 @@ class BookingQueries:
                 moments.append(float(found.rows[0][0]))
         return min(moments) if moments else None
 
-    def is_shutdown(self, slice_urn: str) -> Steps[bool]:
+    def is_shutdown(self, slice_urn: str | URN) -> Steps[bool]:
         """Whether the slice has been shut down."""
         found = yield ("SELECT 1 FROM slices WHERE island = ? AND slice_key = ?", (self.island, urn_key(slice_urn)))
         return bool(found.rows)
@@ -427,7 +428,7 @@ class SQLStore(ABC):
         batch = list(bookings)
         return self._operation(lambda: self._queries.update(batch), WRITE, batch[0].sliver_urn if batch else None)
 
-    def set_shutdown(self, slice_urn: str, when: float) -> Deferred[bool]:
+    def set_shutdown(self, slice_urn: str | URN, when: float) -> Deferred[bool]:
         """Mark the slice shut down; fire with True unless it already was."""
         return self._operation(lambda: self._queries.set_shutdown(slice_urn, when), WRITE)
 
@@ -437,7 +438,7 @@ class SQLStore(ABC):
         """Fire with the booking of this sliver, or None."""
         return self._operation(lambda: self._queries.get(sliver_urn), READ)
 
-    def list_by_slice(self, slice_urn: str, live_only: bool = False) -> Deferred[list[Booking]]:
+    def list_by_slice(self, slice_urn: str | URN, live_only: bool = False) -> Deferred[list[Booking]]:
         """Fire with the slice's bookings by slot start."""
         return self._operation(lambda: self._queries.list_by_slice(slice_urn, live_only), READ)
 
@@ -457,7 +458,7 @@ class SQLStore(ABC):
         """Fire with the next moment a live booking changes by itself, or None."""
         return self._operation(lambda: self._queries.next_boundary(after), SNAPSHOT)
 
-    def is_shutdown(self, slice_urn: str) -> Deferred[bool]:
+    def is_shutdown(self, slice_urn: str | URN) -> Deferred[bool]:
         """Fire with True if the slice has been shut down."""
         return self._operation(lambda: self._queries.is_shutdown(slice_urn), READ)
 
