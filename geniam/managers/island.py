@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, TimeoutError, maybeDeferred, succeed
@@ -73,7 +73,8 @@ from geniam.booking.values import (
 )
 from geniam.managers.arguments import parse_users, validate_controller, validate_email
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gateway.config import GatewayConfig
+from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.store.errors import StaleBooking, StoreError
@@ -108,55 +109,6 @@ class Inventory:
     switches: tuple[str, ...]
     links: tuple[str, ...]
     confirmed: float | None = None
-
-
-@dataclass(frozen=True)
-class GatewayView:
-    """
-    A configuration of the gateway: what it reports, or what a booking needs.
-
-    @ivar users: the authorised SSH keys, in order.
-    @ivar proxy: the controller C{host:port} the proxy forwards to, or C{""}.
-    @ivar vlans: the VLAN map C{{testbed VLAN: island VLAN}}.
-    """
-
-    users: tuple[str, ...] = ()
-    proxy: str = ""
-    vlans: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, booking: Booking) -> GatewayView:
-        """The configuration C{booking} needs during its slot."""
-        return cls(booking.ssh_keys, booking.controller or "", dict(booking.vlan_map))
-
-    @classmethod
-    def from_report(cls, report: object) -> GatewayView:
-        """
-        Read a gateway's C{state()} report, normalised as the booking's values are.
-
-        @raise GeniError: ERROR if the report is malformed.
-        """
-        try:
-            if not isinstance(report, Mapping):
-                raise GeniError(GeniCode.BADARGS, "not a struct")
-            users = validate_ssh_keys(list(report.get("users", [])))
-            proxy = report.get("proxy", "") or ""
-            if proxy:
-                proxy = canonical_controller(proxy)
-            vlans = validate_vlan_map(dict(report.get("vlans", {})))
-        except (GeniError, TypeError, ValueError) as e:
-            why = e.output if isinstance(e, GeniError) else str(e)
-            raise GeniError(GeniCode.ERROR, f"the gateway reported a malformed state: {why}") from None
-        return cls(users, str(proxy), vlans)
-
-    @property
-    def empty(self) -> bool:
-        """True for the default configuration: no users, no proxy, no VLAN map."""
-        return not self.users and not self.proxy and not self.vlans
-
-    def describe(self) -> str:
-        """A short summary for the log."""
-        return f"{len(self.users)} SSH key(s), proxy {self.proxy or 'none'}, VLAN map {dict(self.vlans) or 'none'}"
 
 
 def _uuid_name() -> str:
@@ -206,10 +158,6 @@ async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
         return await coroutine
     except DomainError as e:
         raise as_geni_error(e) from None
-
-
-def _gateway_view(booking: Booking) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
-    return booking.ssh_keys, booking.controller, dict(booking.vlan_map)
 
 
 @implementer(IResourceManager)
@@ -586,7 +534,7 @@ class IslandResourceManager:
             result = []
             for new in after:
                 old = before[new.sliver_key]
-                if old.operational_state is OperationalState.READY and _gateway_view(old) != _gateway_view(new):
+                if old.operational_state is OperationalState.READY and GatewayConfig.of(old) != GatewayConfig.of(new):
                     new = await self._push_update_locked(old, new)
                 result.append(new)
         for new in result:
@@ -753,7 +701,7 @@ class IslandResourceManager:
             return replace(cur, users=merge_users(cur.users, users), updated=now)
 
         new = await self._change_one(urn, with_users)
-        if _gateway_view(booking) == _gateway_view(replace(booking, users=merged)):
+        if GatewayConfig.of(booking) == GatewayConfig.of(replace(booking, users=merged)):
             return new
         return await self._push_update_locked(booking, new)
 
@@ -897,7 +845,7 @@ class IslandResourceManager:
         await self._change_one(urn, cleaned)
 
     async def _start_locked(
-        self, urn: str, manual: bool = False, reset_first: bool = False, observed: GatewayView | None = None
+        self, urn: str, manual: bool = False, reset_first: bool = False, observed: GatewayConfig | None = None
     ) -> Booking:
         """
         Apply a booking's configuration to the gateway now (lock held): read
@@ -918,7 +866,7 @@ class IslandResourceManager:
         try:
             if reset_first:
                 await self._gw("reset")
-                observed = GatewayView()
+                observed = GatewayConfig()
             elif observed is None:
                 observed = await self._observe()
         except GeniError as e:
@@ -940,16 +888,16 @@ class IslandResourceManager:
         await self._mark_others_removed(booking.sliver_key)
         return await self._record_success(urn)
 
-    async def _observe(self) -> GatewayView:
+    async def _observe(self) -> GatewayConfig:
         """Fire with what the gateway reports it holds."""
-        return GatewayView.from_report(await self._gw("state"))
+        return GatewayConfig.from_report(await self._gw("state"))
 
-    async def _converge(self, booking: Booking, observed: GatewayView) -> list[str]:
+    async def _converge(self, booking: Booking, observed: GatewayConfig) -> list[str]:
         """
         Change the gateway from C{observed} to exactly what C{booking} needs;
         return what was changed, for the log.
         """
-        wanted = GatewayView.of(booking)
+        wanted = GatewayConfig.of(booking)
         done: list[str] = []
         stray = [key for key in observed.users if key not in wanted.users]
         if stray:
@@ -1037,7 +985,7 @@ class IslandResourceManager:
         if current.operational_state is not OperationalState.CONFIGURING:
             return current
         try:
-            await self._converge(current, GatewayView.of(old))
+            await self._converge(current, GatewayConfig.of(old))
         except GeniError as e:
             return await self._record_failure(new.sliver_urn, e)
         return await self._record_success(new.sliver_urn)
