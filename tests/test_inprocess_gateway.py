@@ -9,10 +9,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from geniam.agent.backend import StateFile
 from geniam.agent.backends.simulated import SimulatedBackend
 from geniam.agent.inprocess import InProcessGateway
 from geniam.gateway.inventory import DEFAULT_LINKS, DEFAULT_SWITCHES, Inventory, link_ends
 from geniam.errors import GeniCode, GeniError
+from geniam.gateway.config import GatewayConfig
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IGatewayAgent
 from tests.test_store import KEY_A, KEY_B
 
@@ -165,3 +168,30 @@ class LatencyTests(SynchronousTestCase):
         self.failureResultOf(d, CancelledError)
         clock.advance(5)
         self.assertEqual((gateway.proxy, gateway.log), ("", []))
+
+
+class BackEndTests(SynchronousTestCase):
+    """The in-process gateway drives any back end, with the agent's checks."""
+
+    def test_state_file(self) -> None:
+        """Over a back end with a state file, what is applied is on disk, in the agent's format."""
+        path = self.mktemp()
+        gateway = InProcessGateway(SimulatedBackend(StateFile(path)))
+        self.successResultOf(gateway.set_user_auth([KEY_A]))
+        self.successResultOf(gateway.set_tcp_proxy("192.0.2.10:6633"))
+        self.assertEqual(StateFile(path).load(), GatewayConfig((KEY_A,), "192.0.2.10:6633", {}))
+
+    def test_controller_policy(self) -> None:
+        """With a policy, a controller outside it is REFUSED as the agent refuses it; without, any host:port goes."""
+        strict = InProcessGateway(policy=ControllerPolicy())
+        self.assertEqual(self.failureResultOf(strict.set_tcp_proxy("10.0.0.1:6633"), GeniError).value.code, GeniCode.REFUSED)
+        self.assertEqual(strict.log, [])
+        self.successResultOf(InProcessGateway().set_tcp_proxy("10.0.0.1:6633"))
+
+    def test_arguments_normalised(self) -> None:
+        """What reaches the back end is the checked form: trimmed keys, canonical controller, decimal VLANs."""
+        gateway = InProcessGateway()
+        self.successResultOf(gateway.set_user_auth([f"  {KEY_A}\n"]))
+        self.successResultOf(gateway.set_tcp_proxy("[0:0::1]:6633"))
+        self.successResultOf(gateway.set_ovs({"010": "untagged"}))
+        self.assertEqual(gateway.applied, GatewayConfig((KEY_A,), "[::1]:6633", {"10": "0xffff"}))
