@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.values import Booking, Slot, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.island import IslandResourceManager
@@ -73,7 +73,7 @@ async def run(reactor: Any, existing: int, allocations: int) -> None:
         await store.start()
         now = reactor.seconds()
         gaps = seed(path, existing, now) if existing else []
-        manager = IslandResourceManager(store, SimulatedGateway(), reactor, AUTHORITY, max_slot_length=30 * 24 * HOUR)
+        manager = IslandResourceManager(store, InProcessGateway(), reactor, AUTHORITY, max_slot_length=30 * 24 * HOUR)
         rng = random.Random(1)
         if gaps:
             free = rng.sample(gaps, min(allocations, len(gaps)))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 from geniam.errors import GeniCode, GeniError
@@ -322,25 +322,6 @@ def limits_struct() -> dict[str, int]:
         "keys_per_user": MAX_KEYS_PER_USER,
         "key_length": MAX_KEY_LENGTH,
     }
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    """What a started slot needs on the gateway: user keys, controller and VLAN map."""
-
-    slice_urn: str
-    ssh_keys: tuple[str, ...] = ()
-    controller: str | None = None
-    vlan_map: dict[str, str] = field(default_factory=dict)
-
-    def validated(self) -> "GatewayConfig":
-        """Return a copy with every field validated and normalised (raises GeniError)."""
-        return GatewayConfig(
-            self.slice_urn,
-            validate_ssh_keys(list(self.ssh_keys)),
-            canonical_controller(self.controller) if self.controller is not None else None,
-            validate_vlan_map(dict(self.vlan_map)),
-        )
 
 
 def printable(value: object, limit: int = 300) -> str:

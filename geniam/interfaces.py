@@ -73,15 +73,50 @@ class IForwardingPolicy(Interface):
         """
 
 
-class IGatewayAgent(Interface):
+class IGatewayVerbs(Interface):
     """
-    The island gateway's agent, as seen by the aggregate manager.
+    The verbs that change an island gateway's configuration (a
+    L{geniam.gateway.config.GatewayConfig}), shared by the aggregate
+    manager's view of the gateway (L{IGatewayAgent}) and the gateway agent's
+    back ends (L{IGatewayBackend}).
 
-    Every method returns a Deferred and is idempotent: applying what is
-    already applied, or removing what is absent, succeeds. Arguments are
-    validated by L{geniam.gatewayconfig} on both sides. Failures are
-    L{geniam.errors.GeniError} (RPCERROR when the agent is unreachable,
-    REFUSED or BADARGS when it declined).
+    Every verb returns a Deferred that fires with None and is idempotent:
+    applying what is already applied, or removing what is absent, succeeds.
+    Failures are L{geniam.errors.GeniError}s.
+    """
+
+    def set_user_auth(keys):  # type: ignore[misc]
+        """Add these SSH public keys (a sequence of key lines) to the gateway's authorised users."""
+
+    def rem_user_auth(keys):  # type: ignore[misc]
+        """Remove these SSH public keys from the authorised users."""
+
+    def set_tcp_proxy(controller):  # type: ignore[misc]
+        """Forward the gateway's controller port to C{controller} (C{host:port})."""
+
+    def rem_tcp_proxy():  # type: ignore[misc]
+        """Stop forwarding the controller port."""
+
+    def set_ovs(vlan_map):  # type: ignore[misc]
+        """Replace the VLAN map with C{vlan_map} (C{{testbed VLAN: island VLAN}}, strings)."""
+
+    def rem_ovs():  # type: ignore[misc]
+        """Remove the VLAN map."""
+
+    def reset():  # type: ignore[misc]
+        """Restore the default configuration: no users, no proxy, no VLAN map."""
+
+
+class IGatewayAgent(IGatewayVerbs):
+    """
+    The island gateway, as the aggregate manager sees it: the PB client of
+    its agent (L{geniam.protocols.pbclient}) or the in-process gateway
+    (L{geniam.agent.inprocess}).
+
+    The AM hands it values it validated where the request entered; the
+    agent validates them again where the link delivers them. Failures are
+    RPCERROR when the agent is unreachable, REFUSED or BADARGS when it
+    declined.
     """
 
     def get_switches():  # type: ignore[misc]
@@ -90,32 +125,39 @@ class IGatewayAgent(Interface):
     def get_links():  # type: ignore[misc]
         """Fire with the list of links as C{DPID:port-DPID:port} strings."""
 
-    def set_user_auth(keys):  # type: ignore[misc]
-        """Install these SSH public keys as the gateway's authorised users; fire with None."""
-
-    def rem_user_auth(keys):  # type: ignore[misc]
-        """Remove these SSH public keys; fire with None."""
-
-    def set_tcp_proxy(controller):  # type: ignore[misc]
-        """Forward the gateway's controller port to C{host:port}; fire with None."""
-
-    def rem_tcp_proxy():  # type: ignore[misc]
-        """Stop the TCP proxy; fire with None."""
-
-    def set_ovs(vlan_map):  # type: ignore[misc]
-        """Apply the VLAN map C{{testbed vlan: island vlan}} (strings); fire with None."""
-
-    def rem_ovs():  # type: ignore[misc]
-        """Remove the VLAN mapping; fire with None."""
-
-    def reset():  # type: ignore[misc]
-        """Restore the default configuration (no users, no proxy, no VLANs); fire with None."""
-
     def state():  # type: ignore[misc]
         """
-        Fire with what is applied now: C{{"users": [key, ...], "proxy": "host:port" or "",
-        "vlans": {testbed: island}}}.
+        Fire with what is applied now, in the plain-data form of
+        L{geniam.gateway.config.GatewayConfig}: C{{"users": [key, ...],
+        "proxy": "host:port" or "", "vlans": {testbed: island}}}.
         """
+
+
+class IGatewayBackend(IGatewayVerbs):
+    """
+    The device side of a gateway agent: applies and reports one configuration.
+
+    Arguments are already validated and normalised (where the PB link
+    delivered them, or by the in-process gateway); the back end enforces the
+    gateway-wide limits of L{geniam.gateway.config}. REFUSED when the
+    gateway declines (a tool failed or a limit was hit). Callers serialise
+    calls: a back end never sees two calls at once.
+    """
+
+    def start():  # type: ignore[misc]
+        """Load the persisted state and re-apply what must run; fire with None when ready."""
+
+    def stop():  # type: ignore[misc]
+        """Release processes the back end runs; fire with None when done."""
+
+    def switches():  # type: ignore[misc]
+        """Fire with the island's switch DPIDs (a list of strings)."""
+
+    def links():  # type: ignore[misc]
+        """Fire with the island's links as C{DPID:port-DPID:port} strings."""
+
+    def state():  # type: ignore[misc]
+        """Fire with the L{geniam.gateway.config.GatewayConfig} applied now."""
 
 
 class IStore(Interface):

@@ -39,7 +39,7 @@ from twisted.internet.defer import Deferred
 
 from geniam.agent.options import AgentOptions
 from geniam.tap.agent import make_agent_service
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.values import DEFAULT_ALLOCATION_TTL
 from geniam.client import AMClient, credential_struct
 from geniam.gatewayconfig import LOOPBACK_NETWORKS, ControllerPolicy
@@ -181,7 +181,7 @@ class LoopbackFederation:
         agent, or the aggregate's one in-process simulated gateway.
         """
         if not self.with_agents:
-            return self.gateways.setdefault(aggregate, SimulatedGateway(clock=self.clock))
+            return self.gateways.setdefault(aggregate, InProcessGateway(clock=self.clock))
         retry = self.agent_retry
         gateway = make_gateway_agent(
             self.reactor,

@@ -19,19 +19,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from geniam.agent.backend import (
-    DEFAULT_INVENTORY,
-    MAX_USER_BYTES,
-    MAX_USERS,
-    GatewayState,
-    IGatewayBackend,
-    Inventory,
-    StateFile,
-    StateFileError,
-    normalise_dpid,
-    normalise_link,
-    write_atomically,
-)
+from geniam.agent.backend import StateFile, StateFileError, write_atomically
+from geniam.gateway.config import MAX_GATEWAY_KEY_CHARS as MAX_USER_BYTES
+from geniam.gateway.config import MAX_GATEWAY_KEYS as MAX_USERS
+from geniam.gateway.config import GatewayConfig
+from geniam.gateway.inventory import DEFAULT_INVENTORY, Inventory, normalise_dpid, normalise_link
+from geniam.interfaces import IGatewayBackend
 from geniam.agent.backends.command import CommandBackend
 from geniam.agent.backends.commandsettings import CommandSettings
 from geniam.agent.backends.simulated import SimulatedBackend
@@ -133,7 +126,7 @@ class GatewayBackendContract:
         self.backend = self.make_backend(self.path)
         self.successResultOf(self.backend.start())  # type: ignore[attr-defined]
 
-    def state(self, backend: Any = None) -> GatewayState:
+    def state(self, backend: Any = None) -> GatewayConfig:
         return self.successResultOf((backend or self.backend).state())  # type: ignore[attr-defined, no-any-return]
 
     def test_interface(self) -> None:
@@ -142,7 +135,7 @@ class GatewayBackendContract:
 
     def test_starts_empty(self) -> None:
         """A fresh back end has nothing applied."""
-        self.assertEqual(self.state(), GatewayState())  # type: ignore[attr-defined]
+        self.assertEqual(self.state(), GatewayConfig())  # type: ignore[attr-defined]
 
     def test_inventory(self) -> None:
         """Switches and links are the inventory's."""
@@ -187,7 +180,7 @@ class GatewayBackendContract:
         self.successResultOf(self.backend.set_ovs({"10": "20"}))  # type: ignore[attr-defined]
         self.successResultOf(self.backend.reset())  # type: ignore[attr-defined]
         self.successResultOf(self.backend.reset())  # type: ignore[attr-defined]
-        self.assertEqual(self.state(), GatewayState())  # type: ignore[attr-defined]
+        self.assertEqual(self.state(), GatewayConfig())  # type: ignore[attr-defined]
 
     def test_survives_restart(self) -> None:
         """A new back end on the same state file reports what the old one had applied."""
@@ -197,7 +190,7 @@ class GatewayBackendContract:
         self.successResultOf(self.backend.stop())  # type: ignore[attr-defined]
         again = self.make_backend(self.path)
         self.successResultOf(again.start())  # type: ignore[attr-defined]
-        self.assertEqual(self.state(again), GatewayState((KEY_A,), "10.0.0.1:6633", {"10": "0xffff"}))  # type: ignore[attr-defined]
+        self.assertEqual(self.state(again), GatewayConfig((KEY_A,), "10.0.0.1:6633", {"10": "0xffff"}))  # type: ignore[attr-defined]
 
     def test_user_limit(self) -> None:
         """Keys beyond the gateway's limit are refused and nothing changes."""
@@ -227,7 +220,7 @@ class SimulatedBackendTests(GatewayBackendContract, SynchronousTestCase):
 
     def test_no_write_when_unchanged(self) -> None:
         """An idempotent repeat does not rewrite the state file."""
-        saves: list[GatewayState] = []
+        saves: list[GatewayConfig] = []
         state_file = StateFile(self.path)
         original = state_file.save
         state_file.save = lambda s: (saves.append(s), original(s))[1]  # type: ignore[method-assign]
@@ -245,7 +238,7 @@ class SimulatedBackendTests(GatewayBackendContract, SynchronousTestCase):
         backend = SimulatedBackend(state_file)
         self.successResultOf(backend.start())
         self.failureResultOf(backend.set_tcp_proxy("10.0.0.1:6633"), OSError)
-        self.assertEqual(self.successResultOf(backend.state()), GatewayState())
+        self.assertEqual(self.successResultOf(backend.state()), GatewayConfig())
 
     def test_custom_inventory(self) -> None:
         """The simulated back end reports the inventory it was configured with."""
@@ -271,12 +264,12 @@ class StateFileTests(SynchronousTestCase):
 
     def test_missing_is_default(self) -> None:
         """No file means nothing applied."""
-        self.assertEqual(StateFile(os.path.join(self.mktemp(), "s.json")).load(), GatewayState())
+        self.assertEqual(StateFile(os.path.join(self.mktemp(), "s.json")).load(), GatewayConfig())
 
     def test_round_trip(self) -> None:
         """What is saved is loaded."""
         path = os.path.join(self.mktemp(), "s.json")
-        state = GatewayState((KEY_A, KEY_B), "[2001:db8::1]:6633", {"10": "0xffff"})
+        state = GatewayConfig((KEY_A, KEY_B), "[2001:db8::1]:6633", {"10": "0xffff"})
         self.successResultOf(StateFile(path).save(state))
         self.assertEqual(StateFile(path).load(), state)
 
@@ -304,13 +297,13 @@ class StateFileTests(SynchronousTestCase):
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o640)
 
 
-class GatewayStateTests(SynchronousTestCase):
+class GatewayConfigTests(SynchronousTestCase):
     """The wire form of the applied state."""
 
     def test_to_and_from_wire(self) -> None:
         """The wire form is plain data and reads back normalised."""
         wire = {"users": [KEY_A], "proxy": "10.0.0.1:6633", "vlans": {"010": "0xFFFF"}}
-        state = GatewayState.from_wire(wire)
+        state = GatewayConfig.from_wire(wire)
         self.assertEqual(state.to_wire(), {"users": [KEY_A], "proxy": "10.0.0.1:6633", "vlans": {"10": "0xffff"}})
 
     def test_from_wire_refuses(self) -> None:
@@ -324,13 +317,13 @@ class GatewayStateTests(SynchronousTestCase):
             {"proxy": None},
             {"vlans": {"5000": "1"}},
         ):
-            error = self.assertRaises(GeniError, GatewayState.from_wire, bad)
+            error = self.assertRaises(GeniError, GatewayConfig.from_wire, bad)
             self.assertEqual(error.code, GeniCode.BADARGS, bad)
 
     def test_user_bytes_limit(self) -> None:
         """The total size of the keys is limited so the state fits a PB message."""
         big = ["ssh-rsa " + "A" * 4000 + f" k{i}" for i in range(MAX_USER_BYTES // 4000 + 1)]
-        error = self.assertRaises(GeniError, GatewayState.from_wire, {"users": big})
+        error = self.assertRaises(GeniError, GatewayConfig.from_wire, {"users": big})
         self.assertEqual(error.code, GeniCode.REFUSED)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from geniam.agent.backend import GatewayState, StateFile
+from geniam.agent.backend import StateFile
+from geniam.gateway.config import GatewayConfig
 from geniam.agent.backends.command import CommandBackend
 from geniam.agent.backends.commandsettings import (
     DEFAULT_COOKIE,
@@ -307,7 +308,7 @@ class CommandArgvTests(SynchronousTestCase):
         self.successResultOf(self.backend.reset())
         self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
         self.assertEqual(self.reactor.argvs[-1], ["ovs-ofctl", "del-flows", "br0", f"{COOKIE}/-1"])
-        self.assertEqual(self.successResultOf(self.backend.state()), GatewayState())
+        self.assertEqual(self.successResultOf(self.backend.state()), GatewayConfig())
 
     def test_switches_command(self) -> None:
         """With a switches command, getSws reports the datapath ids it prints."""

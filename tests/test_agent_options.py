@@ -9,7 +9,7 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.agent.backend import DEFAULT_INVENTORY
+from geniam.gateway.inventory import DEFAULT_INVENTORY
 from geniam.agent.options import DEFAULT_PORT, AgentOptions
 from tests.fixturepaths import GCF
 

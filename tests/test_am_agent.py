@@ -18,7 +18,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from geniam.agent.backend import GatewayState, StateFile
+from geniam.agent.backend import StateFile
+from geniam.gateway.config import GatewayConfig
 from geniam.agent.service import STATE_FILE
 from geniam.booking.values import AllocationState
 from geniam.client import value_of
@@ -120,7 +121,7 @@ class AgentLinkTests(TestCase):
         await self.fed.stop_agent("am1")
         await lost
 
-    async def restart_agent(self, wipe: bool = False, state: GatewayState | None = None) -> None:
+    async def restart_agent(self, wipe: bool = False, state: GatewayConfig | None = None) -> None:
         """
         Start the agent again on its port, after wiping its state file or
         writing C{state} into it, and wait until the AM has logged in and
@@ -195,7 +196,7 @@ class AgentLinkTests(TestCase):
         await self.booked(10, HOUR)
         await self.advance(11)
         await self.stop_agent()
-        await self.restart_agent(state=GatewayState((KEY, STRAY), "192.0.2.99:1", {"5": "6"}))
+        await self.restart_agent(state=GatewayConfig((KEY, STRAY), "192.0.2.99:1", {"5": "6"}))
         self.assertEqual(await self.agent_state(), APPLIED)
 
     async def test_drift_repair_without_slot(self) -> None:
@@ -203,7 +204,7 @@ class AgentLinkTests(TestCase):
         await self.start()
         await self.booked(HOUR, 2 * HOUR)
         await self.stop_agent()
-        await self.restart_agent(state=GatewayState((STRAY,), "192.0.2.99:1", {}))
+        await self.restart_agent(state=GatewayConfig((STRAY,), "192.0.2.99:1", {}))
         self.assertEqual(await self.agent_state(), EMPTY)
 
     async def test_am_restart_mid_slot(self) -> None:

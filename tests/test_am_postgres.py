@@ -14,7 +14,7 @@ from twisted.internet.defer import DeferredList
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.client import value_of
 from geniam.errors import GeniCode
 from geniam.loopback import LoopbackFederation
@@ -46,7 +46,7 @@ class SharedDatabaseTests(TestCase):
         services = []
         for _ in range(2):
             service = AggregateService(
-                reactor, trust, open_store(dsn, folder, "default", reactor), SimulatedGateway(clock=clock), 0,
+                reactor, trust, open_store(dsn, folder, "default", reactor), InProcessGateway(clock=clock), 0,
                 "127.0.0.1", clock=clock,
             )
             service.startService()

@@ -12,11 +12,11 @@ from geniam.cli.main import SUBCOMMANDS, main
 from geniam.errors import GeniCode, GeniError, error_struct, success_struct
 from geniam.gatewayconfig import (
     UNTAGGED,
-    GatewayConfig,
     parse_controller,
     validate_ssh_keys,
     validate_vlan_map,
 )
+from geniam.gateway.config import GatewayConfig
 from geniam.timeutil import format_time, parse_time
 from geniam.urn import parse_urn, same_urn
 
@@ -125,11 +125,11 @@ class GatewayConfigTests(SynchronousTestCase):
                 validate_ssh_keys(bad)
 
     def test_config_validated(self) -> None:
-        """GatewayConfig.validated checks every field."""
-        config = GatewayConfig("urn:publicid:IDN+a+slice+s", (KEY,), "10.0.0.1:6633", {"10": "20"})
-        self.assertEqual(config.validated(), config)
+        """GatewayConfig.from_wire checks every field."""
+        config = GatewayConfig((KEY,), "10.0.0.1:6633", {"10": "20"})
+        self.assertEqual(GatewayConfig.from_wire(config.to_wire()), config)
         with self.assertRaises(GeniError):
-            GatewayConfig("urn:publicid:IDN+a+slice+s", (), "bad", {}).validated()
+            GatewayConfig.from_wire(GatewayConfig((), "bad", {}).to_wire())
 
 
 class DispatcherTests(SynchronousTestCase):

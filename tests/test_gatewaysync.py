@@ -9,7 +9,8 @@ from __future__ import annotations
 from unittest import TestCase
 
 from geniam.booking.values import AllocationState, OperationalState, UserKeys
-from geniam.managers.gatewaysync import GatewayAction, GatewayView, plan, removal_plan
+from geniam.gateway.config import GatewayConfig
+from geniam.managers.gatewaysync import GatewayAction, plan, removal_plan
 from tests.test_store import KEY_A, KEY_B, booking
 
 ALICE = "urn:publicid:IDN+geni.example.net+user+alice"
@@ -20,21 +21,21 @@ class PlanTests(TestCase):
 
     def test_matching_needs_nothing(self) -> None:
         """A gateway that holds what is wanted gets no action."""
-        wanted = GatewayView((KEY_A,), "192.0.2.10:6633", {"10": "20"})
+        wanted = GatewayConfig((KEY_A,), "192.0.2.10:6633", {"10": "20"})
         self.assertEqual(plan(wanted, wanted), [])
 
     def test_empty_to_booking(self) -> None:
         """From the default configuration: keys, proxy, VLAN map."""
-        wanted = GatewayView((KEY_A, KEY_B), "192.0.2.10:6633", {"10": "20"})
+        wanted = GatewayConfig((KEY_A, KEY_B), "192.0.2.10:6633", {"10": "20"})
         self.assertEqual(
-            [(a.verb, a.args) for a in plan(GatewayView(), wanted)],
+            [(a.verb, a.args) for a in plan(GatewayConfig(), wanted)],
             [("set_user_auth", ([KEY_A, KEY_B],)), ("set_tcp_proxy", ("192.0.2.10:6633",)), ("set_ovs", ({"10": "20"},))],
         )
 
     def test_drift_repaired(self) -> None:
         """A stray key goes before a missing one is added; a wrong proxy is replaced; an extra VLAN map removed."""
-        observed = GatewayView((KEY_B,), "198.51.100.1:6633", {"30": "40"})
-        wanted = GatewayView((KEY_A,), "192.0.2.10:6633", {})
+        observed = GatewayConfig((KEY_B,), "198.51.100.1:6633", {"30": "40"})
+        wanted = GatewayConfig((KEY_A,), "192.0.2.10:6633", {})
         self.assertEqual(
             plan(observed, wanted),
             [
@@ -47,8 +48,8 @@ class PlanTests(TestCase):
 
     def test_to_default(self) -> None:
         """Wanting nothing removes everything observed, the proxy with rem_tcp_proxy."""
-        observed = GatewayView((KEY_A,), "192.0.2.10:6633", {"10": "20"})
-        self.assertEqual([a.verb for a in plan(observed, GatewayView())], ["rem_user_auth", "rem_tcp_proxy", "rem_ovs"])
+        observed = GatewayConfig((KEY_A,), "192.0.2.10:6633", {"10": "20"})
+        self.assertEqual([a.verb for a in plan(observed, GatewayConfig())], ["rem_user_auth", "rem_tcp_proxy", "rem_ovs"])
 
     def test_view_of_booking(self) -> None:
         """A booking wants its users' keys (once each), its controller and its VLAN map."""
@@ -58,7 +59,7 @@ class PlanTests(TestCase):
             controller="192.0.2.10:6633",
             vlan_map={"10": "20"},
         )
-        self.assertEqual(GatewayView.of(b), GatewayView((KEY_A, KEY_B), "192.0.2.10:6633", {"10": "20"}))
+        self.assertEqual(GatewayConfig.of(b), GatewayConfig((KEY_A, KEY_B), "192.0.2.10:6633", {"10": "20"}))
 
 
 class RemovalPlanTests(TestCase):

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.client import AMClient, credential_struct, value_of
 from geniam.errors import GeniCode, GeniError
 from geniam.rspec.request import build_request
@@ -53,7 +53,7 @@ class FixtureAggregateTests(TestCase):
         self.clock.advance(NOW)
         roots = TrustRoots.from_directory(folder / "roots")
         identity = Identity.from_files(FIXTURES / "am1-cert.pem", FIXTURES / "am1-key.pem")
-        self.gateway = SimulatedGateway(clock=self.clock)
+        self.gateway = InProcessGateway(clock=self.clock)
         service = AggregateService(
             reactor,
             ServerTrust(identity, roots, folder / "roots"),

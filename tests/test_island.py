@@ -16,7 +16,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from geniam.agent.simulated import DEFAULT_LINKS, DEFAULT_SWITCHES, SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
+from geniam.gateway.inventory import DEFAULT_LINKS, DEFAULT_SWITCHES
 from geniam.booking.errors import BookingConflict
 from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
 from geniam.managers.sliverstatus import geni_expires, geni_operational_status
@@ -67,7 +68,7 @@ class Island:
         if clock is None:
             self.clock.advance(T0)
         self.store = inline_sqlite_store(case, path)
-        self.gateway = options.pop("gateway", None) or SimulatedGateway()
+        self.gateway = options.pop("gateway", None) or InProcessGateway()
         names = itertools.count(1)
         options.setdefault("sweep_interval", SWEEP)
         options.setdefault("sliver_names", lambda: f"s{next(names)}")
@@ -123,8 +124,8 @@ class InterfaceTests(SynchronousTestCase):
     def test_bad_configuration(self) -> None:
         """A malformed authority or a non-positive interval is BADARGS."""
         store = SQLiteStore(":memory:")
-        self.assertRaises(GeniError, IslandResourceManager, store, SimulatedGateway(), Clock(), "bad authority")
-        self.assertRaises(GeniError, IslandResourceManager, store, SimulatedGateway(), Clock(), AUTHORITY, sweep_interval=0)
+        self.assertRaises(GeniError, IslandResourceManager, store, InProcessGateway(), Clock(), "bad authority")
+        self.assertRaises(GeniError, IslandResourceManager, store, InProcessGateway(), Clock(), AUTHORITY, sweep_interval=0)
 
     def test_actions(self) -> None:
         """The supported actions are the four AM API ones."""
@@ -151,7 +152,7 @@ class InventoryTests(SynchronousTestCase):
         """The gateway is asked again only after the inventory TTL; a failed refresh keeps the last answer."""
         island = Island(self, inventory_ttl=100)
         island.ok(island.manager.inventory())
-        island.gateway.break_switch(DEFAULT_SWITCHES[0])
+        island.gateway.backend.break_switch(DEFAULT_SWITCHES[0])
         self.assertEqual(island.ok(island.manager.inventory()).switches, DEFAULT_SWITCHES)
         island.clock.advance(100)
         self.assertEqual(island.ok(island.manager.inventory()).switches, DEFAULT_SWITCHES[1:])
@@ -411,7 +412,7 @@ class SlotTests(SynchronousTestCase):
         """A gateway that does not answer within the gateway timeout counts as unreachable: configuring, with the reason."""
         clock = Clock()
         clock.advance(T0)
-        slow = SimulatedGateway(clock=clock, latency=60)
+        slow = InProcessGateway(clock=clock, latency=60)
         island = Island(self, clock=clock, gateway=slow, gateway_timeout=5, retry_delay=1000)
         island.start()
         island.advance_to(5)
@@ -766,7 +767,7 @@ class LifecycleTests(SynchronousTestCase):
         running = first.provisioned(300, 1000, OTHER_SLICE)
         lapsed = first.allocate(2000, 3000)
         first.ok(first.manager.stop())
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         store = SQLiteStore(path, reactor=InlineReactor(), threadpool=InlineThreadPool())
         second_clock = Clock()
         second_clock.advance(at(500))
@@ -829,7 +830,7 @@ class LifecycleTests(SynchronousTestCase):
         """stop() fires only once gateway work in flight is done, and no timer is left."""
         clock = Clock()
         clock.advance(T0)
-        slow = SimulatedGateway(clock=clock, latency=3)
+        slow = InProcessGateway(clock=clock, latency=3)
         island = Island(self, clock=clock, gateway=slow)
         self.successResultOf(island.manager.start())
         island.advance_to(3)

@@ -15,12 +15,13 @@ from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.values import AllocationState, Booking, OperationalState
 from geniam.managers.sliverstatus import geni_operational_status
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IGatewayAgent
-from geniam.managers.island import GatewayView, IslandResourceManager
+from geniam.gateway.config import GatewayConfig
+from geniam.managers.island import IslandResourceManager
 from geniam.store.sqlite import SQLiteStore
 from tests.test_island import AUTHORITY, BOB, CONTROLLER, SLICE, VLANS, Island, at
 from tests.test_store import KEY_A, KEY_B, InlineReactor, InlineThreadPool
@@ -29,7 +30,7 @@ EMPTY = {"users": [], "proxy": "", "vlans": {}}
 APPLIED = {"users": [KEY_A], "proxy": CONTROLLER, "vlans": VLANS}
 
 
-class ConnectedGateway(SimulatedGateway):
+class ConnectedGateway(InProcessGateway):
     """
     A simulated gateway that reports its connection like
     L{geniam.protocols.pbclient.PBGatewayAgent}: C{connected},
@@ -52,7 +53,7 @@ class ConnectedGateway(SimulatedGateway):
         self.connected = False
         self.set_reachable(False)
         if lose_state:
-            self.users, self.proxy, self.vlans = [], "", {}
+            self.backend.reset()
         for observer in list(self.observers):
             observer(False)
 
@@ -336,19 +337,19 @@ class DriftRepairTests(SynchronousTestCase):
         self.assertEqual(island.ok(island.manager.inventory()).confirmed, at(0))
 
 
-class GatewayViewTests(SynchronousTestCase):
+class GatewayConfigTests(SynchronousTestCase):
     """Reading what the gateway reports."""
 
     def test_normalised(self) -> None:
         """Reports are normalised like the bookings' values."""
-        view = GatewayView.from_report({"users": [f"  {KEY_A}  "], "proxy": CONTROLLER, "vlans": {"10": "untagged", 30: 20}})
-        self.assertEqual(view, GatewayView((KEY_A,), CONTROLLER, {"10": "0xffff", "30": "20"}))
-        self.assertTrue(GatewayView.from_report(EMPTY).empty)
+        view = GatewayConfig.from_report({"users": [f"  {KEY_A}  "], "proxy": CONTROLLER, "vlans": {"10": "untagged", 30: 20}})
+        self.assertEqual(view, GatewayConfig((KEY_A,), CONTROLLER, {"10": "0xffff", "30": "20"}))
+        self.assertTrue(GatewayConfig.from_report(EMPTY).empty)
 
     def test_malformed(self) -> None:
         """A malformed report is an ERROR, not a crash."""
         reports: list[object] = [None, [], {"users": "x"}, {"proxy": "nohost"}, {"vlans": {"1": "1", "2": "1"}}, {"users": [1]}]
         for report in reports:
             with self.assertRaises(GeniError) as cm:
-                GatewayView.from_report(report)
+                GatewayConfig.from_report(report)
             self.assertEqual(cm.exception.code, GeniCode.ERROR)

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.errors import BookingConflict
 from geniam.booking.values import Booking, Slot
 from geniam.errors import GeniCode
@@ -34,7 +34,7 @@ class ConcurrentAllocateTests(TestCase):
         self.addCleanup(store.stop)
         clock = Clock()
         clock.advance(T0)
-        return IslandResourceManager(store, SimulatedGateway(), clock, AUTHORITY)
+        return IslandResourceManager(store, InProcessGateway(), clock, AUTHORITY)
 
     async def race(self, managers: list[IslandResourceManager], count: int) -> list[tuple[bool, object]]:
         slot = Slot(T0 + 100, T0 + 200)

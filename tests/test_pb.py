@@ -16,7 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
-from geniam.agent.backend import DEFAULT_INVENTORY, GatewayState, IGatewayBackend, StateFile
+from geniam.agent.backend import StateFile
+from geniam.gateway.config import GatewayConfig
+from geniam.gateway.inventory import DEFAULT_INVENTORY
+from geniam.interfaces import IGatewayBackend
 from geniam.agent.backends.simulated import SimulatedBackend
 from geniam.agent.service import AgentChecker, make_agent_factory
 from geniam.errors import GeniCode, GeniError
@@ -308,7 +311,7 @@ class RemoteMethodTests(SynchronousTestCase):
         )
         self.assertEqual(
             self.successResultOf(self.harness.backend.state()),
-            GatewayState((KEY_A, KEY_B), "192.168.100.1:6633", {"10": "0xffff", "30": "20"}),
+            GatewayConfig((KEY_A, KEY_B), "192.168.100.1:6633", {"10": "0xffff", "30": "20"}),
         )
 
     def test_every_call_idempotent(self) -> None:

@@ -27,7 +27,7 @@ from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import provider
 
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.values import AllocationState, Booking, Slot
 from geniam.client import value_of
 from geniam.errors import GeniCode, GeniError
@@ -100,7 +100,7 @@ class RecoveryMixin:
     async def island(self, store: Any) -> tuple[IslandResourceManager, Clock]:
         clock = Clock()
         clock.advance(NOW)
-        island = IslandResourceManager(store, SimulatedGateway(), clock, AUTHORITY, allocation_ttl=60, sweep_interval=30)
+        island = IslandResourceManager(store, InProcessGateway(), clock, AUTHORITY, allocation_ttl=60, sweep_interval=30)
         await island.start()
         self.addCleanup(island.stop)  # type: ignore[attr-defined]
         return island, clock
@@ -191,7 +191,7 @@ class TwoAggregatesRestartTests(ClusterCase):
         services = []
         for name in ("am1", "am1b"):
             store = open_store(self.cluster.dsn, folder, "default", reactor)
-            service = AggregateService(reactor, trust, store, SimulatedGateway(clock=clock), 0, "127.0.0.1", clock=clock)
+            service = AggregateService(reactor, trust, store, InProcessGateway(clock=clock), 0, "127.0.0.1", clock=clock)
             service.startService()
             await service.when_started()
             self.addCleanup(service.stopService)

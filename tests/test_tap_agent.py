@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from geniam.agent.options import AgentOptions
 from geniam.agent.service import BackendService, ConnectionsService
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.protocols.pbclient import PBGatewayAgent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap import agent as agent_tap
@@ -177,7 +177,7 @@ class AMBuildTests(SynchronousTestCase, FixtureMixin):
     def test_simulated_mode(self) -> None:
         """Without --agent the island manager drives an in-process simulated gateway, which is not a service."""
         service = self.build()
-        self.assertIsInstance(service.gateway, SimulatedGateway)
+        self.assertIsInstance(service.gateway, InProcessGateway)
         self.assertFalse(any(isinstance(child, PBGatewayAgent) for child in service))
 
     def test_short_secret(self) -> None:
@@ -189,11 +189,11 @@ class AMBuildTests(SynchronousTestCase, FixtureMixin):
         self.assertIn("shorter than 16 bytes", str(error))
 
 
-class RecordingGateway(SimulatedGateway, Service):
+class RecordingGateway(InProcessGateway, Service):
     """A simulated gateway that is also a service, recording its life and the island's calls."""
 
     def __init__(self, events: list[str]) -> None:
-        SimulatedGateway.__init__(self)
+        InProcessGateway.__init__(self)
         self.events = events
 
     def startService(self) -> None:
@@ -206,7 +206,7 @@ class RecordingGateway(SimulatedGateway, Service):
 
     def state(self) -> Deferred[dict[str, Any]]:
         self.events.append("island asked the gateway")
-        return SimulatedGateway.state(self)
+        return InProcessGateway.state(self)
 
 
 class RecordingStore(SQLiteStore):

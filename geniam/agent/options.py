@@ -32,7 +32,7 @@ from typing import Any
 
 from twisted.python import usage
 
-from geniam.agent.backend import DEFAULT_INVENTORY, Inventory
+from geniam.gateway.inventory import DEFAULT_INVENTORY, Inventory
 from geniam.agent.backends.commandsettings import CommandSettings
 from geniam.config import ControllerNetworksOption, ServerOptions, port_number
 from geniam.errors import GeniError

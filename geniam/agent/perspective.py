@@ -7,8 +7,8 @@ two remote methods, C{challenge} and C{login(response)}; the gate builds
 L{AgentCredentials} from the connection's verified TLS peer certificate,
 the nonce and the response, and logs in through a C{twisted.cred} portal.
 The avatar, L{GatewayPerspective}, exposes the TBAM agent's methods
-(L{geniam.protocols.pb.REMOTE_METHODS}), takes and returns plain data
-only, validates every argument with L{geniam.gatewayconfig} and reports
+(L{geniam.gateway.verbs.VERBS}), takes and returns plain data only,
+validates every argument (this is where the PB link delivers it) and reports
 expected failures as L{AgentBadArgs} or L{AgentRefused}. One login attempt
 is allowed per connection.
 """
@@ -28,13 +28,13 @@ from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import Attribute, implementer
 
-from geniam.agent.backend import GatewayState, IGatewayBackend
 from geniam.errors import GeniError
-from geniam.gatewayconfig import ControllerPolicy, printable, validate_ssh_keys, validate_vlan_map
+from geniam.gateway.verbs import BY_REMOTE, Verb, apply_verb
+from geniam.gatewayconfig import ControllerPolicy, printable
+from geniam.interfaces import IGatewayBackend
 from geniam.protocols.pb import (
     NONCE_BYTES,
     PROTOCOL_VERSION,
-    REMOTE_METHODS,
     AgentBadArgs,
     AgentLoginRefused,
     AgentRefused,
@@ -177,101 +177,35 @@ class GatewayPerspective(pb.Avatar):
         self.peer = printable(peer)
 
     def perspectiveMessageReceived(self, broker: pb.Broker, message: str, args: Any, kw: Any) -> Any:
-        """Dispatch a remote call to C{perspective_<message>} after checking its name and arity."""
-        arity = REMOTE_METHODS.get(message)
-        if arity is None:
+        """Apply the verb C{message} names (see L{geniam.gateway.verbs}) after checking its name and arity."""
+        verb = BY_REMOTE.get(message)
+        if verb is None:
             raise AgentBadArgs(f"the gateway agent has no method {message[:40]!r}")
         try:
             args = broker.unserialize(args, self)
             kw = broker.unserialize(kw, self)
         except Exception:
             raise AgentBadArgs(f"{message}: arguments must be plain data (strings, lists, dicts)") from None
-        if kw or not isinstance(args, (list, tuple)) or len(args) != arity:
-            raise AgentBadArgs(f"{message} takes {arity} positional argument{'s' if arity != 1 else ''}")
-        method = getattr(self, "perspective_" + message)
-        return broker.serialize(method(*args), self, method, args, kw)
+        if kw or not isinstance(args, (list, tuple)) or len(args) != verb.arity:
+            raise AgentBadArgs(verb.arity_error())
+        answer = Deferred.fromCoroutine(self._serve(verb, tuple(args)))
+        return broker.serialize(answer, self, self._serve, args, kw)
 
-    def _run(self, name: str, operation: Callable[[], Deferred[Any]]) -> Deferred[Any]:
-        return Deferred.fromCoroutine(self._guarded(name, operation))
-
-    async def _guarded(self, name: str, operation: Callable[[], Deferred[Any]]) -> Any:
+    async def _serve(self, verb: Verb, args: tuple[object, ...]) -> Any:
         try:
-            return await self._lock.run(operation)
+            return await self._lock.run(lambda: Deferred.fromCoroutine(self._apply(verb, args)))
         except GeniError as e:
-            self.log.info("{peer}: {method} refused: {why}", peer=self.peer, method=name, why=printable(e.output))
+            self.log.info("{peer}: {method} refused: {why}", peer=self.peer, method=verb.remote, why=printable(e.output))
             raise to_pb_error(e) from None
         except pb.Error:
             raise
         except Exception:
-            self.log.failure("{peer}: {method} failed", peer=self.peer, method=name)
-            raise AgentRefused(f"{name} failed inside the gateway agent; see the agent's log") from None
+            self.log.failure("{peer}: {method} failed", peer=self.peer, method=verb.remote)
+            raise AgentRefused(f"{verb.remote} failed inside the gateway agent; see the agent's log") from None
 
-    async def _apply(self, name: str, call: Callable[[], Deferred[None]], detail: str = "") -> None:
-        await call()
-        self.log.info("{peer}: {method} {detail}", peer=self.peer, method=name, detail=detail)
-
-    def perspective_getSws(self) -> Deferred[list[str]]:
-        """Fire with the switch DPIDs."""
-        return self._run("getSws", self._backend.switches)
-
-    def perspective_getLinks(self) -> Deferred[list[str]]:
-        """Fire with the links C{DPID:port-DPID:port}."""
-        return self._run("getLinks", self._backend.links)
-
-    def perspective_setUserAuth(self, keys: object) -> Deferred[None]:
-        """Authorise these SSH public keys (a list of strings) on the gateway."""
-
-        def operation() -> Deferred[None]:
-            valid = validate_ssh_keys(keys)
-            return Deferred.fromCoroutine(self._apply("setUserAuth", lambda: self._backend.set_user_auth(valid), f"{len(valid)} keys"))
-
-        return self._run("setUserAuth", operation)
-
-    def perspective_remUserAuth(self, keys: object) -> Deferred[None]:
-        """Remove these SSH public keys from the gateway."""
-
-        def operation() -> Deferred[None]:
-            valid = validate_ssh_keys(keys)
-            return Deferred.fromCoroutine(self._apply("remUserAuth", lambda: self._backend.rem_user_auth(valid), f"{len(valid)} keys"))
-
-        return self._run("remUserAuth", operation)
-
-    def perspective_setTCPProxy(self, controller: object) -> Deferred[None]:
-        """Forward the controller port to C{controller} (C{host:port})."""
-
-        def operation() -> Deferred[None]:
-            canonical = self._policy.check(controller)
-            return Deferred.fromCoroutine(self._apply("setTCPProxy", lambda: self._backend.set_tcp_proxy(canonical), canonical))
-
-        return self._run("setTCPProxy", operation)
-
-    def perspective_remTCPProxy(self) -> Deferred[None]:
-        """Stop the proxy."""
-        return self._run("remTCPProxy", lambda: Deferred.fromCoroutine(self._apply("remTCPProxy", self._backend.rem_tcp_proxy)))
-
-    def perspective_setOvs(self, vlan_map: object) -> Deferred[None]:
-        """Apply the VLAN map (a dict C{{testbed: island}})."""
-
-        def operation() -> Deferred[None]:
-            valid = validate_vlan_map(vlan_map)
-            return Deferred.fromCoroutine(self._apply("setOvs", lambda: self._backend.set_ovs(valid), f"{len(valid)} mappings"))
-
-        return self._run("setOvs", operation)
-
-    def perspective_remOvs(self) -> Deferred[None]:
-        """Remove the VLAN map."""
-        return self._run("remOvs", lambda: Deferred.fromCoroutine(self._apply("remOvs", self._backend.rem_ovs)))
-
-    def perspective_reset(self) -> Deferred[None]:
-        """Restore the default configuration."""
-        return self._run("reset", lambda: Deferred.fromCoroutine(self._apply("reset", self._backend.reset)))
-
-    def perspective_state(self) -> Deferred[dict[str, Any]]:
-        """Fire with C{{"users": [...], "proxy": "host:port" or "", "vlans": {...}}}."""
-
-        async def operation() -> dict[str, Any]:
-            state: GatewayState = await self._backend.state()
-            return state.to_wire()
-
-        return self._run("state", lambda: Deferred.fromCoroutine(operation()))
-
+    async def _apply(self, verb: Verb, args: tuple[object, ...]) -> Any:
+        answer, valid = await apply_verb(self._backend, verb, args, self._policy)
+        if verb.changes:
+            detail = verb.describe(valid[0]) if valid else ""
+            self.log.info("{peer}: {method} {detail}", peer=self.peer, method=verb.remote, detail=detail)
+        return answer

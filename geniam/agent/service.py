@@ -33,7 +33,8 @@ from twisted.python.threadpool import ThreadPool
 from twisted.spread import pb
 from zope.interface import implementer
 
-from geniam.agent.backend import BlockingRunner, IGatewayBackend, StateFile
+from geniam.agent.backend import BlockingRunner, StateFile
+from geniam.interfaces import IGatewayBackend
 from geniam.agent.backends.command import CommandBackend
 from geniam.agent.backends.commandsettings import CommandSettings
 from geniam.agent.backends.simulated import SimulatedBackend

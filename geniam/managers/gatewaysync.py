@@ -15,8 +15,7 @@ Methods named C{..._locked} expect the caller to hold the island's lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import CancelledError, TimeoutError, maybeDeferred
@@ -27,62 +26,13 @@ from geniam.booking.lifecycle import Event, Removal
 from geniam.booking.rules import needs_cleanup, needs_end, needs_start
 from geniam.booking.values import AllocationState, Booking, OperationalState, Slot, urn_key
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import canonical_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gateway.config import GatewayConfig
 from geniam.interfaces import IGatewayAgent, IStore
 from geniam.managers.bookingchanges import BookingChanges
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff
 
 UNREACHABLE_CODES = frozenset({GeniCode.RPCERROR, GeniCode.TIMEDOUT})
 """Gateway failures that mean the agent could not be reached (the booking shows configuring meanwhile)."""
-
-
-@dataclass(frozen=True)
-class GatewayView:
-    """
-    A configuration of the gateway: what it reports, or what a booking needs.
-
-    @ivar users: the authorised SSH keys, in order.
-    @ivar proxy: the controller C{host:port} the proxy forwards to, or C{""}.
-    @ivar vlans: the VLAN map C{{testbed VLAN: island VLAN}}.
-    """
-
-    users: tuple[str, ...] = ()
-    proxy: str = ""
-    vlans: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, booking: Booking) -> GatewayView:
-        """The configuration C{booking} needs during its slot."""
-        return cls(booking.ssh_keys, booking.controller or "", dict(booking.vlan_map))
-
-    @classmethod
-    def from_report(cls, report: object) -> GatewayView:
-        """
-        Read a gateway's C{state()} report, normalised as the booking's values are.
-
-        @raise GeniError: ERROR if the report is malformed.
-        """
-        try:
-            if not isinstance(report, Mapping):
-                raise GeniError(GeniCode.BADARGS, "not a struct")
-            users = validate_ssh_keys(list(report.get("users", [])))
-            proxy = report.get("proxy", "") or ""
-            if proxy:
-                proxy = canonical_controller(proxy)
-            vlans = validate_vlan_map(dict(report.get("vlans", {})))
-        except (GeniError, TypeError, ValueError) as e:
-            why = e.output if isinstance(e, GeniError) else str(e)
-            raise GeniError(GeniCode.ERROR, f"the gateway reported a malformed state: {why}") from None
-        return cls(users, str(proxy), vlans)
-
-    @property
-    def empty(self) -> bool:
-        """True for the default configuration: no users, no proxy, no VLAN map."""
-        return not self.users and not self.proxy and not self.vlans
-
-    def describe(self) -> str:
-        """A short summary for the log."""
-        return f"{len(self.users)} SSH key(s), proxy {self.proxy or 'none'}, VLAN map {dict(self.vlans) or 'none'}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +50,7 @@ class GatewayAction:
     note: str = ""
 
 
-def plan(observed: GatewayView, wanted: GatewayView) -> list[GatewayAction]:
+def plan(observed: GatewayConfig, wanted: GatewayConfig) -> list[GatewayAction]:
     """
     The actions that change the gateway from C{observed} to exactly
     C{wanted}, in the order to send them: stray keys off, missing keys on,
@@ -140,7 +90,7 @@ def removal_plan(booking: Booking) -> list[GatewayAction]:
 
 def needs_push(old: Booking, new: Booking) -> bool:
     """True if a ready booking changed from C{old} to C{new} needs the gateway changed."""
-    return GatewayView.of(old) != GatewayView.of(new)
+    return GatewayConfig.of(old) != GatewayConfig.of(new)
 
 
 class GatewaySync:
@@ -198,17 +148,17 @@ class GatewaySync:
         except Exception as e:
             raise GeniError(GeniCode.RPCERROR, f"gateway {name} failed: {e}") from e
 
-    async def observe(self) -> GatewayView:
+    async def observe(self) -> GatewayConfig:
         """Fire with what the gateway reports it holds."""
-        return GatewayView.from_report(await self.call("state"))
+        return GatewayConfig.from_report(await self.call("state"))
 
-    async def converge(self, booking: Booking, observed: GatewayView) -> list[str]:
+    async def converge(self, booking: Booking, observed: GatewayConfig) -> list[str]:
         """
         Change the gateway from C{observed} to exactly what C{booking} needs;
         return what was changed, for the log. Stops at the first failure.
         """
         done: list[str] = []
-        for action in plan(observed, GatewayView.of(booking)):
+        for action in plan(observed, GatewayConfig.of(booking)):
             await self.call(action.verb, *action.args)
             done.append(action.note)
         return done
@@ -227,7 +177,7 @@ class GatewaySync:
     # Starting and updating.
 
     async def start_locked(
-        self, urn: str, manual: bool = False, reset_first: bool = False, observed: GatewayView | None = None
+        self, urn: str, manual: bool = False, reset_first: bool = False, observed: GatewayConfig | None = None
     ) -> Booking:
         """
         Apply a booking's configuration to the gateway now: read what the
@@ -248,7 +198,7 @@ class GatewaySync:
         try:
             if reset_first:
                 await self.call("reset")
-                observed = GatewayView()
+                observed = GatewayConfig()
             elif observed is None:
                 observed = await self.observe()
         except GeniError as e:
@@ -272,7 +222,7 @@ class GatewaySync:
         if current.operational_state is not OperationalState.CONFIGURING:
             return current
         try:
-            await self.converge(current, GatewayView.of(old))
+            await self.converge(current, GatewayConfig.of(old))
         except GeniError as e:
             return await self.record_failure(new.sliver_urn, e)
         return await self.record_success(new.sliver_urn)

@@ -81,7 +81,7 @@ from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
 from geniam.managers.arguments import parse_users, validate_controller, validate_email
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
-from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, GatewayView, needs_push
+from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
 from geniam.managers.inventory import Inventory, InventoryCache
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
 from geniam.store.errors import StoreError
@@ -92,7 +92,6 @@ __all__ = [
     "BOUNDARY_SLACK",
     "CHANGE_ATTEMPTS",
     "UNREACHABLE_CODES",
-    "GatewayView",
     "Inventory",
     "IslandResourceManager",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybeDeferred
@@ -34,9 +34,10 @@ from twisted.python.failure import Failure
 from twisted.spread import pb
 from zope.interface import implementer
 
-from geniam.agent.backend import GatewayState, normalise_dpid, normalise_link
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import canonical_controller, validate_ssh_keys, validate_vlan_map
+from geniam.gateway.config import GatewayConfig
+from geniam.gateway.inventory import normalise_dpid, normalise_link
+from geniam.gateway.verbs import GET_LINKS, GET_SWITCHES, STATE, VERBS, GatewayCalls, Verb
 from geniam.interfaces import IGatewayAgent
 
 PROTOCOL_VERSION = 1
@@ -44,18 +45,7 @@ LOGIN_CONTEXT = b"geniam-agent-login-v1\x00"
 NONCE_BYTES = 32
 MAX_INVENTORY = 4096
 
-REMOTE_METHODS: dict[str, int] = {
-    "getSws": 0,
-    "getLinks": 0,
-    "setUserAuth": 1,
-    "remUserAuth": 1,
-    "setTCPProxy": 1,
-    "remTCPProxy": 0,
-    "setOvs": 1,
-    "remOvs": 0,
-    "reset": 0,
-    "state": 0,
-}
+REMOTE_METHODS: dict[str, int] = {verb.remote: verb.arity for verb in VERBS}
 """The avatar's remote methods and how many arguments each takes."""
 
 
@@ -123,76 +113,38 @@ def _string_list(value: object, normalise: Callable[[str], str], what: str) -> l
         raise GeniError(GeniCode.ERROR, f"gateway agent sent a malformed {what}: {e}") from None
 
 
-class _GatewayCalls:
-    """The L{IGatewayAgent} methods on top of C{_call(method, *args)}; validates both ways."""
+def _plain(argument: object) -> object:
+    if isinstance(argument, (list, tuple)):
+        return list(argument)
+    if isinstance(argument, Mapping):
+        return dict(argument)
+    return argument
+
+
+class _GatewayCalls(GatewayCalls):
+    """
+    The L{IGatewayAgent} methods on top of C{_call(method, *args)}.
+
+    Arguments are checked with the verb's own check before they are sent
+    (a malformed one never reaches the agent, which checks them again where
+    the link delivers them); what the agent answers is checked here.
+    """
 
     async def _call(self, method: str, *args: Any) -> Any:
         raise GeniError(GeniCode.RPCERROR, "gateway agent unreachable: no connection")
 
-    def _do(self, method: str, *args: Any) -> Deferred[Any]:
-        return Deferred.fromCoroutine(self._call(method, *args))
+    def _verb(self, verb: Verb, *args: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._remote(verb, args))
 
-    async def _none(self, method: str, *args: Any) -> None:
-        await self._call(method, *args)
-
-    def get_switches(self) -> Deferred[list[str]]:
-        """Fire with the island's switch DPIDs."""
-        return Deferred.fromCoroutine(self._inventory("getSws", normalise_dpid, "switch"))
-
-    def get_links(self) -> Deferred[list[str]]:
-        """Fire with the island's links."""
-        return Deferred.fromCoroutine(self._inventory("getLinks", normalise_link, "link"))
-
-    async def _inventory(self, method: str, normalise: Callable[[str], str], what: str) -> list[str]:
-        return _string_list(await self._call(method), normalise, what)
-
-    def set_user_auth(self, keys: Any) -> Deferred[None]:
-        """Authorise these SSH public keys on the gateway."""
-        return Deferred.fromCoroutine(self._keys("setUserAuth", keys))
-
-    def rem_user_auth(self, keys: Any) -> Deferred[None]:
-        """Remove these SSH public keys from the gateway."""
-        return Deferred.fromCoroutine(self._keys("remUserAuth", keys))
-
-    async def _keys(self, method: str, keys: Any) -> None:
-        await self._call(method, list(validate_ssh_keys(list(keys) if isinstance(keys, (tuple, list)) else keys)))
-
-    def set_tcp_proxy(self, controller: Any) -> Deferred[None]:
-        """Forward the gateway's controller port to C{controller}."""
-        return Deferred.fromCoroutine(self._proxy(controller))
-
-    async def _proxy(self, controller: Any) -> None:
-        await self._call("setTCPProxy", canonical_controller(controller))
-
-    def rem_tcp_proxy(self) -> Deferred[None]:
-        """Stop the proxy."""
-        return Deferred.fromCoroutine(self._none("remTCPProxy"))
-
-    def set_ovs(self, vlan_map: Any) -> Deferred[None]:
-        """Apply the VLAN map."""
-        return Deferred.fromCoroutine(self._vlans(vlan_map))
-
-    async def _vlans(self, vlan_map: Any) -> None:
-        await self._call("setOvs", validate_vlan_map(dict(vlan_map) if hasattr(vlan_map, "items") else vlan_map))
-
-    def rem_ovs(self) -> Deferred[None]:
-        """Remove the VLAN map."""
-        return Deferred.fromCoroutine(self._none("remOvs"))
-
-    def reset(self) -> Deferred[None]:
-        """Restore the gateway's default configuration."""
-        return Deferred.fromCoroutine(self._none("reset"))
-
-    def state(self) -> Deferred[dict[str, Any]]:
-        """Fire with C{{"users": [...], "proxy": str, "vlans": {...}}} as the agent reports it."""
-        return Deferred.fromCoroutine(self._state())
-
-    async def _state(self) -> dict[str, Any]:
-        raw = await self._call("state")
-        try:
-            return GatewayState.from_wire(raw).to_wire()
-        except GeniError as e:
-            raise GeniError(GeniCode.ERROR, f"gateway agent sent a malformed state: {e.output}") from None
+    async def _remote(self, verb: Verb, args: tuple[Any, ...]) -> Any:
+        answer = await self._call(verb.remote, *[_plain(a) for a in verb.validated([_plain(a) for a in args])])
+        if verb is GET_SWITCHES:
+            return _string_list(answer, normalise_dpid, "switch")
+        if verb is GET_LINKS:
+            return _string_list(answer, normalise_link, "link")
+        if verb is STATE:
+            return GatewayConfig.from_report(answer, "the gateway agent").to_wire()
+        return None
 
 
 @implementer(IGatewayAgent)

@@ -8,9 +8,9 @@ its own certificate, checks the agent's against its trust roots (and its
 URN, with C{--agent-urn}), proves the shared secret of
 C{--agent-secret-file} if the agent has one, and stays connected, logging
 in again after every reconnect. Without C{--agent} the AM runs in
-I{simulated mode}: an in-process simulated gateway
-(L{geniam.agent.simulated.SimulatedGateway}) that applies nothing and
-forgets everything when the AM stops.
+I{simulated mode}: an in-process gateway
+(L{geniam.agent.inprocess.InProcessGateway} on the simulated back end, in
+memory) that applies nothing and forgets everything when the AM stops.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from geniam.booking.values import DEFAULT_ALLOCATION_TTL, DEFAULT_MAX_SLOT_LENGTH
-from geniam.agent.simulated import SimulatedGateway
+from geniam.agent.inprocess import InProcessGateway
 from geniam.calendar.resource import install_calendar
 from geniam.calendar.sources import AggregateScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerOptions, duration, positive_int
@@ -234,7 +234,7 @@ def build_gateway(options: Options, trust: ServerTrust, reactor: Any) -> Any:
     @raise usage.UsageError: if the secret file cannot be read.
     """
     if not options["agent"]:
-        return SimulatedGateway(clock=reactor)
+        return InProcessGateway(clock=reactor)
     from geniam.agent.service import read_secret
     from geniam.protocols.pbclient import make_gateway_agent
 

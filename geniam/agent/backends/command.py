@@ -46,19 +46,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from geniam.agent.backend import (
-    DEFAULT_INVENTORY,
-    BlockingRunner,
-    GatewayState,
-    IGatewayBackend,
-    Inventory,
-    StateFile,
-    add_users,
-    normalise_dpid,
-    remove_users,
-    write_atomically,
-)
+from geniam.agent.backend import BlockingRunner, StateFile, write_atomically
 from geniam.errors import GeniCode, GeniError
+from geniam.gateway.config import GatewayConfig
+from geniam.gateway.inventory import DEFAULT_INVENTORY, Inventory, normalise_dpid
+from geniam.interfaces import IGatewayBackend
 from geniam.agent.backends.commandsettings import KEYS_HEADER, CommandSettings, CommandTemplate, find_executable
 from geniam.gatewayconfig import printable, string_values, validate_ssh_key
 
@@ -133,7 +125,7 @@ class CommandBackend:
         self._clock: IReactorTime = reactor
         self._inventory = inventory
         self._runner = runner or BlockingRunner()
-        self._recorded = GatewayState()
+        self._recorded = GatewayConfig()
         self._proxy: _Collector | None = None
         self._proxy_controller = ""
         self._proxy_transport: Any = None
@@ -247,7 +239,7 @@ class CommandBackend:
 
     # Recording
 
-    async def _record(self, state: GatewayState) -> None:
+    async def _record(self, state: GatewayConfig) -> None:
         if state != self._recorded:
             await self._file.save(state)
             self._recorded = state
@@ -295,15 +287,15 @@ class CommandBackend:
 
     def set_user_auth(self, keys: tuple[str, ...]) -> "Deferred[None]":
         """Add C{keys} to the keys file."""
-        return Deferred.fromCoroutine(self._change_users(lambda s: add_users(s, keys)))
+        return Deferred.fromCoroutine(self._change_users(lambda s: s.with_users(keys)))
 
     def rem_user_auth(self, keys: tuple[str, ...]) -> "Deferred[None]":
         """Remove C{keys} from the keys file."""
-        return Deferred.fromCoroutine(self._change_users(lambda s: remove_users(s, keys)))
+        return Deferred.fromCoroutine(self._change_users(lambda s: s.without_users(keys)))
 
-    async def _change_users(self, change: Callable[[GatewayState], GatewayState]) -> None:
+    async def _change_users(self, change: Callable[[GatewayConfig], GatewayConfig]) -> None:
         current = await self._runner.run(self._read_keys)
-        base = GatewayState(current, self._recorded.proxy, self._recorded.vlans)
+        base = GatewayConfig(current, self._recorded.proxy, self._recorded.vlans)
         new = change(base)
         if new.users != current:
             await self._apply_users(new.users)
@@ -320,9 +312,9 @@ class CommandBackend:
             try:
                 await self._start_proxy(controller)
             except GeniError:
-                await self._record(GatewayState(r.users, "", r.vlans))
+                await self._record(r.with_proxy(""))
                 raise
-        await self._record(GatewayState(r.users, controller, r.vlans))
+        await self._record(r.with_proxy(controller))
 
     def rem_tcp_proxy(self) -> "Deferred[None]":
         """Stop the proxy."""
@@ -331,7 +323,7 @@ class CommandBackend:
     async def _rem_proxy(self) -> None:
         await self._stop_proxy()
         r = self._recorded
-        await self._record(GatewayState(r.users, "", r.vlans))
+        await self._record(r.with_proxy(""))
 
     def set_ovs(self, vlan_map: Mapping[str, str]) -> "Deferred[None]":
         """Replace the agent's flows with those for C{vlan_map}."""
@@ -359,7 +351,7 @@ class CommandBackend:
                 applied[testbed] = vlan_map[testbed]
         finally:
             r = self._recorded
-            await self._record(GatewayState(r.users, r.proxy, applied))
+            await self._record(r.with_vlans(applied))
 
     async def _undo_add(self, values: Mapping[str, str]) -> None:
         for template in self._settings.vlan_remove:
@@ -377,7 +369,7 @@ class CommandBackend:
             await self._clear_after_failure()
             raise
         r = self._recorded
-        await self._record(GatewayState(r.users, r.proxy, vlan_map))
+        await self._record(r.with_vlans(vlan_map))
 
     async def _clear_after_failure(self) -> None:
         r = self._recorded
@@ -385,7 +377,7 @@ class CommandBackend:
             await self._run_all(self._settings.vlan_clear, self._settings.clear_values())
         except GeniError:
             self.log.warn("could not clear the VLAN flows after a failed change")
-        await self._record(GatewayState(r.users, r.proxy, {}))
+        await self._record(r.with_vlans({}))
 
     def rem_ovs(self) -> "Deferred[None]":
         """Remove the agent's flows."""
@@ -394,7 +386,7 @@ class CommandBackend:
     async def _rem_vlans(self) -> None:
         await self._run_all(self._settings.vlan_clear, self._settings.clear_values())
         r = self._recorded
-        await self._record(GatewayState(r.users, r.proxy, {}))
+        await self._record(r.with_vlans({}))
 
     def reset(self) -> "Deferred[None]":
         """Stop the proxy, remove the agent's flows and empty the keys file, whatever is recorded."""
@@ -404,13 +396,13 @@ class CommandBackend:
         await self._stop_proxy()
         await self._run_all(self._settings.vlan_clear, self._settings.clear_values())
         await self._apply_users(())
-        await self._record(GatewayState())
+        await self._record(GatewayConfig())
 
-    def state(self) -> "Deferred[GatewayState]":
+    def state(self) -> "Deferred[GatewayConfig]":
         """Fire with the keys in the keys file, the running proxy and the recorded VLAN map."""
         return Deferred.fromCoroutine(self._state())
 
-    async def _state(self) -> GatewayState:
+    async def _state(self) -> GatewayConfig:
         users = await self._runner.run(self._read_keys)
         proxy = self._proxy_controller if self._proxy is not None else ""
-        return GatewayState(users, proxy, dict(self._recorded.vlans))
+        return GatewayConfig(users, proxy, dict(self._recorded.vlans))

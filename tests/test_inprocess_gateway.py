@@ -1,5 +1,5 @@
 """
-Tests for L{geniam.agent.simulated}: the in-process gateway.
+Tests for L{geniam.agent.inprocess}: the in-process gateway on the simulated back end.
 """
 
 from __future__ import annotations
@@ -9,8 +9,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from geniam.agent.simulated import DEFAULT_LINKS, DEFAULT_SWITCHES, SimulatedGateway, link_ends
+from geniam.agent.backend import StateFile
+from geniam.agent.backends.simulated import SimulatedBackend
+from geniam.agent.inprocess import InProcessGateway
+from geniam.gateway.inventory import DEFAULT_LINKS, DEFAULT_SWITCHES, Inventory, link_ends
 from geniam.errors import GeniCode, GeniError
+from geniam.gateway.config import GatewayConfig
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IGatewayAgent
 from tests.test_store import KEY_A, KEY_B
 
@@ -20,11 +25,11 @@ class InventoryTests(SynchronousTestCase):
 
     def test_interface(self) -> None:
         """The simulated gateway provides IGatewayAgent."""
-        self.assertTrue(verifyObject(IGatewayAgent, SimulatedGateway()))
+        self.assertTrue(verifyObject(IGatewayAgent, InProcessGateway()))
 
     def test_default_island(self) -> None:
         """Four switches and five links, every link between two known switches on distinct ports."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         switches = self.successResultOf(gateway.get_switches())
         links = self.successResultOf(gateway.get_links())
         self.assertEqual((len(switches), len(links)), (4, 5))
@@ -38,7 +43,7 @@ class InventoryTests(SynchronousTestCase):
 
     def test_custom_island(self) -> None:
         """An island may be given its own switches and links."""
-        gateway = SimulatedGateway(switches=["00:00:00:00:00:00:00:0a"], links=[])
+        gateway = InProcessGateway(SimulatedBackend(inventory=Inventory(("00:00:00:00:00:00:00:0a",), ())))
         self.assertEqual(self.successResultOf(gateway.get_switches()), ["00:00:00:00:00:00:00:0a"])
         self.assertEqual(self.successResultOf(gateway.get_links()), [])
 
@@ -48,7 +53,7 @@ class ConfigurationTests(SynchronousTestCase):
 
     def test_apply_and_state(self) -> None:
         """Keys, proxy and VLAN map are applied, reported by state() and logged in order."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         self.successResultOf(gateway.set_user_auth([KEY_A]))
         self.successResultOf(gateway.set_tcp_proxy("192.0.2.10:6633"))
         self.successResultOf(gateway.set_ovs({"10": "0xffff", 30: "20"}))  # type: ignore[dict-item]
@@ -58,7 +63,7 @@ class ConfigurationTests(SynchronousTestCase):
 
     def test_remove(self) -> None:
         """Each rem_* undoes its set_*; reset clears everything."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         self.successResultOf(gateway.set_user_auth([KEY_A, KEY_B]))
         self.successResultOf(gateway.set_tcp_proxy("ctl.example.net:6653"))
         self.successResultOf(gateway.set_ovs({"1": "2"}))
@@ -73,7 +78,7 @@ class ConfigurationTests(SynchronousTestCase):
 
     def test_idempotent(self) -> None:
         """Applying twice or removing what is absent succeeds and leaves one copy."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         self.successResultOf(gateway.set_user_auth([KEY_A]))
         self.successResultOf(gateway.set_user_auth([KEY_A]))
         self.assertEqual(gateway.users, [KEY_A])
@@ -84,7 +89,7 @@ class ConfigurationTests(SynchronousTestCase):
 
     def test_validation(self) -> None:
         """Malformed arguments are BADARGS and change nothing."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         for d in (gateway.set_user_auth(["not a key"]), gateway.set_tcp_proxy("nohost"), gateway.set_ovs({"0": "1"}), gateway.set_ovs("x")):  # type: ignore[arg-type]
             self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
         self.assertEqual(gateway.log, [])
@@ -96,7 +101,7 @@ class FailureTests(SynchronousTestCase):
 
     def test_fail_next(self) -> None:
         """The next n calls fail with RPCERROR and change nothing; later calls succeed."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         gateway.fail_next(2, "link down")
         for _ in range(2):
             error = self.failureResultOf(gateway.set_tcp_proxy("10.0.0.1:6633"), GeniError).value
@@ -107,7 +112,7 @@ class FailureTests(SynchronousTestCase):
 
     def test_fail_next_filtered(self) -> None:
         """A failure may target some methods only, with another code."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         gateway.fail_next(1, "no", code=GeniCode.REFUSED, methods=["set_ovs"])
         self.successResultOf(gateway.set_user_auth([KEY_A]))
         self.assertEqual(self.failureResultOf(gateway.set_ovs({"1": "2"}), GeniError).value.code, GeniCode.REFUSED)
@@ -115,7 +120,7 @@ class FailureTests(SynchronousTestCase):
 
     def test_unreachable(self) -> None:
         """An unreachable gateway fails every call with RPCERROR until reachable again."""
-        gateway = SimulatedGateway()
+        gateway = InProcessGateway()
         gateway.set_reachable(False)
         self.assertEqual(self.failureResultOf(gateway.get_switches(), GeniError).value.code, GeniCode.RPCERROR)
         self.failureResultOf(gateway.reset(), GeniError)
@@ -124,8 +129,8 @@ class FailureTests(SynchronousTestCase):
 
     def test_broken_switch(self) -> None:
         """A switch down leaves the inventory with its links, and VLAN mapping is REFUSED until repaired."""
-        gateway = SimulatedGateway()
-        gateway.break_switch(DEFAULT_SWITCHES[3])
+        gateway = InProcessGateway()
+        gateway.backend.break_switch(DEFAULT_SWITCHES[3])
         self.assertNotIn(DEFAULT_SWITCHES[3], self.successResultOf(gateway.get_switches()))
         links = self.successResultOf(gateway.get_links())
         self.assertEqual(len(links), 3)
@@ -133,10 +138,10 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(error.code, GeniCode.REFUSED)
         self.assertIn(DEFAULT_SWITCHES[3], error.output)
         self.successResultOf(gateway.set_user_auth([KEY_A]))
-        gateway.repair_switch(DEFAULT_SWITCHES[3])
+        gateway.backend.repair_switch(DEFAULT_SWITCHES[3])
         self.successResultOf(gateway.set_ovs({"1": "2"}))
         self.assertEqual(len(self.successResultOf(gateway.get_links())), len(DEFAULT_LINKS))
-        self.assertRaises(GeniError, gateway.break_switch, "nope")
+        self.assertRaises(GeniError, gateway.backend.break_switch, "nope")
 
 
 class LatencyTests(SynchronousTestCase):
@@ -145,7 +150,7 @@ class LatencyTests(SynchronousTestCase):
     def test_latency(self) -> None:
         """Nothing changes until the latency has passed."""
         clock = Clock()
-        gateway = SimulatedGateway(clock=clock, latency=2.0)
+        gateway = InProcessGateway(clock=clock, latency=2.0)
         d = gateway.set_tcp_proxy("10.0.0.1:6633")
         clock.advance(1.9)
         self.assertNoResult(d)
@@ -157,9 +162,36 @@ class LatencyTests(SynchronousTestCase):
     def test_cancel(self) -> None:
         """A call cancelled before it takes effect changes nothing."""
         clock = Clock()
-        gateway = SimulatedGateway(clock=clock, latency=2.0)
+        gateway = InProcessGateway(clock=clock, latency=2.0)
         d = gateway.set_tcp_proxy("10.0.0.1:6633")
         d.cancel()
         self.failureResultOf(d, CancelledError)
         clock.advance(5)
         self.assertEqual((gateway.proxy, gateway.log), ("", []))
+
+
+class BackEndTests(SynchronousTestCase):
+    """The in-process gateway drives any back end, with the agent's checks."""
+
+    def test_state_file(self) -> None:
+        """Over a back end with a state file, what is applied is on disk, in the agent's format."""
+        path = self.mktemp()
+        gateway = InProcessGateway(SimulatedBackend(StateFile(path)))
+        self.successResultOf(gateway.set_user_auth([KEY_A]))
+        self.successResultOf(gateway.set_tcp_proxy("192.0.2.10:6633"))
+        self.assertEqual(StateFile(path).load(), GatewayConfig((KEY_A,), "192.0.2.10:6633", {}))
+
+    def test_controller_policy(self) -> None:
+        """With a policy, a controller outside it is REFUSED as the agent refuses it; without, any host:port goes."""
+        strict = InProcessGateway(policy=ControllerPolicy())
+        self.assertEqual(self.failureResultOf(strict.set_tcp_proxy("10.0.0.1:6633"), GeniError).value.code, GeniCode.REFUSED)
+        self.assertEqual(strict.log, [])
+        self.successResultOf(InProcessGateway().set_tcp_proxy("10.0.0.1:6633"))
+
+    def test_arguments_normalised(self) -> None:
+        """What reaches the back end is the checked form: trimmed keys, canonical controller, decimal VLANs."""
+        gateway = InProcessGateway()
+        self.successResultOf(gateway.set_user_auth([f"  {KEY_A}\n"]))
+        self.successResultOf(gateway.set_tcp_proxy("[0:0::1]:6633"))
+        self.successResultOf(gateway.set_ovs({"010": "untagged"}))
+        self.assertEqual(gateway.applied, GatewayConfig((KEY_A,), "[::1]:6633", {"10": "0xffff"}))
