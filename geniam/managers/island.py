@@ -59,6 +59,7 @@ from geniam.booking.rules import (
     provisioned,
     renewed,
 )
+from geniam.booking.lifecycle import Event, new_hold, step
 from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
@@ -1261,3 +1262,121 @@ class IslandResourceManager:
             except StaleBooking:
                 continue
         raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")
+
+    # Holds: promises of a slot that are not yet slivers (tickets).
+
+    def hold(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        slot: Slot,
+        credential_expires: float | None,
+        expires: float,
+        held_by: str,
+        controller: str | None = None,
+        vlan_map: Mapping[str, str] | None = None,
+    ) -> Deferred[Booking]:
+        """
+        Hold C{slot} for the slice until C{expires} (never after the slot's
+        end or C{credential_expires}): no other booking or hold may overlap
+        it, and it lapses at its expiry unless taken up. Fire with the hold.
+        """
+        return self._track(
+            self._hold(slice_urn, owner_urn, owner_email, slot, credential_expires, expires, held_by, controller, vlan_map)
+        )
+
+    async def _hold(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        slot: Slot,
+        credential_expires: float | None,
+        expires: float,
+        held_by: str,
+        controller: str | None,
+        vlan_map: Mapping[str, str] | None,
+    ) -> Booking:
+        parse_urn(slice_urn, "slice")
+        parse_urn(owner_urn, "user")
+        booking = new_hold(
+            sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
+            slice_urn=slice_urn,
+            owner_urn=owner_urn,
+            owner_email=validate_email(owner_email),
+            slot=_check_slot(slot),
+            now=self._clock.seconds(),
+            expires=float(expires),
+            held_by=held_by,
+            credential_expires=_check_time(credential_expires, "credential expiry"),
+            max_slot_length=self.max_slot_length,
+        )
+        booking = replace(
+            booking,
+            controller=validate_controller(controller, self.controller_policy),
+            vlan_map=validate_vlan_map(vlan_map) if vlan_map else {},
+        )
+        if await self._store.is_shutdown(slice_urn):
+            raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
+        stored = await self._store.insert(booking)
+        self.log.info("held {slot} for {slice} ({held_by})", slot=str(stored.slot), slice=slice_urn, held_by=held_by)
+        self._background(self._rearm(), "re-arming the boundary timer")
+        return stored
+
+    def release_hold(self, sliver_urn: str) -> Deferred[Booking]:
+        """Give a hold back at once; fire with it, released."""
+        return self._track(self._release_hold(sliver_urn))
+
+    async def _release_hold(self, sliver_urn: str) -> Booking:
+        async with self._lock:
+            released = await self._change_one(sliver_urn, lambda cur, now: step(cur, Event.RELEASE, now))
+        self.log.info("released the hold {sliver}", sliver=sliver_urn)
+        self._after_change()
+        return released
+
+    def take_up(
+        self,
+        sliver_urn: str,
+        users: Sequence[Mapping[str, Any]],
+        credential_expires: float | None,
+        replacing: str | None = None,
+    ) -> Deferred[Booking]:
+        """
+        Turn a hold into a provisioned sliver of the same slot and
+        parameters with C{users}' keys, in one change. With C{replacing}
+        (a sliver of the same slice), that sliver is deleted in the same
+        change, its configuration removed from the gateway first if it is
+        there. Fire with the new sliver.
+        """
+        return self._track(self._take_up(sliver_urn, users, credential_expires, replacing))
+
+    async def _take_up(
+        self, sliver_urn: str, users: Sequence[Mapping[str, Any]], credential_expires: float | None, replacing: str | None
+    ) -> Booking:
+        new_users = parse_users(users)
+        expires = _check_time(credential_expires, "credential expiry")
+        urns = [sliver_urn] if replacing is None else [sliver_urn, replacing]
+
+        async def compute(current: list[Booking], now: float) -> list[Booking]:
+            await self._refuse_shut_down(current)
+            hold = step(current[0], Event.TAKE_UP, now, allocation_ttl=self.allocation_ttl, credential_expires=expires)
+            result = [
+                provisioned(hold, now, users=new_users, credential_expires=expires, max_slot_length=self.max_slot_length)
+            ]
+            if replacing is not None:
+                old = current[1]
+                check_current(old, now)
+                result.insert(0, _taken_off(old, AllocationState.DELETED, False, "", now))
+            return result
+
+        async with self._lock:
+            if replacing is not None:
+                old = await self._get(replacing)
+                applied, error = await self._remove_locked(old)
+                if applied:
+                    raise GeniError(GeniCode.ERROR, f"the sliver {replacing} could not be taken off the gateway: {error}")
+            changed = await self._change(urns, compute)
+        self.log.info("took up the hold {sliver}", sliver=sliver_urn)
+        self._after_change()
+        return changed[-1]
