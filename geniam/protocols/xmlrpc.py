@@ -225,6 +225,10 @@ def build_site_root(mounts: Mapping[str, IResource]) -> Resource:
                 child = _Directory()
                 node.putChild(segment, child)
             node = child
+        existing = node.children.get(segments[-1])
+        if isinstance(existing, _Directory) and isinstance(leaf, Resource):
+            for name, child in existing.children.items():
+                leaf.putChild(name, child)  # a leaf at a/b and another at a/b/c
         node.putChild(segments[-1], leaf)
     return root
 
