@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
 
 from geniam.client import AMClient, value_of
 from geniam.errors import GeniCode

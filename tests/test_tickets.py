@@ -28,7 +28,7 @@ from geniam.managers.tickets import (
 )
 from geniam.trust.domain import TrustDomain
 from geniam.trust.identity import Identity
-from tests.test_island import ALICE, AUTHORITY, CONTROLLER, DAY, KEY_A, OTHER_SLICE, SLICE, Island, at
+from tests.test_island import ALICE, CONTROLLER, DAY, KEY_A, OTHER_SLICE, SLICE, Island, at
 
 TTL = 600.0
 USERS = [{"urn": ALICE, "keys": [KEY_A]}]
