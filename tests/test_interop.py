@@ -42,8 +42,8 @@ else:
     GENILIB_MISSING = ""
 
 
-class FixtureAggregateTests(TestCase):
-    """An aggregate whose identity and trust root come from the GENI reference clearinghouse."""
+class FixtureAggregate(TestCase):
+    """Starts an aggregate whose identity and trust root come from the GENI reference clearinghouse."""
 
     async def start(self) -> AggregateService:
         folder = Path(self.mktemp())
@@ -76,6 +76,10 @@ class FixtureAggregateTests(TestCase):
         client = AMClient(reactor, self.service.url, identity, self.roots, creds)
         self.addCleanup(client.close)
         return client
+
+
+class FixtureAggregateTests(FixtureAggregate):
+    """An aggregate whose identity and trust root come from the GENI reference clearinghouse."""
 
     async def test_alice_with_reference_credentials(self) -> None:
         """alice's user and slice credentials, as omni sends them, book the island."""

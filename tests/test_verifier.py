@@ -648,11 +648,12 @@ class PrivilegeTableTests(SynchronousTestCase):
 
     def test_with_methods(self) -> None:
         """A table can be extended for further methods without changing the default."""
-        table = DEFAULT_TABLE.with_methods({"GetTicket": MethodRule(SLICE, "getticket")})
-        self.assertEqual(table.rule("getticket"), MethodRule(SLICE, "getticket"))
+        table = DEFAULT_TABLE.with_methods({"LoanResources": MethodRule(SLICE, "loanresources")})
+        self.assertEqual(table.rule("loanresources"), MethodRule(SLICE, "loanresources"))
         self.assertEqual(table.rule("Allocate"), DEFAULT_TABLE.rule("Allocate"))
-        self.assertIsNone(DEFAULT_TABLE.rule("GetTicket"))
-        self.assertTrue(table.grants(["bind"], "getticket"))
+        self.assertIsNone(DEFAULT_TABLE.rule("LoanResources"))
+        self.assertTrue(table.grants(["bind"], "loanresources"))
+        self.assertEqual(DEFAULT_TABLE.rule("GetTicket"), MethodRule(SLICE, "getticket"))
         self.assertRaises(ValueError, MethodRule, "group")
         self.assertIsInstance(PrivilegeTable(), PrivilegeTable)
 

@@ -166,6 +166,10 @@ class AggregateManager:
             self._resources = (inventory, resources)
         return self._resources[1]
 
+    async def island_resources(self) -> IslandResources:
+        """The island's resources as advertised (rebuilt when its inventory changes)."""
+        return await self._island()
+
     async def _resolve(self, urns: Any, allow_empty: bool = False) -> tuple[str, list[Booking]]:
         """
         Read C{urns} and find the live bookings it names.
@@ -177,11 +181,15 @@ class AggregateManager:
         """
         target: Target = target_urns(urns)
         if target.slice_urn is not None:
-            bookings = await self.rm.slice_bookings(target.slice_urn, True)
+            # Holds (tickets of the component manager API) are promises, not slivers.
+            bookings = [b for b in await self.rm.slice_bookings(target.slice_urn, True) if b.is_sliver]
             if not bookings and not allow_empty:
                 raise GeniError(GeniCode.SEARCHFAILED, f"slice {target.slice_urn} has no live slivers here")
             return target.slice_urn, list(bookings)
         bookings = list(await self.rm.lookup(list(target.sliver_urns)))
+        for booking in bookings:
+            if not booking.is_sliver:
+                raise GeniError(GeniCode.SEARCHFAILED, f"{booking.sliver_urn} is a ticket's hold, not a sliver")
         slices = {parse_urn(b.slice_urn).key for b in bookings}
         if len(slices) > 1:
             raise GeniError(GeniCode.BADARGS, "the slivers named belong to different slices")

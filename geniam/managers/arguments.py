@@ -8,6 +8,7 @@ a message naming the offending argument, so callers never see a traceback.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -196,3 +197,27 @@ def validate_controller(value: object, policy: ControllerPolicy | None = None) -
 
 slot_argument = translating(Slot)
 """A L{Slot} from a request's times: BADARGS unless it ends after it starts, within range."""
+
+
+def check_slot(slot: object, what: str = "slot") -> Slot:
+    """
+    Return C{slot} if it is a L{Slot}.
+
+    @raise GeniError: BADARGS otherwise.
+    """
+    if not isinstance(slot, Slot):
+        raise GeniError(GeniCode.BADARGS, f"{what} must be a time slot")
+    return slot
+
+
+def check_time(value: object, what: str) -> float | None:
+    """
+    Return C{value} as seconds since the epoch, or None for None.
+
+    @raise GeniError: BADARGS unless it is a finite number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GeniError(GeniCode.BADARGS, f"{what} must be a time")
+    return float(value)

@@ -50,7 +50,6 @@ other processes sharing the database honest.
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -78,10 +77,11 @@ from geniam.booking.values import (
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
-from geniam.managers.arguments import parse_users, validate_controller, validate_email
+from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
+from geniam.managers.holds import IslandHolds
 from geniam.managers.inventory import Inventory, InventoryCache
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
 from geniam.store.errors import StoreError
@@ -104,20 +104,6 @@ ACTIONS: tuple[str, ...] = ("geni_start", "geni_stop", "geni_restart", "geni_upd
 
 def _uuid_name() -> str:
     return uuid.uuid4().hex
-
-
-def _check_slot(slot: object, what: str = "slot") -> Slot:
-    if not isinstance(slot, Slot):
-        raise GeniError(GeniCode.BADARGS, f"{what} must be a time slot")
-    return slot
-
-
-def _check_time(value: object, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GeniError(GeniCode.BADARGS, f"{what} must be a time")
-    return float(value)
 
 
 def _slice_urn(slice_urn: str | URN) -> URN:
@@ -145,7 +131,7 @@ async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @implementer(IResourceManager)
-class IslandResourceManager:
+class IslandResourceManager(IslandHolds):
     """
     L{IResourceManager} for one island booked whole by time slot.
 
@@ -321,7 +307,7 @@ class IslandResourceManager:
         return self._track(self._booked_slots(window))
 
     async def _booked_slots(self, window: Slot) -> list[Slot]:
-        bookings = await self._store.list_live(_check_slot(window, "window"))
+        bookings = await self._store.list_live(check_slot(window, "window"))
         return [b.slot for b in bookings]
 
     def check_availability(self, slot: Slot) -> Deferred[bool]:
@@ -329,7 +315,7 @@ class IslandResourceManager:
         return self._track(self._check_availability(slot))
 
     async def _check_availability(self, slot: Slot) -> bool:
-        return not await self._store.list_live(_check_slot(slot), 1)
+        return not await self._store.list_live(check_slot(slot), 1)
 
     def lookup(self, sliver_urns: Sequence[str | Booking], include_dead: bool = False) -> Deferred[list[Booking]]:
         """Fire with the bookings of these slivers (see L{IResourceManager.lookup})."""
@@ -391,10 +377,10 @@ class IslandResourceManager:
             slice_urn=slice_text,
             owner_urn=owner_urn,
             owner_email=validate_email(owner_email),
-            slot=_check_slot(slot),
+            slot=check_slot(slot),
             now=self._clock.seconds(),
             allocation_ttl=self.allocation_ttl,
-            credential_expires=_check_time(credential_expires, "credential expiry"),
+            credential_expires=check_time(credential_expires, "credential expiry"),
             max_slot_length=self.max_slot_length,
             controller=validate_controller(controller, self.controller_policy),
             vlan_map=validate_vlan_map(vlan_map) if vlan_map is not None else None,
@@ -434,8 +420,8 @@ class IslandResourceManager:
         new_users = parse_users(users) if users is not None else None
         new_controller = None if controller is None else (validate_controller(controller, self.controller_policy) or "")
         new_vlans = validate_vlan_map(vlan_map) if vlan_map is not None else None
-        new_slot = _check_slot(slot) if slot is not None else None
-        expires = _check_time(credential_expires, "credential expiry")
+        new_slot = check_slot(slot) if slot is not None else None
+        expires = check_time(credential_expires, "credential expiry")
         before: dict[str, Booking] = {}
 
         async def compute(current: list[Booking], now: float) -> list[Booking]:
@@ -486,10 +472,10 @@ class IslandResourceManager:
         self, sliver_urns: Sequence[str | Booking], end: float, credential_expires: float | None, extend_alap: bool
     ) -> list[Booking]:
         urns = self._urns(sliver_urns)
-        new_end = _check_time(end, "expiration time")
+        new_end = check_time(end, "expiration time")
         if new_end is None:
             raise GeniError(GeniCode.BADARGS, "expiration time must be a time")
-        expires = _check_time(credential_expires, "credential expiry")
+        expires = check_time(credential_expires, "credential expiry")
 
         async def compute(current: list[Booking], now: float) -> list[Booking]:
             _slivers_only(current)

@@ -225,6 +225,10 @@ def build_site_root(mounts: Mapping[str, IResource]) -> Resource:
                 child = _Directory()
                 node.putChild(segment, child)
             node = child
+        existing = node.children.get(segments[-1])
+        if isinstance(existing, _Directory) and isinstance(leaf, Resource):
+            for name, child in existing.children.items():
+                leaf.putChild(name, child)  # a leaf at a/b and another at a/b/c
         node.putChild(segments[-1], leaf)
     return root
 
@@ -233,6 +237,7 @@ def make_site(
     resource: IResource,
     paths: Sequence[str] = DEFAULT_PATHS,
     max_body: int | None = None,
+    more: Mapping[str, IResource] | None = None,
     **kwargs: Any,
 ) -> GeniSite:
     """
@@ -242,12 +247,13 @@ def make_site(
     @param paths: the paths to serve it at.
     @param max_body: the body limit; by default the resource's own
         C{max_body}, else L{DEFAULT_MAX_BODY}.
+    @param more: further resources by path (another API on the same listener).
     @param kwargs: passed to L{GeniSite} (C{request_timeout},
         C{min_body_rate}, C{reactor}, C{timeout}).
     """
     if max_body is None:
         max_body = int(getattr(resource, "max_body", DEFAULT_MAX_BODY))
-    return GeniSite(build_site_root({path: resource for path in paths}), max_body=max_body, **kwargs)
+    return GeniSite(build_site_root({**{path: resource for path in paths}, **(more or {})}), max_body=max_body, **kwargs)
 
 
 class _Exchange:

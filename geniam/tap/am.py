@@ -31,7 +31,9 @@ from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerO
 from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
+from geniam.managers.cm import CM_PATHS, CM_SIGNATURES, ComponentManager
 from geniam.managers.island import IslandResourceManager
+from geniam.managers.tickets import DEFAULT_TICKET_TTL, TicketManager
 from geniam.observe.health import gateway_check, store_check
 from geniam.observe.metrics import watch_gateway_link, watch_store, watch_verifier
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
@@ -55,6 +57,7 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["database", None, None, "SQLite file (default <data-dir>/am.sqlite) or a PostgreSQL DSN (postgresql://... or 'dbname=...')."],
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
         ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
+        ["ticket-ttl", None, DEFAULT_TICKET_TTL, "How long a ProtoGENI ticket may wait to be redeemed (e.g. 10m).", duration],
         ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
@@ -132,6 +135,7 @@ class AggregateService(TLSXmlRpcService):
         controller_policy: ControllerPolicy = ControllerPolicy(),
         status_port: int | None = None,
         status_interface: str = "127.0.0.1",
+        ticket_ttl: float = DEFAULT_TICKET_TTL,
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
@@ -157,6 +161,7 @@ class AggregateService(TLSXmlRpcService):
         self.verifier = CredentialVerifier(
             trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
         )
+        self.tickets = TicketManager(self.resource_manager, trust.identity, self.clock, ticket_ttl)
         self._gateway_host = gateway_host
         self.manager: AggregateManager | None = None
         watch_store(self.metrics, store)
@@ -178,7 +183,9 @@ class AggregateService(TLSXmlRpcService):
             AggregateInfo(self.urn, "", self._gateway_host),
             self.clock,
         )
-        await self.listen(self.manager, context_maker(self.verifier))
+        contexts = context_maker(self.verifier)
+        cm = ComponentManager(self.tickets, self.manager, contexts, self.clock)
+        await self.listen(self.manager, contexts, {path: (cm, CM_SIGNATURES) for path in CM_PATHS})
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
         if IService.providedBy(self.gateway):
@@ -222,6 +229,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         controller_policy=options.controller_policy(),
         status_port=options["status-port"],
         status_interface=options["status-interface"],
+        ticket_ttl=options["ticket-ttl"],
     )
 
 

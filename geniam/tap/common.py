@@ -7,6 +7,7 @@ AM API v3 on one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
+from twisted.web.resource import IResource
 
 from geniam.errors import GeniError
 from geniam.protocols.listener import (
@@ -30,6 +32,7 @@ from geniam.protocols.listener import (
 from geniam.observe.health import HealthChecks, flag_check, install_observability
 from geniam.observe.metrics import ServiceMetrics
 from geniam.observe.observation import ServiceObservation
+from geniam.protocols.signatures import Signature
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
 from geniam.trust.context import MakeContext
 from geniam.trust.domain import TrustDomain
@@ -160,13 +163,17 @@ async def listen_tls(
     return listening
 
 
-def serve_xmlrpc(resource: GeniXmlRpcResource, limits: ListenerLimits, timers: Any) -> tuple[GeniSite, ConnectionBudget]:
+def serve_xmlrpc(
+    resource: GeniXmlRpcResource, limits: ListenerLimits, timers: Any, more: Mapping[str, IResource] | None = None
+) -> tuple[GeniSite, ConnectionBudget]:
     """
-    The site serving C{resource} and the connection budget of a listener
-    with C{limits}; C{timers} (an C{IReactorTime}) runs every timeout.
+    The site serving C{resource} (and C{more}, by path) and the connection
+    budget of a listener with C{limits}; C{timers} (an C{IReactorTime})
+    runs every timeout.
     """
     site = make_site(
         resource,
+        more=more,
         reactor=timers,
         timeout=limits.idle_timeout,
         request_timeout=limits.request_timeout,
@@ -179,6 +186,10 @@ def serve_xmlrpc(resource: GeniXmlRpcResource, limits: ListenerLimits, timers: A
 def tls_for(trust: ServerTrust, reactor: Any) -> GeniServerTLSOptions:
     """Server TLS options for a daemon's identity and roots."""
     return server_tls_options(trust.identity, trust.roots, reactor)
+
+
+ExtraAPI = tuple[Any, Mapping[str, Signature]]
+"""A further API served on a listener: the object and its methods' signatures."""
 
 
 class TLSXmlRpcService(MultiService):
@@ -301,17 +312,25 @@ class TLSXmlRpcService(MultiService):
         and call L{listen} with their API object; by default it does nothing.
         """
 
-    async def listen(self, api: Any, contexts: MakeContext) -> None:
+    async def listen(self, api: Any, contexts: MakeContext, more: Mapping[str, ExtraAPI] | None = None) -> None:
         """
         Serve C{api} (the object the XML-RPC resource dispatches to) on the
         configured port; C{contexts} builds each call's context from the
-        TLS peer and its credentials.
+        TLS peer and its credentials. C{more} serves further APIs on the
+        same port, by path: each is C{(api, signatures)}, its methods
+        called with the TLS peer and their arguments.
         """
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(
             api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation, contexts=contexts
         )
-        self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
+        extra: dict[str, IResource] = {
+            path: GeniXmlRpcResource(
+                other, tls.peer_gid, max_body=self._max_body, methods=methods, reactor=self.reactor, observer=self.observation
+            )
+            for path, (other, methods) in (more or {}).items()
+        }
+        self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor, extra)
         self.site.access_log = self.observation.access
         self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, self.site, self.budget)
 

@@ -107,9 +107,18 @@ DEFAULT_METHODS: Mapping[str, MethodRule] = MappingProxyType(
         "Renew": MethodRule(SLICE, RENEWSLIVER),
         "Delete": MethodRule(SLICE, DELETESLICE),
         "Shutdown": MethodRule(SLICE, SHUTDOWN),
+        "GetTicket": MethodRule(SLICE, GETTICKET),
+        "UpdateSliver": MethodRule(SLICE, GETTICKET),
+        "RedeemTicket": MethodRule(SLICE, REDEEMTICKET),
+        "ReleaseTicket": MethodRule(SLICE, REDEEMTICKET),
+        "DeleteSliver": MethodRule(SLICE, DELETESLICE),
+        "DeleteSlice": MethodRule(SLICE, DELETESLICE),
+        "Resolve": MethodRule(SLICE, GETSLICERESOURCES),
+        "SliverStatus": MethodRule(SLICE, GETSLICERESOURCES),
+        "RenewSlice": MethodRule(SLICE, RENEWSLIVER),
     }
 )
-"""The AM API v3 methods."""
+"""The AM API v3 methods and the ProtoGENI component manager's (tickets: C{getticket}, C{redeemticket})."""
 
 
 class PrivilegeTable:

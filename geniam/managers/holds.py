@@ -1,0 +1,172 @@
+# -*- test-case-name: tests.test_tickets,tests.test_tickets_properties,tests.test_island_holds -*-
+"""
+Holds on the island: promises of a slot that keep every other slice off it,
+are not yet slivers and lapse on their own (a ProtoGENI ticket is one).
+
+L{IslandHolds} is the part of L{geniam.managers.island.IslandResourceManager}
+that makes, gives back and takes up holds; it works on the manager's store,
+lock, gateway synchronisation and scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from geniam.booking.lifecycle import Event, Removal, new_hold, step
+from geniam.booking.rules import check_current, provisioned
+from geniam.booking.values import Booking, Slot, make_sliver_urn
+from geniam.errors import GeniCode, GeniError
+from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
+from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
+from geniam.urn import parse_urn
+
+if TYPE_CHECKING:
+    from geniam.interfaces import IStore
+    from geniam.managers.bookingchanges import BookingChanges
+    from geniam.managers.gatewaysync import GatewaySync
+    from geniam.managers.scheduler import Scheduler
+
+
+class IslandHolds:
+    """Holds on the island (see the module docstring); mixed into the island resource manager."""
+
+    log: Logger
+    authority: str
+    allocation_ttl: float
+    max_slot_length: float
+    controller_policy: ControllerPolicy
+    _store: "IStore"
+    _clock: IReactorTime
+    _lock: DeferredLock
+    _changes: "BookingChanges"
+    _sync: "GatewaySync"
+    _scheduler: "Scheduler"
+    _sliver_names: Callable[[], str]
+
+    # Provided by the island resource manager:
+    _track: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]
+    _background: Callable[[Coroutine[Any, Any, Any], str], None]
+    _refuse_shut_down: Callable[[Sequence[Booking]], Awaitable[None]]
+
+    def hold(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        slot: Slot,
+        credential_expires: float | None,
+        expires: float,
+        held_by: str,
+        controller: str | None = None,
+        vlan_map: Mapping[str, str] | None = None,
+    ) -> Deferred[Booking]:
+        """
+        Hold C{slot} for the slice until C{expires} (never after the slot's
+        end or C{credential_expires}): no other booking or hold may overlap
+        it, and it lapses at its expiry unless taken up. Fire with the hold.
+        """
+        return self._track(
+            self._hold(slice_urn, owner_urn, owner_email, slot, credential_expires, expires, held_by, controller, vlan_map)
+        )
+
+    async def _hold(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        slot: Slot,
+        credential_expires: float | None,
+        expires: float,
+        held_by: str,
+        controller: str | None,
+        vlan_map: Mapping[str, str] | None,
+    ) -> Booking:
+        parse_urn(slice_urn, "slice")
+        parse_urn(owner_urn, "user")
+        booking = new_hold(
+            sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
+            slice_urn=slice_urn,
+            owner_urn=owner_urn,
+            owner_email=validate_email(owner_email),
+            slot=check_slot(slot),
+            now=self._clock.seconds(),
+            expires=float(expires),
+            held_by=held_by,
+            credential_expires=check_time(credential_expires, "credential expiry"),
+            max_slot_length=self.max_slot_length,
+        )
+        booking = replace(
+            booking,
+            controller=validate_controller(controller, self.controller_policy),
+            vlan_map=validate_vlan_map(vlan_map) if vlan_map else {},
+        )
+        if await self._store.is_shutdown(slice_urn):
+            raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
+        stored = await self._store.insert(booking)
+        self.log.info("held {slot} for {slice} ({held_by})", slot=str(stored.slot), slice=slice_urn, held_by=held_by)
+        self._background(self._scheduler.rearm(), "re-arming the boundary timer")
+        return stored
+
+    def release_hold(self, sliver_urn: str) -> Deferred[Booking]:
+        """Give a hold back at once; fire with it, released."""
+        return self._track(self._release_hold(sliver_urn))
+
+    async def _release_hold(self, sliver_urn: str) -> Booking:
+        async with self._lock:
+            released = await self._changes.change_one(sliver_urn, lambda cur, now: step(cur, Event.RELEASE, now))
+        self.log.info("released the hold {sliver}", sliver=sliver_urn)
+        self._scheduler.changed()
+        return released
+
+    def take_up(
+        self,
+        sliver_urn: str,
+        users: Sequence[Mapping[str, Any]],
+        credential_expires: float | None,
+        replacing: str | None = None,
+    ) -> Deferred[Booking]:
+        """
+        Turn a hold into a provisioned sliver of the same slot and
+        parameters with C{users}' keys, in one change. With C{replacing}
+        (a sliver of the same slice), that sliver is deleted in the same
+        change, its configuration removed from the gateway first if it is
+        there. Fire with the new sliver.
+        """
+        return self._track(self._take_up(sliver_urn, users, credential_expires, replacing))
+
+    async def _take_up(
+        self, sliver_urn: str, users: Sequence[Mapping[str, Any]], credential_expires: float | None, replacing: str | None
+    ) -> Booking:
+        new_users = parse_users(users)
+        expires = check_time(credential_expires, "credential expiry")
+        urns = [sliver_urn] if replacing is None else [sliver_urn, replacing]
+
+        async def compute(current: list[Booking], now: float) -> list[Booking]:
+            await self._refuse_shut_down(current)
+            hold = step(current[0], Event.TAKE_UP, now, allocation_ttl=self.allocation_ttl, credential_expires=expires)
+            result = [
+                provisioned(hold, now, users=new_users, credential_expires=expires, max_slot_length=self.max_slot_length)
+            ]
+            if replacing is not None:
+                old = current[1]
+                check_current(old, now)
+                result.insert(0, step(old, Event.DELETE, now, removal=Removal()))
+            return result
+
+        async with self._lock:
+            if replacing is not None:
+                old = await self._changes.get(replacing)
+                removal = await self._sync.remove_locked(old)
+                if removal.still_applied:
+                    raise GeniError(GeniCode.ERROR, f"the sliver {replacing} could not be taken off the gateway: {removal.error}")
+            changed = await self._changes.change(urns, compute)
+        self.log.info("took up the hold {sliver}", sliver=sliver_urn)
+        self._scheduler.changed()
+        return changed[-1]
+

@@ -1,0 +1,103 @@
+"""
+End to end over TLS: the ProtoGENI component manager API of an aggregate
+whose identity and trust root come from the GENI reference clearinghouse
+(tests/fixtures/gcf), with its credentials as ProtoGENI clients send them
+(plain strings), and tickets checked by xmlsec1 as the reference tools
+call it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+
+from geniam.client import AMClient, value_of
+from geniam.errors import GeniCode
+from geniam.rspec.request import build_request
+from geniam.trust.identity import Identity
+from tests.fixturepaths import GCF as FIXTURES
+from tests.test_interop import KEY, NOW, SLICE, FixtureAggregate
+
+XMLSEC1 = shutil.which("xmlsec1")
+
+
+class ComponentManagerLoopbackTests(FixtureAggregate):
+    """alice walks her slice through the diagram over the CM endpoint."""
+
+    def cm(self, name: str = "alice", path: str = "protogeni/xmlrpc/cm/2.0") -> AMClient:
+        identity = Identity.from_files(FIXTURES / f"{name}-cert.pem", FIXTURES / f"{name}-key.pem")
+        client = AMClient(reactor, self.service.url + path, identity, self.roots)
+        self.addCleanup(client.close)
+        return client
+
+    async def call(self, client: AMClient, method: str, **args: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = await client.call(method, args)
+        self.assertEqual(sorted(reply), ["code", "output", "value"])
+        return reply
+
+    async def ok(self, client: AMClient, method: str, **args: Any) -> Any:
+        reply = await self.call(client, method, **args)
+        self.assertEqual(reply["code"], 0, reply["output"])
+        return reply["value"]
+
+    async def test_walk(self) -> None:
+        """GetTicket, Resolve, RedeemTicket (a v3-visible sliver), the sliver credential, DeleteSlice."""
+        await self.start()
+        cm = self.cm()
+        creds = [(FIXTURES / "fixture-slicecred.xml").read_text()]
+        version = await self.ok(cm, "GetVersion")
+        self.assertEqual(version["api"], 2.0)
+        rspec = build_request(NOW + 3600, NOW + 7200)
+        ticket = await self.ok(cm, "GetTicket", slice_urn=SLICE, credentials=creds, rspec=rspec)
+        self.assertIn("<type>ticket</type>", ticket)
+        self.assertIn(SLICE, ticket)
+        resolved = await self.ok(cm, "Resolve", urn=SLICE, credentials=creds)
+        self.assertNotIn("sliver_urn", resolved)
+        copy = await self.ok(cm, "Resolve", urn=resolved["ticket_urn"], credentials=creds)
+        self.assertEqual(copy, ticket)
+        if XMLSEC1 is not None:
+            path = Path(self.mktemp())
+            path.write_text(ticket)
+            done = subprocess.run(
+                [XMLSEC1, "--verify", "--node-id", "Sig_ref0", "--trusted-pem", str(FIXTURES / "ch-cert.pem"), str(path)],
+                capture_output=True, text=True, timeout=60,
+            )
+            self.assertTrue((done.stderr + done.stdout).strip().startswith("OK"), done.stderr)
+        sliver_credential, manifest = await self.ok(
+            cm, "RedeemTicket", slice_urn=SLICE, ticket=ticket, credentials=creds, keys=[{"type": "ssh", "key": KEY}]
+        )
+        self.assertIn("<rspec", manifest)
+        replay = await self.call(cm, "RedeemTicket", slice_urn=SLICE, ticket=ticket, credentials=creds)
+        self.assertEqual(replay["code"], GeniCode.FORBIDDEN)
+        resolved = await self.ok(cm, "Resolve", urn=SLICE, credentials=creds)
+        self.assertNotIn("ticket_urn", resolved)
+        sliver_urn = resolved["sliver_urn"]
+        # The sliver credential the AM minted is accepted by it in place of the slice credential.
+        described = await self.ok(cm, "Resolve", urn=sliver_urn, credentials=[sliver_credential])
+        self.assertEqual(described["expires"], "2026-11-22T14:00:00Z")
+        v3 = self.omni_user("alice", "fixture-slicecred.xml")
+        status = value_of(await v3.status([SLICE]))
+        self.assertEqual([s["geni_sliver_urn"] for s in status["geni_slivers"]], [sliver_urn])
+        self.assertEqual(status["geni_slivers"][0]["geni_allocation_status"], "geni_provisioned")
+        self.assertIs(await self.ok(cm, "DeleteSlice", slice_urn=SLICE, credentials=creds), True)
+        resolved = await self.ok(cm, "Resolve", urn=SLICE, credentials=creds)
+        self.assertEqual(resolved["state"], "neither sliver nor ticket")
+
+    async def test_bad_input_is_a_struct(self) -> None:
+        """Malformed calls answer {code, value, output}, never a fault; the second path is the same API."""
+        await self.start()
+        cm = self.cm(path="protogeni/xmlrpc/cm")
+        creds = [(FIXTURES / "fixture-slicecred.xml").read_text()]
+        reply = await cm.call("GetTicket", "not a struct")
+        self.assertEqual(reply["code"], GeniCode.BADARGS)
+        reply = await self.call(cm, "GetTicket", slice_urn=SLICE, credentials=creds, rspec="<rspec")
+        self.assertEqual(reply["code"], GeniCode.BADARGS)
+        reply = await self.call(cm, "RedeemTicket", slice_urn=SLICE, credentials=creds, ticket="<signed-credential/>")
+        self.assertEqual(reply["code"], GeniCode.FORBIDDEN)
+        reply = await self.call(cm, "GetTicket", slice_urn=SLICE, rspec=build_request(NOW + 3600, NOW + 7200))
+        self.assertEqual(reply["code"], GeniCode.FORBIDDEN)
+        self.assertEqual(await self.service.store.count(), 0)
