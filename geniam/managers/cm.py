@@ -281,7 +281,7 @@ class ComponentManager:
 
     async def _booking(self, sliver_urn: str) -> Booking:
         try:
-            [booking] = await self.tickets.island.lookup([sliver_urn], True)
+            booking = await self.tickets.island.booking_or_hold(sliver_urn)
         except GeniError as e:
             raise GeniError(GeniCode.SEARCHFAILED, e.output) from None
         return booking

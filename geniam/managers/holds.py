@@ -54,6 +54,17 @@ class IslandHolds:
     _background: Callable[[Coroutine[Any, Any, Any], str], None]
     _refuse_shut_down: Callable[[Sequence[Booking]], Awaitable[None]]
 
+    def booking_or_hold(self, sliver_urn: str) -> Deferred[Booking]:
+        """Fire with the booking of a sliver or hold URN, live or not (SEARCHFAILED if there is none)."""
+        return self._track(self._changes.get(sliver_urn))
+
+    def slice_holdings(self, slice_urn: str, live_only: bool = True) -> Deferred[list[Booking]]:
+        """Fire with the slice's bookings by slot start, its holds included."""
+        return self._track(self._slice_holdings(slice_urn, live_only))
+
+    async def _slice_holdings(self, slice_urn: str, live_only: bool) -> list[Booking]:
+        return list(await self._store.list_by_slice(parse_urn(slice_urn, "slice"), live_only))
+
     def hold(
         self,
         slice_urn: str,

@@ -241,7 +241,7 @@ class TicketManager:
 
     async def view(self, slice_urn: str) -> SliceView:
         """The slice's state now (changes nothing)."""
-        bookings = await self.island.slice_bookings(slice_urn, True)
+        bookings = await self.island.slice_holdings(slice_urn, True)
         return observe(slice_urn, bookings, self._clock.seconds())
 
     def document(self, hold: Booking) -> str:
