@@ -59,6 +59,7 @@ from geniam.booking.rules import (
     provisioned,
     renewed,
 )
+from geniam.booking.transactions import Transaction
 from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
@@ -1261,3 +1262,54 @@ class IslandResourceManager:
             except StaleBooking:
                 continue
         raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")
+
+    # Transactions (see geniam.managers.transactions): the atomic writes of
+    # a slice's open transaction and its holds. Each is one store
+    # transaction, made under the island's lock.
+
+    def new_sliver_urn(self) -> str:
+        """A fresh sliver URN of this island, for a hold that may become a sliver."""
+        return make_sliver_urn(self.authority, self._sliver_names())
+
+    def transaction(self, slice_urn: str) -> Deferred[Transaction | None]:
+        """Fire with the slice's open transaction here, or None."""
+        return self._track(self._read_transactions(slice_urn))
+
+    def transactions(self) -> Deferred[list[Transaction]]:
+        """Fire with every open transaction of the island, by C{commit_by}."""
+        return self._track(self._read_transactions(None))
+
+    async def _read_transactions(self, slice_urn: str | None) -> Any:
+        if slice_urn is None:
+            return await self._store.list_transactions()
+        parse_urn(slice_urn, "slice")
+        return await self._store.get_transaction(slice_urn)
+
+    def save_transaction(
+        self, transaction: Transaction, insert: Sequence[Booking], update: Sequence[Booking]
+    ) -> Deferred[tuple[Transaction, list[Booking]]]:
+        """
+        Open (C{version} 0) or replace a transaction, writing its new holds
+        (C{insert}) and changed or released holds (C{update}), all or none.
+        """
+        return self._track(self._save_transaction(transaction, list(insert), list(update)))
+
+    async def _save_transaction(
+        self, transaction: Transaction, insert: list[Booking], update: list[Booking]
+    ) -> tuple[Transaction, list[Booking]]:
+        if await self._store.is_shutdown(transaction.slice_urn):
+            raise GeniError(GeniCode.REFUSED, f"slice {transaction.slice_urn} has been shut down")
+        async with self._lock:
+            saved: tuple[Transaction, list[Booking]] = await self._store.save_transaction(transaction, insert, update)
+        self._after_change()
+        return saved
+
+    def close_transaction(self, transaction: Transaction, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
+        """Close a transaction (commit or abort), writing C{bookings} with it, all or none."""
+        return self._track(self._close_transaction(transaction, list(bookings)))
+
+    async def _close_transaction(self, transaction: Transaction, bookings: list[Booking]) -> list[Booking]:
+        async with self._lock:
+            stored: list[Booking] = await self._store.close_transaction(transaction, bookings)
+        self._after_change()
+        return stored
