@@ -59,7 +59,7 @@ from geniam.booking.rules import (
     provisioned,
     renewed,
 )
-from geniam.booking.transactions import Transaction
+from geniam.booking.transactions import Transaction, is_transaction_hold
 from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
@@ -1313,3 +1313,11 @@ class IslandResourceManager:
             stored: list[Booking] = await self._store.close_transaction(transaction, bookings)
         self._after_change()
         return stored
+
+    def committed_slots(self, window: Slot) -> Deferred[list[Slot]]:
+        """Fire with the booked slots overlapping C{window}, leaving out the holds of open transactions (not yet visible)."""
+        return self._track(self._committed_slots(window))
+
+    async def _committed_slots(self, window: Slot) -> list[Slot]:
+        bookings = await self._store.list_live(_check_slot(window, "window"))
+        return [b.slot for b in bookings if not is_transaction_hold(b)]

@@ -32,6 +32,8 @@ from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.island import IslandResourceManager
+from geniam.managers.transactions import DEFAULT_TRANSACTION_TTL, TransactionManager
+from geniam.protocols.signatures import API_V3_SIGNATURES, TRANSACTION_SIGNATURES
 from geniam.observe.health import gateway_check, store_check
 from geniam.observe.metrics import watch_gateway_link, watch_store, watch_verifier
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
@@ -55,6 +57,7 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["database", None, None, "SQLite file (default <data-dir>/am.sqlite) or a PostgreSQL DSN (postgresql://... or 'dbname=...')."],
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
         ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
+        ["transaction-ttl", None, DEFAULT_TRANSACTION_TTL, "How long a transaction stays open without commit or abort (e.g. 10m).", duration],
         ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
@@ -132,6 +135,7 @@ class AggregateService(TLSXmlRpcService):
         controller_policy: ControllerPolicy = ControllerPolicy(),
         status_port: int | None = None,
         status_interface: str = "127.0.0.1",
+        transaction_ttl: float = DEFAULT_TRANSACTION_TTL,
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
@@ -154,6 +158,7 @@ class AggregateService(TLSXmlRpcService):
             max_slot_length=max_slot_length,
             controller_policy=controller_policy,
         )
+        self.transactions = TransactionManager(self.resource_manager, self.clock, transaction_ttl)
         self.verifier = CredentialVerifier(
             trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
         )
@@ -170,15 +175,17 @@ class AggregateService(TLSXmlRpcService):
             install_calendar(self.status.root, AggregateScheduleSource(store, gateway, self.urn, self.clock), self.clock)
 
     async def start(self) -> None:
-        """Open the store, start the island's checks, then listen."""
+        """Open the store, start the island's checks and its transactions' timers (aborting overdue ones), then listen."""
         await self.store.start()
         await self.resource_manager.start()
+        await self.transactions.start()
         self.manager = AggregateManager(
             self.resource_manager,
             AggregateInfo(self.urn, "", self._gateway_host),
             self.clock,
+            self.transactions,
         )
-        await self.listen(self.manager, context_maker(self.verifier))
+        await self.listen(self.manager, context_maker(self.verifier), {**API_V3_SIGNATURES, **TRANSACTION_SIGNATURES})
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
         if IService.providedBy(self.gateway):
@@ -189,6 +196,7 @@ class AggregateService(TLSXmlRpcService):
     async def wind_down(self) -> None:
         """Stop credential checks in flight, let bookings in flight finish, close the store, then stop the children."""
         self.verifier.stop()
+        self.transactions.stop()
         await self.resource_manager.stop()
         await self.store.stop()
         await super().wind_down()
@@ -213,6 +221,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         options["interface"],
         url=options["url"],
         allocation_ttl=options["allocation-ttl"],
+        transaction_ttl=options["transaction-ttl"],
         max_slot_length=options["max-slot-length"],
         max_body=options["max-body"],
         gateway_host=options["gateway-host"],

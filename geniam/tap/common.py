@@ -7,6 +7,7 @@ AM API v3 on one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from geniam.protocols.listener import (
 from geniam.observe.health import HealthChecks, flag_check, install_observability
 from geniam.observe.metrics import ServiceMetrics
 from geniam.observe.observation import ServiceObservation
+from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
 from geniam.trust.context import MakeContext
 from geniam.trust.domain import TrustDomain
@@ -301,15 +303,21 @@ class TLSXmlRpcService(MultiService):
         and call L{listen} with their API object; by default it does nothing.
         """
 
-    async def listen(self, api: Any, contexts: MakeContext) -> None:
+    async def listen(self, api: Any, contexts: MakeContext, methods: Mapping[str, Signature] = API_V3_SIGNATURES) -> None:
         """
         Serve C{api} (the object the XML-RPC resource dispatches to) on the
         configured port; C{contexts} builds each call's context from the
-        TLS peer and its credentials.
+        TLS peer and its credentials; C{methods} are the methods served.
         """
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(
-            api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation, contexts=contexts
+            api,
+            tls.peer_gid,
+            methods=methods,
+            max_body=self._max_body,
+            reactor=self.reactor,
+            observer=self.observation,
+            contexts=contexts,
         )
         self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
         self.site.access_log = self.observation.access

@@ -7,6 +7,8 @@ which maps AM API methods onto SFA operations and SFA privileges onto the
 operations they allow:
 
     - C{Allocate}, C{Provision}, C{PerformOperationalAction}: C{createsliver}
+      (so do the transaction methods C{BeginTransaction},
+      C{UpdateTransaction}, C{CommitTransaction}, C{AbortTransaction})
     - C{Describe}, C{Status}: C{getsliceresources}
     - C{Renew}: C{renewsliver}; C{Delete}: C{deleteslice}; C{Shutdown}: C{shutdown}
 
@@ -107,9 +109,13 @@ DEFAULT_METHODS: Mapping[str, MethodRule] = MappingProxyType(
         "Renew": MethodRule(SLICE, RENEWSLIVER),
         "Delete": MethodRule(SLICE, DELETESLICE),
         "Shutdown": MethodRule(SLICE, SHUTDOWN),
+        "BeginTransaction": MethodRule(SLICE, CREATESLIVER),
+        "UpdateTransaction": MethodRule(SLICE, CREATESLIVER),
+        "CommitTransaction": MethodRule(SLICE, CREATESLIVER),
+        "AbortTransaction": MethodRule(SLICE, CREATESLIVER),
     }
 )
-"""The AM API v3 methods."""
+"""The AM API v3 methods, and the transaction methods served beside them."""
 
 
 class PrivilegeTable:
