@@ -94,32 +94,33 @@ class TransactionMethods:
             }
         )
 
-    async def BeginTransaction(
-        self, context: CallContext, slice_urn: Any, rspec: Any, users: Any, options: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Begin a transaction towards the desired state C{rspec}; INPROGRESS in one."""
+    async def _toward(self, method: str, context: CallContext, slice_urn: Any, rspec: Any, users: Any, options: Any) -> dict[str, Any]:
+        """Begin or Update: read the desired state, authorise, and answer with the proposal."""
         from geniam.managers.aggregate import booking_owner
 
         options = options_struct(options)
         slice_urn = str(parse_urn(slice_urn, "slice"))
-        grant = await context.authorize("BeginTransaction", slice_urn, options)
+        grant = await context.authorize(method, slice_urn, options)
         manager = self._transaction_manager()
         desired = self._desired(rspec, users, options)
-        owner = booking_owner(grant)
-        proposal = await manager.begin(slice_urn, str(owner.urn), owner.email or "", desired, grant.expires, rspec)
+        if method == "BeginTransaction":
+            owner = booking_owner(grant)
+            proposal = await manager.begin(slice_urn, str(owner.urn), owner.email or "", desired, grant.expires, rspec)
+        else:
+            proposal = await manager.update(slice_urn, desired, grant.expires, rspec)
         return await self._proposal_struct(proposal, rspec)
+
+    async def BeginTransaction(
+        self, context: CallContext, slice_urn: Any, rspec: Any, users: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Begin a transaction towards the desired state C{rspec}; INPROGRESS in one."""
+        return await self._toward("BeginTransaction", context, slice_urn, rspec, users, options)
 
     async def UpdateTransaction(
         self, context: CallContext, slice_urn: Any, rspec: Any, users: Any, options: dict[str, Any]
     ) -> dict[str, Any]:
         """Replace the desired state of the open transaction; ERROR outside one."""
-        options = options_struct(options)
-        slice_urn = str(parse_urn(slice_urn, "slice"))
-        grant = await context.authorize("UpdateTransaction", slice_urn, options)
-        manager = self._transaction_manager()
-        desired = self._desired(rspec, users, options)
-        proposal = await manager.update(slice_urn, desired, grant.expires, rspec)
-        return await self._proposal_struct(proposal, rspec)
+        return await self._toward("UpdateTransaction", context, slice_urn, rspec, users, options)
 
     async def CommitTransaction(self, context: CallContext, slice_urn: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Apply the desired state at once; answer like Allocate. ERROR outside a transaction."""
