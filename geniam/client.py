@@ -117,3 +117,23 @@ class AMClient:
     def shutdown(self, slice_urn: str, credentials: Iterable[str] | None = None, **options: Any) -> Deferred[Any]:
         """Shutdown."""
         return self.call("Shutdown", slice_urn, self._creds(credentials), options)
+
+    def begin_transaction(
+        self, slice_urn: str, rspec: str, users: list[dict[str, Any]] | None = None, credentials: Iterable[str] | None = None, **options: Any
+    ) -> Deferred[Any]:
+        """BeginTransaction (the RSpec is the whole desired state)."""
+        return self.call("BeginTransaction", slice_urn, self._creds(credentials), rspec, users or [], options)
+
+    def update_transaction(
+        self, slice_urn: str, rspec: str, users: list[dict[str, Any]] | None = None, credentials: Iterable[str] | None = None, **options: Any
+    ) -> Deferred[Any]:
+        """UpdateTransaction."""
+        return self.call("UpdateTransaction", slice_urn, self._creds(credentials), rspec, users or [], options)
+
+    def commit_transaction(self, slice_urn: str, credentials: Iterable[str] | None = None, **options: Any) -> Deferred[Any]:
+        """CommitTransaction."""
+        return self.call("CommitTransaction", slice_urn, self._creds(credentials), options)
+
+    def abort_transaction(self, slice_urn: str, credentials: Iterable[str] | None = None, **options: Any) -> Deferred[Any]:
+        """AbortTransaction."""
+        return self.call("AbortTransaction", slice_urn, self._creds(credentials), options)

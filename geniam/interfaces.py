@@ -257,6 +257,30 @@ class IStore(Interface):
     def count(states=None):  # type: ignore[misc]
         """Fire with the number of bookings (in any of C{states}, if given)."""
 
+    def get_transaction(slice_urn):  # type: ignore[misc]
+        """Fire with the slice's open L{geniam.booking.transactions.Transaction}, or None."""
+
+    def list_transactions():  # type: ignore[misc]
+        """Fire with every open transaction of the island, by C{commit_by}."""
+
+    def save_transaction(transaction, insert, update):  # type: ignore[misc]
+        """
+        In one transaction: open C{transaction} (its C{version} 0; fail with
+        L{geniam.store.transactions.TransactionExists} if one is open) or
+        replace it (fail with L{geniam.store.transactions.StaleTransaction}
+        unless its C{version} is the stored one), store the bookings of
+        C{update} and insert those of C{insert}, as L{update} and L{insert}
+        do; all or none. Fire with the transaction and bookings as stored.
+        """
+
+    def close_transaction(transaction, bookings):  # type: ignore[misc]
+        """
+        In one transaction: remove C{transaction} (fail with
+        L{geniam.store.transactions.NoTransaction} if none is open, or
+        C{StaleTransaction} if it changed) and store C{bookings} as
+        L{update} does; all or none. Fire with the bookings as stored.
+        """
+
 
 class IResourceManager(Interface):
     """

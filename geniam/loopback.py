@@ -44,6 +44,7 @@ from geniam.booking.values import DEFAULT_ALLOCATION_TTL
 from geniam.client import AMClient, credential_struct
 from geniam.gatewayconfig import LOOPBACK_NETWORKS, ControllerPolicy
 from geniam.managers.slice import SliceManagerSettings
+from geniam.managers.transactions import DEFAULT_TRANSACTION_TTL
 from geniam.protocols.pbclient import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
 from geniam.tap.am import AggregateService
@@ -68,6 +69,7 @@ class LoopbackFederation:
     @ivar folder: where the trust domain and the databases live.
     @ivar reactor: does the I/O.
     @ivar clock: gives the time (the reactor unless a test passes a Clock).
+    @ivar transaction_ttl: how long the aggregates keep a transaction open.
     @ivar with_agents: run a gateway agent service per aggregate, reached
         over PB, instead of an in-process simulated gateway.
     @ivar agent_retry: seconds between the aggregates' reconnection
@@ -97,6 +99,7 @@ class LoopbackFederation:
     user_names: tuple[str, ...] = ("alice",)
     authority: str = "geniam:demo"
     allocation_ttl: float = DEFAULT_ALLOCATION_TTL
+    transaction_ttl: float = DEFAULT_TRANSACTION_TTL
     with_agents: bool = False
     agent_retry: float | None = None
     slice_manager: str | None = None
@@ -210,6 +213,7 @@ class LoopbackFederation:
             "127.0.0.1",
             clock=self.clock,
             allocation_ttl=self.allocation_ttl,
+            transaction_ttl=self.transaction_ttl,
             controller_policy=ControllerPolicy.allowing(self.controller_networks),
             status_port=0 if self.status else None,
         )

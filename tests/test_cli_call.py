@@ -47,6 +47,18 @@ class ParameterTests(SynchronousTestCase):
         poa = call_parameters(parsed("https://x/", "PerformOperationalAction", "geni_start", URN), "", 0)
         self.assertEqual((poa[0], poa[2]), ([URN], "geni_start"))
 
+    def test_transaction_methods(self) -> None:
+        """Begin and Update take the slice, the RSpec file and the caller's key as users; Commit and Abort the slice."""
+        rspec, key = self.mktemp(), self.mktemp()
+        Path(rspec).write_text("<rspec/>")
+        Path(key).write_text("ssh-ed25519 AAAA me\n")
+        begin = call_parameters(parsed("https://x/", "BeginTransaction", URN, rspec, "--ssh-key", key), "urn:me", 0)
+        self.assertEqual(begin, [URN, [], "<rspec/>", [{"urn": "urn:me", "keys": ["ssh-ed25519 AAAA me"]}], {}])
+        update = call_parameters(parsed("https://x/", "UpdateTransaction", URN, rspec), "", 0)
+        self.assertEqual(update, [URN, [], "<rspec/>", [], {}])
+        for method in ("CommitTransaction", "AbortTransaction"):
+            self.assertEqual(call_parameters(parsed("https://x/", method, URN), "", 0), [URN, [], {}])
+
     def test_options_and_credentials(self) -> None:
         """--option values are JSON when they parse; --credential files are wrapped as v3 structs."""
         path = self.mktemp()

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from geniam.booking.transactions import is_transaction_hold
 from geniam.booking.values import MAX_TIME, MIN_TIME, AllocationState, Booking, OperationalState, Slot
 from geniam.calendar.advertised import rows_from_advertisement, schedule_error, unreachable_row
 from geniam.calendar.schedule import IslandRow, IslandState, Schedule, blocks_from_slots, island_name
@@ -93,7 +94,8 @@ class AggregateScheduleSource:
     async def _schedule(self, start: float, end: float) -> Schedule:
         now = self._clock.seconds()
         window = _bounded(min(start, now), max(end, now + 1))
-        bookings: list[Booking] = await self._store.list_live(window)
+        # An open transaction changes nothing visible: its holds are not shown.
+        bookings: list[Booking] = [b for b in await self._store.list_live(window) if not is_transaction_hold(b)]
         blocks = blocks_from_slots([(b.slot.start, b.slot.end) for b in bookings], now)
         current = next((b for b in bookings if b.slot.contains(now)), None)
         state, detail = island_state(current)

@@ -16,6 +16,9 @@ Positional arguments after METHOD, by method:
   - Renew: URN ... TIME (RFC 3339 or C{now+2h})
   - PerformOperationalAction: ACTION URN ...
   - Shutdown: SLICE_URN
+  - BeginTransaction, UpdateTransaction: SLICE_URN RSPEC_FILE (the whole
+    desired state; C{--ssh-key} sends the caller as the C{users} argument)
+  - CommitTransaction, AbortTransaction: SLICE_URN
 
 C{--option NAME=VALUE} sets an option; VALUE is read as JSON when it parses
 (C{true}, C{3}, C{{"type": "GENI", "version": "3"}}), else as a string.
@@ -57,6 +60,10 @@ METHODS = (
     "PerformOperationalAction",
     "Delete",
     "Shutdown",
+    "BeginTransaction",
+    "UpdateTransaction",
+    "CommitTransaction",
+    "AbortTransaction",
 )
 WANTS_RSPEC_VERSION = ("ListResources", "Describe", "Provision")
 
@@ -139,7 +146,11 @@ def call_parameters(options: Options, caller_urn: str, now: float) -> list[Any]:
     if method == "PerformOperationalAction":
         need(2, "ACTION URN ...")
         return [args[1:], creds, args[0], opts]
-    if method == "Shutdown":
+    if method in ("BeginTransaction", "UpdateTransaction"):
+        need(2, "SLICE_URN RSPEC_FILE")
+        rspec = sys.stdin.read() if args[1] == "-" else Path(args[1]).read_text()
+        return [args[0], creds, rspec, opts.pop("geni_users", []), opts]
+    if method in ("Shutdown", "CommitTransaction", "AbortTransaction"):
         need(1, "SLICE_URN")
         return [args[0], creds, opts]
     need(1, "a slice URN or sliver URNs")

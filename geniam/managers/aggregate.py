@@ -42,6 +42,8 @@ from geniam.managers.arguments import (
     users_option,
 )
 from geniam.managers.inventory import Inventory
+from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION, TransactionMethods
+from geniam.managers.transactions import TransactionManager
 from geniam.gatewayconfig import ControllerPolicy, limits_struct
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.advertisement import build_advertisement
@@ -132,13 +134,19 @@ def manifest_booking(booking: Booking) -> ManifestBooking:
     )
 
 
-class AggregateManager:
+class AggregateManager(TransactionMethods):
     """
-    The ten AM API v3 methods for one island.
+    The ten AM API v3 methods for one island, and the four transaction
+    methods (L{TransactionMethods}) when it has a L{TransactionManager}.
+
+    While a slice has a transaction open, plain Allocate, Provision, Renew
+    and Delete of that slice answer INPROGRESS; Status and Describe show
+    the slice as it was (holds are no slivers).
 
     @param resource_manager: the island's L{IResourceManager}.
     @param info: the aggregate's URN and URL.
     @param clock: the reactor's clock.
+    @param transactions: the island's transactions, if served.
     """
 
     log = Logger()
@@ -148,9 +156,11 @@ class AggregateManager:
         resource_manager: IResourceManager,
         info: AggregateInfo,
         clock: IReactorTime,
+        transactions: TransactionManager | None = None,
     ) -> None:
         parse_urn(info.urn)
         self.rm = resource_manager
+        self.transactions = transactions
         self.info = info
         self._clock = clock
         self._resources: tuple[Inventory, IslandResources] | None = None
@@ -232,6 +242,9 @@ class AggregateManager:
         """
         policy = getattr(self.rm, "controller_policy", None)
         networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
+        extensions: dict[str, Any] = {}
+        if self.transactions is not None:
+            extensions[TRANSACTIONS_EXTENSION] = {"methods": list(TRANSACTION_METHODS), "ttl": int(self.transactions.ttl)}
         return get_version_struct(
             self.info.url,
             self.info.urn,
@@ -239,7 +252,12 @@ class AggregateManager:
             geniam_actions=list(ACTIONS),
             geniam_limits=limits_struct(),
             geniam_controller_networks=networks,
+            **extensions,
         )
+
+    async def _refuse_in_transaction(self, slice_urn: str, method: str) -> None:
+        if self.transactions is not None:
+            await self.transactions.refuse_if_open(slice_urn, method)
 
     async def ListResources(self, context: CallContext, options: dict[str, Any]) -> dict[str, Any]:
         """The island's advertisement: switches, links and booked slots."""
@@ -252,7 +270,9 @@ class AggregateManager:
         compressed = flag(options, "geni_compressed")
         resources = await self._island()
         now = self._clock.seconds()
-        booked = await self.rm.booked_slots(Slot(now, now + FAR_FUTURE))
+        window = Slot(now, now + FAR_FUTURE)
+        # An open transaction changes nothing visible: its holds are not shown as booked.
+        booked = await (self.transactions.island.committed_slots(window) if self.transactions is not None else self.rm.booked_slots(window))
         ad = build_advertisement(resources, [(s.start, s.end) for s in booked], now, available_only=available)
         return success_struct(compress_rspec(ad) if compressed else ad)
 
@@ -299,6 +319,7 @@ class AggregateManager:
         options = options_struct(options)
         slice_urn = str(parse_urn(slice_urn, "slice"))
         grant = await context.authorize("Allocate", slice_urn, options)
+        await self._refuse_in_transaction(slice_urn, "Allocate")
         if not isinstance(rspec, str):
             raise GeniError(GeniCode.BADARGS, "rspec must be a string")
         request = parse_request(rspec, self.info.urn)
@@ -341,7 +362,8 @@ class AggregateManager:
         end = parse_time(expiration_time)
         best_effort = flag(options, "geni_best_effort")
         alap = flag(options, "geni_extend_alap")
-        _, bookings, grant = await self._resolve_authorized(context, urns, "Renew", options)
+        slice_urn, bookings, grant = await self._resolve_authorized(context, urns, "Renew", options)
+        await self._refuse_in_transaction(slice_urn, "Renew")
 
         async def renew(chosen: list[Booking]) -> list[Booking]:
             return list(await self.rm.renew(chosen, end, grant.expires, alap))
@@ -360,7 +382,8 @@ class AggregateManager:
             raise GeniError(GeniCode.BADARGS, "option geniam_vlans must be a struct {testbed VLAN: island VLAN}")
         start = optional_time(options, "geniam_start_time")
         end = optional_time(options, "geniam_end_time")
-        _, bookings, grant = await self._resolve_authorized(context, urns, "Provision", options)
+        slice_urn, bookings, grant = await self._resolve_authorized(context, urns, "Provision", options)
+        await self._refuse_in_transaction(slice_urn, "Provision")
         user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
 
         async def provision(chosen: list[Booking]) -> list[Booking]:
@@ -420,7 +443,8 @@ class AggregateManager:
         """
         options = options_struct(options)
         best_effort = flag(options, "geni_best_effort")
-        _, bookings, _ = await self._resolve_authorized(context, urns, "Delete", options, True)
+        slice_urn, bookings, _ = await self._resolve_authorized(context, urns, "Delete", options, True)
+        await self._refuse_in_transaction(slice_urn, "Delete")
 
         async def delete(chosen: list[Booking]) -> list[Booking]:
             return list(await self.rm.delete(chosen))

@@ -16,6 +16,7 @@ from typing import TypeVar
 from geniam.booking.errors import BookingConflict, BookingError, InvalidBooking, NotCurrent, NotPermitted, OutOfRange
 from geniam.errors import GeniCode, GeniError
 from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, UnknownBooking
+from geniam.store.transactions import NoTransaction, StaleTransaction, TransactionExists
 
 T = TypeVar("T")
 
@@ -32,6 +33,9 @@ GENI_CODES: dict[type[Exception], GeniCode] = {
     UnknownBooking: GeniCode.SEARCHFAILED,
     DuplicateBooking: GeniCode.ALREADYEXISTS,
     StoreError: GeniCode.DBERROR,
+    TransactionExists: GeniCode.INPROGRESS,
+    NoTransaction: GeniCode.ERROR,
+    StaleTransaction: GeniCode.BUSY,
 }
 """Each domain error's GENI code (a subclass takes its nearest listed ancestor's)."""
 

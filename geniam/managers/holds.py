@@ -1,10 +1,12 @@
 # -*- test-case-name: tests.test_tickets,tests.test_tickets_properties,tests.test_island_holds -*-
 """
 Holds on the island: promises of a slot that keep every other slice off it,
-are not yet slivers and lapse on their own (a ProtoGENI ticket is one).
+are not yet slivers and lapse on their own (a ProtoGENI ticket is one, and
+so is each slot an open PG-A transaction desires).
 
 L{IslandHolds} is the part of L{geniam.managers.island.IslandResourceManager}
-that makes, gives back and takes up holds; it works on the manager's store,
+that makes, gives back and takes up holds, and writes open transactions
+with their holds; it works on the manager's store,
 lock, gateway synchronisation and scheduler.
 """
 
@@ -20,6 +22,7 @@ from twisted.logger import Logger
 
 from geniam.booking.lifecycle import Event, Removal, new_hold, step
 from geniam.booking.rules import check_current, provisioned
+from geniam.booking.transactions import Transaction, is_transaction_hold
 from geniam.booking.values import Booking, Slot, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
@@ -181,3 +184,61 @@ class IslandHolds:
         self._scheduler.changed()
         return changed[-1]
 
+    # Transactions (see geniam.managers.transactions): the atomic writes of
+    # a slice's open transaction and its holds. Each is one store
+    # transaction, made under the island's lock.
+
+    def new_sliver_urn(self) -> str:
+        """A fresh sliver URN of this island, for a hold that may become a sliver."""
+        return make_sliver_urn(self.authority, self._sliver_names())
+
+    def transaction(self, slice_urn: str) -> Deferred[Transaction | None]:
+        """Fire with the slice's open transaction here, or None."""
+        return self._track(self._read_transactions(slice_urn))
+
+    def transactions(self) -> Deferred[list[Transaction]]:
+        """Fire with every open transaction of the island, by C{commit_by}."""
+        return self._track(self._read_transactions(None))
+
+    async def _read_transactions(self, slice_urn: str | None) -> Any:
+        if slice_urn is None:
+            return await self._store.list_transactions()
+        parse_urn(slice_urn, "slice")
+        return await self._store.get_transaction(slice_urn)
+
+    def save_transaction(
+        self, transaction: Transaction, insert: Sequence[Booking], update: Sequence[Booking]
+    ) -> Deferred[tuple[Transaction, list[Booking]]]:
+        """
+        Open (C{version} 0) or replace a transaction, writing its new holds
+        (C{insert}) and changed or released holds (C{update}), all or none.
+        """
+        return self._track(self._save_transaction(transaction, list(insert), list(update)))
+
+    async def _save_transaction(
+        self, transaction: Transaction, insert: list[Booking], update: list[Booking]
+    ) -> tuple[Transaction, list[Booking]]:
+        if await self._store.is_shutdown(transaction.slice_urn):
+            raise GeniError(GeniCode.REFUSED, f"slice {transaction.slice_urn} has been shut down")
+        async with self._lock:
+            saved: tuple[Transaction, list[Booking]] = await self._store.save_transaction(transaction, insert, update)
+        self._scheduler.changed()
+        return saved
+
+    def close_transaction(self, transaction: Transaction, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
+        """Close a transaction (commit or abort), writing C{bookings} with it, all or none."""
+        return self._track(self._close_transaction(transaction, list(bookings)))
+
+    async def _close_transaction(self, transaction: Transaction, bookings: list[Booking]) -> list[Booking]:
+        async with self._lock:
+            stored: list[Booking] = await self._store.close_transaction(transaction, bookings)
+        self._scheduler.changed()
+        return stored
+
+    def committed_slots(self, window: Slot) -> Deferred[list[Slot]]:
+        """Fire with the booked slots overlapping C{window}, leaving out the holds of open transactions (not yet visible)."""
+        return self._track(self._committed_slots(window))
+
+    async def _committed_slots(self, window: Slot) -> list[Slot]:
+        bookings = await self._store.list_live(check_slot(window, "window"))
+        return [b.slot for b in bookings if not is_transaction_hold(b)]

@@ -251,3 +251,24 @@ API_V3_SIGNATURES: Mapping[str, Signature] = MappingProxyType(
     }
 )
 """The ten GENI AM API v3 methods; each is served by the API attribute of the same name."""
+
+
+def struct_list(name: str, value: Any) -> list[dict[str, Any]]:
+    """Accept an array whose every element is a struct."""
+    if not isinstance(value, list):
+        raise _bad(name, "an array of structs", value)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise _bad(f"{name}[{index}]", "a struct", item)
+    return value
+
+
+TRANSACTION_SIGNATURES: Mapping[str, Signature] = MappingProxyType(
+    {
+        "BeginTransaction": Signature((SLICE_URN, CREDENTIALS, Param("rspec", string), Param("users", struct_list), OPTIONS)),
+        "UpdateTransaction": Signature((SLICE_URN, CREDENTIALS, Param("rspec", string), Param("users", struct_list), OPTIONS)),
+        "CommitTransaction": Signature((SLICE_URN, CREDENTIALS, OPTIONS)),
+        "AbortTransaction": Signature((SLICE_URN, CREDENTIALS, OPTIONS)),
+    }
+)
+"""The four methods of the PG-A transactions change set, served beside L{API_V3_SIGNATURES}."""

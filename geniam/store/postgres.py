@@ -77,6 +77,7 @@ from geniam.store.errors import StaleBooking, StoreError
 from geniam.store.pgpool import LivePool, Progress, describe, in_transaction
 from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps
 from geniam.store.schema import POSTGRES_MIGRATIONS, POSTGRES_SCHEMA, open_schema
+from geniam.store.transactions import TransactionStore
 
 T = TypeVar("T")
 
@@ -109,7 +110,7 @@ def _arguments(statement: Statement) -> tuple[Any, ...]:
 
 
 @implementer(IStore)
-class PostgresStore(SQLStore):
+class PostgresStore(TransactionStore, SQLStore):
     """
     L{IStore} on a PostgreSQL database, shared by any number of processes.
 

@@ -9,7 +9,8 @@ databases get the same tables and indexes; PostgreSQL adds an exclusion
 constraint that keeps the live bookings (holds included) of an island apart.
 
 Version 2 added holds: the C{held} and C{released} states and the
-C{held_by} column.
+C{held_by} column. Version 3 added the C{transactions} table: each slice's
+open transaction (its desired state, holds and C{commit_by}).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from geniam.store.errors import SchemaTooNew
 from geniam.store.rows import Statement, Steps
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code reads and writes."""
 
 _BOOKINGS_TABLE = """
@@ -75,10 +76,29 @@ _SLICES_TABLE = """
     )
     """
 
+_TRANSACTIONS_TABLE = """
+    CREATE TABLE transactions (
+        island TEXT NOT NULL,
+        slice_key TEXT NOT NULL,
+        slice_urn TEXT NOT NULL,
+        owner_urn TEXT NOT NULL,
+        owner_email TEXT NOT NULL,
+        desired TEXT NOT NULL,
+        holds TEXT NOT NULL,
+        commit_by {real} NOT NULL,
+        began {real} NOT NULL,
+        request TEXT NOT NULL,
+        credential_expires {real},
+        version INTEGER NOT NULL,
+        PRIMARY KEY (island, slice_key)
+    )
+    """
+
 SQLITE_SCHEMA: tuple[str, ...] = (
     _BOOKINGS_TABLE.format(real="REAL", constraints="", states=_STATES),
     *_INDEXES,
     _SLICES_TABLE.format(real="REAL"),
+    _TRANSACTIONS_TABLE.format(real="REAL"),
 )
 """The statements that create the current schema in an empty SQLite database."""
 
@@ -99,6 +119,7 @@ SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE bookings_v2 RENAME TO bookings",
         *_INDEXES,
     ),
+    3: (_TRANSACTIONS_TABLE.format(real="REAL"),),
 }
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
@@ -120,6 +141,7 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
     ),
     *_INDEXES,
     _SLICES_TABLE.format(real="DOUBLE PRECISION"),
+    _TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),
 )
 """
 The statements that create the current schema in an empty PostgreSQL
@@ -134,6 +156,7 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"ALTER TABLE bookings ADD CONSTRAINT bookings_allocation_state_check CHECK (allocation_state IN ({_STATES}))",
         "ALTER TABLE bookings ADD COLUMN held_by TEXT NOT NULL DEFAULT ''",
     ),
+    3: (_TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),),
 }
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
 

@@ -34,6 +34,7 @@ from geniam.interfaces import IStore
 from geniam.store.errors import StoreError
 from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps, drive
 from geniam.store.schema import SQLITE_MIGRATIONS, SQLITE_SCHEMA, open_schema
+from geniam.store.transactions import TransactionStore
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ class _ConnectionPool(adbapi.ConnectionPool):
 
 
 @implementer(IStore)
-class SQLiteStore(SQLStore):
+class SQLiteStore(TransactionStore, SQLStore):
     """
     L{IStore} on an SQLite file (or C{":memory:"}).
 

@@ -34,6 +34,8 @@ from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.cm import CM_PATHS, CM_SIGNATURES, ComponentManager
 from geniam.managers.island import IslandResourceManager
 from geniam.managers.tickets import DEFAULT_TICKET_TTL, TicketManager
+from geniam.managers.transactions import DEFAULT_TRANSACTION_TTL, TransactionManager
+from geniam.protocols.signatures import API_V3_SIGNATURES, TRANSACTION_SIGNATURES
 from geniam.observe.health import gateway_check, store_check
 from geniam.observe.metrics import watch_gateway_link, watch_store, watch_verifier
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
@@ -58,6 +60,7 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
         ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
         ["ticket-ttl", None, DEFAULT_TICKET_TTL, "How long a ProtoGENI ticket may wait to be redeemed (e.g. 10m).", duration],
+        ["transaction-ttl", None, DEFAULT_TRANSACTION_TTL, "How long a transaction stays open without commit or abort (e.g. 10m).", duration],
         ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
@@ -136,6 +139,7 @@ class AggregateService(TLSXmlRpcService):
         status_port: int | None = None,
         status_interface: str = "127.0.0.1",
         ticket_ttl: float = DEFAULT_TICKET_TTL,
+        transaction_ttl: float = DEFAULT_TRANSACTION_TTL,
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.store = store
@@ -158,6 +162,7 @@ class AggregateService(TLSXmlRpcService):
             max_slot_length=max_slot_length,
             controller_policy=controller_policy,
         )
+        self.transactions = TransactionManager(self.resource_manager, self.clock, transaction_ttl)
         self.verifier = CredentialVerifier(
             trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
         )
@@ -175,17 +180,24 @@ class AggregateService(TLSXmlRpcService):
             install_calendar(self.status.root, AggregateScheduleSource(store, gateway, self.urn, self.clock), self.clock)
 
     async def start(self) -> None:
-        """Open the store, start the island's checks, then listen."""
+        """Open the store, start the island's checks and its transactions' timers (aborting overdue ones), then listen."""
         await self.store.start()
         await self.resource_manager.start()
+        await self.transactions.start()
         self.manager = AggregateManager(
             self.resource_manager,
             AggregateInfo(self.urn, "", self._gateway_host),
             self.clock,
+            self.transactions,
         )
         contexts = context_maker(self.verifier)
         cm = ComponentManager(self.tickets, self.manager, contexts, self.clock)
-        await self.listen(self.manager, contexts, {path: (cm, CM_SIGNATURES) for path in CM_PATHS})
+        await self.listen(
+            self.manager,
+            contexts,
+            {**API_V3_SIGNATURES, **TRANSACTION_SIGNATURES},
+            {path: (cm, CM_SIGNATURES) for path in CM_PATHS},
+        )
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
         if IService.providedBy(self.gateway):
@@ -196,6 +208,7 @@ class AggregateService(TLSXmlRpcService):
     async def wind_down(self) -> None:
         """Stop credential checks in flight, let bookings in flight finish, close the store, then stop the children."""
         self.verifier.stop()
+        self.transactions.stop()
         await self.resource_manager.stop()
         await self.store.stop()
         await super().wind_down()
@@ -220,6 +233,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         options["interface"],
         url=options["url"],
         allocation_ttl=options["allocation-ttl"],
+        transaction_ttl=options["transaction-ttl"],
         max_slot_length=options["max-slot-length"],
         max_body=options["max-body"],
         gateway_host=options["gateway-host"],

@@ -32,7 +32,7 @@ from geniam.protocols.listener import (
 from geniam.observe.health import HealthChecks, flag_check, install_observability
 from geniam.observe.metrics import ServiceMetrics
 from geniam.observe.observation import ServiceObservation
-from geniam.protocols.signatures import Signature
+from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY, GeniSite, GeniXmlRpcResource, make_site
 from geniam.trust.context import MakeContext
 from geniam.trust.domain import TrustDomain
@@ -312,23 +312,36 @@ class TLSXmlRpcService(MultiService):
         and call L{listen} with their API object; by default it does nothing.
         """
 
-    async def listen(self, api: Any, contexts: MakeContext, more: Mapping[str, ExtraAPI] | None = None) -> None:
+    async def listen(
+        self,
+        api: Any,
+        contexts: MakeContext,
+        methods: Mapping[str, Signature] = API_V3_SIGNATURES,
+        more: Mapping[str, ExtraAPI] | None = None,
+    ) -> None:
         """
         Serve C{api} (the object the XML-RPC resource dispatches to) on the
         configured port; C{contexts} builds each call's context from the
-        TLS peer and its credentials. C{more} serves further APIs on the
-        same port, by path: each is C{(api, signatures)}, its methods
-        called with the TLS peer and their arguments.
+        TLS peer and its credentials; C{methods} are the methods served.
+        C{more} serves further APIs on the same port, by path: each is
+        C{(api, signatures)}, its methods called with the TLS peer and
+        their arguments.
         """
         tls = tls_for(self.trust, self.clock)
         resource = GeniXmlRpcResource(
-            api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation, contexts=contexts
+            api,
+            tls.peer_gid,
+            methods=methods,
+            max_body=self._max_body,
+            reactor=self.reactor,
+            observer=self.observation,
+            contexts=contexts,
         )
         extra: dict[str, IResource] = {
             path: GeniXmlRpcResource(
-                other, tls.peer_gid, max_body=self._max_body, methods=methods, reactor=self.reactor, observer=self.observation
+                other, tls.peer_gid, max_body=self._max_body, methods=signatures, reactor=self.reactor, observer=self.observation
             )
-            for path, (other, methods) in (more or {}).items()
+            for path, (other, signatures) in (more or {}).items()
         }
         self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor, extra)
         self.site.access_log = self.observation.access

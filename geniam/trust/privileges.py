@@ -7,6 +7,8 @@ which maps AM API methods onto SFA operations and SFA privileges onto the
 operations they allow:
 
     - C{Allocate}, C{Provision}, C{PerformOperationalAction}: C{createsliver}
+      (so do the transaction methods C{BeginTransaction},
+      C{UpdateTransaction}, C{CommitTransaction}, C{AbortTransaction})
     - C{Describe}, C{Status}: C{getsliceresources}
     - C{Renew}: C{renewsliver}; C{Delete}: C{deleteslice}; C{Shutdown}: C{shutdown}
 
@@ -116,9 +118,13 @@ DEFAULT_METHODS: Mapping[str, MethodRule] = MappingProxyType(
         "Resolve": MethodRule(SLICE, GETSLICERESOURCES),
         "SliverStatus": MethodRule(SLICE, GETSLICERESOURCES),
         "RenewSlice": MethodRule(SLICE, RENEWSLIVER),
+        "BeginTransaction": MethodRule(SLICE, CREATESLIVER),
+        "UpdateTransaction": MethodRule(SLICE, CREATESLIVER),
+        "CommitTransaction": MethodRule(SLICE, CREATESLIVER),
+        "AbortTransaction": MethodRule(SLICE, CREATESLIVER),
     }
 )
-"""The AM API v3 methods and the ProtoGENI component manager's (tickets: C{getticket}, C{redeemticket})."""
+"""The AM API v3 methods, the transaction methods served beside them, and the ProtoGENI component manager's (tickets: C{getticket}, C{redeemticket})."""
 
 
 class PrivilegeTable:

@@ -1,0 +1,378 @@
+# -*- test-case-name: tests.test_transactions -*-
+"""
+The aggregate's side of PG-A transactions: the per-slice state machine.
+
+L{TransactionManager} moves a slice between I{uninitialised},
+I{allocated} and I{transaction} (L{SliceState}) on top of an
+L{IslandResourceManager}: Begin and Update hold what the desired state
+needs (L{geniam.booking.transactions.plan}), Commit applies it and Abort
+gives the holds back, each in one store transaction. A transaction not
+committed or aborted by its C{commit_by} is aborted on the clock, at that
+second, and by the first check after a restart.
+
+Codes: Begin in a transaction is INPROGRESS; Update, Commit and Abort
+outside one are ERROR; a desired state that conflicts with another slice
+is UNAVAILABLE at Begin or Update; one that would remove or change a
+running sliver is REFUSED. A failed Update leaves the transaction as it
+was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from geniam.booking.lifecycle import new_hold, taken_up
+from geniam.booking.transactions import (
+    TRANSACTION_HOLD,
+    DesiredSlot,
+    SliceState,
+    Transaction,
+    abort_changes,
+    commit_changes,
+    is_transaction_hold,
+    plan,
+)
+from geniam.booking.values import Booking, urn_key
+from geniam.errors import GeniCode, GeniError
+from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
+from geniam.managers.island import IslandResourceManager
+from geniam.store.errors import StaleBooking, StoreError
+from geniam.store.transactions import StaleTransaction
+from geniam.timeutil import format_time
+from geniam.urn import parse_urn
+
+T = TypeVar("T")
+
+DEFAULT_TRANSACTION_TTL = 600.0
+"""How long a transaction stays open without commit or abort, by default (10 minutes)."""
+
+CLOSE_ATTEMPTS = 5
+"""How often a commit or abort is tried again when a hold changed meanwhile (it lapsed at that instant)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """
+    What Begin and Update answer: the open transaction and the slivers the
+    commit would produce (the slice's kept slivers with their new
+    parameters, and each hold as the allocation it would become).
+    """
+
+    transaction: Transaction
+    slivers: tuple[Booking, ...]
+
+
+class TransactionManager:
+    """
+    PG-A transactions on one island.
+
+    @param island: the island's resource manager, which makes every write.
+    @param clock: the clock for C{commit_by} and its timers.
+    @param ttl: how long a transaction stays open after each Begin or Update.
+    """
+
+    log = Logger()
+
+    def __init__(self, island: IslandResourceManager, clock: IReactorTime, ttl: float = DEFAULT_TRANSACTION_TTL) -> None:
+        if not ttl > 0:
+            raise GeniError(GeniCode.BADARGS, "the transaction lifetime must be positive")
+        self.island = island
+        self.ttl = float(ttl)
+        self._clock = clock
+        self._locks: dict[str, DeferredLock] = {}
+        self._timers: dict[str, IDelayedCall] = {}
+        self._running = False
+
+    # Lifecycle.
+
+    def start(self) -> Deferred[None]:
+        """Abort the transactions whose C{commit_by} passed (while stopped), and arm a timer for each of the others."""
+        self._running = True
+        return Deferred.fromCoroutine(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        for transaction in await self.island.transactions():
+            if transaction.commit_by <= self._clock.seconds():
+                await self._serialised(transaction.slice_urn, self._expire_if_due(transaction.slice_urn))
+            else:
+                self._arm(transaction)
+
+    def stop(self) -> None:
+        """Cancel the timers (the transactions stay open in the store)."""
+        self._running = False
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+
+    def _arm(self, transaction: Transaction) -> None:
+        key = transaction.slice_key
+        self._disarm(key)
+        if not self._running:
+            return
+        delay = max(0.0, transaction.commit_by - self._clock.seconds())
+        self._timers[key] = self._clock.callLater(delay, self._due, transaction.slice_urn)
+
+    def _disarm(self, key: str) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _due(self, slice_urn: str) -> None:
+        self._timers.pop(urn_key(slice_urn), None)
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("aborting the transaction of {slice} at its commit_by failed", failure, slice=slice_urn)
+
+        Deferred.fromCoroutine(self._serialised(slice_urn, self._expire_if_due(slice_urn))).addErrback(failed)
+
+    async def _expire_if_due(self, slice_urn: str) -> None:
+        transaction = await self.island.transaction(slice_urn)
+        if transaction is None:
+            return
+        if transaction.commit_by > self._clock.seconds():
+            self._arm(transaction)
+            return
+        try:
+            await self._abort_locked(transaction)
+        except TranslatedError as e:
+            if not isinstance(e.cause, StoreError):
+                raise
+            self.log.warn("the transaction of {slice} waits for the database to be aborted", slice=slice_urn)
+            self._timers[transaction.slice_key] = self._clock.callLater(5.0, self._due, slice_urn)
+            return
+        self.log.info("the transaction of {slice} was aborted at its commit_by", slice=slice_urn)
+
+    async def _serialised(self, slice_urn: str, work: Coroutine[Any, Any, T]) -> T:
+        lock = self._locks.setdefault(urn_key(slice_urn), DeferredLock())
+        async with lock:
+            try:
+                return await work
+            except DomainError as e:
+                raise as_geni_error(e) from None
+
+    # Reads.
+
+    async def state(self, slice_urn: str) -> SliceState:
+        """Where the slice is here: uninitialised, allocated or in a transaction."""
+        if await self.island.transaction(slice_urn) is not None:
+            return SliceState.TRANSACTION
+        slivers = await self._slivers(slice_urn)
+        return SliceState.ALLOCATED if slivers else SliceState.UNINITIALISED
+
+    async def refuse_if_open(self, slice_urn: str, method: str) -> None:
+        """
+        @raise GeniError: INPROGRESS if the slice has a transaction open here
+            (plain Allocate, Provision, Renew and Delete wait for its end).
+        """
+        transaction = await self.island.transaction(slice_urn)
+        if transaction is not None:
+            raise GeniError(
+                GeniCode.INPROGRESS,
+                f"slice {slice_urn} has a transaction in progress here until {format_time(transaction.commit_by)}:"
+                f" commit or abort it before {method}",
+            )
+
+    async def _slivers(self, slice_urn: str) -> list[Booking]:
+        return [b for b in await self.island.slice_bookings(slice_urn, True) if b.is_sliver]
+
+    async def _holds(self, transaction: Transaction) -> list[Booking]:
+        if not transaction.holds:
+            return []
+        return list(await self.island.lookup(list(transaction.holds), True))
+
+    # Begin and Update.
+
+    async def begin(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        desired: Sequence[DesiredSlot],
+        credential_expires: float | None,
+        request: str = "",
+    ) -> Proposal:
+        """
+        Begin a transaction towards C{desired}; fire with the L{Proposal}.
+
+        @raise GeniError: INPROGRESS in a transaction, UNAVAILABLE if another
+            slice holds a slot, REFUSED for a running sliver.
+        """
+        parse_urn(slice_urn, "slice")
+        parse_urn(owner_urn, "user")
+        return await self._serialised(slice_urn, self._begin(slice_urn, owner_urn, owner_email, list(desired), credential_expires, request))
+
+    async def _begin(
+        self,
+        slice_urn: str,
+        owner_urn: str,
+        owner_email: str,
+        desired: list[DesiredSlot],
+        credential_expires: float | None,
+        request: str,
+    ) -> Proposal:
+        await self._drop_if_expired(slice_urn)
+        now = self._clock.seconds()
+        empty = Transaction(slice_urn, owner_urn, owner_email, (), (), now, now, request, credential_expires)
+        return await self._propose(empty, desired, [], now)
+
+    async def update(
+        self, slice_urn: str, desired: Sequence[DesiredSlot], credential_expires: float | None, request: str = ""
+    ) -> Proposal:
+        """
+        Replace the desired state of the open transaction; fire with the
+        L{Proposal}. On failure the transaction stays exactly as it was.
+
+        @raise GeniError: ERROR outside a transaction.
+        """
+        parse_urn(slice_urn, "slice")
+        return await self._serialised(slice_urn, self._update(slice_urn, list(desired), credential_expires, request))
+
+    async def _update(
+        self, slice_urn: str, desired: list[DesiredSlot], credential_expires: float | None, request: str
+    ) -> Proposal:
+        transaction = await self._open(slice_urn, "UpdateTransaction")
+        holds = [h for h in await self._holds(transaction) if is_transaction_hold(h)]
+        current = replace(transaction, request=request, credential_expires=credential_expires)
+        return await self._propose(current, desired, holds, self._clock.seconds())
+
+    async def _propose(self, transaction: Transaction, desired: list[DesiredSlot], holds: list[Booking], now: float) -> Proposal:
+        commit_by = now + self.ttl
+        if transaction.credential_expires is not None:
+            commit_by = min(commit_by, transaction.credential_expires)
+        for wanted in desired:
+            commit_by = min(commit_by, wanted.slot.end)
+        slivers = await self._slivers(transaction.slice_urn)
+        planned = plan(desired, slivers, holds, now, commit_by)
+        made = [
+            wanted.applied_to(
+                new_hold(
+                    sliver_urn=self.island.new_sliver_urn(),
+                    slice_urn=transaction.slice_urn,
+                    owner_urn=transaction.owner_urn,
+                    owner_email=transaction.owner_email,
+                    slot=wanted.slot,
+                    now=now,
+                    expires=commit_by,
+                    held_by=TRANSACTION_HOLD,
+                    credential_expires=transaction.credential_expires,
+                    max_slot_length=self.island.max_slot_length,
+                ),
+                now,
+            )
+            for wanted in planned.new
+        ]
+        kept_holds = [h.sliver_urn for h in planned.changed]
+        proposed = replace(
+            transaction,
+            desired=tuple(desired),
+            holds=tuple(kept_holds + [h.sliver_urn for h in made]),
+            commit_by=commit_by,
+        )
+        saved, stored = await self.island.save_transaction(proposed, made, [*planned.changed, *planned.released])
+        self._arm(saved)
+        held = [b for b in stored if is_transaction_hold(b)]
+        preview = [
+            taken_up(h, now, self.island.allocation_ttl, saved.credential_expires) for h in held
+        ] + [planned.kept[b.sliver_key].applied_to(b, now) for b in slivers if b.sliver_key in planned.kept]
+        self.log.info(
+            "transaction of {slice}: {slots} slot(s) desired, {holds} held until {commit_by}",
+            slice=saved.slice_urn,
+            slots=len(desired),
+            holds=len(held),
+            commit_by=format_time(commit_by),
+        )
+        return Proposal(saved, tuple(sorted(preview, key=lambda b: b.slot.start)))
+
+    async def _drop_if_expired(self, slice_urn: str) -> None:
+        """Abort the slice's transaction if its C{commit_by} passed; raise INPROGRESS if one is open."""
+        transaction = await self.island.transaction(slice_urn)
+        if transaction is None:
+            return
+        if transaction.commit_by <= self._clock.seconds():
+            await self._abort_locked(transaction)
+            return
+        raise GeniError(
+            GeniCode.INPROGRESS,
+            f"slice {slice_urn} already has a transaction in progress here until {format_time(transaction.commit_by)}",
+        )
+
+    async def _open(self, slice_urn: str, method: str) -> Transaction:
+        """The slice's open transaction; one past its C{commit_by} is aborted first. ERROR if none."""
+        transaction = await self.island.transaction(slice_urn)
+        if transaction is not None and transaction.commit_by <= self._clock.seconds():
+            await self._abort_locked(transaction)
+            raise GeniError(
+                GeniCode.ERROR, f"the transaction of slice {slice_urn} was aborted at its commit_by {format_time(transaction.commit_by)}"
+            )
+        if transaction is None:
+            raise GeniError(GeniCode.ERROR, f"slice {slice_urn} is not in a transaction here: {method} needs one")
+        return transaction
+
+    # Commit and Abort.
+
+    async def commit(self, slice_urn: str) -> tuple[Transaction, list[Booking]]:
+        """
+        Apply the desired state at once; fire with the transaction and the
+        slice's live slivers afterwards.
+
+        @raise GeniError: ERROR outside a transaction; REFUSED if a sliver to
+            change or remove started running meanwhile (the transaction stays open).
+        """
+        parse_urn(slice_urn, "slice")
+        return await self._serialised(slice_urn, self._commit(slice_urn))
+
+    async def _commit(self, slice_urn: str) -> tuple[Transaction, list[Booking]]:
+        for _ in range(CLOSE_ATTEMPTS):
+            transaction = await self._open(slice_urn, "CommitTransaction")
+            now = self._clock.seconds()
+            changes = commit_changes(
+                transaction, await self._slivers(slice_urn), await self._holds(transaction), now, self.island.allocation_ttl
+            )
+            try:
+                await self.island.close_transaction(transaction, changes)
+            except TranslatedError as e:
+                if isinstance(e.cause, (StaleBooking, StaleTransaction)):
+                    continue
+                raise
+            self._disarm(transaction.slice_key)
+            self.log.info("transaction of {slice} committed", slice=slice_urn)
+            return transaction, await self._slivers(slice_urn)
+        raise GeniError(GeniCode.BUSY, f"the slivers of slice {slice_urn} kept changing; try again")
+
+    async def abort(self, slice_urn: str) -> bool:
+        """
+        Give the holds back, restoring the slice as it was before Begin;
+        fire with True.
+
+        @raise GeniError: ERROR outside a transaction.
+        """
+        parse_urn(slice_urn, "slice")
+        return await self._serialised(slice_urn, self._abort(slice_urn))
+
+    async def _abort(self, slice_urn: str) -> bool:
+        transaction = await self.island.transaction(slice_urn)
+        if transaction is None:
+            raise GeniError(GeniCode.ERROR, f"slice {slice_urn} is not in a transaction here: AbortTransaction needs one")
+        await self._abort_locked(transaction)
+        self.log.info("transaction of {slice} aborted", slice=slice_urn)
+        return True
+
+    async def _abort_locked(self, transaction: Transaction) -> None:
+        for _ in range(CLOSE_ATTEMPTS):
+            try:
+                await self.island.close_transaction(transaction, abort_changes(await self._holds(transaction), self._clock.seconds()))
+            except TranslatedError as e:
+                if isinstance(e.cause, StaleBooking):
+                    continue
+                raise
+            self._disarm(transaction.slice_key)
+            return
+        raise GeniError(GeniCode.BUSY, f"the holds of slice {transaction.slice_urn} kept changing; try again")
