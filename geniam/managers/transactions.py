@@ -186,7 +186,7 @@ class TransactionManager:
     async def _holds(self, transaction: Transaction) -> list[Booking]:
         if not transaction.holds:
             return []
-        return list(await self.island.lookup(list(transaction.holds), True))
+        return [await self.island.booking_or_hold(urn) for urn in transaction.holds]
 
     # Begin and Update.
 
