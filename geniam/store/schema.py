@@ -9,7 +9,8 @@ databases get the same tables and indexes; PostgreSQL adds an exclusion
 constraint that keeps the live bookings (holds included) of an island apart.
 
 Version 2 added holds: the C{held} and C{released} states and the
-C{held_by} column.
+C{held_by} column. Version 3 added the operators' tables: C{maintenance}
+(maintenance windows) and C{audit_log} (L{geniam.store.operatorrows}).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from geniam.store.errors import SchemaTooNew
+from geniam.store.operatorrows import operator_tables
 from geniam.store.rows import Statement, Steps
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code reads and writes."""
 
 _BOOKINGS_TABLE = """
@@ -79,6 +81,7 @@ SQLITE_SCHEMA: tuple[str, ...] = (
     _BOOKINGS_TABLE.format(real="REAL", constraints="", states=_STATES),
     *_INDEXES,
     _SLICES_TABLE.format(real="REAL"),
+    *operator_tables("REAL"),
 )
 """The statements that create the current schema in an empty SQLite database."""
 
@@ -99,6 +102,7 @@ SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE bookings_v2 RENAME TO bookings",
         *_INDEXES,
     ),
+    3: operator_tables("REAL"),
 }
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
@@ -120,6 +124,7 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
     ),
     *_INDEXES,
     _SLICES_TABLE.format(real="DOUBLE PRECISION"),
+    *operator_tables("DOUBLE PRECISION"),
 )
 """
 The statements that create the current schema in an empty PostgreSQL
@@ -134,6 +139,7 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"ALTER TABLE bookings ADD CONSTRAINT bookings_allocation_state_check CHECK (allocation_state IN ({_STATES}))",
         "ALTER TABLE bookings ADD COLUMN held_by TEXT NOT NULL DEFAULT ''",
     ),
+    3: operator_tables("DOUBLE PRECISION"),
 }
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
 
