@@ -24,7 +24,7 @@ from zope.interface import implementer
 
 from geniam.booking.values import MAX_TIME, MIN_TIME, AllocationState, Booking, OperationalState, Slot
 from geniam.calendar.advertised import rows_from_advertisement, schedule_error, unreachable_row
-from geniam.calendar.schedule import IslandRow, IslandState, Schedule, blocks_from_slots, island_name
+from geniam.calendar.schedule import Block, BlockKind, IslandRow, IslandState, Schedule, blocks_from_slots, island_name
 from geniam.client import GENI_V3, value_of
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IScheduleSource, IStore
@@ -94,7 +94,9 @@ class AggregateScheduleSource:
         now = self._clock.seconds()
         window = _bounded(min(start, now), max(end, now + 1))
         bookings: list[Booking] = await self._store.list_live(window)
-        blocks = blocks_from_slots([(b.slot.start, b.slot.end) for b in bookings], now)
+        closed = await self._store.list_maintenance(window) if hasattr(self._store, "list_maintenance") else []
+        maintenance = [Block(w.slot.start, w.slot.end, BlockKind.MAINTENANCE, w.reason) for w in closed]
+        blocks = blocks_from_slots([(b.slot.start, b.slot.end) for b in bookings], now, maintenance)
         current = next((b for b in bookings if b.slot.contains(now)), None)
         state, detail = island_state(current)
         name = island_name(self.urn)

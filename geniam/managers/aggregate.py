@@ -220,8 +220,14 @@ class AggregateManager:
         fields: C{geniam_actions}, C{geniam_limits} (the most VLAN entries,
         users, keys per user and characters per key a request may carry) and
         C{geniam_controller_networks} (where controllers may be: C{public}
-        and the networks the operator allowed).
+        and the networks the operator allowed) and C{geniam_booking_policy}
+        (the booking policy's limits in seconds, 0 for off; see
+        L{geniam.managers.policy.BookingPolicy}).
         """
+        extra: dict[str, Any] = {}
+        booking_policy = getattr(self.rm, "booking_policy", None)
+        if booking_policy is not None:
+            extra["geniam_booking_policy"] = booking_policy.as_struct()
         policy = getattr(self.rm, "controller_policy", None)
         networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
         return get_version_struct(
@@ -231,6 +237,7 @@ class AggregateManager:
             geniam_actions=list(ACTIONS),
             geniam_limits=limits_struct(),
             geniam_controller_networks=networks,
+            **extra,
         )
 
     async def ListResources(self, context: CallContext, options: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +252,15 @@ class AggregateManager:
         resources = await self._island()
         now = self._clock.seconds()
         booked = await self.rm.booked_slots(Slot(now, now + FAR_FUTURE))
-        ad = build_advertisement(resources, [(s.start, s.end) for s in booked], now, available_only=available)
+        windows = getattr(self.rm, "maintenance_windows", None)
+        closed = await windows(Slot(now, now + FAR_FUTURE)) if windows is not None else []
+        ad = build_advertisement(
+            resources,
+            [(s.start, s.end) for s in booked],
+            now,
+            available_only=available,
+            maintenance=[(w.slot.start, w.slot.end, w.reason) for w in closed],
+        )
         return success_struct(compress_rspec(ad) if compressed else ad)
 
     async def Describe(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:

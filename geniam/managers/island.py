@@ -63,6 +63,7 @@ from geniam.booking.values import (
     DEFAULT_ALLOCATION_TTL,
     DEFAULT_MAX_SLOT_LENGTH,
     MAX_TIME,
+    MIN_TIME,
     AllocationState,
     Booking,
     OperationalState,
@@ -71,6 +72,8 @@ from geniam.booking.values import (
     make_sliver_urn,
     urn_key,
 )
+from geniam.booking.maintenance import MaintenanceWindow, check_maintenance
+from geniam.managers.policy import BookingPolicy, check_policy
 from geniam.managers.arguments import parse_users, validate_controller, validate_email
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, canonical_controller, validate_ssh_keys, validate_vlan_map
@@ -510,6 +513,7 @@ class IslandResourceManager:
     ) -> Booking:
         parse_urn(slice_urn, "slice")
         parse_urn(owner_urn, "user")
+        await self._check_admission(_check_slot(slot), owner_urn, slice_urn, frozenset())  # operators' policy and windows
         booking = new_booking(
             sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
             slice_urn=slice_urn,
@@ -567,6 +571,9 @@ class IslandResourceManager:
             await self._refuse_shut_down(current)
             before.clear()
             before.update((b.sliver_key, b) for b in current)
+            if new_slot is not None:  # operators' policy and windows
+                for b in current:
+                    await self._check_admission(new_slot, b.owner_urn, b.slice_urn, frozenset(o.sliver_key for o in current))
             return [
                 provisioned(
                     b,
@@ -626,10 +633,14 @@ class IslandResourceManager:
             # The slice's other slivers renewed in this call keep their starts, so each sliver may grow only
             # up to its siblings' slots as well as other slices' (renewal_end skips the sliver itself).
             others += current
-            return [
+            result = [
                 renewed(b, new_end, now, expires, others, self.max_slot_length, self.allocation_ttl, extend_alap)
                 for b in current
             ]
+            for old, b in zip(current, result):  # operators' policy and windows
+                if b.slot.end > old.slot.end:
+                    await self._check_admission(b.slot, b.owner_urn, b.slice_urn, frozenset(keys))
+            return result
 
         async with self._lock:
             result = await self._change(urns, compute)
@@ -1261,3 +1272,75 @@ class IslandResourceManager:
             except StaleBooking:
                 continue
         raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")
+
+    # --- Operators: booking policy, maintenance windows, cancellation (geniam.managers.operators drives these).
+
+    _booking_policy: BookingPolicy | None = None
+
+    @property
+    def booking_policy(self) -> BookingPolicy:
+        """The booking policy in force (by default only the longest slot, C{max_slot_length})."""
+        return self._booking_policy or BookingPolicy(max_slot_length=self.max_slot_length)
+
+    def set_booking_policy(self, policy: BookingPolicy) -> None:
+        """Enforce C{policy} from the next request on (its longest slot also bounds renewals)."""
+        self._booking_policy = policy
+        self.max_slot_length = policy.max_slot_length
+
+    def check_admission(self, slot: Slot, owner_urn: str, slice_urn: str, exclude: Iterable[str] = ()) -> Deferred[None]:
+        """
+        Refuse a slot that a maintenance window closes (UNAVAILABLE) or the
+        booking policy does not allow (REFUSED); every way of taking the
+        island calls it. C{exclude}: sliver keys not counted (a booking being extended).
+        """
+        return self._track(self._check_admission(_check_slot(slot), owner_urn, slice_urn, frozenset(exclude)))
+
+    async def _check_admission(self, slot: Slot, owner_urn: str, slice_urn: str, exclude: frozenset[str]) -> None:
+        check_maintenance(slot, await self._store.list_maintenance(slot))
+        policy = self.booking_policy
+        reach = policy.quota_window if policy.user_quota or policy.slice_quota else 0.0
+        near = Slot(max(MIN_TIME, slot.start - reach), min(MAX_TIME, slot.end + reach)) if reach else slot
+        others = [b for b in await self._store.list_live(near) if b.sliver_key not in exclude] if reach else []
+        owner, slice_key = urn_key(owner_urn), urn_key(slice_urn)
+        check_policy(
+            policy,
+            slot,
+            self._clock.seconds(),
+            [b.slot for b in others if urn_key(b.owner_urn) == owner],
+            [b.slot for b in others if b.slice_key == slice_key],
+        )
+
+    def maintenance_windows(self, window: Slot) -> Deferred[list[MaintenanceWindow]]:
+        """Fire with the maintenance windows overlapping C{window}, by start."""
+        return self._track(self._store.list_maintenance(_check_slot(window, "window")))
+
+    def cancel(self, sliver_urn: str, reason: str) -> Deferred[Booking]:
+        """
+        End a live booking now for an operator: if its configuration may be
+        on the gateway the gateway is reset at once; the booking is deleted
+        with C{reason} in its error text, which its owner sees.
+        """
+        return self._track(self._cancel(sliver_urn, reason))
+
+    async def _cancel(self, urn: str, reason: str) -> Booking:
+        parse_urn(urn, "sliver")
+        note = f"cancelled by the operator: {reason}"
+        async with self._lock:
+            booking = await self._get(urn)
+            check_current(booking, self._clock.seconds())
+            applied, error = False, ""
+            if booking.applied:
+                try:
+                    await self._gw("reset")
+                    self._retry.pop(booking.sliver_key, None)
+                except GeniError as e:
+                    self._note_failure(booking.sliver_key)
+                    applied, error = True, f"; gateway: could not remove the configuration: {e.output}"
+
+            def cancelled(cur: Booking, now: float) -> Booking | None:
+                return _taken_off(cur, AllocationState.DELETED, applied, note + error, now) if cur.live else None
+
+            new = await self._change_one(urn, cancelled)
+        self.log.warn("{sliver} cancelled by the operator: {reason}", sliver=urn, reason=reason)
+        self._after_change()
+        return new

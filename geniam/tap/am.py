@@ -28,6 +28,10 @@ from geniam.agent.simulated import SimulatedGateway
 from geniam.calendar.resource import install_calendar
 from geniam.calendar.sources import AggregateScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerOptions, duration, positive_int
+from geniam.tap.operatoroptions import POLICY_PARAMETERS, OperatorOption
+from geniam.managers.operators import ADMIN_PATH, ADMIN_SIGNATURES, OperatorAPI, Operators
+from geniam.managers.policy import BookingPolicy
+from geniam.protocols.xmlrpc import GeniXmlRpcResource
 from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
@@ -45,7 +49,7 @@ from geniam.urn import parse_urn
 from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 
-class Options(ControllerNetworksOption, ServerOptions):
+class Options(OperatorOption, ControllerNetworksOption, ServerOptions):
     """Flags of C{twistd geniam-am}; every one may also be set in the C{[am]} table of C{--config}."""
 
     role = "am"
@@ -55,7 +59,6 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["database", None, None, "SQLite file (default <data-dir>/am.sqlite) or a PostgreSQL DSN (postgresql://... or 'dbname=...')."],
         ["url", None, None, "The URL clients use (default https://<interface>:<port>/)."],
         ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
-        ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
         ["threads", None, 4, "Worker threads for credential checks.", positive_int],
@@ -64,6 +67,7 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
         ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
+        *POLICY_PARAMETERS,
         *LISTENER_PARAMETERS,
         *STATUS_OPTIONS,
     ]
@@ -91,6 +95,8 @@ class Options(ControllerNetworksOption, ServerOptions):
         if self["agent-secret-file"] and not os.path.isfile(self["agent-secret-file"]):
             raise usage.UsageError(f"--agent-secret-file: no such file {self['agent-secret-file']}")
         self.controller_policy()
+        self.booking_policy()
+        self.operators()
 
 
 class AggregateService(TLSXmlRpcService):
@@ -132,8 +138,11 @@ class AggregateService(TLSXmlRpcService):
         controller_policy: ControllerPolicy = ControllerPolicy(),
         status_port: int | None = None,
         status_interface: str = "127.0.0.1",
+        booking_policy: BookingPolicy | None = None,
+        operators: Operators = Operators(),
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
+        self.operators = operators
         self.store = store
         self.gateway = gateway
         urn = parse_urn(self.urn)
@@ -154,6 +163,8 @@ class AggregateService(TLSXmlRpcService):
             max_slot_length=max_slot_length,
             controller_policy=controller_policy,
         )
+        if booking_policy is not None:
+            self.resource_manager.set_booking_policy(booking_policy)
         self.verifier = CredentialVerifier(
             trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
         )
@@ -185,6 +196,14 @@ class AggregateService(TLSXmlRpcService):
             self.log.info("gateway: the gateway agent, over Perspective Broker")
         else:
             self.log.info("gateway: simulated in process (no --agent given)")
+
+    def extra_resources(self, tls: Any) -> dict[str, Any]:
+        """The operators' API at C{/admin}, for the clients L{Operators} names (FORBIDDEN to everyone else)."""
+        api = OperatorAPI(self.resource_manager, self.store, self.gateway, self.operators, self.clock)
+        resource = GeniXmlRpcResource(
+            api, tls.peer_gid, max_body=self._max_body, methods=ADMIN_SIGNATURES, reactor=self.reactor, observer=self.observation
+        )
+        return {ADMIN_PATH: resource}
 
     async def wind_down(self) -> None:
         """Stop credential checks in flight, let bookings in flight finish, close the store, then stop the children."""
@@ -222,6 +241,8 @@ def build(options: Options, reactor: Any) -> AggregateService:
         controller_policy=options.controller_policy(),
         status_port=options["status-port"],
         status_interface=options["status-interface"],
+        booking_policy=options.booking_policy(),
+        operators=options.operators(),
     )
 
 

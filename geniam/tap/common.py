@@ -312,8 +312,18 @@ class TLSXmlRpcService(MultiService):
             api, tls.peer_gid, max_body=self._max_body, reactor=self.reactor, observer=self.observation, contexts=contexts
         )
         self.site, self.budget = serve_xmlrpc(resource, self.limits, self.reactor)
+        for path, extra in self.extra_resources(tls).items():
+            self.site.resource.putChild(path.strip("/").encode("ascii"), extra)
         self.site.access_log = self.observation.access
         self.port = await listen_tls(self.reactor, self._port_number, self._interface, tls, self.site, self.budget)
+
+    def extra_resources(self, tls: GeniServerTLSOptions) -> dict[str, Any]:
+        """
+        Further resources to serve on the same TLS listener, by path
+        (C{{"/admin": resource}}); C{tls} tells a resource who its client
+        is (C{tls.peer_gid}). None by default.
+        """
+        return {}
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then L{wind_down}."""
