@@ -18,26 +18,18 @@ refused, 2 on usage or connection errors.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import react
 from twisted.python import usage
 
-from geniam.cli.call import render
+from geniam.cli.call import call_and_print, command_main
 from geniam.cli.options import InterspersedOptions
 from geniam.cli.rspec import parse_when
-from geniam.client import AMClient
 from geniam.config import duration_or_off
-from geniam.errors import GeniError
 from geniam.managers.operators import ADMIN_PATH
 from geniam.timeutil import format_time
-from geniam.trust.gid import TrustRoots
-from geniam.trust.identity import Identity
 
 ACTIONS = ("bookings", "cancel", "maintenance", "reopen", "policy", "audit")
 """The actions of C{geniam admin}."""
@@ -134,42 +126,9 @@ def admin_call(options: Options, now: float) -> tuple[str, list[Any]]:
 async def run(reactor: Any, options: Options) -> int:
     """Make the call and print its result; return the exit status."""
     method, params = admin_call(options, time.time())
-    identity = Identity.from_files(options["certificate"], options["private-key"])
-    roots = TrustRoots.from_path(options["trust-roots"])
-    client = AMClient(reactor, admin_url(options["url"]), identity, roots, timeout=options["timeout"])
-    try:
-        struct = await client.call(method, *params)
-    except GeniError as e:
-        print(f"geniam admin: {e.output}", file=sys.stderr)
-        return 2
-    finally:
-        await client.close()
-    print(json.dumps(struct, indent=2, default=str) if options["json"] else render(struct))
-    code = struct.get("code", {}).get("geni_code") if isinstance(struct, dict) else None
-    return 0 if code == 0 else 1
+    return await call_and_print(reactor, options, admin_url(options["url"]), method, params, "admin")
 
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of C{geniam admin}."""
-    options = Options()
-    try:
-        options.parseOptions(list(argv))
-    except (usage.UsageError, GeniError) as e:
-        print(f"geniam admin: {getattr(e, 'output', e)}\n\n{options}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help, --version
-        return int(e.code or 0)
-    status: list[int] = []
-
-    async def go(reactor: Any) -> None:
-        try:
-            status.append(await run(reactor, options))
-        except (usage.UsageError, GeniError, OSError) as e:
-            print(f"geniam admin: {getattr(e, 'output', e)}", file=sys.stderr)
-            status.append(2)
-
-    try:
-        react(lambda reactor: Deferred.fromCoroutine(go(reactor)))
-    except SystemExit:
-        pass
-    return status[0] if status else 2
+    return command_main("admin", Options(), argv, run)
