@@ -56,6 +56,13 @@ def duration(text: str) -> float:
     return number * (scale or 1)
 
 
+def duration_or_off(text: str) -> float:
+    """Coerce a duration that may be 0 (off)."""
+    if str(text).strip() in ("0", "0s", "0.0"):
+        return 0.0
+    return duration(text)
+
+
 LISTENER_PARAMETERS: list[list[Any]] = [
     [
         "request-timeout",

@@ -280,6 +280,20 @@ class IStore(Interface):
         C{StaleTransaction} if it changed) and store C{bookings} as
         L{update} does; all or none. Fire with the bookings as stored.
         """
+    def add_maintenance(window):  # type: ignore[misc]
+        """Store an operator's maintenance window (L{geniam.booking.maintenance.MaintenanceWindow})."""
+
+    def remove_maintenance(window_id):  # type: ignore[misc]
+        """Remove a maintenance window; fire with it, or None if there was none of that name."""
+
+    def list_maintenance(window):  # type: ignore[misc]
+        """Fire with the maintenance windows overlapping the slot C{window}, by start."""
+
+    def add_audit(entry):  # type: ignore[misc]
+        """Append an operator action (L{geniam.store.operatorrows.AuditEntry}) to the audit log."""
+
+    def list_audit(since=0.0, limit=1000):  # type: ignore[misc]
+        """Fire with the audit log from C{since} on, oldest first."""
 
 
 class IResourceManager(Interface):

@@ -47,6 +47,7 @@ from geniam.managers.slice import SliceManagerSettings
 from geniam.managers.transactions import DEFAULT_TRANSACTION_TTL
 from geniam.protocols.pbclient import make_gateway_agent
 from geniam.store.sqlite import SQLiteStore
+from geniam.managers.operators import Operators
 from geniam.tap.am import AggregateService
 from geniam.tap.common import ServerTrust
 from geniam.tap.sm import SliceManagerService
@@ -108,6 +109,7 @@ class LoopbackFederation:
     agent_args: tuple[str, ...] = ()
     sm_knows_urns: bool = True
     status: bool = False
+    operator_names: tuple[str, ...] = ()
     domain: TrustDomain = field(init=False)
     aggregates: dict[str, AggregateService] = field(init=False, default_factory=dict)
     gateways: dict[str, Any] = field(init=False, default_factory=dict)
@@ -216,6 +218,7 @@ class LoopbackFederation:
             transaction_ttl=self.transaction_ttl,
             controller_policy=ControllerPolicy.allowing(self.controller_networks),
             status_port=0 if self.status else None,
+            operators=Operators.named(self.domain.user(n).gid.urn or "" for n in self.operator_names),
         )
 
     async def start_aggregate(self, name: str, connect_timeout: float = 30.0) -> AggregateService:

@@ -257,7 +257,7 @@ class AllocateTests(SynchronousTestCase):
         island.error(m.allocate(SLICE, ALICE, "", slot, None, controller="nohost"), GeniCode.BADARGS)
         island.error(m.allocate(SLICE, ALICE, "", slot, None, vlan_map={"1": "1", "2": "1"}), GeniCode.BADARGS)
         island.error(m.allocate(SLICE, ALICE, "", Slot(at(-200), at(-100)), None), GeniCode.OUTOFRANGE)
-        island.error(m.allocate(SLICE, ALICE, "", Slot(at(0), at(2 * HOUR)), None), GeniCode.OUTOFRANGE)
+        island.error(m.allocate(SLICE, ALICE, "", Slot(at(0), at(2 * HOUR)), None), GeniCode.REFUSED)  # the booking policy names the limit
         island.error(m.allocate(SLICE, ALICE, "", slot, at(150)), GeniCode.OUTOFRANGE)
         self.assertEqual(island.ok(island.store.count()), 0)
 

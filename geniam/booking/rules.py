@@ -156,6 +156,8 @@ def check_current(booking: Booking, now: float) -> None:
         what = "has ended" if booking.allocation_state is AllocationState.PROVISIONED else "has expired"
     else:
         what = _GONE[booking.allocation_state]
+        if booking.error:
+            what += f" ({booking.error})"  # an operator's cancellation, say
     raise NotCurrent(f"sliver {booking.sliver_urn} {what}")
 
 

@@ -25,7 +25,7 @@ from zope.interface import implementer
 from geniam.booking.transactions import is_transaction_hold
 from geniam.booking.values import MAX_TIME, MIN_TIME, AllocationState, Booking, OperationalState, Slot
 from geniam.calendar.advertised import rows_from_advertisement, schedule_error, unreachable_row
-from geniam.calendar.schedule import IslandRow, IslandState, Schedule, blocks_from_slots, island_name
+from geniam.calendar.schedule import Block, BlockKind, IslandRow, IslandState, Schedule, blocks_from_slots, island_name
 from geniam.client import GENI_V3, value_of
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IScheduleSource, IStore
@@ -96,7 +96,9 @@ class AggregateScheduleSource:
         window = _bounded(min(start, now), max(end, now + 1))
         # An open transaction changes nothing visible: its holds are not shown.
         bookings: list[Booking] = [b for b in await self._store.list_live(window) if not is_transaction_hold(b)]
-        blocks = blocks_from_slots([(b.slot.start, b.slot.end) for b in bookings], now)
+        closed = await self._store.list_maintenance(window)
+        maintenance = [Block(w.slot.start, w.slot.end, BlockKind.MAINTENANCE, w.reason) for w in closed]
+        blocks = blocks_from_slots([(b.slot.start, b.slot.end) for b in bookings], now, maintenance)
         current = next((b for b in bookings if b.slot.contains(now)), None)
         state, detail = island_state(current)
         name = island_name(self.urn)

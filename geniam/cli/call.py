@@ -35,7 +35,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
@@ -188,16 +188,19 @@ def _render_value(value: Any, indent: str) -> str:
     return f"{indent}{value}"
 
 
-async def run(reactor: Any, options: Options) -> int:
-    """Make the call and print its result; return the exit status."""
+async def call_and_print(reactor: Any, options: Any, url: str, method: str, params: Sequence[Any], command: str = "call") -> int:
+    """
+    Call C{method} at C{url} with the identity and roots the options name
+    (C{certificate}, C{private-key}, C{trust-roots}, C{timeout}, C{json});
+    print the answer; return 0 on success, 1 on a GENI error, 2 when the call failed.
+    """
     identity = Identity.from_files(options["certificate"], options["private-key"])
     roots = TrustRoots.from_path(options["trust-roots"])
-    params = call_parameters(options, identity.urn or "", time.time())
-    client = AMClient(reactor, options["url"], identity, roots, timeout=options["timeout"])
+    client = AMClient(reactor, url, identity, roots, timeout=options["timeout"])
     try:
-        struct = await client.call(options["method"], *params)
+        struct = await client.call(method, *params)
     except GeniError as e:
-        print(f"geniam call: {e.output}", file=sys.stderr)
+        print(f"geniam {command}: {e.output}", file=sys.stderr)
         return 2
     finally:
         await client.close()
@@ -206,13 +209,22 @@ async def run(reactor: Any, options: Options) -> int:
     return 0 if code == 0 else 1
 
 
-def main(argv: Sequence[str]) -> int:
-    """Entry point of C{geniam call}."""
-    options = Options()
+async def run(reactor: Any, options: Options) -> int:
+    """Make the call and print its result; return the exit status."""
+    caller = Identity.from_files(options["certificate"], options["private-key"]).urn or ""
+    params = call_parameters(options, caller, time.time())
+    return await call_and_print(reactor, options, options["url"], options["method"], params)
+
+
+def command_main(command: str, options: Any, argv: Sequence[str], run: Callable[[Any, Any], Awaitable[int]]) -> int:
+    """
+    Parse C{argv} into C{options} and C{run(reactor, options)} under a
+    reactor of its own; return its exit status (2 on usage errors).
+    """
     try:
         options.parseOptions(list(argv))
     except (usage.UsageError, GeniError) as e:
-        print(f"geniam call: {getattr(e, 'output', e)}\n\n{options}", file=sys.stderr)
+        print(f"geniam {command}: {getattr(e, 'output', e)}\n\n{options}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help, --version
         return int(e.code or 0)
@@ -222,7 +234,7 @@ def main(argv: Sequence[str]) -> int:
         try:
             status.append(await run(reactor, options))
         except (usage.UsageError, GeniError, OSError) as e:
-            print(f"geniam call: {getattr(e, 'output', e)}", file=sys.stderr)
+            print(f"geniam {command}: {getattr(e, 'output', e)}", file=sys.stderr)
             status.append(2)
 
     try:
@@ -230,3 +242,8 @@ def main(argv: Sequence[str]) -> int:
     except SystemExit:
         pass
     return status[0] if status else 2
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of C{geniam call}."""
+    return command_main("call", Options(), argv, run)

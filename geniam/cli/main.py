@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("geniam.cli.agent", "inspect a gateway agent"),
     "schedule": ("geniam.cli.schedule", "print the booking schedule of aggregates or a federation as a timeline"),
     "free": ("geniam.cli.free", "find the earliest slots when islands are all free together"),
+    "admin": ("geniam.cli.admin", "operate a running aggregate manager: bookings, cancel, maintenance, policy, audit"),
     "demo": ("geniam.cli.demo", "run a whole federation on loopback and an experiment through it"),
 }
 

@@ -238,11 +238,16 @@ class AggregateManager(TransactionMethods):
         fields: C{geniam_actions}, C{geniam_limits} (the most VLAN entries,
         users, keys per user and characters per key a request may carry) and
         C{geniam_controller_networks} (where controllers may be: C{public}
-        and the networks the operator allowed).
+        and the networks the operator allowed) and C{geniam_booking_policy}
+        (the booking policy's limits in seconds, 0 for off; see
+        L{geniam.managers.policy.BookingPolicy}).
         """
+        extensions: dict[str, Any] = {}
+        booking_policy = getattr(self.rm, "booking_policy", None)
+        if booking_policy is not None:
+            extensions["geniam_booking_policy"] = booking_policy.as_struct()
         policy = getattr(self.rm, "controller_policy", None)
         networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
-        extensions: dict[str, Any] = {}
         if self.transactions is not None:
             extensions[TRANSACTIONS_EXTENSION] = {"methods": list(TRANSACTION_METHODS), "ttl": int(self.transactions.ttl)}
         return get_version_struct(
@@ -273,7 +278,15 @@ class AggregateManager(TransactionMethods):
         window = Slot(now, now + FAR_FUTURE)
         # An open transaction changes nothing visible: its holds are not shown as booked.
         booked = await (self.transactions.island.committed_slots(window) if self.transactions is not None else self.rm.booked_slots(window))
-        ad = build_advertisement(resources, [(s.start, s.end) for s in booked], now, available_only=available)
+        windows = getattr(self.rm, "maintenance_windows", None)
+        closed = await windows(window) if windows is not None else []
+        ad = build_advertisement(
+            resources,
+            [(s.start, s.end) for s in booked],
+            now,
+            available_only=available,
+            maintenance=[(w.slot.start, w.slot.end, w.reason) for w in closed],
+        )
         return success_struct(compress_rspec(ad) if compressed else ad)
 
     async def Describe(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class IslandHolds:
     _track: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]
     _background: Callable[[Coroutine[Any, Any, Any], str], None]
     _refuse_shut_down: Callable[[Sequence[Booking]], Awaitable[None]]
+    _check_admission: Callable[[Slot, str, str, frozenset[str]], Awaitable[None]]
 
     def booking_or_hold(self, sliver_urn: str) -> Deferred[Booking]:
         """Fire with the booking of a sliver or hold URN, live or not (SEARCHFAILED if there is none)."""
@@ -103,6 +104,7 @@ class IslandHolds:
     ) -> Booking:
         parse_urn(slice_urn, "slice")
         parse_urn(owner_urn, "user")
+        await self._check_admission(check_slot(slot), owner_urn, slice_urn, frozenset())  # maintenance and policy
         booking = new_hold(
             sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
             slice_urn=slice_urn,
@@ -220,6 +222,9 @@ class IslandHolds:
     ) -> tuple[Transaction, list[Booking]]:
         if await self._store.is_shutdown(transaction.slice_urn):
             raise GeniError(GeniCode.REFUSED, f"slice {transaction.slice_urn} has been shut down")
+        replaced = frozenset(b.sliver_key for b in update)
+        for hold in insert:  # maintenance and policy, the holds this change replaces not counted
+            await self._check_admission(hold.slot, hold.owner_urn, hold.slice_urn, replaced)
         async with self._lock:
             saved: tuple[Transaction, list[Booking]] = await self._store.save_transaction(transaction, insert, update)
         self._scheduler.changed()

@@ -81,6 +81,7 @@ from geniam.managers.arguments import check_slot, check_time, parse_users, valid
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
+from geniam.managers.admission import IslandAdmission
 from geniam.managers.holds import IslandHolds
 from geniam.managers.inventory import Inventory, InventoryCache
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
@@ -131,7 +132,7 @@ async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @implementer(IResourceManager)
-class IslandResourceManager(IslandHolds):
+class IslandResourceManager(IslandHolds, IslandAdmission):
     """
     L{IResourceManager} for one island booked whole by time slot.
 
@@ -372,6 +373,7 @@ class IslandResourceManager(IslandHolds):
         slice_ = _slice_urn(slice_urn)
         slice_text = slice_urn if isinstance(slice_urn, str) else str(slice_)
         parse_urn(owner_urn, "user")
+        await self._check_admission(check_slot(slot), owner_urn, slice_text, frozenset())  # operators' policy and windows
         booking = new_booking(
             sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
             slice_urn=slice_text,
@@ -429,6 +431,9 @@ class IslandResourceManager(IslandHolds):
             await self._refuse_shut_down(current)
             before.clear()
             before.update((b.sliver_key, b) for b in current)
+            if new_slot is not None:  # operators' policy and windows
+                for b in current:
+                    await self._check_admission(new_slot, b.owner_urn, b.slice_urn, frozenset(o.sliver_key for o in current))
             return [
                 provisioned(
                     b,
@@ -489,10 +494,14 @@ class IslandResourceManager(IslandHolds):
             # The slice's other slivers renewed in this call keep their starts, so each sliver may grow only
             # up to its siblings' slots as well as other slices' (renewal_end skips the sliver itself).
             others += current
-            return [
+            result = [
                 renewed(b, new_end, now, expires, others, self.max_slot_length, self.allocation_ttl, extend_alap)
                 for b in current
             ]
+            for old, b in zip(current, result):  # operators' policy and windows
+                if b.slot.end > old.slot.end:
+                    await self._check_admission(b.slot, b.owner_urn, b.slice_urn, frozenset(keys))
+            return result
 
         async with self._lock:
             result = await self._changes.change(urns, compute)

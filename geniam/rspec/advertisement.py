@@ -132,6 +132,7 @@ def build_advertisement(
     now: float,
     available_only: bool = False,
     expires: float | None = None,
+    maintenance: Iterable[tuple[float, float, str]] = (),
 ) -> str:
     """
     Write the island's advertisement.
@@ -143,6 +144,8 @@ def build_advertisement(
     @param available_only: the C{geni_available} option: leave out switches
         and links while the island is booked.
     @param expires: the C{expires} attribute, if any.
+    @param maintenance: the operator's C{(start, end, reason)} maintenance
+        windows, listed in the schedule unless over.
     @return: the advertisement XML.
     """
     slots = sorted((float(start), float(end)) for start, end in booked)
@@ -168,6 +171,7 @@ def build_advertisement(
     make_schedule(
         root,
         [(start, end) for start, end in slots if end > now],
+        [(start, end, reason) for start, end, reason in maintenance if end > now],
         component_manager_id=resources.am_urn,
     )
     return serialise(root)

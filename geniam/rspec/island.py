@@ -48,7 +48,9 @@ C{switch}, C{link} (manifest only; ignored in a request)
 
 C{schedule} (advertisement only)
     Children C{booked} with C{start} and C{end}: the slots already taken,
-    current and future, in order. A schedule never names slices.
+    current and future, in order. A schedule never names slices. Then
+    children C{maintenance} with C{start}, C{end} and C{reason}: the
+    operator's maintenance windows, which nobody can book.
 
 Common attributes
 =================
@@ -121,6 +123,13 @@ Schema (informative)
               <xs:attribute name="end" type="xs:dateTime" use="required"/>
             </xs:complexType>
           </xs:element>
+          <xs:element name="maintenance" minOccurs="0" maxOccurs="unbounded">
+            <xs:complexType>
+              <xs:attribute name="start" type="xs:dateTime" use="required"/>
+              <xs:attribute name="end" type="xs:dateTime" use="required"/>
+              <xs:attribute name="reason" type="xs:string" use="required"/>
+            </xs:complexType>
+          </xs:element>
         </xs:sequence>
         <xs:attribute name="component_manager_id" type="xs:string"/>
       </xs:complexType>
@@ -145,6 +154,7 @@ SCHEDULE = island_tag("schedule")
 SWITCH = island_tag("switch")
 LINK = island_tag("link")
 BOOKED = island_tag("booked")
+MAINTENANCE = island_tag("maintenance")
 
 REQUEST_ELEMENTS = frozenset({SLOT, CONTROLLER, VLAN})
 """The island elements a request may hold that mean something there."""
@@ -274,14 +284,22 @@ def make_contents(
 
 
 def make_schedule(
-    parent: etree._Element, booked: Iterable[tuple[float, float]], **attributes: str
+    parent: etree._Element,
+    booked: Iterable[tuple[float, float]],
+    maintenance: Iterable[tuple[float, float, str]] = (),
+    **attributes: str,
 ) -> etree._Element:
-    """Append C{<island:schedule>} with one C{<island:booked>} per slot, sorted by start."""
+    """
+    Append C{<island:schedule>} with one C{<island:booked>} per slot, then
+    one C{<island:maintenance>} per C{(start, end, reason)} window, each sorted by start.
+    """
     schedule = etree.SubElement(parent, SCHEDULE)
     for key, value in attributes.items():
         schedule.set(key, value)
     for start, end in sorted(booked):
         etree.SubElement(schedule, BOOKED, start=format_time(start), end=format_time(end))
+    for start, end, reason in sorted(maintenance):
+        etree.SubElement(schedule, MAINTENANCE, start=format_time(start), end=format_time(end), reason=reason)
     return schedule
 
 
@@ -293,10 +311,27 @@ def read_schedule(element: etree._Element) -> list[tuple[float, float]]:
     """
     slots = []
     for child in element:
+        if child.tag == MAINTENANCE:
+            continue  # see read_maintenance
         if child.tag != BOOKED:
-            raise GeniError(GeniCode.BADARGS, "island:schedule holds only island:booked elements")
+            raise GeniError(GeniCode.BADARGS, "island:schedule holds only island:booked and island:maintenance elements")
         try:
             slots.append((parse_time(_required(child, "start")), parse_time(_required(child, "end"))))
         except GeniError as e:
             raise GeniError(GeniCode.BADARGS, f"island:booked: {e.output}") from None
     return slots
+
+
+def read_maintenance(element: etree._Element) -> list[tuple[float, float, str]]:
+    """
+    Read the C{<island:maintenance>} windows of C{<island:schedule>} as C{(start, end, reason)}.
+
+    @raise GeniError: BADARGS for malformed C{maintenance} children.
+    """
+    windows = []
+    for child in element.iterchildren(MAINTENANCE):
+        try:
+            windows.append((parse_time(_required(child, "start")), parse_time(_required(child, "end")), _required(child, "reason")))
+        except GeniError as e:
+            raise GeniError(GeniCode.BADARGS, f"island:maintenance: {e.output}") from None
+    return windows

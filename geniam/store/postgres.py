@@ -75,6 +75,7 @@ from geniam.errors import GeniError
 from geniam.interfaces import IStore
 from geniam.store.errors import StaleBooking, StoreError
 from geniam.store.pgpool import LivePool, Progress, describe, in_transaction
+from geniam.store.operatorrows import OperatorRecords
 from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps
 from geniam.store.schema import POSTGRES_MIGRATIONS, POSTGRES_SCHEMA, open_schema
 from geniam.store.transactions import TransactionStore
@@ -110,7 +111,7 @@ def _arguments(statement: Statement) -> tuple[Any, ...]:
 
 
 @implementer(IStore)
-class PostgresStore(TransactionStore, SQLStore):
+class PostgresStore(TransactionStore, OperatorRecords, SQLStore):
     """
     L{IStore} on a PostgreSQL database, shared by any number of processes.
 

@@ -11,6 +11,8 @@ constraint that keeps the live bookings (holds included) of an island apart.
 Version 2 added holds: the C{held} and C{released} states and the
 C{held_by} column. Version 3 added the C{transactions} table: each slice's
 open transaction (its desired state, holds and C{commit_by}).
+Version 4 added the operators' tables: C{maintenance} (maintenance
+windows) and C{audit_log} (L{geniam.store.operatorrows}).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from geniam.store.errors import SchemaTooNew
+from geniam.store.operatorrows import operator_tables
 from geniam.store.rows import Statement, Steps
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code reads and writes."""
 
 _BOOKINGS_TABLE = """
@@ -99,6 +102,7 @@ SQLITE_SCHEMA: tuple[str, ...] = (
     *_INDEXES,
     _SLICES_TABLE.format(real="REAL"),
     _TRANSACTIONS_TABLE.format(real="REAL"),
+    *operator_tables("REAL"),
 )
 """The statements that create the current schema in an empty SQLite database."""
 
@@ -120,6 +124,7 @@ SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
         *_INDEXES,
     ),
     3: (_TRANSACTIONS_TABLE.format(real="REAL"),),
+    4: operator_tables("REAL"),
 }
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
@@ -142,6 +147,7 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
     *_INDEXES,
     _SLICES_TABLE.format(real="DOUBLE PRECISION"),
     _TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),
+    *operator_tables("DOUBLE PRECISION"),
 )
 """
 The statements that create the current schema in an empty PostgreSQL
@@ -157,6 +163,7 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE bookings ADD COLUMN held_by TEXT NOT NULL DEFAULT ''",
     ),
     3: (_TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),),
+    4: operator_tables("DOUBLE PRECISION"),
 }
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
 

@@ -32,6 +32,7 @@ from zope.interface import implementer
 from geniam.errors import GeniError
 from geniam.interfaces import IStore
 from geniam.store.errors import StoreError
+from geniam.store.operatorrows import OperatorRecords
 from geniam.store.rows import READ, SNAPSHOT, WRITE, Result, SQLStore, Statement, Steps, drive
 from geniam.store.schema import SQLITE_MIGRATIONS, SQLITE_SCHEMA, open_schema
 from geniam.store.transactions import TransactionStore
@@ -71,7 +72,7 @@ class _ConnectionPool(adbapi.ConnectionPool):
 
 
 @implementer(IStore)
-class SQLiteStore(TransactionStore, SQLStore):
+class SQLiteStore(TransactionStore, OperatorRecords, SQLStore):
     """
     L{IStore} on an SQLite file (or C{":memory:"}).
 

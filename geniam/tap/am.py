@@ -28,6 +28,9 @@ from geniam.agent.inprocess import InProcessGateway
 from geniam.calendar.resource import install_calendar
 from geniam.calendar.sources import AggregateScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ControllerNetworksOption, ServerOptions, duration, positive_int
+from geniam.tap.operatoroptions import POLICY_PARAMETERS, OperatorOption
+from geniam.managers.operators import ADMIN_PATH, ADMIN_SIGNATURES, OperatorAPI, Operators
+from geniam.managers.policy import BookingPolicy
 from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
@@ -49,7 +52,7 @@ from geniam.urn import parse_urn
 from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 
-class Options(ControllerNetworksOption, ServerOptions):
+class Options(OperatorOption, ControllerNetworksOption, ServerOptions):
     """Flags of C{twistd geniam-am}; every one may also be set in the C{[am]} table of C{--config}."""
 
     role = "am"
@@ -61,7 +64,6 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["allocation-ttl", None, DEFAULT_ALLOCATION_TTL, "How long an unprovisioned allocation is held (e.g. 48h).", duration],
         ["ticket-ttl", None, DEFAULT_TICKET_TTL, "How long a ProtoGENI ticket may wait to be redeemed (e.g. 10m).", duration],
         ["transaction-ttl", None, DEFAULT_TRANSACTION_TTL, "How long a transaction stays open without commit or abort (e.g. 10m).", duration],
-        ["max-slot-length", None, 604800.0, "The longest slot one booking may hold (e.g. 7d).", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
         ["gateway-host", None, None, "The host experimenters log in to during their slot (shown in manifests)."],
         ["threads", None, 4, "Worker threads for credential checks.", positive_int],
@@ -70,6 +72,7 @@ class Options(ControllerNetworksOption, ServerOptions):
         ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
         ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
+        *POLICY_PARAMETERS,
         *LISTENER_PARAMETERS,
         *STATUS_OPTIONS,
     ]
@@ -97,6 +100,8 @@ class Options(ControllerNetworksOption, ServerOptions):
         if self["agent-secret-file"] and not os.path.isfile(self["agent-secret-file"]):
             raise usage.UsageError(f"--agent-secret-file: no such file {self['agent-secret-file']}")
         self.controller_policy()
+        self.booking_policy()
+        self.operators()
 
 
 class AggregateService(TLSXmlRpcService):
@@ -140,8 +145,11 @@ class AggregateService(TLSXmlRpcService):
         status_interface: str = "127.0.0.1",
         ticket_ttl: float = DEFAULT_TICKET_TTL,
         transaction_ttl: float = DEFAULT_TRANSACTION_TTL,
+        booking_policy: BookingPolicy | None = None,
+        operators: Operators = Operators(),
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
+        self.operators = operators
         self.store = store
         self.gateway = gateway
         urn = parse_urn(self.urn)
@@ -163,6 +171,8 @@ class AggregateService(TLSXmlRpcService):
             controller_policy=controller_policy,
         )
         self.transactions = TransactionManager(self.resource_manager, self.clock, transaction_ttl)
+        if booking_policy is not None:
+            self.resource_manager.set_booking_policy(booking_policy)
         self.verifier = CredentialVerifier(
             trust.roots, self.clock, threadpool=self.pool.pool, reactor=reactor, deadline=verify_deadline
         )
@@ -196,7 +206,11 @@ class AggregateService(TLSXmlRpcService):
             self.manager,
             contexts,
             {**API_V3_SIGNATURES, **TRANSACTION_SIGNATURES},
-            {path: (cm, CM_SIGNATURES) for path in CM_PATHS},
+            {
+                **{path: (cm, CM_SIGNATURES) for path in CM_PATHS},
+                # The operators' API, for the clients Operators names (FORBIDDEN to everyone else).
+                ADMIN_PATH: (OperatorAPI(self.resource_manager, self.store, self.gateway, self.operators, self.clock), ADMIN_SIGNATURES),
+            },
         )
         self.manager.info = AggregateInfo(self.urn, self.url, self._gateway_host)
         self.log.info("aggregate manager {urn} serving AM API v3 at {url}", urn=self.urn, url=self.url)
@@ -244,6 +258,8 @@ def build(options: Options, reactor: Any) -> AggregateService:
         status_port=options["status-port"],
         status_interface=options["status-interface"],
         ticket_ttl=options["ticket-ttl"],
+        booking_policy=options.booking_policy(),
+        operators=options.operators(),
     )
 
 

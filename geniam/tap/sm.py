@@ -46,7 +46,7 @@ from twisted.web.client import HTTPConnectionPool
 from geniam.calendar.resource import install_calendar
 from geniam.calendar.schedule import island_name
 from geniam.calendar.sources import FederationScheduleSource
-from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, positive_int
+from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, duration_or_off, positive_int
 from geniam.errors import GeniError
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
 from geniam.managers.undo import JOURNAL_NAME, UndoJournal
@@ -67,13 +67,6 @@ from geniam.web.status import STATUS_OPTIONS, StatusListener
 
 OWN_CREDENTIAL_LIFETIME = 30 * 86400.0
 """How long the credential a development slice manager mints for itself lasts."""
-
-
-def duration_or_off(text: str) -> float:
-    """Coerce a duration that may be 0 (off)."""
-    if str(text).strip() in ("0", "0s", "0.0"):
-        return 0.0
-    return duration(text)
 
 
 def parse_aggregate(text: str) -> tuple[str | None, str]:
