@@ -72,15 +72,15 @@ class SQLiteOperatorRecordsTests(OperatorRecordsMixin, TestCase):
         self.addCleanup(store.stop)
         return store
 
-    async def test_upgrade_from_version_2(self) -> None:
-        """A database of schema version 2 gains the operators' tables, its bookings kept."""
+    async def test_upgrade_from_version_3(self) -> None:
+        """A database of schema version 3 gains the operators' tables, its bookings kept."""
         path = self.mktemp()
         store = SQLiteStore(path, reactor=reactor)
         await store.start()
         await store.stop()
         query(path, "DROP TABLE maintenance")
         query(path, "DROP TABLE audit_log")
-        query(path, "UPDATE schema_version SET version = 2")
+        query(path, "UPDATE schema_version SET version = 3")
         store = await self.make_store(share_with=store)
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(SCHEMA_VERSION,)])
         await store.add_maintenance(MaintenanceWindow("w", Slot(1.0, 2.0), "why", "op", 0.0))
@@ -96,14 +96,14 @@ class PostgresOperatorRecordsTests(OperatorRecordsMixin, TestCase):
         dsn = share_with.dsn if share_with is not None else in_schema(await scratch_schema(self))
         return await started_store(self, dsn, island, pool_size=2)
 
-    async def test_upgrade_from_version_2(self) -> None:
-        """A database of schema version 2 gains the operators' tables."""
+    async def test_upgrade_from_version_3(self) -> None:
+        """A database of schema version 3 gains the operators' tables."""
         schema = await scratch_schema(self)
         store = await started_store(self, in_schema(schema))
         await store.stop()
         await run_sql(f"DROP TABLE {schema}.maintenance")
         await run_sql(f"DROP TABLE {schema}.audit_log")
-        await run_sql(f"UPDATE {schema}.schema_version SET version = 2")
+        await run_sql(f"UPDATE {schema}.schema_version SET version = 3")
         store = await started_store(self, in_schema(schema))
         self.assertEqual(await run_sql(f"SELECT version FROM {schema}.schema_version"), [(SCHEMA_VERSION,)])
         await store.add_audit(AuditEntry(1.0, "op", "cancel", "x"))

@@ -26,6 +26,7 @@ from geniam.booking.transactions import Transaction, is_transaction_hold
 from geniam.booking.values import Booking, Slot, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
+from geniam.managers.admission import IslandAdmission
 from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
 from geniam.urn import parse_urn
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from geniam.managers.scheduler import Scheduler
 
 
-class IslandHolds:
+class IslandHolds(IslandAdmission):
     """Holds on the island (see the module docstring); mixed into the island resource manager."""
 
     log: Logger
@@ -56,7 +57,6 @@ class IslandHolds:
     _track: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]
     _background: Callable[[Coroutine[Any, Any, Any], str], None]
     _refuse_shut_down: Callable[[Sequence[Booking]], Awaitable[None]]
-    _check_admission: Callable[[Slot, str, str, frozenset[str]], Awaitable[None]]
 
     def booking_or_hold(self, sliver_urn: str) -> Deferred[Booking]:
         """Fire with the booking of a sliver or hold URN, live or not (SEARCHFAILED if there is none)."""

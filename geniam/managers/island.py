@@ -81,7 +81,6 @@ from geniam.managers.arguments import check_slot, check_time, parse_users, valid
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
-from geniam.managers.admission import IslandAdmission
 from geniam.managers.holds import IslandHolds
 from geniam.managers.inventory import Inventory, InventoryCache
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
@@ -132,7 +131,7 @@ async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @implementer(IResourceManager)
-class IslandResourceManager(IslandHolds, IslandAdmission):
+class IslandResourceManager(IslandHolds):
     """
     L{IResourceManager} for one island booked whole by time slot.
 
