@@ -45,9 +45,10 @@ from geniam.managers.arguments import (
     target_urns,
     users_option,
 )
+from geniam.managers.advertising import AdvertisementCache
 from geniam.managers.island import Inventory
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
-from geniam.rspec.advertisement import build_advertisement
+from geniam.protocols.marshal import EncodedResponse, encoded_response
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.manifest import ManifestBooking, ManifestUser, build_manifest
 from geniam.rspec.request import parse_request
@@ -58,7 +59,6 @@ from geniam.trust.verifier import CredentialVerifier, Grant
 from geniam.urn import parse_urn
 
 ACTIONS = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
-FAR_FUTURE = 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,8 @@ class AggregateManager:
         self.info = info
         self._clock = clock
         self._resources: tuple[Inventory, IslandResources] | None = None
+        self._version: tuple[AggregateInfo, EncodedResponse] | None = None
+        self.advertisements = AdvertisementCache(resource_manager, self._island, clock)
 
     # Helpers.
 
@@ -230,8 +232,11 @@ class AggregateManager:
     # The API.
 
     async def GetVersion(self, caller: GID, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Describe this aggregate; needs no credential."""
-        return get_version_struct(self.info.url, self.info.urn, "geni_disjoint", geniam_actions=list(ACTIONS))
+        """Describe this aggregate; needs no credential (the same answer for all, encoded once)."""
+        if self._version is None or self._version[0] != self.info:
+            struct = get_version_struct(self.info.url, self.info.urn, "geni_disjoint", geniam_actions=list(ACTIONS))
+            self._version = (self.info, encoded_response(struct))
+        return self._version[1]
 
     async def ListResources(self, caller: GID, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
         """The island's advertisement: switches, links and booked slots."""
@@ -240,13 +245,7 @@ class AggregateManager:
         if "geni_slice_urn" in options:
             raise GeniError(GeniCode.BADARGS, "geni_slice_urn is not an AM API v3 option; use Describe")
         rspec_version(options, SUPPORTED_RSPECS)
-        available = flag(options, "geni_available")
-        compressed = flag(options, "geni_compressed")
-        resources = await self._island()
-        now = self._clock.seconds()
-        booked = await self.rm.booked_slots(Slot(now, now + FAR_FUTURE))
-        ad = build_advertisement(resources, [(s.start, s.end) for s in booked], now, available_only=available)
-        return success_struct(compress_rspec(ad) if compressed else ad)
+        return await self.advertisements.answer(flag(options, "geni_available"), flag(options, "geni_compressed"))
 
     async def Describe(self, caller: GID, urns: Any, credentials: list[Any], options: dict[str, Any]) -> dict[str, Any]:
         """The manifest and sliver states of a slice or some of its slivers."""

@@ -285,6 +285,20 @@ class IslandResourceManager:
         self._idle_waiters: list[Deferred[None]] = []
         self._repair_pending = False
         self._observing = False
+        self._booking_observers: list[Callable[[], object]] = []
+
+    # Observers of booking changes.
+
+    def observe_bookings(self, observer: Callable[[], object]) -> None:
+        """Call C{observer()} after every booking this manager writes (caches of what bookings show)."""
+        self._booking_observers.append(observer)
+
+    def _bookings_changed(self) -> None:
+        for observer in list(self._booking_observers):
+            try:
+                observer()
+            except Exception:
+                self.log.failure("a booking observer failed")
 
     # Bookkeeping of work in flight.
 
@@ -509,6 +523,7 @@ class IslandResourceManager:
         if await self._store.is_shutdown(slice_urn):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
         stored = await self._store.insert(booking)
+        self._bookings_changed()
         self.log.info(
             "allocated {sliver} for {slot} to {slice}", sliver=stored.sliver_urn, slot=str(stored.slot), slice=slice_urn
         )
@@ -1213,9 +1228,11 @@ class IslandResourceManager:
             current = [await self._get(urn) for urn in urns]
             new = await compute(current, self._clock.seconds())
             try:
-                return list(await self._store.update(new))
+                changed = list(await self._store.update(new))
             except StaleBooking:
                 continue
+            self._bookings_changed()
+            return changed
         raise GeniError(GeniCode.BUSY, "the slivers kept changing; try again")
 
     async def _change_one(self, urn: str, change: Callable[[Booking, float], Booking | None]) -> Booking:
@@ -1226,7 +1243,9 @@ class IslandResourceManager:
             if new is None:
                 return current
             try:
-                return (await self._store.update([new]))[0]
+                stored = (await self._store.update([new]))[0]
             except StaleBooking:
                 continue
+            self._bookings_changed()
+            return stored
         raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")

@@ -294,13 +294,48 @@ def dump_call(method: str, params: tuple[Any, ...] | list[Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def dump_response(value: Any) -> bytes:
+class EncodedResponse(dict):  # type: ignore[type-arg]
     """
-    Encode a C{methodResponse} carrying the sanitised C{value}.
+    A return value sent unchanged to many callers, encoded once: a read-only
+    struct that also holds its whole C{methodResponse} (L{dump_response}
+    returns it without walking the value again). Make one with
+    L{encoded_response}.
+
+    @ivar body: the encoded C{methodResponse}.
+    """
+
+    __slots__ = ("body",)
+    body: bytes
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an encoded response cannot change")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+
+def encoded_response(value: Mapping[str, Any]) -> EncodedResponse:
+    """
+    Encode the struct C{value} once for L{dump_response}; the struct must
+    not change afterwards (its copy in the result is read-only at the top).
 
     @raise TypeError: see L{sanitise}.
     @raise ValueError: see L{sanitise}.
     """
+    encoded = EncodedResponse(value)
+    encoded.body = dump_response(value)
+    return encoded
+
+
+def dump_response(value: Any) -> bytes:
+    """
+    Encode a C{methodResponse} carrying the sanitised C{value} (an
+    L{EncodedResponse} gives its body as it is).
+
+    @raise TypeError: see L{sanitise}.
+    @raise ValueError: see L{sanitise}.
+    """
+    if type(value) is EncodedResponse:
+        return value.body
     body = _Marshaller("utf-8", allow_none=False).dumps((sanitise(value),))
     return f"{_HEADER}<methodResponse>\n{body}</methodResponse>\n".encode("utf-8")
 
