@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
@@ -34,6 +35,7 @@ from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from geniam.errors import GeniCode, GeniError, error_struct
+from geniam.protocols.accesslog import AccessLog
 from geniam.protocols.grammar import quoted
 from geniam.protocols.httpchannel import (
     DEFAULT_IDLE_TIMEOUT,
@@ -133,11 +135,13 @@ class GeniSite(Site):
     """
     A L{Site} whose requests refuse bodies over C{max_body} bytes
     (L{BoundedRequest}) and whose connections cut off slow and oversized
-    requests (L{GuardedHTTPChannel}).
+    requests (L{GuardedHTTPChannel}). Its access log goes to the process
+    log in batches (L{AccessLog}), or at once to the file C{logPath} names.
 
     @ivar max_body: the body limit in bytes.
     @ivar request_timeout: seconds for a request's headers (see L{GuardedHTTPChannel}).
     @ivar min_body_rate: the rate floor for a request body, in bytes per second.
+    @ivar access_log: the batched access log.
     """
 
     displayTracebacks = False
@@ -165,6 +169,22 @@ class GeniSite(Site):
         self.max_body = max_body
         self.request_timeout = request_timeout
         self.min_body_rate = min_body_rate
+        self.access_log = AccessLog(self.reactor)
+
+    def log(self, request: Any) -> None:
+        """Queue the request's access-log line (a log file named by C{logPath} is written at once)."""
+        log_file = self._logFile
+        if log_file is None:
+            return
+        if log_file is not legacy_log.logfile:
+            super().log(request)
+            return
+        self.access_log.add(self._logFormatter(self._logDateTime, request))
+
+    def stopFactory(self) -> None:
+        """Write the queued access-log lines, then stop."""
+        self.access_log.flush()
+        super().stopFactory()
 
     def buildProtocol(self, addr: Any) -> Any:
         """A L{GuardedHTTPChannel} with this site's bounds and clock."""
