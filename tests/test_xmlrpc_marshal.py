@@ -21,6 +21,7 @@ from geniam.protocols.marshal import (
     dump_call,
     dump_fault,
     dump_response,
+    encoded_response,
     parse_call,
     parse_response,
     sanitise,
@@ -304,3 +305,23 @@ class FaultWordingTests(SynchronousTestCase):
         """A malformed response is described as a response."""
         error = self.assertRaises(XmlRpcDecodeError, parse_response, b"<methodResponse><params><param></param></params></methodResponse>")
         self.assertEqual(error.reason, "invalid XML-RPC response: <param> has no <value>")
+
+
+class EncodedResponseTests(SynchronousTestCase):
+    """An answer encoded once is sent as it was encoded and cannot change."""
+
+    def test_sent_as_encoded(self) -> None:
+        """dump_response gives the encoded body, the same bytes as encoding the struct."""
+        struct = {"code": {"geni_code": 0}, "value": "<rspec a='1'>&</rspec>", "output": None}
+        encoded = encoded_response(struct)
+        self.assertEqual(encoded, struct)
+        self.assertEqual(dump_response(encoded), dump_response(struct))
+        self.assertIs(dump_response(encoded), encoded.body)
+
+    def test_read_only(self) -> None:
+        """Changing an encoded answer is refused, so its body cannot go stale."""
+        encoded = encoded_response({"value": 1})
+        self.assertRaises(TypeError, encoded.__setitem__, "value", 2)
+        self.assertRaises(TypeError, encoded.update, {"value": 2})
+        self.assertRaises(TypeError, encoded.pop, "value")
+        self.assertEqual(encoded, {"value": 1})
