@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["GetVersion", "ListResources"])
     parser.add_argument("--profile", metavar="FILE", help="also start the AM under cProfile, writing FILE")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (0.4 if args.short else 2.0)
-    repeat = args.repeat or (1 if args.short else 3)
+    seconds = args.seconds or (0.4 if args.short else 1.0)
+    repeat = args.repeat or (1 if args.short else 5)
     clients = [1] if args.short and args.clients == [1, 4] else args.clients
 
     folder = Path(tempfile.mkdtemp(prefix="geniam-bench-am-"))

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode
 from geniam.protocols.marshal import (
     INVALID_REQUEST,
+    DecodedCalls,
     PARSE_ERROR,
     XmlRpcDecodeError,
     dump_call,
@@ -325,3 +326,25 @@ class EncodedResponseTests(SynchronousTestCase):
         self.assertRaises(TypeError, encoded.update, {"value": 2})
         self.assertRaises(TypeError, encoded.pop, "value")
         self.assertEqual(encoded, {"value": 1})
+
+
+class DecodedCallsTests(SynchronousTestCase):
+    """A repeated call is decoded once, and every caller gets arguments of its own."""
+
+    def test_repeated_call_decoded_alike(self) -> None:
+        """The same body decodes to equal calls, each with its own structs and arrays."""
+        decode = DecodedCalls().parse_call
+        body = dump_call("ListResources", [[{"geni_type": "geni_sfa", "geni_value": "<c/>"}], {"geni_compressed": True}])
+        method, (credentials, options) = decode(body)
+        self.assertEqual(decode(body), parse_call(body))
+        options["geni_compressed"] = False
+        credentials.append("changed")
+        credentials[0]["geni_value"] = "changed"
+        self.assertEqual(decode(body), parse_call(body))
+        self.assertEqual(decode(body)[1][1], {"geni_compressed": True})
+
+    def test_malformed_refused_every_time(self) -> None:
+        """A refused body is refused again when repeated: only decoded calls are remembered."""
+        decode = DecodedCalls().parse_call
+        for _ in range(2):
+            self.assertRaises(XmlRpcDecodeError, decode, BILLION_LAUGHS)

@@ -2,7 +2,8 @@
 """
 The XML-RPC server side shared by the aggregate manager and the slice manager.
 
-L{GeniXmlRpcResource} decodes a call, checks its arguments against a
+L{GeniXmlRpcResource} decodes a call (a body repeated lately is decoded
+once, L{geniam.protocols.marshal.DecodedCalls}), checks its arguments against a
 declarative signature table (L{geniam.protocols.signatures}), asks the
 injected C{identify} function who the caller is, and dispatches to the API
 object's method of the same name as C{api.Method(caller, *args)}. Every
@@ -46,10 +47,10 @@ from geniam.protocols.httpchannel import (
 )
 from geniam.protocols.marshal import (
     METHOD_NOT_FOUND,
+    DecodedCalls,
     XmlRpcDecodeError,
     dump_fault,
     dump_response,
-    parse_call,
 )
 from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
 
@@ -299,6 +300,7 @@ class GeniXmlRpcResource(Resource):
         self._methods = dict(methods)
         self._reactor = reactor
         self._threadpool = threadpool
+        self._calls = DecodedCalls()
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         """Serve C{.../} like C{...}; anything below answers 404."""
@@ -332,7 +334,7 @@ class GeniXmlRpcResource(Resource):
     async def _answer(self, request: Request, data: bytes) -> bytes:
         peer = peer_name(request.getClientAddress())
         try:
-            method, args = await self._run(parse_call, data)
+            method, args = await self._run(self._calls.parse_call, data)
         except XmlRpcDecodeError as e:
             self.log.info("malformed XML-RPC from {peer}: {reason}", peer=peer, reason=e.reason)
             return dump_fault(e.fault_code, e.reason)
