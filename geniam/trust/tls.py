@@ -261,7 +261,7 @@ class CallerIdentities:
         self._connections: weakref.WeakKeyDictionary[SSL.Connection, tuple[GID, float, float]] = (
             weakref.WeakKeyDictionary()
         )
-        self._certificates: OrderedDict[bytes, tuple[GID, float, float]] = OrderedDict()
+        self._certificates: OrderedDict[bytes, tuple[tuple[GID, float, float], list[bytes]]] = OrderedDict()
 
     def caller(self, transport_or_request: object) -> GID:
         """
@@ -289,16 +289,17 @@ class CallerIdentities:
         if leaf is None:
             raise TrustError("the peer presented no certificate")
         key = dump_certificate(FILETYPE_ASN1, leaf)
-        known = self._certificates.get(key)
-        if known is not None:
+        remembered = self._certificates.get(key)
+        if remembered is not None:
+            known, chain = remembered
             sent = [der for der in map(_der, connection.get_peer_cert_chain() or []) if der != key]
             # A resumed session brings no chain; a full handshake must bring the same one.
-            if not sent or sent == [c.public_bytes(Encoding.DER) for c in known[0].chain]:
+            if not sent or sent == chain:
                 self._certificates.move_to_end(key)
                 return known
         gid = _gid_from_connection(connection)
         known = _verified(gid, self.roots.verify(gid, now))
-        self._certificates[key] = known
+        self._certificates[key] = (known, [c.public_bytes(Encoding.DER) for c in gid.chain])
         while len(self._certificates) > self._size:
             self._certificates.popitem(last=False)
         return known
