@@ -121,7 +121,15 @@ class SessionResumptionTests(SynchronousTestCase):
         return server_protocol, client_protocol
 
     def resuming(self, user: str) -> ResumingClient:
+        """A client of C{user} that resumes its sessions."""
         return ResumingClient(client_tls_options(fixture_identity(user), self.roots, clock=self.clock))
+
+    def with_session(self, user: str) -> ResumingClient:
+        """A client of C{user} that has connected once and holds the session to resume."""
+        client = self.resuming(user)
+        self.exchange(client)
+        client.remember()
+        return client
 
     def test_resumed_session_is_the_same_client(self) -> None:
         """A client resuming its session is resumed and identified as the certificate of its first handshake."""
@@ -136,9 +144,7 @@ class SessionResumptionTests(SynchronousTestCase):
 
     def test_other_client_meanwhile(self) -> None:
         """Another client between a session and its resumption is itself, and the resumed one is still alice."""
-        alice = self.resuming("alice")
-        self.exchange(alice)
-        alice.remember()
+        alice = self.with_session("alice")
         _, said = self.exchange(self.resuming("bob"))
         self.assertEqual(said.data, BOB_URN.encode())
         server, said = self.exchange(alice)
@@ -147,9 +153,7 @@ class SessionResumptionTests(SynchronousTestCase):
 
     def test_resumed_session_of_expired_certificate_refused(self) -> None:
         """Resuming skips the handshake's checks, not geniam's: a certificate expired since is refused."""
-        alice = self.resuming("alice")
-        self.exchange(alice)
-        alice.remember()
+        alice = self.with_session("alice")
         self.clock.advance(parse_time("2032-06-01T00:00:00Z") - self.clock.seconds())
         server_protocol, _ = self.exchange(alice)
         self.assertIs(server_protocol.resumed, True)
