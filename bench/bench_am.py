@@ -10,7 +10,10 @@ and the aggregate's identity), then starts, each in a child process:
   - the reference (bench/reference_am.py): a plain C{twisted.web.xmlrpc}
     resource over the same TLS, the same certificates, a required client
     certificate, answering GetVersion and ListResources with constants:
-    what the aggregate manager answered, so both send the same bytes.
+    what the aggregate manager answered, so both send the same bytes. Two
+    of them: with Twisted's defaults (no session resumption), the limit for
+    kept-alive connections and full handshakes, and one offering session
+    resumption, the limit for clients that resume.
 
 The load (bench/tlsload.py) is light: raw sockets with the standard C{ssl}
 module and a request encoded once, in 1 and 4 client processes, over
@@ -157,14 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     domain, credential = make_domain(folder)
     roots = folder / "roots.pem"
     roots.write_bytes(b"".join(p.read_bytes() for p in sorted(domain.roots_dir.glob("*.pem"))))
-    am_port, ref_port = free_port(), free_port()
+    am_port, ref_port, resuming_port = free_port(), free_port(), free_port()
     am = start_am(folder, am_port, args.profile)
-    ref = None
+    ref = ref_resuming = None
     try:
         wait_for_port(am_port, am)
         user = (str(domain.cert_path("users", "alice")), str(domain.key_path("users", "alice")))
         am_target = Target("127.0.0.1", am_port, *user, str(roots))
-        ref_target = Target("127.0.0.1", ref_port, *user, str(roots))
+        ref_targets = {
+            mode: Target("127.0.0.1", resuming_port if mode == "resume" else ref_port, *user, str(roots)) for mode in MODES
+        }
         cred = {"geni_type": "geni_sfa", "geni_version": "3", "geni_value": credential}
         ad_options = {"geni_rspec_version": {"type": "GENI", "version": "3"}}
         params = {"GetVersion": (), "ListResources": ([cred], ad_options)}
@@ -172,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         for method, answer in answers.items():
             if answer["code"]["geni_code"] != 0:
                 raise RuntimeError(f"{method} failed: {answer.get('output')}")
-        ref = start_reference(folder, ref_port, domain, answers, sessions=True)
+        ref = start_reference(folder, ref_port, domain, answers, sessions=False)
+        ref_resuming = start_reference(folder, resuming_port, domain, answers, sessions=True)
         wait_for_port(ref_port, ref)
+        wait_for_port(resuming_port, ref_resuming)
         print(
             f"aggregate manager (twistd geniam-am) and bare-Twisted reference, each in its own process; "
             f"ListResources RSpec {len(answers['ListResources']['value'])} characters; "
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 for processes in clients:
                     ref_rates, am_rates, resumed = [], [], []
                     for _ in range(repeat):
-                        ref_rates.append(run_load(ref_target, method, params[method], mode, processes, seconds)[0])
+                        ref_rates.append(run_load(ref_targets[mode], method, params[method], mode, processes, seconds)[0])
                         rate, share = run_load(am_target, method, params[method], mode, processes, seconds)
                         am_rates.append(rate)
                         resumed.append(share)
@@ -199,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     finally:
-        if ref is not None:
-            stop(ref)
+        for process in (ref, ref_resuming):
+            if process is not None:
+                stop(process)
         stop(am)
     return 0
 

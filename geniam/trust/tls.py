@@ -288,7 +288,7 @@ class CallerIdentities:
         leaf = connection.get_peer_certificate()
         if leaf is None:
             raise TrustError("the peer presented no certificate")
-        key = dump_certificate(FILETYPE_ASN1, leaf)
+        key = _der(leaf)
         remembered = self._certificates.get(key)
         if remembered is not None:
             known, chain = remembered
