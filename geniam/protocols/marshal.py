@@ -209,7 +209,7 @@ class DecodedCalls:
     @param max_body: the largest body remembered, in bytes.
     """
 
-    def __init__(self, size: int = 256, max_body: int = 64 * 1024, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(self, size: int = 128, max_body: int = 64 * 1024, max_depth: int = MAX_DEPTH) -> None:
         self._size = size
         self._max_body = max_body
         self._max_depth = max_depth
