@@ -12,7 +12,7 @@ checked beyond what OpenSSL does in the handshake.
   python bench/reference_am.py PORT CERT KEY ROOTS_DIR ANSWERS.json [--sessions]
 
 It prints C{ready} once listening. C{--sessions} offers TLS session
-resumption (session cache and tickets), as the aggregate manager does.
+resumption from a server-side session cache, as the aggregate manager does.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ def main(argv: list[str]) -> None:
         trustRoot=ssl.trustRootFromCertificates(roots),
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
         enableSessions=sessions,
-        enableSessionTickets=sessions,
     )
     site = server.Site(Reference(allowNone=False))
     site.noisy = False

@@ -80,9 +80,13 @@ def _certificate_options(identity: Identity | None, roots: TrustRoots, sessions:
     Giving a trust root makes the peer's certificate required (on a server,
     C{VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT | VERIFY_CLIENT_ONCE}).
 
-    @param sessions: offer TLS session resumption (a server-side session
-        cache and session tickets); a resumed session carries the client
-        certificate its full handshake authenticated.
+    @param sessions: offer TLS session resumption from a server-side
+        session cache (TLS 1.3 tickets that name a cached session); a
+        resumed session carries the client certificate its full handshake
+        authenticated. Stateless tickets, which carry the whole session
+        (client certificate included) encrypted, are not issued: they cost
+        every full handshake more than resumption saves the clients that
+        never resume.
     """
     trust_root = trustRootFromCertificates(
         [Certificate(X509.from_cryptography(c)) for c in roots.certificates]
@@ -99,7 +103,6 @@ def _certificate_options(identity: Identity | None, roots: TrustRoots, sessions:
         verifyDepth=MAX_PATH_LENGTH,
         raiseMinimumTo=MINIMUM_TLS_VERSION,
         enableSessions=sessions,
-        enableSessionTickets=sessions,
         **kwargs,
     )
 
@@ -317,8 +320,8 @@ class GeniServerTLSOptions:
     OpenSSL checks the client's chain (validity at the clock's time); the
     GENI rules (CA and namespace checks) are applied by L{peer_gid}, so the
     application can answer a refused caller with a GENI error. The OpenSSL
-    context is built once; clients may resume their TLS sessions (session
-    cache and tickets), and a caller's identity is computed once per
+    context is built once; clients may resume their TLS sessions (from the
+    server's session cache), and a caller's identity is computed once per
     connection and its GENI checks once per certificate (L{CallerIdentities}).
 
     @ivar identity: our identity.
