@@ -21,11 +21,12 @@ kept-alive connections, a new TLS connection per call, and a new
 connection per call that resumes the previous TLS session. ListResources
 carries alice's user credential. Each figure is measured on the reference
 and on the aggregate manager alternately, several times, and printed as
-calls per second and as the ratio of the medians (the aggregate manager /
-the reference): absolute figures of a shared machine vary, ratios from
-one run hold.
+the median calls per second of each and the median ratio of each
+measurement of the aggregate manager to the reference's just before it:
+absolute figures of a shared machine vary, ratios of neighbouring
+measurements hold better.
 
-  python bench/bench_am.py [--short] [--seconds S] [--repeat N]
+  python bench/bench_am.py [--short] [--seconds S] [--repeat N] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         rate, share = run_load(am_target, method, params[method], mode, processes, seconds)
                         am_rates.append(rate)
                         resumed.append(share)
-                    ratio = statistics.median(am_rates) / statistics.median(ref_rates)
+                    # Each measurement of the AM is paired with the reference's just before it.
+                    ratio = statistics.median(a / r for a, r in zip(am_rates, ref_rates))
                     target = TARGETS.get((method, mode))
                     shown = f">= {target}x" if target else ""
                     resumed_text = f"{min(resumed):.0%}" if mode == "resume" else ""
