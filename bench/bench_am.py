@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             if process is not None:
                 stop(process)
         stop(am)
+        if not args.profile:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
