@@ -1,115 +1,221 @@
 """
-Aggregate manager throughput over TLS with client certificates.
+Aggregate manager throughput against the bare-Twisted limit, over TLS with
+client certificates.
 
-Starts an aggregate manager in a child process (a development trust
-domain in a temporary folder), then calls GetVersion and ListResources
-from this process: sequentially and with 8 concurrent clients, over
-kept-alive connections and with a new TLS connection per call. Prints
-calls per second. Then measures Allocate latency through the island
-resource manager with many existing bookings (see bench_allocate.py).
+Makes a development trust domain in a temporary folder (a user, alice,
+and the aggregate's identity), then starts, each in a child process:
 
-  python bench/bench_am.py [--short]
+  - the aggregate manager exactly as an operator would
+    (C{twistd -n geniam-am --data-dir ...}, simulated gateway, SQLite);
+  - the reference (bench/reference_am.py): a plain C{twisted.web.xmlrpc}
+    resource over the same TLS, the same certificates, a required client
+    certificate, answering GetVersion and ListResources with constants:
+    what the aggregate manager answered, so both send the same bytes. Two
+    of them: with Twisted's defaults (no session resumption), the limit for
+    kept-alive connections and full handshakes, and one offering session
+    resumption, the limit for clients that resume.
+
+The load (bench/tlsload.py) is light: raw sockets with the standard C{ssl}
+module and a request encoded once, in 1 and 4 client processes, over
+kept-alive connections, a new TLS connection per call, and a new
+connection per call that resumes the previous TLS session. ListResources
+carries alice's user credential. Each figure is measured on the reference
+and on the aggregate manager alternately, several times, and printed as
+the median calls per second of each and the median ratio of each
+measurement of the aggregate manager to the reference's just before it:
+absolute figures of a shared machine vary, ratios of neighbouring
+measurements hold better.
+
+  python bench/bench_am.py [--short] [--seconds S] [--repeat N] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP))
+sys.path.insert(0, str(TOP / "bench"))
 
-SERVE = r"""
-import sys
-from pathlib import Path
+from tlsload import MODES, Target, call_once, run_load  # noqa: E402
+
+TARGETS = {
+    ("GetVersion", "keep-alive"): 0.8,
+    ("GetVersion", "new"): 0.9,
+    ("ListResources", "keep-alive"): 0.8,
+}
+"""The ratios the aggregate manager aims for."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 60.0) -> None:
+    """Wait until C{port} accepts connections, or fail if C{process} died."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Terminate a child server and wait for it."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def make_domain(folder: Path) -> tuple[Any, str]:
+    """The trust domain the aggregate manager will use, with alice; return it and alice's user credential."""
+    from geniam.trust.domain import TrustDomain
+    from geniam.trust.mint import user_credential
+
+    domain = TrustDomain.create(folder / "trust", now=time.time() - 60)
+    domain.add_user("alice", now=time.time() - 60)
+    domain.ensure_aggregate("am")
+    credential = user_credential(domain.ca, domain.user("alice").gid, time.time() + 30 * 86400)
+    return domain, credential
+
+
+PROFILED = """
+import cProfile, sys
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from geniam.loopback import LoopbackFederation
-
-async def main():
-    fed = LoopbackFederation(Path(sys.argv[1]), reactor, aggregate_names=("am1",), user_names=("alice",))
-    await fed.start()
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(fed.stop()))
-    print(fed.url("am1"), flush=True)
-
-reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
-reactor.run()
+from twisted.scripts.twistd import run
+profile, sys.argv = sys.argv[1], ["twistd", *sys.argv[2:]]
+profiler = cProfile.Profile()
+reactor.addSystemEventTrigger("after", "shutdown", lambda: (profiler.disable(), profiler.dump_stats(profile)))
+profiler.enable()
+run()
 """
 
 
-async def measure(reactor, url, folder, method, calls, concurrency, keep_alive):
-    from twisted.internet.defer import DeferredList
-    from twisted.web.client import HTTPConnectionPool
-
-    from geniam.client import AMClient, value_of
-    from geniam.loopback import LoopbackFederation
-
-    fed = LoopbackFederation(Path(folder), reactor, aggregate_names=("am1",), user_names=("alice",))
-    cred = fed.user_credential("alice")
-    pool = HTTPConnectionPool(reactor, persistent=keep_alive)
-    pool.maxPersistentPerHost = concurrency
-    client = AMClient(reactor, url, fed.domain.user("alice"), fed.domain.roots(), (cred,), pool=pool)
-    call = client.get_version if method == "GetVersion" else client.list_resources
-    value_of(await call())
-    remaining = [calls]
-
-    async def worker():
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            value_of(await call())
-
-    from twisted.internet.defer import Deferred
-
-    started = time.perf_counter()
-    await DeferredList([Deferred.fromCoroutine(worker()) for _ in range(concurrency)], fireOnOneErrback=True)
-    elapsed = time.perf_counter() - started
-    await pool.closeCachedConnections()
-    return calls / elapsed
+def start_am(folder: Path, port: int, profile: str | None = None) -> subprocess.Popen[Any]:
+    """C{twistd -n geniam-am} in a child process, its log in the folder (under cProfile with C{profile})."""
+    env = dict(os.environ, PYTHONPATH=str(TOP))
+    arguments = [
+        "-n", "--pidfile=", f"--logfile={folder / 'am.log'}",
+        "geniam-am", "--data-dir", str(folder), "--port", str(port), "--interface", "127.0.0.1",
+    ]
+    twistd = Path(sys.executable).with_name("twistd")
+    if profile:
+        command = [sys.executable, "-c", PROFILED, profile, *arguments]
+    else:
+        command = [sys.executable, str(twistd) if twistd.exists() else shutil.which("twistd") or "twistd", *arguments]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--short", action="store_true", help="few calls, for CI")
-    args = parser.parse_args()
-    calls = 60 if args.short else 600
-    folder = tempfile.mkdtemp(prefix="geniam-bench-am-")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-    server = subprocess.Popen([sys.executable, "-c", SERVE, folder], stdout=subprocess.PIPE, text=True, env=env)
+def start_reference(folder: Path, port: int, domain: Any, answers: dict[str, Any], sessions: bool) -> subprocess.Popen[Any]:
+    """The bare-Twisted reference in a child process."""
+    answers_path = folder / "answers.json"
+    answers_path.write_text(json.dumps(answers))
+    command = [
+        sys.executable, str(TOP / "bench" / "reference_am.py"), str(port),
+        str(domain.cert_path("aggregates", "am")), str(domain.key_path("aggregates", "am")),
+        str(domain.roots_dir), str(answers_path),
+    ]
+    if sessions:
+        command.append("--sessions")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison and print one line per figure."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--short", action="store_true", help="a few seconds in all, for CI")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
+    parser.add_argument("--repeat", type=int, default=None, help="measurements per figure and server")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--methods", nargs="+", default=["GetVersion", "ListResources"])
+    parser.add_argument("--profile", metavar="FILE", help="also start the AM under cProfile, writing FILE")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (0.4 if args.short else 1.0)
+    repeat = args.repeat or (1 if args.short else 5)
+    clients = [1] if args.short and args.clients == [1, 4] else args.clients
+
+    folder = Path(tempfile.mkdtemp(prefix="geniam-bench-am-"))
+    domain, credential = make_domain(folder)
+    roots = folder / "roots.pem"
+    roots.write_bytes(b"".join(p.read_bytes() for p in sorted(domain.roots_dir.glob("*.pem"))))
+    am_port, ref_port, resuming_port = free_port(), free_port(), free_port()
+    am = start_am(folder, am_port, args.profile)
+    ref = ref_resuming = None
     try:
-        url = server.stdout.readline().strip()
-        print(f"aggregate manager at {url} (separate process); {calls} calls per figure")
-        print("reference gcf-am on this machine: about 180 GetVersion/s and 10 ListResources/s")
-        print(f"{'method':<14} {'connections':<12} {'clients':>7} {'calls/s':>9}")
-        from twisted.internet.defer import Deferred
-        from twisted.internet.task import react
-
-        results = []
-
-        async def run_all(reactor):
-            for method in ("GetVersion", "ListResources"):
-                for keep_alive in (True, False):
-                    for concurrency in (1, 8):
-                        rate = await measure(reactor, url, folder, method, calls, concurrency, keep_alive)
-                        row = f"{method:<14} {'keep-alive' if keep_alive else 'new each':<12} {concurrency:>7} {rate:>9.0f}"
-                        print(row, flush=True)
-                        results.append(row)
-
-        try:
-            react(lambda r: Deferred.fromCoroutine(run_all(r)))
-        except SystemExit:
-            pass
+        wait_for_port(am_port, am)
+        user = (str(domain.cert_path("users", "alice")), str(domain.key_path("users", "alice")))
+        am_target = Target("127.0.0.1", am_port, *user, str(roots))
+        ref_targets = {
+            mode: Target("127.0.0.1", resuming_port if mode == "resume" else ref_port, *user, str(roots)) for mode in MODES
+        }
+        cred = {"geni_type": "geni_sfa", "geni_version": "3", "geni_value": credential}
+        ad_options = {"geni_rspec_version": {"type": "GENI", "version": "3"}}
+        params = {"GetVersion": (), "ListResources": ([cred], ad_options)}
+        answers = {method: call_once(am_target, method, params[method]) for method in params}
+        for method, answer in answers.items():
+            if answer["code"]["geni_code"] != 0:
+                raise RuntimeError(f"{method} failed: {answer.get('output')}")
+        ref = start_reference(folder, ref_port, domain, answers, sessions=False)
+        ref_resuming = start_reference(folder, resuming_port, domain, answers, sessions=True)
+        wait_for_port(ref_port, ref)
+        wait_for_port(resuming_port, ref_resuming)
+        print(
+            f"aggregate manager (twistd geniam-am) and bare-Twisted reference, each in its own process; "
+            f"ListResources RSpec {len(answers['ListResources']['value'])} characters; "
+            f"{repeat} x {seconds:g} s per figure and server"
+        )
+        print(f"{'method':<14} {'connection':<11} {'clients':>7} {'reference/s':>12} {'geniam/s':>10} {'ratio':>7} {'resumed':>8}  target")
+        for method in args.methods:
+            for mode in args.modes:
+                for processes in clients:
+                    ref_rates, am_rates, resumed = [], [], []
+                    for _ in range(repeat):
+                        ref_rates.append(run_load(ref_targets[mode], method, params[method], mode, processes, seconds)[0])
+                        rate, share = run_load(am_target, method, params[method], mode, processes, seconds)
+                        am_rates.append(rate)
+                        resumed.append(share)
+                    # Each measurement of the AM is paired with the reference's just before it.
+                    ratio = statistics.median(a / r for a, r in zip(am_rates, ref_rates))
+                    target = TARGETS.get((method, mode))
+                    shown = f">= {target}x" if target else ""
+                    resumed_text = f"{min(resumed):.0%}" if mode == "resume" else ""
+                    print(
+                        f"{method:<14} {mode:<11} {processes:>7} {statistics.median(ref_rates):>12.0f} "
+                        f"{statistics.median(am_rates):>10.0f} {ratio:>6.2f}x {resumed_text:>8}  {shown}",
+                        flush=True,
+                    )
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for process in (ref, ref_resuming):
+            if process is not None:
+                stop(process)
+        stop(am)
+        if not args.profile:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

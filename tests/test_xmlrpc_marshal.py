@@ -16,11 +16,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode
 from geniam.protocols.marshal import (
     INVALID_REQUEST,
+    DecodedCalls,
     PARSE_ERROR,
     XmlRpcDecodeError,
     dump_call,
     dump_fault,
     dump_response,
+    encoded_response,
     parse_call,
     parse_response,
     sanitise,
@@ -304,3 +306,45 @@ class FaultWordingTests(SynchronousTestCase):
         """A malformed response is described as a response."""
         error = self.assertRaises(XmlRpcDecodeError, parse_response, b"<methodResponse><params><param></param></params></methodResponse>")
         self.assertEqual(error.reason, "invalid XML-RPC response: <param> has no <value>")
+
+
+class EncodedResponseTests(SynchronousTestCase):
+    """An answer encoded once is sent as it was encoded and cannot change."""
+
+    def test_sent_as_encoded(self) -> None:
+        """dump_response gives the encoded body, the same bytes as encoding the struct."""
+        struct = {"code": {"geni_code": 0}, "value": "<rspec a='1'>&</rspec>", "output": None}
+        encoded = encoded_response(struct)
+        self.assertEqual(encoded, struct)
+        self.assertEqual(dump_response(encoded), dump_response(struct))
+        self.assertIs(dump_response(encoded), encoded.body)
+
+    def test_read_only(self) -> None:
+        """Changing an encoded answer is refused, so its body cannot go stale."""
+        encoded = encoded_response({"value": 1})
+        self.assertRaises(TypeError, encoded.__setitem__, "value", 2)
+        self.assertRaises(TypeError, encoded.update, {"value": 2})
+        self.assertRaises(TypeError, encoded.pop, "value")
+        self.assertEqual(encoded, {"value": 1})
+
+
+class DecodedCallsTests(SynchronousTestCase):
+    """A repeated call is decoded once, and every caller gets arguments of its own."""
+
+    def test_repeated_call_decoded_alike(self) -> None:
+        """The same body decodes to equal calls, each with its own structs and arrays."""
+        decode = DecodedCalls().parse_call
+        body = dump_call("ListResources", [[{"geni_type": "geni_sfa", "geni_value": "<c/>"}], {"geni_compressed": True}])
+        method, (credentials, options) = decode(body)
+        self.assertEqual(decode(body), parse_call(body))
+        options["geni_compressed"] = False
+        credentials.append("changed")
+        credentials[0]["geni_value"] = "changed"
+        self.assertEqual(decode(body), parse_call(body))
+        self.assertEqual(decode(body)[1][1], {"geni_compressed": True})
+
+    def test_malformed_refused_every_time(self) -> None:
+        """A refused body is refused again when repeated: only decoded calls are remembered."""
+        decode = DecodedCalls().parse_call
+        for _ in range(2):
+            self.assertRaises(XmlRpcDecodeError, decode, BILLION_LAUGHS)

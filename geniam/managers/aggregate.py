@@ -45,8 +45,9 @@ from geniam.managers.inventory import Inventory
 from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION, TransactionMethods
 from geniam.managers.transactions import TransactionManager
 from geniam.gatewayconfig import ControllerPolicy, limits_struct
+from geniam.managers.advertising import AdvertisementCache
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
-from geniam.rspec.advertisement import build_advertisement
+from geniam.protocols.marshal import EncodedResponse, encoded_response
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.manifest import ManifestBooking, ManifestUser, build_manifest
 from geniam.rspec.request import parse_request
@@ -58,7 +59,6 @@ from geniam.trust.verdicts import Grant
 from geniam.urn import parse_urn
 
 ACTIONS = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
-FAR_FUTURE = 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,12 @@ class AggregateManager(TransactionMethods):
         self.info = info
         self._clock = clock
         self._resources: tuple[Inventory, IslandResources] | None = None
+        self._version: tuple[dict[str, Any], EncodedResponse] | None = None
+        # An open transaction changes nothing visible: its holds are not shown as booked.
+        booked = transactions.island.committed_slots if transactions is not None else resource_manager.booked_slots
+        self.advertisements = AdvertisementCache(
+            resource_manager, self._island, clock, booked=booked, maintenance=getattr(resource_manager, "maintenance_windows", None)
+        )
 
     # Helpers.
 
@@ -240,7 +246,8 @@ class AggregateManager(TransactionMethods):
         C{geniam_controller_networks} (where controllers may be: C{public}
         and the networks the operator allowed) and C{geniam_booking_policy}
         (the booking policy's limits in seconds, 0 for off; see
-        L{geniam.managers.policy.BookingPolicy}).
+        L{geniam.managers.policy.BookingPolicy}). The same answer for every
+        caller, encoded once while it stays the same.
         """
         extensions: dict[str, Any] = {}
         booking_policy = getattr(self.rm, "booking_policy", None)
@@ -250,7 +257,7 @@ class AggregateManager(TransactionMethods):
         networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
         if self.transactions is not None:
             extensions[TRANSACTIONS_EXTENSION] = {"methods": list(TRANSACTION_METHODS), "ttl": int(self.transactions.ttl)}
-        return get_version_struct(
+        struct = get_version_struct(
             self.info.url,
             self.info.urn,
             "geni_disjoint",
@@ -259,6 +266,10 @@ class AggregateManager(TransactionMethods):
             geniam_controller_networks=networks,
             **extensions,
         )
+        # The same answer for every caller: encoded once, again only when it changes (a new policy, say).
+        if self._version is None or self._version[0] != struct:
+            self._version = (struct, encoded_response(struct))
+        return self._version[1]
 
     async def _refuse_in_transaction(self, slice_urn: str, method: str) -> None:
         if self.transactions is not None:
@@ -273,21 +284,7 @@ class AggregateManager(TransactionMethods):
         rspec_version(options, SUPPORTED_RSPECS)
         available = flag(options, "geni_available")
         compressed = flag(options, "geni_compressed")
-        resources = await self._island()
-        now = self._clock.seconds()
-        window = Slot(now, now + FAR_FUTURE)
-        # An open transaction changes nothing visible: its holds are not shown as booked.
-        booked = await (self.transactions.island.committed_slots(window) if self.transactions is not None else self.rm.booked_slots(window))
-        windows = getattr(self.rm, "maintenance_windows", None)
-        closed = await windows(window) if windows is not None else []
-        ad = build_advertisement(
-            resources,
-            [(s.start, s.end) for s in booked],
-            now,
-            available_only=available,
-            maintenance=[(w.slot.start, w.slot.end, w.reason) for w in closed],
-        )
-        return success_struct(compress_rspec(ad) if compressed else ad)
+        return await self.advertisements.answer(available, compressed)
 
     async def Describe(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The manifest and sliver states of a slice or some of its slivers."""

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from geniam.booking.errors import NotCurrent, NotPermitted
 from geniam.booking.lifecycle import Event, step
@@ -31,9 +32,20 @@ class BookingChanges:
     @param clock: the clock that says when a change happens.
     """
 
+    log = Logger()
+
     def __init__(self, store: IStore, clock: IReactorTime) -> None:
         self._store = store
         self._clock = clock
+        self.observers: list[Callable[[], object]] = []
+
+    def notify(self) -> None:
+        """Call every observer: a booking was written (see L{IslandResourceManager.observe_bookings})."""
+        for observer in list(self.observers):
+            try:
+                observer()
+            except Exception:
+                self.log.failure("a booking observer failed")
 
     async def get(self, urn: str) -> Booking:
         """
@@ -54,9 +66,11 @@ class BookingChanges:
             current = [await self.get(urn) for urn in urns]
             new = await compute(current, self._clock.seconds())
             try:
-                return list(await self._store.update(new))
+                changed = list(await self._store.update(new))
             except StaleBooking:
                 continue
+            self.notify()
+            return changed
         raise GeniError(GeniCode.BUSY, "the slivers kept changing; try again")
 
     async def change_one(self, urn: str, change: Callable[[Booking, float], Booking | None]) -> Booking:
@@ -67,9 +81,11 @@ class BookingChanges:
             if new is None or new is current:
                 return current
             try:
-                return (await self._store.update([new]))[0]
+                stored = (await self._store.update([new]))[0]
             except StaleBooking:
                 continue
+            self.notify()
+            return stored
         raise GeniError(GeniCode.BUSY, f"sliver {urn} kept changing; try again")
 
     async def step_one(

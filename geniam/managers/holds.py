@@ -125,6 +125,7 @@ class IslandHolds(IslandAdmission):
         if await self._store.is_shutdown(slice_urn):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
         stored = await self._store.insert(booking)
+        self._changes.notify()
         self.log.info("held {slot} for {slice} ({held_by})", slot=str(stored.slot), slice=slice_urn, held_by=held_by)
         self._background(self._scheduler.rearm(), "re-arming the boundary timer")
         return stored
@@ -227,6 +228,7 @@ class IslandHolds(IslandAdmission):
             await self._check_admission(hold.slot, hold.owner_urn, hold.slice_urn, replaced)
         async with self._lock:
             saved: tuple[Transaction, list[Booking]] = await self._store.save_transaction(transaction, insert, update)
+        self._changes.notify()
         self._scheduler.changed()
         return saved
 
@@ -237,6 +239,7 @@ class IslandHolds(IslandAdmission):
     async def _close_transaction(self, transaction: Transaction, bookings: list[Booking]) -> list[Booking]:
         async with self._lock:
             stored: list[Booking] = await self._store.close_transaction(transaction, bookings)
+        self._changes.notify()
         self._scheduler.changed()
         return stored
 

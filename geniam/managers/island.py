@@ -214,6 +214,19 @@ class IslandResourceManager(IslandHolds):
         )
         self._scheduler = Scheduler(clock, sweep_interval, self._check, store.next_boundary, self._backoff, self._background)
 
+    # Observers of booking changes.
+
+    def observe_bookings(self, observer: Callable[[], object]) -> None:
+        """Call C{observer()} after every booking, hold or maintenance change this manager writes (caches of what bookings show)."""
+        self._changes.observers.append(observer)
+
+    def schedule_changed(self) -> None:
+        """Tell the observers of booking changes that what the schedule shows changed (e.g. a maintenance window)."""
+        self._changes.notify()
+
+    def _bookings_changed(self) -> None:
+        self._changes.notify()
+
     # Bookkeeping of work in flight.
 
     def _track(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
@@ -389,6 +402,7 @@ class IslandResourceManager(IslandHolds):
         if await self._store.is_shutdown(slice_):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_text} has been shut down")
         stored = await self._store.insert(booking)
+        self._bookings_changed()
         self.log.info(
             "allocated {sliver} for {slot} to {slice}", sliver=stored.sliver_urn, slot=str(stored.slot), slice=slice_text
         )

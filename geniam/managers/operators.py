@@ -229,6 +229,7 @@ class OperatorAPI:
         cancel = boolean("cancel_overlapping", options.get("cancel_overlapping", False))
         window = MaintenanceWindow(f"m-{uuid.uuid4().hex[:10]}", slot, why, operator, self._clock.seconds())
         await self.store.add_maintenance(window)
+        self.island.schedule_changed()
         await self._audit(operator, "maintenance-add", f"{window.window_id} from {slot}: {why}")
         overlapping = list(await self.store.list_live(slot))
         cancelled = []
@@ -250,6 +251,7 @@ class OperatorAPI:
         """Reopen the island: remove a maintenance window by its id."""
         operator = self._operator(peer)
         removed = await self.store.remove_maintenance(window_id)
+        self.island.schedule_changed()
         if removed is None:
             raise GeniError(GeniCode.SEARCHFAILED, f"no maintenance window {quoted(window_id, 64)}")
         await self._audit(operator, "maintenance-remove", f"{removed.window_id} from {removed.slot}: {removed.reason}")

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import xmlrpc.client
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -184,6 +186,55 @@ def parse_call(data: bytes, max_depth: int = MAX_DEPTH) -> tuple[str, tuple[Any,
     return name, params
 
 
+def _fresh(value: Any) -> Any:
+    """A copy of a decoded value whose structs and arrays are new (the rest is immutable)."""
+    if isinstance(value, dict):
+        return {key: _fresh(member) for key, member in value.items()}
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    if isinstance(value, xmlrpc.client.Binary):
+        return xmlrpc.client.Binary(value.data)
+    return value
+
+
+class DecodedCalls:
+    """
+    L{parse_call} that remembers the calls it decoded lately: a body
+    identical to a recent one (a client repeating a call: the same
+    credentials, the same options) is not parsed and checked again. Each
+    caller gets its own copy of the structs and arrays, so a handler that
+    changes its arguments changes nobody else's. Thread-safe.
+
+    @param size: how many bodies to remember.
+    @param max_body: the largest body remembered, in bytes.
+    """
+
+    def __init__(self, size: int = 128, max_body: int = 64 * 1024, max_depth: int = MAX_DEPTH) -> None:
+        self._size = size
+        self._max_body = max_body
+        self._max_depth = max_depth
+        self._known: OrderedDict[bytes, tuple[str, tuple[Any, ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def parse_call(self, data: bytes) -> tuple[str, tuple[Any, ...]]:
+        """Decode a C{methodCall} as L{parse_call} does."""
+        if len(data) > self._max_body:
+            return parse_call(data, self._max_depth)
+        data = bytes(data)
+        with self._lock:
+            known = self._known.get(data)
+            if known is not None:
+                self._known.move_to_end(data)
+        if known is None:
+            known = parse_call(data, self._max_depth)
+            with self._lock:
+                self._known[data] = known
+                while len(self._known) > self._size:
+                    self._known.popitem(last=False)
+        method, params = known
+        return method, tuple(_fresh(param) for param in params)
+
+
 def parse_response(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
     """
     Decode an XML-RPC C{methodResponse}.
@@ -294,13 +345,48 @@ def dump_call(method: str, params: tuple[Any, ...] | list[Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def dump_response(value: Any) -> bytes:
+class EncodedResponse(dict):  # type: ignore[type-arg]
     """
-    Encode a C{methodResponse} carrying the sanitised C{value}.
+    A return value sent unchanged to many callers, encoded once: a read-only
+    struct that also holds its whole C{methodResponse} (L{dump_response}
+    returns it without walking the value again). Make one with
+    L{encoded_response}.
+
+    @ivar body: the encoded C{methodResponse}.
+    """
+
+    __slots__ = ("body",)
+    body: bytes
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an encoded response cannot change")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+
+def encoded_response(value: Mapping[str, Any]) -> EncodedResponse:
+    """
+    Encode the struct C{value} once for L{dump_response}; the struct must
+    not change afterwards (its copy in the result is read-only at the top).
 
     @raise TypeError: see L{sanitise}.
     @raise ValueError: see L{sanitise}.
     """
+    encoded = EncodedResponse(value)
+    encoded.body = dump_response(value)
+    return encoded
+
+
+def dump_response(value: Any) -> bytes:
+    """
+    Encode a C{methodResponse} carrying the sanitised C{value} (an
+    L{EncodedResponse} gives its body as it is).
+
+    @raise TypeError: see L{sanitise}.
+    @raise ValueError: see L{sanitise}.
+    """
+    if type(value) is EncodedResponse:
+        return value.body
     body = _Marshaller("utf-8", allow_none=False).dumps((sanitise(value),))
     return f"{_HEADER}<methodResponse>\n{body}</methodResponse>\n".encode("utf-8")
 

@@ -2,7 +2,8 @@
 """
 The XML-RPC server side shared by the aggregate manager and the slice manager.
 
-L{GeniXmlRpcResource} decodes a call, checks its arguments against a
+L{GeniXmlRpcResource} decodes a call (a body repeated lately is decoded
+once, L{geniam.protocols.marshal.DecodedCalls}), checks its arguments against a
 declarative signature table (L{geniam.protocols.signatures}), asks the
 injected C{identify} function who the caller is, and dispatches to the API
 object's method of the same name as C{api.Method(caller, *args)}. Given a
@@ -49,10 +50,10 @@ from geniam.protocols.httpchannel import (
 )
 from geniam.protocols.marshal import (
     METHOD_NOT_FOUND,
+    DecodedCalls,
     XmlRpcDecodeError,
     dump_fault,
     dump_response,
-    parse_call,
 )
 from geniam.protocols.signatures import API_V3_SIGNATURES, Signature
 from geniam.trust.context import MakeContext
@@ -147,6 +148,7 @@ class GeniSite(AccessLogging, Site):
     @ivar max_body: the body limit in bytes.
     @ivar request_timeout: seconds for a request's headers (see L{GuardedHTTPChannel}).
     @ivar min_body_rate: the rate floor for a request body, in bytes per second.
+    @ivar access_log: the batched access log.
     """
 
     displayTracebacks = False
@@ -314,6 +316,7 @@ class GeniXmlRpcResource(Resource):
         self._threadpool = threadpool
         self._observer = observer
         self._contexts = contexts
+        self._calls = DecodedCalls()
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         """Serve C{.../} like C{...}; anything below answers 404."""
@@ -356,7 +359,7 @@ class GeniXmlRpcResource(Resource):
     async def _dispatch(self, request: Request, data: bytes, facts: CallFacts) -> bytes:
         peer = facts.peer
         try:
-            method, args = await self._run(parse_call, data)
+            method, args = await self._run(self._calls.parse_call, data)
         except XmlRpcDecodeError as e:
             self.log.info("malformed XML-RPC from {peer}: {reason}", peer=peer, reason=e.reason)
             return dump_fault(e.fault_code, e.reason)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls -*-
+# -*- test-case-name: tests.test_tls,tests.test_tls_identities -*-
 """
 TLS with GENI identities: mutual authentication against L{TrustRoots}.
 
@@ -20,12 +20,15 @@ names or IP addresses.
 from __future__ import annotations
 
 import ipaddress
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
-from OpenSSL.crypto import X509, PKey
+from OpenSSL.crypto import FILETYPE_ASN1, X509, PKey, dump_certificate
 from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import (
     DNS_ID,
@@ -51,7 +54,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from geniam.timeutil import to_datetime
+from geniam.timeutil import from_datetime, to_datetime
 from geniam.trust.gid import GID, MAX_PATH_LENGTH, TrustError, TrustRoots
 from geniam.trust.identity import Identity
 from geniam.urn import same_urn
@@ -70,12 +73,20 @@ def _default_clock(clock: IReactorTime | None) -> IReactorTime:
     return reactor  # type: ignore[return-value]
 
 
-def _certificate_options(identity: Identity | None, roots: TrustRoots) -> CertificateOptions:
+def _certificate_options(identity: Identity | None, roots: TrustRoots, sessions: bool = False) -> CertificateOptions:
     """
     Build the Twisted options: our certificate and chain, the roots as the only trust store.
 
     Giving a trust root makes the peer's certificate required (on a server,
     C{VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT | VERIFY_CLIENT_ONCE}).
+
+    @param sessions: offer TLS session resumption from a server-side
+        session cache (TLS 1.3 tickets that name a cached session); a
+        resumed session carries the client certificate its full handshake
+        authenticated. Stateless tickets, which carry the whole session
+        (client certificate included) encrypted, are not issued: they cost
+        every full handshake more than resumption saves the clients that
+        never resume.
     """
     trust_root = trustRootFromCertificates(
         [Certificate(X509.from_cryptography(c)) for c in roots.certificates]
@@ -91,6 +102,7 @@ def _certificate_options(identity: Identity | None, roots: TrustRoots) -> Certif
         trustRoot=trust_root,
         verifyDepth=MAX_PATH_LENGTH,
         raiseMinimumTo=MINIMUM_TLS_VERSION,
+        enableSessions=sessions,
         **kwargs,
     )
 
@@ -105,6 +117,24 @@ def _pin_verification_time(connection: SSL.Connection, clock: IReactorTime | Non
     """
     now = _default_clock(clock).seconds()
     connection.get_context().get_cert_store().set_time(to_datetime(now))  # type: ignore[union-attr]
+
+
+class _VerificationTimePin:
+    """
+    L{_pin_verification_time} for one shared context, done only when the
+    clock has moved to another second since the last connection (validity
+    windows are whole seconds), so a busy server does not set it per connection.
+    """
+
+    def __init__(self, clock: IReactorTime | None) -> None:
+        self._clock = clock
+        self._pinned: int | None = None
+
+    def __call__(self, connection: SSL.Connection) -> None:
+        second = int(_default_clock(self._clock).seconds())
+        if second != self._pinned:
+            _pin_verification_time(connection, self._clock)
+            self._pinned = second
 
 
 def _find_tls_connection(transport_or_request: object) -> SSL.Connection | None:
@@ -185,6 +215,99 @@ def peer_gid(transport_or_request: object, roots: TrustRoots, clock: IReactorTim
     return gid
 
 
+def _handle_of(transport_or_request: object) -> SSL.Connection | None:
+    """The OpenSSL connection of a twisted.web request over TLS, found the short way, else searched for."""
+    transport = getattr(getattr(transport_or_request, "channel", None), "transport", None)
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is not None:
+        handle = get_handle()
+        if isinstance(handle, SSL.Connection):
+            return handle
+    return _find_tls_connection(transport_or_request)
+
+
+def _der(certificate: X509) -> bytes:
+    return dump_certificate(FILETYPE_ASN1, certificate)
+
+
+def _verified(gid: GID, path: tuple[x509.Certificate, ...]) -> tuple[GID, float, float]:
+    """A verified GID with the window in which every certificate of its path is valid."""
+    return (
+        gid,
+        max(from_datetime(c.not_valid_before_utc) for c in path),
+        min(from_datetime(c.not_valid_after_utc) for c in path),
+    )
+
+
+IDENTITY_MEMO_SIZE = 4096
+"""How many verified client certificates a server remembers (L{CallerIdentities})."""
+
+
+class CallerIdentities:
+    """
+    The verified identities of a server's TLS clients, computed once.
+
+    Per TLS connection the verified L{GID} is kept (weakly, for as long as
+    the connection lives): the certificate of a connection cannot change.
+    Per client certificate (its DER) the GENI checks of L{TrustRoots.verify}
+    are remembered, with the validity window of the path they built, so a
+    new connection with a known certificate, and a resumed TLS session
+    (whose client does not send its chain again), costs a lookup. The
+    window is checked against the clock on every call; outside it the
+    certificate is verified again, which gives the precise refusal.
+    """
+
+    def __init__(self, roots: TrustRoots, clock: IReactorTime | None = None, size: int = IDENTITY_MEMO_SIZE) -> None:
+        self.roots = roots
+        self._clock = clock
+        self._size = size
+        self._connections: weakref.WeakKeyDictionary[SSL.Connection, tuple[GID, float, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._certificates: OrderedDict[bytes, tuple[tuple[GID, float, float], list[bytes]]] = OrderedDict()
+
+    def caller(self, transport_or_request: object) -> GID:
+        """
+        The verified GID of the peer of a TLS connection (see L{peer_gid}).
+
+        @raise TrustError: if there is no certificate or it is not trusted now.
+        """
+        connection = _handle_of(transport_or_request)
+        if connection is None:
+            raise TrustError("not a TLS connection: no peer certificate available")
+        now = _default_clock(self._clock).seconds()
+        known = self._connections.get(connection)
+        if known is None:
+            known = self._by_certificate(connection, now)
+            self._connections[connection] = known
+        gid, not_before, not_after = known
+        if not not_before <= now <= not_after:
+            # Verified again: the refusal says which certificate and why.
+            known = _verified(gid, self.roots.verify(gid, now))
+            self._connections[connection] = known
+        return gid
+
+    def _by_certificate(self, connection: SSL.Connection, now: float) -> tuple[GID, float, float]:
+        leaf = connection.get_peer_certificate()
+        if leaf is None:
+            raise TrustError("the peer presented no certificate")
+        key = _der(leaf)
+        remembered = self._certificates.get(key)
+        if remembered is not None:
+            known, chain = remembered
+            sent = [der for der in map(_der, connection.get_peer_cert_chain() or []) if der != key]
+            # A resumed session brings no chain; a full handshake must bring the same one.
+            if not sent or sent == chain:
+                self._certificates.move_to_end(key)
+                return known
+        gid = _gid_from_connection(connection)
+        known = _verified(gid, self.roots.verify(gid, now))
+        self._certificates[key] = (known, [c.public_bytes(Encoding.DER) for c in gid.chain])
+        while len(self._certificates) > self._size:
+            self._certificates.popitem(last=False)
+        return known
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class GeniServerTLSOptions:
     """
@@ -196,22 +319,28 @@ class GeniServerTLSOptions:
 
     OpenSSL checks the client's chain (validity at the clock's time); the
     GENI rules (CA and namespace checks) are applied by L{peer_gid}, so the
-    application can answer a refused caller with a GENI error.
+    application can answer a refused caller with a GENI error. The OpenSSL
+    context is built once; clients may resume their TLS sessions (from the
+    server's session cache), and a caller's identity is computed once per
+    connection and its GENI checks once per certificate (L{CallerIdentities}).
 
     @ivar identity: our identity.
     @ivar roots: the roots client certificates must chain to.
+    @ivar callers: the identities of the clients.
     """
 
     def __init__(self, identity: Identity, roots: TrustRoots, clock: IReactorTime | None = None) -> None:
         self.identity = identity
         self.roots = roots
         self._clock = clock
-        self._options = _certificate_options(identity, roots)
+        self._options = _certificate_options(identity, roots, sessions=True)
+        self._pin = _VerificationTimePin(clock)
+        self.callers = CallerIdentities(roots, clock)
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """Create the OpenSSL connection for one accepted TLS connection."""
         connection = self._options.serverConnectionForTLS(tlsProtocol)
-        _pin_verification_time(connection, self._clock)
+        self._pin(connection)
         return connection
 
     def getContext(self) -> SSL.Context:
@@ -219,8 +348,8 @@ class GeniServerTLSOptions:
         return self._options.getContext()
 
     def peer_gid(self, transport_or_request: object) -> GID:
-        """The verified GID of the client of a connection accepted with these options; see L{peer_gid}."""
-        return peer_gid(transport_or_request, self.roots, self._clock)
+        """The verified GID of the client of a connection accepted with these options; see L{CallerIdentities}."""
+        return self.callers.caller(transport_or_request)
 
 
 def server_tls_options(
