@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from geniam.gatewayconfig import MAX_VLANS
 from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec, decompress_rspec
 from geniam.rspec.manifest import build_manifest
@@ -67,8 +68,9 @@ def main() -> None:
     print(f"{'  compressed size':<44} {len(packed) / 1024:9.1f} KiB")
     _time("decompress advertisement", args.repeat, lambda: decompress_rspec(packed, limits))
 
-    request = build_request(START, START + 3600, "192.0.2.1:6633", {str(v): str(v + 1000) for v in range(1, 200)}, island.am_urn)
-    _time("parse request (199 VLANs)", args.repeat, lambda: parse_request(request, island.am_urn, limits))
+    vlans = {str(v): str(v + 1000) for v in range(1, MAX_VLANS + 1)}
+    request = build_request(START, START + 3600, "192.0.2.1:6633", vlans, island.am_urn)
+    _time(f"parse request ({len(vlans)} VLANs, the most a request may name)", args.repeat, lambda: parse_request(request, island.am_urn, limits))
     bookings = [{"sliver_urn": "urn:publicid:IDN+island0.example+sliver+b1", "slot": (START, START + 3600)}]
     _time("build manifest", args.repeat, lambda: build_manifest(island, bookings, START, request=request, limits=limits))
 
