@@ -331,7 +331,7 @@ class IResourceManager(Interface):
 
     def inventory():  # type: ignore[misc]
         """
-        Fire with the island's L{geniam.managers.island.Inventory}: its
+        Fire with the island's L{geniam.managers.inventory.KnownInventory}: its
         switches and links as configured, refreshed from the gateway when it
         answers. Never fails: an unreachable gateway leaves the last known
         inventory.

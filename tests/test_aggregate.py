@@ -22,7 +22,7 @@ from geniam.booking.values import AllocationState, Booking, OperationalState, Sl
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IAuthorizer, IResourceManager
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
-from geniam.managers.island import Inventory
+from geniam.managers.inventory import KnownInventory
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
 from geniam.trust.context import CallContext
@@ -99,9 +99,9 @@ class FakeResourceManager:
         """Nothing to stop."""
         return succeed(None)
 
-    def inventory(self) -> Deferred[Inventory]:
+    def inventory(self) -> Deferred[KnownInventory]:
         """One switch, no links."""
-        return succeed(Inventory(("00:00:00:00:00:00:00:01",), ()))
+        return succeed(KnownInventory(("00:00:00:00:00:00:00:01",), ()))
 
     def booked_slots(self, window: Slot) -> Deferred[list[Slot]]:
         """The slots of every booking, by start."""

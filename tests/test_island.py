@@ -24,7 +24,8 @@ from geniam.managers.sliverstatus import geni_expires, geni_operational_status
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IResourceManager
-from geniam.managers.island import ACTIONS, IslandResourceManager, Inventory
+from geniam.managers.island import ACTIONS, IslandResourceManager
+from geniam.managers.inventory import KnownInventory
 from geniam.store.errors import StoreError
 from geniam.store.sqlite import SQLiteStore
 from tests.test_store import KEY_A, KEY_B, InlineReactor, InlineThreadPool, inline_sqlite_store
@@ -139,14 +140,14 @@ class InventoryTests(SynchronousTestCase):
         """The gateway's answer replaces the configured inventory and is dated."""
         island = Island(self)
         inventory = island.ok(island.manager.inventory())
-        self.assertEqual(inventory, Inventory(DEFAULT_SWITCHES, DEFAULT_LINKS, at(0)))
+        self.assertEqual(inventory, KnownInventory(DEFAULT_SWITCHES, DEFAULT_LINKS, at(0)))
 
     def test_gateway_down(self) -> None:
         """With the gateway unreachable the configured inventory is used."""
         island = Island(self)
         island.gateway.set_reachable(False)
         inventory = island.ok(island.manager.inventory())
-        self.assertEqual(inventory, Inventory(("00:00:00:00:00:00:00:99",), (), None))
+        self.assertEqual(inventory, KnownInventory(("00:00:00:00:00:00:00:99",), (), None))
 
     def test_cached_then_refreshed(self) -> None:
         """The gateway is asked again only after the inventory TTL; a failed refresh keeps the last answer."""

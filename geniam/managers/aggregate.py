@@ -41,7 +41,7 @@ from geniam.managers.arguments import (
     target_urns,
     users_option,
 )
-from geniam.managers.inventory import Inventory
+from geniam.managers.inventory import KnownInventory
 from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION, TransactionMethods
 from geniam.managers.transactions import TransactionManager
 from geniam.gatewayconfig import ControllerPolicy, limits_struct
@@ -163,7 +163,7 @@ class AggregateManager(TransactionMethods):
         self.transactions = transactions
         self.info = info
         self._clock = clock
-        self._resources: tuple[Inventory, IslandResources] | None = None
+        self._resources: tuple[KnownInventory, IslandResources] | None = None
         self._version: tuple[dict[str, Any], EncodedResponse] | None = None
         # An open transaction changes nothing visible: its holds are not shown as booked.
         booked = transactions.island.committed_slots if transactions is not None else resource_manager.booked_slots

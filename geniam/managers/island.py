@@ -85,7 +85,7 @@ from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
 from geniam.managers.holds import IslandHolds
 from geniam.managers.inflight import tracked
-from geniam.managers.inventory import Inventory, InventoryCache
+from geniam.managers.inventory import InventoryCache, KnownInventory
 from geniam.managers.periodic import PeriodicCheck
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
 from geniam.store.errors import StoreError
@@ -96,7 +96,6 @@ __all__ = [
     "BOUNDARY_SLACK",
     "CHANGE_ATTEMPTS",
     "UNREACHABLE_CODES",
-    "Inventory",
     "IslandResourceManager",
 ]
 
@@ -316,7 +315,7 @@ class IslandResourceManager(IslandHolds):
 
     # Reads.
 
-    def inventory(self) -> Deferred[Inventory]:
+    def inventory(self) -> Deferred[KnownInventory]:
         """Fire with the island's inventory (see L{IResourceManager.inventory})."""
         return self._inventory.get()
 
