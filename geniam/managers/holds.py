@@ -23,11 +23,11 @@ from twisted.logger import Logger
 from geniam.booking.lifecycle import Event, Removal, new_hold, step
 from geniam.booking.rules import check_current, provisioned
 from geniam.booking.transactions import Transaction, is_transaction_hold
-from geniam.booking.values import Booking, Slot, make_sliver_urn
+from geniam.booking.values import Booking, Slot, UserKeys, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.admission import IslandAdmission
-from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
+from geniam.managers.arguments import check_slot, check_time, validate_controller, validate_email
 from geniam.managers.inflight import tracked
 from geniam.urn import parse_urn
 
@@ -119,7 +119,7 @@ class IslandHolds(IslandAdmission):
         booking = replace(
             booking,
             controller=validate_controller(controller, self.controller_policy),
-            vlan_map=validate_vlan_map(vlan_map) if vlan_map else {},
+            vlan_map=dict(vlan_map) if vlan_map else {},
         )
         if await self._store.is_shutdown(slice_urn):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
@@ -142,7 +142,7 @@ class IslandHolds(IslandAdmission):
     async def take_up(
         self,
         sliver_urn: str,
-        users: Sequence[Mapping[str, Any]],
+        users: Sequence[UserKeys],
         credential_expires: float | None,
         replacing: str | None = None,
     ) -> Booking:
@@ -153,7 +153,7 @@ class IslandHolds(IslandAdmission):
         change, its configuration removed from the gateway first if it is
         there. Fire with the new sliver.
         """
-        new_users = parse_users(users)
+        new_users = tuple(users)
         expires = check_time(credential_expires, "credential expiry")
         urns = [sliver_urn] if replacing is None else [sliver_urn, replacing]
 

@@ -77,9 +77,9 @@ from geniam.booking.values import (
     make_sliver_urn,
 )
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
-from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
+from geniam.managers.arguments import check_slot, check_time, validate_controller, validate_email
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
 from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
@@ -380,7 +380,7 @@ class IslandResourceManager(IslandHolds):
             credential_expires=check_time(credential_expires, "credential expiry"),
             max_slot_length=self.max_slot_length,
             controller=validate_controller(controller, self.controller_policy),
-            vlan_map=validate_vlan_map(vlan_map) if vlan_map is not None else None,
+            vlan_map=dict(vlan_map) if vlan_map is not None else None,
         )
         if await self._store.is_shutdown(slice_):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_text} has been shut down")
@@ -398,7 +398,7 @@ class IslandResourceManager(IslandHolds):
     async def provision(
         self,
         sliver_urns: Sequence[str | Booking],
-        users: Sequence[Mapping[str, Any]] | None = None,
+        users: Sequence[UserKeys] | None = None,
         controller: str | None = None,
         vlan_map: Mapping[str, str] | None = None,
         slot: Slot | None = None,
@@ -406,9 +406,9 @@ class IslandResourceManager(IslandHolds):
     ) -> list[Booking]:
         """Approve or update bookings (see L{IResourceManager.provision})."""
         urns = self._urns(sliver_urns)
-        new_users = parse_users(users) if users is not None else None
+        new_users = tuple(users) if users is not None else None
         new_controller = None if controller is None else (validate_controller(controller, self.controller_policy) or "")
-        new_vlans = validate_vlan_map(vlan_map) if vlan_map is not None else None
+        new_vlans = dict(vlan_map) if vlan_map is not None else None
         new_slot = check_slot(slot) if slot is not None else None
         expires = check_time(credential_expires, "credential expiry")
         before: dict[str, Booking] = {}
@@ -530,7 +530,7 @@ class IslandResourceManager(IslandHolds):
 
     @tracked
     async def perform_action(
-        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[Mapping[str, Any]] | None = None
+        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[UserKeys] | None = None
     ) -> list[Booking]:
         """Perform an operational action (see L{IResourceManager.perform_action})."""
         urns = self._urns(sliver_urns)
@@ -540,7 +540,7 @@ class IslandResourceManager(IslandHolds):
         if action == "geni_update_users":
             if users is None:
                 raise GeniError(GeniCode.BADARGS, "geni_update_users needs geni_users")
-            new_users = parse_users(users)
+            new_users = tuple(users)
         result = []
         async with self._lock:
             current, now = await self._current_locked(urns)
