@@ -53,14 +53,12 @@ other processes sharing the database honest.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from geniam.booking.lifecycle import Event, Removal
@@ -81,14 +79,12 @@ from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
 from geniam.managers.arguments import check_slot, check_time, validate_controller, validate_email
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
-from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
 from geniam.managers.holds import IslandHolds
-from geniam.managers.inflight import tracked
+from geniam.managers.inflight import WorkInFlight, tracked
 from geniam.managers.inventory import InventoryCache, KnownInventory
 from geniam.managers.periodic import PeriodicCheck
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
-from geniam.store.errors import StoreError
 from geniam.urn import URN, parse_urn
 
 __all__ = [
@@ -98,8 +94,6 @@ __all__ = [
     "UNREACHABLE_CODES",
     "IslandResourceManager",
 ]
-
-T = TypeVar("T")
 
 ACTIONS: tuple[str, ...] = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
 """The operational actions L{IslandResourceManager.perform_action} supports."""
@@ -125,16 +119,8 @@ def _slivers_only(bookings: Iterable[Booking]) -> None:
             raise GeniError(GeniCode.SEARCHFAILED, f"no such sliver: {booking.sliver_urn}")
 
 
-async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Await C{coroutine}; its domain errors leave as the L{GeniError}s of this manager's interface."""
-    try:
-        return await coroutine
-    except DomainError as e:
-        raise as_geni_error(e) from None
-
-
 @implementer(IResourceManager)
-class IslandResourceManager(IslandHolds):
+class IslandResourceManager(IslandHolds, WorkInFlight):
     """
     L{IResourceManager} for one island booked whole by time slot.
 
@@ -199,8 +185,7 @@ class IslandResourceManager(IslandHolds):
         self._sliver_names = sliver_names
         self.controller_policy = controller_policy
         self._lock = DeferredLock()
-        self._busy: set[object] = set()
-        self._idle_waiters: list[Deferred[None]] = []
+        super().__init__()
         self._observing = False
         self._changes = BookingChanges(store, clock)
         self._backoff = Backoff(clock, retry_delay, max_retry_delay)
@@ -230,43 +215,6 @@ class IslandResourceManager(IslandHolds):
 
     def _bookings_changed(self) -> None:
         self._changes.notify()
-
-    # Bookkeeping of work in flight.
-
-    def _track(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
-        d = Deferred.fromCoroutine(_translated(coroutine))
-        if d.called:
-            return d
-        token = object()
-        self._busy.add(token)
-
-        def done(result: Any) -> Any:
-            self._busy.discard(token)
-            if not self._busy:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-            return result
-
-        d.addBoth(done)
-        return d
-
-    def _background(self, coroutine: Coroutine[Any, Any, Any], what: str) -> None:
-        def failed(failure: Failure) -> None:
-            if failure.check(TranslatedError) and isinstance(failure.value.cause, StoreError):
-                # The store logs the outage and its end once; the next check catches up.
-                self.log.debug("{what} waits for the database: {error}", what=what, error=failure.value.output)
-                return
-            self.log.failure("{what} failed", failure, what=what)
-
-        self._track(coroutine).addErrback(failed)
-
-    def _when_idle(self) -> Deferred[None]:
-        if not self._busy:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append(d)
-        return d
 
     # Lifecycle.
 
