@@ -331,7 +331,7 @@ class IResourceManager(Interface):
 
     def inventory():  # type: ignore[misc]
         """
-        Fire with the island's L{geniam.managers.island.Inventory}: its
+        Fire with the island's L{geniam.managers.inventory.KnownInventory}: its
         switches and links as configured, refreshed from the gateway when it
         answers. Never fails: an unreachable gateway leaves the last known
         inventory.
@@ -352,8 +352,9 @@ class IResourceManager(Interface):
 
         Its allocation expires at the earliest of now plus the allocation
         TTL, C{credential_expires} (None: no limit) and the slot's end.
-        C{controller} (C{host:port}) and C{vlan_map} may be given now or at
-        L{provision}.
+        C{controller} (C{host:port}, held to the manager's controller policy)
+        and C{vlan_map} (already validated where the request entered) may be
+        given now or at L{provision}.
 
         Fails with BADARGS for malformed arguments, OUTOFRANGE for a slot
         already over, too long or ending after C{credential_expires},
@@ -367,8 +368,11 @@ class IResourceManager(Interface):
         Approve allocated bookings, or update provisioned ones; fire with
         the bookings as they are now, in the order asked.
 
-        C{sliver_urns} are URN strings or bookings. C{users} is
-        C{geni_users} (C{[{"urn": ..., "keys": [...]}]}). C{None} keeps a
+        C{sliver_urns} are URN strings or bookings. C{users} are
+        L{geniam.booking.values.UserKeys} and C{vlan_map} a VLAN map, both
+        already validated where the request entered (the AM API adapter's
+        L{geniam.managers.arguments}); C{controller} is held to the
+        manager's controller policy. C{None} keeps a
         value; C{[]}, C{""} and C{{}} clear users, controller and VLAN map.
         An allocated booking is approved only for the slot it was allocated
         (C{slot} None or equal). A provisioned booking takes the new values
@@ -431,12 +435,13 @@ class IResourceManager(Interface):
         C{geni_stop}: remove the configuration and keep the slot from
         starting. C{geni_restart}: reset the gateway and apply again while
         the slot is in progress; before it, as C{geni_start} (clear a stop:
-        the configuration is applied at slot start). C{geni_update_users} (needs C{users}, only while
+        the configuration is applied at slot start). C{geni_update_users} (needs C{users},
+        already validated L{geniam.booking.values.UserKeys}, only while
         C{ready}): listed users get exactly the listed keys, new users are
         added, others are kept.
 
         Fails with UNSUPPORTED for an unknown action or an allocated
-        booking, BADARGS for malformed C{users} or their absence,
+        booking, BADARGS for absent C{users},
         SEARCHFAILED for unknown or no longer live slivers, REFUSED for
         C{geni_update_users} when not ready, or a
         shut-down slice.

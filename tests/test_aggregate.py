@@ -18,11 +18,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from geniam.booking.values import AllocationState, Booking, OperationalState, Slot, make_sliver_urn
+from geniam.booking.values import AllocationState, Booking, OperationalState, Slot, UserKeys, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IAuthorizer, IResourceManager
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
-from geniam.managers.island import Inventory
+from geniam.managers.inventory import KnownInventory
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
 from geniam.trust.context import CallContext
@@ -99,9 +99,9 @@ class FakeResourceManager:
         """Nothing to stop."""
         return succeed(None)
 
-    def inventory(self) -> Deferred[Inventory]:
+    def inventory(self) -> Deferred[KnownInventory]:
         """One switch, no links."""
-        return succeed(Inventory(("00:00:00:00:00:00:00:01",), ()))
+        return succeed(KnownInventory(("00:00:00:00:00:00:00:01",), ()))
 
     def booked_slots(self, window: Slot) -> Deferred[list[Slot]]:
         """The slots of every booking, by start."""
@@ -403,7 +403,7 @@ class ChangeTests(AdapterTestCase):
         }
         self.done(self.am.Provision(self.called_by(self.alice, CREDENTIALS), [self.first.sliver_urn], options))
         ((users, controller, vlans, slot, expires),) = self.rm.called("provision.args")
-        self.assertEqual(users, [{"urn": "urn:publicid:IDN+sa.example+user+alice", "keys": [KEY]}])
+        self.assertEqual(users, (UserKeys("urn:publicid:IDN+sa.example+user+alice", (KEY,)),))
         self.assertEqual((controller, vlans, slot, expires), ("192.0.2.1:6653", {"100": "10"}, None, NOW + 10 * HOUR))
 
     def test_provision_vlans_must_be_a_struct(self) -> None:
@@ -411,6 +411,19 @@ class ChangeTests(AdapterTestCase):
         error = self.refused(self.am.Provision(self.called_by(self.alice, CREDENTIALS), [SLICE], {**V3, "geniam_vlans": ["100"]}), GeniCode.BADARGS)
         self.assertIn("geniam_vlans", error.output)
         self.assertEqual(self.authorizer.asked, [])
+
+    def test_provision_users_and_vlans_checked_on_entry(self) -> None:
+        """Malformed SSH keys or VLAN maps are BADARGS naming the rule, before authorisation; the island is not asked."""
+        for options, words in (
+            ({"geni_users": [{"urn": "urn:publicid:IDN+sa.example+user+alice", "keys": ["x"]}]}, "geni_users: "),
+            ({"geniam_vlans": {"5000": "1"}}, "not an id 1-4094"),
+            ({"geniam_vlans": {"1": "1", "2": "1"}}, "VLAN"),
+        ):
+            error = self.refused(self.am.Provision(self.called_by(self.alice, CREDENTIALS), [SLICE], {**V3, **options}), GeniCode.BADARGS)
+            self.assertIn(words, error.output)
+        action = {"geni_users": [{"urn": "urn:publicid:IDN+sa.example+user+alice", "keys": ["x"]}]}
+        self.refused(self.am.PerformOperationalAction(self.called_by(self.alice, CREDENTIALS), [SLICE], "geni_update_users", action), GeniCode.BADARGS)
+        self.assertEqual((self.authorizer.asked, self.rm.called("provision"), self.rm.called("perform_action")), ([], [], []))
 
     def test_unsupported_action(self) -> None:
         """An unknown action is UNSUPPORTED, naming the supported ones."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.booking.errors import BookingConflict, BookingError, NotCurrent, NotPermitted
-from geniam.booking.lifecycle import Event, new_hold, step, taken_up
+from geniam.booking.lifecycle import Event, Removal, new_hold, step, taken_up
 from geniam.booking.rules import check_free, due, new_booking, next_boundary
 from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
 
@@ -116,6 +116,62 @@ class StepTests(SynchronousTestCase):
         a = taken_up(hold("h", 100, 200), 0, TTL, None)
         self.assertEqual(step(a, Event.DELETE, 10).allocation_state, AllocationState.DELETED)
 
+
+
+def provisioned_booking(start: float = 100, end: float = 200) -> Booking:
+    """A provisioned booking of C{[start, end)} (a hold taken up at 0, then provisioned)."""
+    return replace(taken_up(hold("p", start, end), 0, TTL, None), allocation_state=AllocationState.PROVISIONED)
+
+
+class EventTests(SynchronousTestCase):
+    """Each event of the hold and the gateway, through L{step} itself."""
+
+    def test_take_up_event(self) -> None:
+        """TAKE_UP makes a hold an allocation lapsing at the earliest of the TTL and the credential; only a hold is taken up."""
+        a = step(hold("h", 1000, 2000), Event.TAKE_UP, 10.0, allocation_ttl=TTL, credential_expires=400.0)
+        self.assertEqual((a.allocation_state, a.allocation_expires, a.held_by, a.updated), (AllocationState.ALLOCATED, 400.0, "", 10.0))
+        self.assertEqual(step(hold("h", 1000, 2000), Event.TAKE_UP, 10.0, allocation_ttl=TTL).allocation_expires, 510.0)
+        self.assertRaises(NotPermitted, step, a, Event.TAKE_UP, 20.0, allocation_ttl=TTL)
+
+    def test_release_event(self) -> None:
+        """RELEASE gives a hold back at once (no longer live); an allocation is deleted, not released."""
+        released = step(hold("h", 100, 200), Event.RELEASE, 10.0)
+        self.assertEqual((released.allocation_state, released.live, released.updated), (AllocationState.RELEASED, False, 10.0))
+        self.assertRaises(NotPermitted, step, released, Event.RELEASE, 11.0)
+        self.assertRaises(NotPermitted, step, taken_up(hold("h", 100, 200), 0, TTL, None), Event.RELEASE, 10.0)
+
+    def test_unreachable_event(self) -> None:
+        """UNREACHABLE shows a running booking configuring with the reason, keeping what is applied; only while the slot runs."""
+        b = step(provisioned_booking(), Event.CONFIGURE, 100)
+        u = step(b, Event.UNREACHABLE, 150, error="the gateway agent is unreachable")
+        self.assertEqual(
+            (u.operational_state, u.applied, u.error, u.updated),
+            (OperationalState.CONFIGURING, True, "the gateway agent is unreachable", 150),
+        )
+        self.assertEqual(step(step(u, Event.READY, 160), Event.UNREACHABLE, 170).error, "")
+        self.assertRaises(NotPermitted, step, provisioned_booking(), Event.UNREACHABLE, 99)
+        self.assertRaises(NotPermitted, step, provisioned_booking(), Event.UNREACHABLE, 200)
+        self.assertRaises(NotPermitted, step, taken_up(hold("h", 100, 200), 0, TTL, None), Event.UNREACHABLE, 150)
+
+    def test_removed_event(self) -> None:
+        """REMOVED: a ready booking's configuration replaced on the gateway is no longer applied nor ready; one not applied is refused."""
+        ready = step(step(provisioned_booking(), Event.CONFIGURE, 100), Event.READY, 101)
+        r = step(ready, Event.REMOVED, 150)
+        self.assertEqual((r.applied, r.operational_state, r.updated), (False, OperationalState.NOTREADY, 150))
+        failed = step(step(provisioned_booking(), Event.CONFIGURE, 100), Event.FAIL, 101, error="refused")
+        kept = step(failed, Event.REMOVED, 150)
+        self.assertEqual((kept.applied, kept.operational_state, kept.error), (False, OperationalState.FAILED, "refused"))
+        self.assertRaises(NotPermitted, step, r, Event.REMOVED, 151)
+
+    def test_cleaned_event(self) -> None:
+        """CLEANED: configuration left by a booking no longer live is gone, with its error; a live applied booking has nothing to clean."""
+        ready = step(step(provisioned_booking(), Event.CONFIGURE, 100), Event.READY, 101)
+        ended = step(ready, Event.END, 200, removal=Removal(still_applied=True, error="removal failed"))
+        self.assertEqual((ended.applied, ended.error), (True, "removal failed"))
+        c = step(ended, Event.CLEANED, 210)
+        self.assertEqual((c.applied, c.error, c.allocation_state, c.updated), (False, "", AllocationState.ENDED, 210))
+        self.assertRaises(NotPermitted, step, ready, Event.CLEANED, 150)
+        self.assertRaises(NotPermitted, step, c, Event.CLEANED, 211)
 
 OPERATIONS = st.lists(
     st.tuples(

@@ -19,12 +19,13 @@ from zope.interface.verify import verifyObject
 from geniam.agent.inprocess import InProcessGateway
 from geniam.gateway.inventory import DEFAULT_LINKS, DEFAULT_SWITCHES
 from geniam.booking.errors import BookingConflict
-from geniam.booking.values import AllocationState, Booking, OperationalState, Slot
+from geniam.booking.values import AllocationState, Booking, OperationalState, Slot, UserKeys
 from geniam.managers.sliverstatus import geni_expires, geni_operational_status
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IResourceManager
-from geniam.managers.island import ACTIONS, IslandResourceManager, Inventory
+from geniam.managers.island import ACTIONS, IslandResourceManager
+from geniam.managers.inventory import KnownInventory
 from geniam.store.errors import StoreError
 from geniam.store.sqlite import SQLiteStore
 from tests.test_store import KEY_A, KEY_B, InlineReactor, InlineThreadPool, inline_sqlite_store
@@ -40,7 +41,7 @@ BOB = "urn:publicid:IDN+geni.example.net+user+bob"
 CONTROLLER = "192.0.2.10:6633"
 DOCUMENTATION_NETWORK = ControllerPolicy.allowing(["192.0.2.0/24"])
 VLANS = {"10": "0xffff", "30": "20"}
-USERS = [{"urn": ALICE, "keys": [KEY_A]}]
+USERS = (UserKeys(ALICE, (KEY_A,)),)
 SWEEP = 600.0
 
 
@@ -139,14 +140,14 @@ class InventoryTests(SynchronousTestCase):
         """The gateway's answer replaces the configured inventory and is dated."""
         island = Island(self)
         inventory = island.ok(island.manager.inventory())
-        self.assertEqual(inventory, Inventory(DEFAULT_SWITCHES, DEFAULT_LINKS, at(0)))
+        self.assertEqual(inventory, KnownInventory(DEFAULT_SWITCHES, DEFAULT_LINKS, at(0)))
 
     def test_gateway_down(self) -> None:
         """With the gateway unreachable the configured inventory is used."""
         island = Island(self)
         island.gateway.set_reachable(False)
         inventory = island.ok(island.manager.inventory())
-        self.assertEqual(inventory, Inventory(("00:00:00:00:00:00:00:99",), (), None))
+        self.assertEqual(inventory, KnownInventory(("00:00:00:00:00:00:00:99",), (), None))
 
     def test_cached_then_refreshed(self) -> None:
         """The gateway is asked again only after the inventory TTL; a failed refresh keeps the last answer."""
@@ -255,7 +256,6 @@ class AllocateTests(SynchronousTestCase):
         island.error(m.allocate(SLICE, ALICE, "", (1, 2), None), GeniCode.BADARGS)  # type: ignore[arg-type]
         island.error(m.allocate(SLICE, ALICE, "", slot, "soon"), GeniCode.BADARGS)  # type: ignore[arg-type]
         island.error(m.allocate(SLICE, ALICE, "", slot, None, controller="nohost"), GeniCode.BADARGS)
-        island.error(m.allocate(SLICE, ALICE, "", slot, None, vlan_map={"1": "1", "2": "1"}), GeniCode.BADARGS)
         island.error(m.allocate(SLICE, ALICE, "", Slot(at(-200), at(-100)), None), GeniCode.OUTOFRANGE)
         island.error(m.allocate(SLICE, ALICE, "", Slot(at(0), at(2 * HOUR)), None), GeniCode.REFUSED)  # the booking policy names the limit
         island.error(m.allocate(SLICE, ALICE, "", slot, at(150)), GeniCode.OUTOFRANGE)
@@ -337,7 +337,7 @@ class SlotTests(SynchronousTestCase):
         island = Island(self)
         island.start()
         island.provisioned(100, 200, controller="192.0.2.1:1")
-        island.provisioned(200, 300, OTHER_SLICE, users=[{"urn": BOB, "keys": [KEY_B]}], controller="192.0.2.2:2", vlan_map={})
+        island.provisioned(200, 300, OTHER_SLICE, users=[UserKeys(BOB, (KEY_B,))], controller="192.0.2.2:2", vlan_map={})
         island.advance_to(200.5)
         self.assertEqual(
             island.ops(),
@@ -437,12 +437,10 @@ class ChangeTests(SynchronousTestCase):
         self.assertEqual(p.allocation_state, AllocationState.PROVISIONED)
 
     def test_provision_validation(self) -> None:
-        """Malformed users, controller or VLANs are BADARGS and change nothing."""
+        """A malformed controller or sliver list is BADARGS and changes nothing (users and VLAN maps are checked where the request enters)."""
         island = Island(self)
         b = island.allocate(100, 200)
-        island.error(island.manager.provision([b.sliver_urn], users=[{"urn": ALICE, "keys": ["x"]}]), GeniCode.BADARGS)
         island.error(island.manager.provision([b.sliver_urn], controller="1.2.3.4:0"), GeniCode.BADARGS)
-        island.error(island.manager.provision([b.sliver_urn], vlan_map={"5000": "1"}), GeniCode.BADARGS)
         island.error(island.manager.provision("not a list"), GeniCode.BADARGS)  # type: ignore[arg-type]
         island.error(island.manager.provision([SLICE]), GeniCode.BADARGS)
         island.error(island.manager.provision([]), GeniCode.BADARGS)
@@ -476,7 +474,7 @@ class ChangeTests(SynchronousTestCase):
         island.advance_to(150)
         del island.gateway.log[:]
         [updated] = island.ok(
-            island.manager.provision([b.sliver_urn], users=[{"urn": BOB, "keys": [KEY_B]}], controller="192.0.2.99:6653")
+            island.manager.provision([b.sliver_urn], users=[UserKeys(BOB, (KEY_B,))], controller="192.0.2.99:6653")
         )
         self.assertEqual(updated.operational_state, OperationalState.READY)
         self.assertEqual(
@@ -655,10 +653,10 @@ class ActionTests(SynchronousTestCase):
     def test_update_users(self) -> None:
         """geni_update_users adds new users, replaces listed users' keys and pushes the keys."""
         island, b = self.started()
-        [u] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_update_users", users=[{"urn": BOB, "keys": [KEY_B]}]))
+        [u] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_update_users", users=[UserKeys(BOB, (KEY_B,))]))
         self.assertEqual([x.urn for x in u.users], [ALICE, BOB])
         self.assertEqual(island.gateway.users, [KEY_A, KEY_B])
-        [u] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_update_users", users=[{"urn": ALICE, "keys": []}]))
+        [u] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_update_users", users=[UserKeys(ALICE, ())]))
         self.assertEqual(island.gateway.users, [KEY_B])
         island.error(island.manager.perform_action([b.sliver_urn], "geni_update_users"), GeniCode.BADARGS)
 

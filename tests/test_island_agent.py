@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from geniam.agent.inprocess import InProcessGateway
-from geniam.booking.values import AllocationState, Booking, OperationalState
+from geniam.booking.values import AllocationState, Booking, OperationalState, UserKeys
 from geniam.managers.sliverstatus import geni_operational_status
 from geniam.errors import GeniCode, GeniError
 from geniam.interfaces import IGatewayAgent
@@ -312,7 +312,7 @@ class DriftRepairTests(SynchronousTestCase):
         b = island.provisioned(100, 1000)
         island.advance_to(150)
         gateway.go_down()
-        [updated] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_update_users", users=[{"urn": BOB, "keys": [KEY_B]}]))
+        [updated] = island.ok(island.manager.perform_action([b.sliver_urn], "geni_update_users", users=[UserKeys(BOB, (KEY_B,))]))
         self.assertEqual(updated.operational_state, OperationalState.CONFIGURING)
         gateway.come_back()
         self.assertEqual(island.ok(gateway.state())["users"], [KEY_A, KEY_B])

@@ -19,6 +19,7 @@ from zope.interface.verify import verifyClass, verifyObject
 from geniam.agent.backend import StateFile
 from geniam.gateway.config import GatewayConfig
 from geniam.gateway.inventory import DEFAULT_INVENTORY
+from geniam.gateway.verbs import STATE
 from geniam.interfaces import IGatewayBackend
 from geniam.agent.backends.simulated import SimulatedBackend
 from geniam.agent.service import AgentChecker, make_agent_factory
@@ -344,8 +345,13 @@ class RemoteMethodTests(SynchronousTestCase):
         self.call(self.session.reset())
         self.assertEqual(self.call(self.session.state()), {"users": [], "proxy": "", "vlans": {}})
 
-    def test_client_validates_before_sending(self) -> None:
-        """Bad arguments fail with BADARGS on the AM side without reaching the agent."""
+    def test_agent_checks_what_the_link_delivers(self) -> None:
+        """
+        Values are checked once on each side of the link: what the AM sends
+        (validated where its request entered) the agent checks again, so a
+        bad argument is BADARGS from the agent and changes nothing; a wrong
+        number of arguments never leaves the AM.
+        """
         sent = []
         original = self.session._perspective.callRemote
         self.session._perspective.callRemote = lambda *a: (sent.append(a), original(*a))[1]  # type: ignore[method-assign]
@@ -355,8 +361,12 @@ class RemoteMethodTests(SynchronousTestCase):
             self.session.set_user_auth(["a\nb"]),
             self.session.set_ovs(["10"]),
         ):
-            self.assertEqual(self.failureResultOf(d, GeniError).value.code, GeniCode.BADARGS)
-        self.assertEqual(sent, [])
+            self.assertEqual(self.failureResultOf(self.harness.run(d), GeniError).value.code, GeniCode.BADARGS)
+        self.assertEqual(len(sent), 4)
+        self.assertEqual(self.call(self.session.state()), {"users": [], "proxy": "", "vlans": {}})
+        arity = self.session._verb(STATE, "extra")
+        self.assertEqual(self.failureResultOf(arity, GeniError).value.code, GeniCode.BADARGS)
+        self.assertEqual(len(sent), 5)  # only the state() above
 
 
 class AgentSideValidationTests(SynchronousTestCase):

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.booking.values import AllocationState, Booking, Slot
+from geniam.booking.values import AllocationState, Booking, Slot, UserKeys
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.tickets import (
     REFUSALS,
@@ -31,7 +31,7 @@ from geniam.trust.identity import Identity
 from tests.test_island import ALICE, CONTROLLER, DAY, KEY_A, OTHER_SLICE, SLICE, Island, at
 
 TTL = 600.0
-USERS = [{"urn": ALICE, "keys": [KEY_A]}]
+USERS = (UserKeys(ALICE, (KEY_A,)),)
 _IDENTITIES: dict[str, Identity] = {}
 
 

@@ -73,14 +73,20 @@ class Verb:
         """The refusal of a call with the wrong arguments."""
         return f"{self.remote} takes {self.arity} positional argument{'s' if self.arity != 1 else ''}"
 
+    def check_arity(self, args: Sequence[object]) -> None:
+        """
+        @raise GeniError: BADARGS unless C{args} has L{arity} arguments.
+        """
+        if len(args) != self.arity:
+            raise GeniError(GeniCode.BADARGS, self.arity_error())
+
     def validated(self, args: Sequence[object], policy: ControllerPolicy | None = None) -> tuple[Any, ...]:
         """
         Return C{args} validated and normalised.
 
         @raise GeniError: BADARGS if an argument is malformed, REFUSED if the policy forbids the controller.
         """
-        if len(args) != self.arity:
-            raise GeniError(GeniCode.BADARGS, self.arity_error())
+        self.check_arity(args)
         return () if self.check is None else (self.check(args[0], policy),)
 
 

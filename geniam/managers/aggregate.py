@@ -40,8 +40,9 @@ from geniam.managers.arguments import (
     string_option,
     target_urns,
     users_option,
+    vlans_option,
 )
-from geniam.managers.inventory import Inventory
+from geniam.managers.inventory import KnownInventory
 from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION, TransactionMethods
 from geniam.managers.transactions import TransactionManager
 from geniam.gatewayconfig import ControllerPolicy, limits_struct
@@ -163,7 +164,7 @@ class AggregateManager(TransactionMethods):
         self.transactions = transactions
         self.info = info
         self._clock = clock
-        self._resources: tuple[Inventory, IslandResources] | None = None
+        self._resources: tuple[KnownInventory, IslandResources] | None = None
         self._version: tuple[dict[str, Any], EncodedResponse] | None = None
         # An open transaction changes nothing visible: its holds are not shown as booked.
         booked = transactions.island.committed_slots if transactions is not None else resource_manager.booked_slots
@@ -387,21 +388,18 @@ class AggregateManager(TransactionMethods):
         best_effort = flag(options, "geni_best_effort")
         users = users_option(options)
         controller = string_option(options, "geniam_controller")
-        vlans = options.get("geniam_vlans")
-        if vlans is not None and not isinstance(vlans, dict):
-            raise GeniError(GeniCode.BADARGS, "option geniam_vlans must be a struct {testbed VLAN: island VLAN}")
+        vlans = vlans_option(options)
         start = optional_time(options, "geniam_start_time")
         end = optional_time(options, "geniam_end_time")
         slice_urn, bookings, grant = await self._resolve_authorized(context, urns, "Provision", options)
         await self._refuse_in_transaction(slice_urn, "Provision")
-        user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
 
         async def provision(chosen: list[Booking]) -> list[Booking]:
             slot = None
             if start is not None or end is not None:
                 current = chosen[0].slot
                 slot = slot_argument(current.start if start is None else start, current.end if end is None else end)
-            return list(await self.rm.provision(chosen, user_list, controller, vlans, slot, grant.expires))
+            return list(await self.rm.provision(chosen, users, controller, vlans, slot, grant.expires))
 
         infos = await self._each(bookings, best_effort, provision)
         done = {i["geni_sliver_urn"] for i in infos if i["geni_allocation_status"] == "geni_provisioned"}
@@ -432,12 +430,11 @@ class AggregateManager(TransactionMethods):
         if action == "geni_update_users" and users is None:
             raise GeniError(GeniCode.BADARGS, "geni_update_users needs the geni_users option")
         _, bookings, _ = await self._resolve_authorized(context, urns, "PerformOperationalAction", options)
-        user_list = None if users is None else [{"urn": u.urn, "keys": list(u.keys)} for u in users]
 
         acted: list[Booking] = []
 
         async def act(chosen: list[Booking]) -> list[Booking]:
-            changed = list(await self.rm.perform_action(chosen, action, user_list))
+            changed = list(await self.rm.perform_action(chosen, action, users))
             acted.extend(changed)
             return changed
 

@@ -23,6 +23,7 @@ from geniam.gatewayconfig import (
     canonical_controller,
     login_for,
     validate_ssh_keys,
+    validate_vlan_map,
 )
 from geniam.timeutil import parse_time
 from geniam.urn import URN, parse_urn
@@ -118,6 +119,21 @@ def users_option(options: dict[str, Any]) -> tuple[UserKeys, ...] | None:
         return parse_users(options["geni_users"])
     except GeniError as e:
         raise GeniError(e.code, f"geni_users: {e.output}") from None
+
+
+def vlans_option(options: dict[str, Any]) -> dict[str, str] | None:
+    """
+    Read C{geniam_vlans} (C{{testbed VLAN: island VLAN}}), validated by
+    L{geniam.gatewayconfig.validate_vlan_map}, or None when absent.
+
+    @raise GeniError: BADARGS naming the option if it is not a struct, or the rule broken.
+    """
+    vlans = options.get("geniam_vlans")
+    if vlans is None:
+        return None
+    if not isinstance(vlans, dict):
+        raise GeniError(GeniCode.BADARGS, "option geniam_vlans must be a struct {testbed VLAN: island VLAN}")
+    return validate_vlan_map(vlans)
 
 
 def string_option(options: dict[str, Any], name: str) -> str | None:

@@ -25,12 +25,12 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from geniam.booking.values import Booking, urn_key
+from geniam.booking.values import Booking, UserKeys, urn_key
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.aggregate import AggregateManager, manifest_booking, sliver_info
 from geniam.managers.tickets import Promise, TicketManager, sliver_urn_of, ticket_urn_of
 from geniam.managers.version import get_version_struct
-from geniam.managers.arguments import slot_argument
+from geniam.managers.arguments import parse_users, slot_argument
 from geniam.protocols.signatures import Param, Signature, anything
 from geniam.rspec.manifest import build_manifest
 from geniam.rspec.request import parse_request
@@ -93,10 +93,10 @@ def _string(args: Mapping[str, Any], name: str, required: bool = True) -> str | 
     return value
 
 
-def _keys(value: object, user_urn: str) -> list[dict[str, Any]]:
-    """ProtoGENI's C{keys} (a list of C{{login?, type, key}}) as the island's users."""
+def _keys(value: object, user_urn: str) -> tuple[UserKeys, ...]:
+    """ProtoGENI's C{keys} (a list of C{{login?, type, key}}) as the island's users, validated as C{geni_users} are."""
     if value is None:
-        return []
+        return ()
     if not isinstance(value, list):
         raise GeniError(GeniCode.BADARGS, "keys must be a list of {type, key} structs")
     keys = []
@@ -106,7 +106,7 @@ def _keys(value: object, user_urn: str) -> list[dict[str, Any]]:
         if entry.get("type", "ssh") != "ssh":
             raise GeniError(GeniCode.BADARGS, f"keys[{index}]: only ssh keys are supported")
         keys.append(entry["key"].strip())
-    return [{"urn": user_urn, "keys": keys}] if keys else []
+    return parse_users([{"urn": user_urn, "keys": keys}]) if keys else ()
 
 
 class ComponentManager:

@@ -23,11 +23,12 @@ from twisted.logger import Logger
 from geniam.booking.lifecycle import Event, Removal, new_hold, step
 from geniam.booking.rules import check_current, provisioned
 from geniam.booking.transactions import Transaction, is_transaction_hold
-from geniam.booking.values import Booking, Slot, make_sliver_urn
+from geniam.booking.values import Booking, Slot, UserKeys, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.admission import IslandAdmission
-from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
+from geniam.managers.arguments import check_slot, check_time, validate_controller, validate_email
+from geniam.managers.inflight import tracked
 from geniam.urn import parse_urn
 
 if TYPE_CHECKING:
@@ -62,11 +63,9 @@ class IslandHolds(IslandAdmission):
         """Fire with the booking of a sliver or hold URN, live or not (SEARCHFAILED if there is none)."""
         return self._track(self._changes.get(sliver_urn))
 
-    def slice_holdings(self, slice_urn: str, live_only: bool = True) -> Deferred[list[Booking]]:
+    @tracked
+    async def slice_holdings(self, slice_urn: str, live_only: bool = True) -> list[Booking]:
         """Fire with the slice's bookings by slot start, its holds included."""
-        return self._track(self._slice_holdings(slice_urn, live_only))
-
-    async def _slice_holdings(self, slice_urn: str, live_only: bool) -> list[Booking]:
         return list(await self._store.list_by_slice(parse_urn(slice_urn, "slice"), live_only))
 
     def hold(
@@ -120,7 +119,7 @@ class IslandHolds(IslandAdmission):
         booking = replace(
             booking,
             controller=validate_controller(controller, self.controller_policy),
-            vlan_map=validate_vlan_map(vlan_map) if vlan_map else {},
+            vlan_map=dict(vlan_map) if vlan_map else {},
         )
         if await self._store.is_shutdown(slice_urn):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_urn} has been shut down")
@@ -130,24 +129,23 @@ class IslandHolds(IslandAdmission):
         self._background(self._scheduler.rearm(), "re-arming the boundary timer")
         return stored
 
-    def release_hold(self, sliver_urn: str) -> Deferred[Booking]:
+    @tracked
+    async def release_hold(self, sliver_urn: str) -> Booking:
         """Give a hold back at once; fire with it, released."""
-        return self._track(self._release_hold(sliver_urn))
-
-    async def _release_hold(self, sliver_urn: str) -> Booking:
         async with self._lock:
             released = await self._changes.change_one(sliver_urn, lambda cur, now: step(cur, Event.RELEASE, now))
         self.log.info("released the hold {sliver}", sliver=sliver_urn)
         self._scheduler.changed()
         return released
 
-    def take_up(
+    @tracked
+    async def take_up(
         self,
         sliver_urn: str,
-        users: Sequence[Mapping[str, Any]],
+        users: Sequence[UserKeys],
         credential_expires: float | None,
         replacing: str | None = None,
-    ) -> Deferred[Booking]:
+    ) -> Booking:
         """
         Turn a hold into a provisioned sliver of the same slot and
         parameters with C{users}' keys, in one change. With C{replacing}
@@ -155,12 +153,7 @@ class IslandHolds(IslandAdmission):
         change, its configuration removed from the gateway first if it is
         there. Fire with the new sliver.
         """
-        return self._track(self._take_up(sliver_urn, users, credential_expires, replacing))
-
-    async def _take_up(
-        self, sliver_urn: str, users: Sequence[Mapping[str, Any]], credential_expires: float | None, replacing: str | None
-    ) -> Booking:
-        new_users = parse_users(users)
+        new_users = tuple(users)
         expires = check_time(credential_expires, "credential expiry")
         urns = [sliver_urn] if replacing is None else [sliver_urn, replacing]
 
@@ -243,10 +236,8 @@ class IslandHolds(IslandAdmission):
         self._scheduler.changed()
         return stored
 
-    def committed_slots(self, window: Slot) -> Deferred[list[Slot]]:
+    @tracked
+    async def committed_slots(self, window: Slot) -> list[Slot]:
         """Fire with the booked slots overlapping C{window}, leaving out the holds of open transactions (not yet visible)."""
-        return self._track(self._committed_slots(window))
-
-    async def _committed_slots(self, window: Slot) -> list[Slot]:
         bookings = await self._store.list_live(check_slot(window, "window"))
         return [b.slot for b in bookings if not is_transaction_hold(b)]

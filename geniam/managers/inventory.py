@@ -18,9 +18,10 @@ from geniam.errors import GeniCode, GeniError
 
 
 @dataclass(frozen=True)
-class Inventory:
+class KnownInventory:
     """
-    The island's devices.
+    The island's devices as this manager knows them (the agent's own
+    device inventory is L{geniam.gateway.inventory.Inventory}).
 
     @ivar switches: switch DPIDs (C{00:00:00:00:00:00:00:01}).
     @ivar links: links as C{DPID:port-DPID:port}.
@@ -73,7 +74,7 @@ class InventoryCache:
         online: Callable[[], bool],
         background: Callable[[Coroutine[Any, Any, Any], str], None],
     ) -> None:
-        self._inventory = Inventory(tuple(switches), tuple(links))
+        self._inventory = KnownInventory(tuple(switches), tuple(links))
         self._clock = clock
         self._ttl = ttl
         self._retry_delay = retry_delay
@@ -81,17 +82,17 @@ class InventoryCache:
         self._online = online
         self._background = background
         self._attempt: float | None = None
-        self._waiters: list[Deferred[Inventory]] = []
+        self._waiters: list[Deferred[KnownInventory]] = []
         self._refreshing = False
 
-    def get(self) -> Deferred[Inventory]:
+    def get(self) -> Deferred[KnownInventory]:
         """
         Fire with the inventory; while the first refresh from the gateway
         runs, with its outcome.
         """
         self.refresh()
         if self._refreshing and self._inventory.confirmed is None:
-            d: Deferred[Inventory] = Deferred()
+            d: Deferred[KnownInventory] = Deferred()
             self._waiters.append(d)
             return d
         return succeed(self._inventory)
@@ -119,7 +120,7 @@ class InventoryCache:
         try:
             switches = string_list(await self._ask("get_switches"), "switches")
             links = string_list(await self._ask("get_links"), "links")
-            self._inventory = Inventory(switches, links, self._clock.seconds())
+            self._inventory = KnownInventory(switches, links, self._clock.seconds())
         except GeniError as e:
             self.log.warn("could not refresh the island inventory from the gateway: {error}", error=e.output)
         finally:

@@ -9,7 +9,9 @@ C{checkAvailability}; allocate, provision, renew, delete, shutdown and the
 operational actions). Its parts live beside it: L{geniam.managers.inventory}
 (switches and links), L{geniam.managers.gatewaysync} (what to send the
 gateway, as a pure plan, and drift repair), L{geniam.managers.scheduler}
-(the boundary timer, the safety sweep and retry back-off) and
+(the boundary timer, the safety sweep and retry back-off),
+L{geniam.managers.periodic} (what one run of the periodic check does),
+L{geniam.managers.inflight} (operations as tracked Deferreds) and
 L{geniam.managers.bookingchanges} (optimistic writes of the core's
 transitions, L{geniam.booking.lifecycle.step}).
 
@@ -51,14 +53,12 @@ other processes sharing the database honest.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from geniam.booking.lifecycle import Event, Removal
@@ -75,16 +75,16 @@ from geniam.booking.values import (
     make_sliver_urn,
 )
 from geniam.errors import GeniCode, GeniError
-from geniam.gatewayconfig import ControllerPolicy, validate_vlan_map
+from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
-from geniam.managers.arguments import check_slot, check_time, parse_users, validate_controller, validate_email
+from geniam.managers.arguments import check_slot, check_time, validate_controller, validate_email
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
-from geniam.managers.errors import DomainError, TranslatedError, as_geni_error
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
 from geniam.managers.holds import IslandHolds
-from geniam.managers.inventory import Inventory, InventoryCache
+from geniam.managers.inflight import WorkInFlight, tracked
+from geniam.managers.inventory import InventoryCache, KnownInventory
+from geniam.managers.periodic import PeriodicCheck
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff, Scheduler
-from geniam.store.errors import StoreError
 from geniam.urn import URN, parse_urn
 
 __all__ = [
@@ -92,11 +92,8 @@ __all__ = [
     "BOUNDARY_SLACK",
     "CHANGE_ATTEMPTS",
     "UNREACHABLE_CODES",
-    "Inventory",
     "IslandResourceManager",
 ]
-
-T = TypeVar("T")
 
 ACTIONS: tuple[str, ...] = ("geni_start", "geni_stop", "geni_restart", "geni_update_users")
 """The operational actions L{IslandResourceManager.perform_action} supports."""
@@ -122,16 +119,8 @@ def _slivers_only(bookings: Iterable[Booking]) -> None:
             raise GeniError(GeniCode.SEARCHFAILED, f"no such sliver: {booking.sliver_urn}")
 
 
-async def _translated(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Await C{coroutine}; its domain errors leave as the L{GeniError}s of this manager's interface."""
-    try:
-        return await coroutine
-    except DomainError as e:
-        raise as_geni_error(e) from None
-
-
 @implementer(IResourceManager)
-class IslandResourceManager(IslandHolds):
+class IslandResourceManager(IslandHolds, WorkInFlight):
     """
     L{IResourceManager} for one island booked whole by time slot.
 
@@ -196,8 +185,7 @@ class IslandResourceManager(IslandHolds):
         self._sliver_names = sliver_names
         self.controller_policy = controller_policy
         self._lock = DeferredLock()
-        self._busy: set[object] = set()
-        self._idle_waiters: list[Deferred[None]] = []
+        super().__init__()
         self._observing = False
         self._changes = BookingChanges(store, clock)
         self._backoff = Backoff(clock, retry_delay, max_retry_delay)
@@ -212,7 +200,8 @@ class IslandResourceManager(IslandHolds):
             online=self._sync.online,
             background=self._background,
         )
-        self._scheduler = Scheduler(clock, sweep_interval, self._check, store.next_boundary, self._backoff, self._background)
+        check = PeriodicCheck(store, clock, self._lock, self._changes, self._sync, self._backoff, lambda: self._scheduler.rearm())
+        self._scheduler = Scheduler(clock, sweep_interval, check.run, store.next_boundary, self._backoff, self._background)
 
     # Observers of booking changes.
 
@@ -226,43 +215,6 @@ class IslandResourceManager(IslandHolds):
 
     def _bookings_changed(self) -> None:
         self._changes.notify()
-
-    # Bookkeeping of work in flight.
-
-    def _track(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
-        d = Deferred.fromCoroutine(_translated(coroutine))
-        if d.called:
-            return d
-        token = object()
-        self._busy.add(token)
-
-        def done(result: Any) -> Any:
-            self._busy.discard(token)
-            if not self._busy:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-            return result
-
-        d.addBoth(done)
-        return d
-
-    def _background(self, coroutine: Coroutine[Any, Any, Any], what: str) -> None:
-        def failed(failure: Failure) -> None:
-            if failure.check(TranslatedError) and isinstance(failure.value.cause, StoreError):
-                # The store logs the outage and its end once; the next check catches up.
-                self.log.debug("{what} waits for the database: {error}", what=what, error=failure.value.output)
-                return
-            self.log.failure("{what} failed", failure, what=what)
-
-        self._track(coroutine).addErrback(failed)
-
-    def _when_idle(self) -> Deferred[None]:
-        if not self._busy:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append(d)
-        return d
 
     # Lifecycle.
 
@@ -311,30 +263,24 @@ class IslandResourceManager(IslandHolds):
 
     # Reads.
 
-    def inventory(self) -> Deferred[Inventory]:
+    def inventory(self) -> Deferred[KnownInventory]:
         """Fire with the island's inventory (see L{IResourceManager.inventory})."""
         return self._inventory.get()
 
-    def booked_slots(self, window: Slot) -> Deferred[list[Slot]]:
+    @tracked
+    async def booked_slots(self, window: Slot) -> list[Slot]:
         """Fire with the booked slots overlapping C{window}, holds included (see L{IResourceManager.booked_slots})."""
-        return self._track(self._booked_slots(window))
-
-    async def _booked_slots(self, window: Slot) -> list[Slot]:
         bookings = await self._store.list_live(check_slot(window, "window"))
         return [b.slot for b in bookings]
 
-    def check_availability(self, slot: Slot) -> Deferred[bool]:
+    @tracked
+    async def check_availability(self, slot: Slot) -> bool:
         """Fire with True if C{slot} is free: no live booking and no hold overlaps it."""
-        return self._track(self._check_availability(slot))
-
-    async def _check_availability(self, slot: Slot) -> bool:
         return not await self._store.list_live(check_slot(slot), 1)
 
-    def lookup(self, sliver_urns: Sequence[str | Booking], include_dead: bool = False) -> Deferred[list[Booking]]:
+    @tracked
+    async def lookup(self, sliver_urns: Sequence[str | Booking], include_dead: bool = False) -> list[Booking]:
         """Fire with the bookings of these slivers (see L{IResourceManager.lookup})."""
-        return self._track(self._lookup(sliver_urns, include_dead))
-
-    async def _lookup(self, sliver_urns: Sequence[str | Booking], include_dead: bool) -> list[Booking]:
         result = []
         for urn in self._urns(sliver_urns):
             booking = await self._get(urn)
@@ -343,23 +289,20 @@ class IslandResourceManager(IslandHolds):
             result.append(booking)
         return result
 
-    def slice_bookings(self, slice_urn: str | URN, live_only: bool = True) -> Deferred[list[Booking]]:
+    @tracked
+    async def slice_bookings(self, slice_urn: str | URN, live_only: bool = True) -> list[Booking]:
         """Fire with the slice's slivers by slot start (its holds are not slivers)."""
-        return self._track(self._slice_bookings(slice_urn, live_only))
-
-    async def _slice_bookings(self, slice_urn: str | URN, live_only: bool) -> list[Booking]:
         return [b for b in await self._store.list_by_slice(_slice_urn(slice_urn), live_only) if b.is_sliver]
 
-    def is_shut_down(self, slice_urn: str | URN) -> Deferred[bool]:
+    @tracked
+    async def is_shut_down(self, slice_urn: str | URN) -> bool:
         """Fire with True if the slice has been shut down."""
-        return self._track(self._is_shut_down(slice_urn))
-
-    async def _is_shut_down(self, slice_urn: str | URN) -> bool:
         return bool(await self._store.is_shutdown(_slice_urn(slice_urn)))
 
     # Allocate.
 
-    def allocate(
+    @tracked
+    async def allocate(
         self,
         slice_urn: str | URN,
         owner_urn: str,
@@ -368,20 +311,8 @@ class IslandResourceManager(IslandHolds):
         credential_expires: float | None,
         controller: str | None = None,
         vlan_map: Mapping[str, str] | None = None,
-    ) -> Deferred[Booking]:
-        """Book the island for C{slot} (see L{IResourceManager.allocate})."""
-        return self._track(self._allocate(slice_urn, owner_urn, owner_email, slot, credential_expires, controller, vlan_map))
-
-    async def _allocate(
-        self,
-        slice_urn: str | URN,
-        owner_urn: str,
-        owner_email: str,
-        slot: Slot,
-        credential_expires: float | None,
-        controller: str | None,
-        vlan_map: Mapping[str, str] | None,
     ) -> Booking:
+        """Book the island for C{slot} (see L{IResourceManager.allocate})."""
         slice_ = _slice_urn(slice_urn)
         slice_text = slice_urn if isinstance(slice_urn, str) else str(slice_)
         parse_urn(owner_urn, "user")
@@ -397,7 +328,7 @@ class IslandResourceManager(IslandHolds):
             credential_expires=check_time(credential_expires, "credential expiry"),
             max_slot_length=self.max_slot_length,
             controller=validate_controller(controller, self.controller_policy),
-            vlan_map=validate_vlan_map(vlan_map) if vlan_map is not None else None,
+            vlan_map=dict(vlan_map) if vlan_map is not None else None,
         )
         if await self._store.is_shutdown(slice_):
             raise GeniError(GeniCode.REFUSED, f"slice {slice_text} has been shut down")
@@ -408,33 +339,24 @@ class IslandResourceManager(IslandHolds):
         )
         self._background(self._scheduler.rearm(), "re-arming the boundary timer")
         return stored
+
     # Provision.
 
-    def provision(
+    @tracked
+    async def provision(
         self,
         sliver_urns: Sequence[str | Booking],
-        users: Sequence[Mapping[str, Any]] | None = None,
+        users: Sequence[UserKeys] | None = None,
         controller: str | None = None,
         vlan_map: Mapping[str, str] | None = None,
         slot: Slot | None = None,
         credential_expires: float | None = None,
-    ) -> Deferred[list[Booking]]:
-        """Approve or update bookings (see L{IResourceManager.provision})."""
-        return self._track(self._provision(sliver_urns, users, controller, vlan_map, slot, credential_expires))
-
-    async def _provision(
-        self,
-        sliver_urns: Sequence[str | Booking],
-        users: Sequence[Mapping[str, Any]] | None,
-        controller: str | None,
-        vlan_map: Mapping[str, str] | None,
-        slot: Slot | None,
-        credential_expires: float | None,
     ) -> list[Booking]:
+        """Approve or update bookings (see L{IResourceManager.provision})."""
         urns = self._urns(sliver_urns)
-        new_users = parse_users(users) if users is not None else None
+        new_users = tuple(users) if users is not None else None
         new_controller = None if controller is None else (validate_controller(controller, self.controller_policy) or "")
-        new_vlans = validate_vlan_map(vlan_map) if vlan_map is not None else None
+        new_vlans = dict(vlan_map) if vlan_map is not None else None
         new_slot = check_slot(slot) if slot is not None else None
         expires = check_time(credential_expires, "credential expiry")
         before: dict[str, Booking] = {}
@@ -476,19 +398,15 @@ class IslandResourceManager(IslandHolds):
 
     # Renew.
 
-    def renew(
+    @tracked
+    async def renew(
         self,
         sliver_urns: Sequence[str | Booking],
         end: float,
         credential_expires: float | None = None,
         extend_alap: bool = False,
-    ) -> Deferred[list[Booking]]:
-        """Move the end of the bookings' slots (see L{IResourceManager.renew})."""
-        return self._track(self._renew(sliver_urns, end, credential_expires, extend_alap))
-
-    async def _renew(
-        self, sliver_urns: Sequence[str | Booking], end: float, credential_expires: float | None, extend_alap: bool
     ) -> list[Booking]:
+        """Move the end of the bookings' slots (see L{IResourceManager.renew})."""
         urns = self._urns(sliver_urns)
         new_end = check_time(end, "expiration time")
         if new_end is None:
@@ -523,11 +441,9 @@ class IslandResourceManager(IslandHolds):
 
     # Delete.
 
-    def delete(self, sliver_urns: Sequence[str | Booking]) -> Deferred[list[Booking]]:
+    @tracked
+    async def delete(self, sliver_urns: Sequence[str | Booking]) -> list[Booking]:
         """Release the bookings (see L{IResourceManager.delete})."""
-        return self._track(self._delete(sliver_urns))
-
-    async def _delete(self, sliver_urns: Sequence[str | Booking]) -> list[Booking]:
         urns = self._urns(sliver_urns)
         result = []
         async with self._lock:
@@ -542,11 +458,9 @@ class IslandResourceManager(IslandHolds):
 
     # Shutdown.
 
-    def shutdown(self, slice_urn: str | URN) -> Deferred[list[Booking]]:
+    @tracked
+    async def shutdown(self, slice_urn: str | URN) -> list[Booking]:
         """Stop the slice at once and refuse further changes (see L{IResourceManager.shutdown})."""
-        return self._track(self._shutdown(slice_urn))
-
-    async def _shutdown(self, slice_urn: str | URN) -> list[Booking]:
         slice_ = _slice_urn(slice_urn)
         async with self._lock:
             if await self._store.set_shutdown(slice_, self._clock.seconds()):
@@ -562,15 +476,11 @@ class IslandResourceManager(IslandHolds):
 
     # Operational actions.
 
-    def perform_action(
-        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[Mapping[str, Any]] | None = None
-    ) -> Deferred[list[Booking]]:
-        """Perform an operational action (see L{IResourceManager.perform_action})."""
-        return self._track(self._perform_action(sliver_urns, action, users))
-
-    async def _perform_action(
-        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[Mapping[str, Any]] | None
+    @tracked
+    async def perform_action(
+        self, sliver_urns: Sequence[str | Booking], action: str, users: Sequence[UserKeys] | None = None
     ) -> list[Booking]:
+        """Perform an operational action (see L{IResourceManager.perform_action})."""
         urns = self._urns(sliver_urns)
         if action not in ACTIONS:
             raise GeniError(GeniCode.UNSUPPORTED, f"unsupported action {str(action)[:64]!r}; supported: {', '.join(ACTIONS)}")
@@ -578,7 +488,7 @@ class IslandResourceManager(IslandHolds):
         if action == "geni_update_users":
             if users is None:
                 raise GeniError(GeniCode.BADARGS, "geni_update_users needs geni_users")
-            new_users = parse_users(users)
+            new_users = tuple(users)
         result = []
         async with self._lock:
             current, now = await self._current_locked(urns)
@@ -637,52 +547,6 @@ class IslandResourceManager(IslandHolds):
         triggers a repair.
         """
         return self._scheduler.repair()
-
-    async def _check(self, repair: bool) -> None:
-        """One run of the periodic checks (see L{sweep})."""
-        now = self._clock.seconds()
-        due = await self._store.due(now)
-        self._backoff.keep_only(b.sliver_key for b in due.start + due.cleanup + due.end)
-        for b in due.expire:
-            await self._guarded(self._expire(b.sliver_urn), b)
-        for b in due.end:
-            await self._guarded(self._locked(self._sync.end_locked, b.sliver_urn), b)
-        for b in due.cleanup:
-            if self._backoff.may_retry(b.sliver_key, now):
-                await self._guarded(self._locked(self._sync.cleanup_locked, b.sliver_urn), b)
-        if repair:
-            try:
-                async with self._lock:
-                    await self._sync.repair_locked()
-            except StoreError:
-                raise
-            except Exception:
-                self.log.failure("drift repair failed")
-        for b in due.start:
-            if self._backoff.may_retry(b.sliver_key, now):
-                await self._guarded(self._locked(self._sync.start_locked, b.sliver_urn), b)
-        await self._scheduler.rearm()
-
-    async def _guarded(self, work: Awaitable[Any], booking: Booking) -> None:
-        try:
-            await work
-        except StoreError:
-            raise  # the whole check waits for the database
-        except DomainError as e:
-            self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.message)
-        except GeniError as e:
-            self.log.warn("island check of {sliver}: {error}", sliver=booking.sliver_urn, error=e.output)
-        except Exception:
-            self.log.failure("island check of {sliver} failed", sliver=booking.sliver_urn)
-
-    async def _locked(self, work: Callable[[str], Awaitable[Any]], urn: str) -> None:
-        async with self._lock:
-            await work(urn)
-
-    async def _expire(self, urn: str) -> None:
-        new = await self._changes.step_one(urn, Event.EXPIRE)
-        if new.allocation_state is AllocationState.EXPIRED:
-            self.log.info("allocation {sliver} expired", sliver=urn)
 
     # Helpers shared by the operations.
 

@@ -27,13 +27,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from geniam.booking.values import AllocationState, Booking, Slot, urn_key
+from geniam.booking.values import AllocationState, Booking, Slot, UserKeys, urn_key
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.island import IslandResourceManager
 from geniam.trust.identity import Identity
@@ -292,7 +291,7 @@ class TicketManager:
         )
 
     async def redeem_ticket(
-        self, slice_urn: str, document: object, users: Sequence[Mapping[str, Any]], credential_expires: float | None
+        self, slice_urn: str, document: object, users: Sequence[UserKeys], credential_expires: float | None
     ) -> Booking:
         """RedeemTicket: the ticket's hold becomes the slice's sliver (replacing the old one after UpdateSliver)."""
         async with self._lock:

@@ -125,9 +125,10 @@ class _GatewayCalls(GatewayCalls):
     """
     The L{IGatewayAgent} methods on top of C{_call(method, *args)}.
 
-    Arguments are checked with the verb's own check before they are sent
-    (a malformed one never reaches the agent, which checks them again where
-    the link delivers them); what the agent answers is checked here.
+    Arguments come from bookings validated where their request entered the
+    AM: only their number is checked before they are sent (the agent checks
+    them where the link delivers them, its own trust boundary); what the
+    agent answers is checked here.
     """
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -137,7 +138,8 @@ class _GatewayCalls(GatewayCalls):
         return Deferred.fromCoroutine(self._remote(verb, args))
 
     async def _remote(self, verb: Verb, args: tuple[Any, ...]) -> Any:
-        answer = await self._call(verb.remote, *[_plain(a) for a in verb.validated([_plain(a) for a in args])])
+        verb.check_arity(args)
+        answer = await self._call(verb.remote, *[_plain(a) for a in args])
         if verb is GET_SWITCHES:
             return _string_list(answer, normalise_dpid, "switch")
         if verb is GET_LINKS:
