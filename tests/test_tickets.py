@@ -185,6 +185,44 @@ class TransitionTests(SynchronousTestCase):
         self.assertEqual(t.stored(sliver).allocation_state, AllocationState.DELETED)
         self.assertEqual(t.state(), SliceState.SLIVER)
 
+    def test_update_overlapping_its_own_slot(self) -> None:
+        """
+        An update whose slot overlaps the sliver's own is held beside it and
+        kept from other slices; redeeming moves the sliver to the new slot in
+        one change, releasing leaves it as it was.
+        """
+        t = self.t
+        _, ticket = t.get(start=3600, end=7200)
+        sliver = t.redeem(ticket)
+        for start, end in ((5000, 9000), (3600, 7200), (4000, 6000), (1800, 9000)):
+            update, document = t.ok(t.manager.update_sliver(SLICE, None, t.promise(start, end)))
+            self.assertEqual(update.slot, Slot(at(start), at(end)))
+            self.assertIn(ticket_urn_of(update), document)
+            self.assertEqual(t.state(), SliceState.BOTH)
+            self.assertEqual(t.stored(sliver), sliver)
+            # The promised slot is kept from every other slice, inside the sliver's slot and outside it.
+            t.refused(t.manager.get_ticket(OTHER_SLICE, t.promise(end - 60, end + 600)), GeniCode.UNAVAILABLE)
+            self.failureResultOf(t.island.manager.allocate(OTHER_SLICE, ALICE, "", Slot(at(start), at(start + 60)), at(DAY)), GeniError)
+            t.ok(t.manager.release_ticket(SLICE, document))
+            self.assertEqual(t.stored(sliver), sliver)
+            self.assertEqual(t.state(), SliceState.SLIVER)
+        update, document = t.ok(t.manager.update_sliver(SLICE, None, t.promise(5000, 9000)))
+        new = t.redeem(document)
+        self.assertEqual((new.sliver_urn, new.slot), (update.sliver_urn, Slot(at(5000), at(9000))))
+        self.assertEqual(t.stored(sliver).allocation_state, AllocationState.DELETED)
+        self.assertEqual([b.slot for b in t.ok(_live(t))], [Slot(at(5000), at(9000))])
+        t.get(OTHER_SLICE, 3600, 5000)  # the part of the old slot the update gave up is free again
+
+    def test_overlap_only_for_a_ticket_and_its_own_sliver(self) -> None:
+        """The slice's own v3 allocation may not overlap its sliver, nor its ticket's hold another slice's sliver."""
+        t = self.t
+        _, ticket = t.get(start=3600, end=7200)
+        t.redeem(ticket)
+        self.failureResultOf(t.island.manager.allocate(SLICE, ALICE, "", Slot(at(5000), at(9000)), at(DAY)), GeniError)
+        t.island.manager.allocate(OTHER_SLICE, ALICE, "", Slot(at(9000), at(9900)), at(DAY))
+        t.refused(t.manager.update_sliver(SLICE, None, t.promise(5000, 9500)), GeniCode.UNAVAILABLE)
+        self.assertEqual(t.state(), SliceState.SLIVER)
+
     def test_delete_sliver(self) -> None:
         """DeleteSliver returns a fresh ticket for the rest of the slot; not allowed with sliver and ticket."""
         t = self.t
