@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet import reactor
 
 from geniam.client import AMClient, value_of
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
 from geniam.rspec.request import build_request
 from geniam.trust.identity import Identity
 from tests.fixturepaths import GCF as FIXTURES
@@ -101,3 +101,25 @@ class ComponentManagerLoopbackTests(FixtureAggregate):
         reply = await self.call(cm, "GetTicket", slice_urn=SLICE, rspec=build_request(NOW + 3600, NOW + 7200))
         self.assertEqual(reply["code"], GeniCode.FORBIDDEN)
         self.assertEqual(await self.service.store.count(), 0)
+
+    async def test_huge_rspec(self) -> None:
+        """
+        An RSpec past the parser's bounds gets TOOBIG saying so; a body past
+        the server's limit is refused before it is read. Neither changes anything.
+        """
+        await self.start()
+        cm = self.cm()
+        creds = [(FIXTURES / "fixture-slicecred.xml").read_text()]
+        request = build_request(NOW + 3600, NOW + 7200)
+        many = request.replace("</rspec>", "<x/>" * 150_000 + "</rspec>")
+        reply = await self.call(cm, "GetTicket", slice_urn=SLICE, credentials=creds, rspec=many)
+        self.assertEqual(reply["code"], GeniCode.TOOBIG, reply["output"])
+        self.assertIn("elements", reply["output"])
+        self.assertNotIn("Traceback", reply["output"])
+        oversized = request.replace("</rspec>", "<!--" + "x" * (5 * 1024 * 1024) + "--></rspec>")
+        with self.assertRaises(GeniError) as raised:
+            await cm.call("GetTicket", {"slice_urn": SLICE, "credentials": creds, "rspec": oversized})
+        self.assertIn("too large", raised.exception.output)
+        self.assertEqual(await self.service.store.count(), 0)
+        resolved = await self.ok(cm, "Resolve", urn=SLICE, credentials=creds)
+        self.assertEqual(resolved["state"], "neither sliver nor ticket")
