@@ -6,6 +6,8 @@ L{Clock}, an SQLite store run inline and the simulated gateway.
 
 from __future__ import annotations
 
+import itertools
+
 import time
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,11 @@ def aggregate_identity(name: str = "am") -> Identity:
 class Tickets:
     """An island with a ticket manager."""
 
-    def __init__(self, case: SynchronousTestCase, path: str = ":memory:", clock: Clock | None = None, start: bool = True) -> None:
+    def __init__(
+        self, case: SynchronousTestCase, path: str = ":memory:", clock: Clock | None = None, start: bool = True, **options: Any
+    ) -> None:
         self.case = case
-        self.island = Island(case, path, clock)
+        self.island = Island(case, path, clock, **options)
         self.clock = self.island.clock
         self.manager = TicketManager(self.island.manager, aggregate_identity(), self.clock, TTL)
         if start:
@@ -347,6 +351,59 @@ class ExpiryTests(SynchronousTestCase):
         self.assertEqual(third.stored(second_hold).allocation_state, AllocationState.EXPIRED)
         self.assertEqual(third.state(OTHER_SLICE), SliceState.NEITHER)
         self.assertEqual(third.state(), SliceState.SLIVER)
+
+
+class RestartTests(SynchronousTestCase):
+    """Each of the four states survives a restart, and its next legal move works on the new process."""
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+
+    def restarted(self, first: Tickets) -> Tickets:
+        self.successResultOf(first.island.manager.stop())
+        names = itertools.count(1)
+        return Tickets(self, self.path, first.clock, sliver_names=lambda: f"after-restart-{next(names)}")
+
+    def test_neither(self) -> None:
+        """A slice whose ticket was released is still in neither state, and can get a ticket again."""
+        first = Tickets(self, self.path)
+        _, ticket = first.get()
+        first.ok(first.manager.release_ticket(SLICE, ticket))
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.NEITHER)
+        again.get()
+
+    def test_ticket(self) -> None:
+        """A valid ticket is still held (against other slices too) and redeemable."""
+        first = Tickets(self, self.path)
+        hold, ticket = first.get()
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.TICKET)
+        again.refused(again.manager.get_ticket(OTHER_SLICE, again.promise()), GeniCode.UNAVAILABLE)
+        self.assertEqual(again.redeem(ticket).slot, hold.slot)
+
+    def test_sliver(self) -> None:
+        """A sliver is still there; GetTicket is still refused, UpdateSliver works."""
+        first = Tickets(self, self.path)
+        _, ticket = first.get()
+        sliver = first.redeem(ticket)
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.SLIVER)
+        again.refused(again.manager.get_ticket(SLICE, again.promise(9000, 9900)), GeniCode.REFUSED)
+        again.ok(again.manager.update_sliver(SLICE, sliver.sliver_urn, again.promise(5000, 9000)))
+
+    def test_sliver_and_ticket(self) -> None:
+        """An update's ticket (overlapping the sliver) survives; redeeming it applies it; DeleteSliver is still refused."""
+        first = Tickets(self, self.path)
+        _, ticket = first.get()
+        sliver = first.redeem(ticket)
+        _, update = first.ok(first.manager.update_sliver(SLICE, None, first.promise(5000, 9000)))
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.BOTH)
+        again.refused(again.manager.delete_sliver(SLICE, None, at(30 * DAY)), GeniCode.REFUSED)
+        self.assertEqual(again.redeem(update).slot, Slot(at(5000), at(9000)))
+        self.assertEqual(again.stored(sliver).allocation_state, AllocationState.DELETED)
+        self.assertEqual(again.state(), SliceState.SLIVER)
 
 
 class RaceTests(SynchronousTestCase):
