@@ -7,7 +7,6 @@ L{Clock}, an SQLite store run inline and the simulated gateway.
 from __future__ import annotations
 
 import itertools
-
 import time
 from pathlib import Path
 from typing import Any
