@@ -28,7 +28,7 @@ from geniam.booking.lifecycle import Event, step, taken_up
 from geniam.errors import GeniCode
 from geniam.managers.errors import as_geni_error
 from geniam.interfaces import IStore
-from geniam.store.errors import DuplicateBooking, StaleBooking, UnknownBooking
+from geniam.store.errors import DuplicateBooking, StaleBooking, TicketHeld, UnknownBooking
 from geniam.store.sqlite import SQLiteStore
 
 AUTHORITY = "geni.example.net:island"
@@ -258,6 +258,25 @@ class StoreContractMixin:
         await store.insert(booking("o1", 1100, 1200, slice_name="second"))
         self.assertEqual([b.slot for b in await store.list_live(Slot(0, 5000))], [Slot(1100, 1200), Slot(1500, 3000)])
 
+    async def test_one_valid_ticket_per_slice(self) -> None:
+        """
+        A slice's second live ticket hold is refused (REFUSED) while the first
+        is valid; one past its redeem-by time is marked expired to make room.
+        """
+        store = await self.make_store()
+        first = await store.insert(booking("t1", 1000, 2000, AllocationState.HELD, held_by="ticket", allocation_expires=500.0))
+        error = await self._fails(
+            store.insert(booking("t2", 3000, 4000, AllocationState.HELD, held_by="ticket", allocation_expires=800.0, created=400.0)),
+            TicketHeld,
+        )
+        self.assertEqual(as_geni_error(error).code, GeniCode.REFUSED)
+        await store.insert(booking("t3", 7000, 8000, AllocationState.HELD, slice_name="exp2", held_by="ticket"))
+        await store.insert(booking("x", 5000, 6000, AllocationState.HELD, held_by="transaction"))
+        await store.insert(booking("t2", 3000, 4000, AllocationState.HELD, held_by="ticket", allocation_expires=800.0, created=500.0))
+        lapsed = await store.get(first.sliver_urn)
+        assert lapsed is not None
+        self.assertEqual((lapsed.allocation_state, lapsed.version), (AllocationState.EXPIRED, 2))
+
     async def test_hold_taken_up_keeps_its_slot(self) -> None:
         """A hold taken up becomes an allocation of the same slot in one update; no other slice got in between."""
         store = await self.make_store()
@@ -271,7 +290,9 @@ class StoreContractMixin:
         """A lapsed hold is due for expiry; once expired or released its slot is free for another slice."""
         store = await self.make_store()
         first = await store.insert(booking("h1", 1000, 2000, AllocationState.HELD, held_by="ticket", allocation_expires=500.0))
-        second = await store.insert(booking("h2", 3000, 4000, AllocationState.HELD, held_by="ticket", allocation_expires=900.0))
+        second = await store.insert(
+            booking("h2", 3000, 4000, AllocationState.HELD, slice_name="exp2", held_by="ticket", allocation_expires=900.0)
+        )
         self.assertEqual(await store.next_boundary(0.0), 500.0)
         due = await store.due(600.0)
         self.assertEqual([b.sliver_urn for b in due.expire], [first.sliver_urn])

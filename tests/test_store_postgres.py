@@ -33,7 +33,7 @@ from geniam.store.errors import SchemaTooNew, StaleBooking, StoreError
 from geniam.store import schema as schema_module
 from geniam.store.postgres import PostgresStore, _arguments
 from geniam.store.rows import INSERT_BOOKING, Result, booking_to_row, drive
-from geniam.store.schema import IN_SLICE_CONSTRAINT, NO_OVERLAP_CONSTRAINT, SCHEMA_VERSION, open_schema
+from geniam.store.schema import IN_SLICE_CONSTRAINT, NO_OVERLAP_CONSTRAINT, ONE_TICKET_INDEX, SCHEMA_VERSION, open_schema
 from tests.test_store import StoreContractMixin, booking, race_for_slots, sliver
 
 DSN = os.environ.get("GENIAM_TEST_POSTGRES_DSN", "")
@@ -207,6 +207,21 @@ class PostgresConstraintTests(TestCase):
             )
             self.assertEqual(error.pgcode, "23P01")
             self.assertIn(constraint, str(error))
+
+    async def test_one_live_ticket_row_per_slice(self) -> None:
+        """Rows written around the store: a slice's second live ticket hold is refused by the unique index."""
+        schema = await scratch_schema(self)
+        await started_store(self, in_schema(schema))
+        await self.raw_insert(schema, "t1", 1000.0, 2000.0, state=AllocationState.HELD, held_by="ticket")
+        await self.raw_insert(schema, "old", 5000.0, 6000.0, state=AllocationState.EXPIRED, held_by="ticket")
+        error: Any = await self.assertFailure(
+            Deferred.fromCoroutine(
+                self.raw_insert(schema, "t2", 3000.0, 4000.0, state=AllocationState.HELD, held_by="ticket")
+            ),
+            psycopg2.IntegrityError,
+        )
+        self.assertEqual(error.pgcode, "23505")
+        self.assertIn(ONE_TICKET_INDEX, str(error))
 
     async def test_refuses_overlapping_rows(self) -> None:
         """

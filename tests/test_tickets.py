@@ -23,6 +23,7 @@ from geniam.managers.tickets import (
     Operation,
     Promise,
     SliceState,
+    SliceView,
     TicketManager,
     next_state,
     ticket_urn_of,
@@ -428,6 +429,32 @@ class RaceTests(SynchronousTestCase):
         self.assertEqual([f.value.code for f in losses], [GeniCode.UNAVAILABLE] * 2)
         live = t.ok(_live(t))
         self.assertEqual(len(live), 1)
+
+
+class ProcessesTests(SynchronousTestCase):
+    """Two aggregate processes on one database: the store keeps one valid ticket per slice."""
+
+    def test_one_ticket_across_processes(self) -> None:
+        """
+        The second process read the slice's state before the first wrote its
+        ticket, so its own check lets GetTicket through; the store refuses it.
+        """
+        path = self.mktemp()
+        one = Tickets(self, path)
+        names = itertools.count(1)
+        two = Tickets(self, path, one.clock, sliver_names=lambda: f"second-process-{next(names)}")
+        read_state = two.manager.view
+        held: list[Booking] = []
+
+        async def view_then_the_other_process_writes(slice_urn: str) -> SliceView:
+            view = await read_state(slice_urn)
+            held.append(one.get()[0])
+            return view
+
+        two.manager.view = view_then_the_other_process_writes  # type: ignore[method-assign]
+        error = two.refused(two.manager.get_ticket(SLICE, two.promise(9000, 9900)), GeniCode.REFUSED)
+        self.assertIn("already holds a valid ticket", error.output)
+        self.assertEqual([b.sliver_urn for b in two.ok(_live(two))], [held[0].sliver_urn])
 
 
 async def _live(t: Tickets) -> list[Booking]:

@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
 from geniam.booking.errors import BookingConflict, BookingError
+from geniam.booking.lifecycle import Event, step
 from geniam.booking.values import (
     TICKET_HOLD,
     AllocationState,
@@ -42,7 +43,7 @@ from geniam.booking.values import (
     urn_key,
 )
 from geniam.errors import GeniError
-from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, UnknownBooking
+from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, TicketHeld, UnknownBooking
 from geniam.urn import URN
 from geniam.store.health import Availability
 
@@ -245,12 +246,28 @@ class BookingQueries:
         found = yield ("SELECT 1 FROM bookings WHERE sliver_key = ?", (booking.sliver_key,))
         if found.rows:
             raise DuplicateBooking(booking.sliver_urn)
+        if booking.is_ticket_hold:
+            yield from self._one_ticket(booking)
         if booking.live:
             conflict = yield from self._conflict(booking, ())
             if conflict is not None:
                 raise BookingConflict(conflict)
         yield (INSERT_BOOKING, booking_to_row(booking, self.island, 1))
         return replace(booking, version=1)
+
+    def _one_ticket(self, hold: Booking) -> Steps[None]:
+        """
+        Make room for a ticket's new hold: a live ticket's hold of the slice
+        past its redeem-by time (the sweep has not marked it yet) is marked
+        expired; a valid one refuses the new hold (L{TicketHeld}).
+        """
+        held = yield from self._select(
+            f"island = ? AND slice_key = ? AND live = 1 AND {_TICKET_HOLD_ROW}", (self.island, urn_key(hold.slice_urn))
+        )
+        for old in held:
+            if old.allocation_expires > hold.created:
+                raise TicketHeld(hold.slice_urn)
+            yield from self.update([step(old, Event.EXPIRE, hold.created)])
 
     def update(self, bookings: Sequence[Booking]) -> Steps[list[Booking]]:
         """Replace bookings, all or none, checking versions and conflicts."""

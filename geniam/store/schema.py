@@ -15,8 +15,9 @@ Version 4 added the operators' tables: C{maintenance} (maintenance
 windows) and C{audit_log} (L{geniam.store.operatorrows}).
 Version 5 lets a ticket's hold overlap a sliver of its own slice (the
 sliver it updates) in PostgreSQL's exclusion constraints, as
-L{geniam.booking.values.may_share_slot} says; SQLite's tables are as in
-version 4.
+L{geniam.booking.values.may_share_slot} says, and adds a unique partial
+index that allows one live ticket's hold per slice and island
+(L{ONE_TICKET_INDEX}), in both databases.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ _INDEXES: tuple[str, ...] = (
     "CREATE INDEX bookings_applied ON bookings (island) WHERE applied = 1",
 )
 
+ONE_TICKET_INDEX = "bookings_one_ticket"
+"""The unique partial index that allows at most one live ticket's hold per slice and island, whoever writes it."""
+
+_ONE_TICKET = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {ONE_TICKET_INDEX} ON bookings (island, slice_key)"
+    f" WHERE live = 1 AND allocation_state = 'held' AND held_by = '{TICKET_HOLD}'"
+)
+
 _SLICES_TABLE = """
     CREATE TABLE slices (
         island TEXT NOT NULL,
@@ -105,6 +114,7 @@ _TRANSACTIONS_TABLE = """
 SQLITE_SCHEMA: tuple[str, ...] = (
     _BOOKINGS_TABLE.format(real="REAL", constraints="", states=_STATES),
     *_INDEXES,
+    _ONE_TICKET,
     _SLICES_TABLE.format(real="REAL"),
     _TRANSACTIONS_TABLE.format(real="REAL"),
     *operator_tables("REAL"),
@@ -130,7 +140,7 @@ SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     3: (_TRANSACTIONS_TABLE.format(real="REAL"),),
     4: operator_tables("REAL"),
-    5: (),
+    5: (_ONE_TICKET,),
 }
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
@@ -166,6 +176,7 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
         constraints="," + _APART_CONSTRAINTS,
     ),
     *_INDEXES,
+    _ONE_TICKET,
     _SLICES_TABLE.format(real="DOUBLE PRECISION"),
     _TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),
     *operator_tables("DOUBLE PRECISION"),
@@ -192,6 +203,7 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
             for name in (NO_OVERLAP_CONSTRAINT, IN_SLICE_CONSTRAINT, f"{IN_SLICE_CONSTRAINT}_holds")
         ),
         *(f"ALTER TABLE bookings ADD {c.strip()}" for c in _APART_CONSTRAINTS.split(",\n")),
+        _ONE_TICKET,
     ),
 }
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
