@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geniam.client import AMClient
-from geniam.demo import CONTROLLER, VLAN_MAP, Step, StepFailed
+from geniam.demo import CONTROLLER, VLAN_MAP, Step, StepFailed, all_behaved
 from geniam.errors import GeniCode, GeniError
 from geniam.rspec.request import build_request
 
@@ -85,11 +85,7 @@ class TicketWalk:
 
     async def run(self) -> bool:
         """Take every step; True if all behaved."""
-        try:
-            await self._run()
-        except StepFailed:
-            return False
-        return True
+        return await all_behaved(self._run)
 
     async def _run(self) -> None:
         start = self.now() + self.lead

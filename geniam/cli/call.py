@@ -56,6 +56,8 @@ from geniam.cli.options import InterspersedOptions
 from geniam.cli.rspec import parse_when
 from geniam.client import GENI_V3, AMClient
 from geniam.errors import GeniError
+from geniam.managers.cm import CM_PATHS
+from geniam.managers.cm import METHODS as CM_METHODS
 from geniam.timeutil import format_time
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -78,21 +80,8 @@ METHODS = (
 )
 WANTS_RSPEC_VERSION = ("ListResources", "Describe", "Provision")
 
-CM_METHODS = (
-    "GetVersion",
-    "GetTicket",
-    "RedeemTicket",
-    "UpdateSliver",
-    "ReleaseTicket",
-    "DeleteSliver",
-    "DeleteSlice",
-    "Resolve",
-    "SliverStatus",
-    "RenewSlice",
-)
-"""The component manager API's methods (C{--cm})."""
 
-CM_PATH = "/protogeni/xmlrpc/cm/2.0"
+CM_PATH = CM_PATHS[0]
 """Where an aggregate serves the component manager API."""
 
 
