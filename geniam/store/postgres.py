@@ -37,11 +37,12 @@ They look for a conflicting live booking first, so a conflict with a
 committed booking fails with L{geniam.booking.BookingConflict} naming its
 window. If the constraint still refuses the write (a writer without the
 lock committed a conflicting row meanwhile), or the sliver's unique key
-or the one-ticket index does (23505), or a deadlock (40P01) or serialization failure (40001)
-aborts it, the transaction is rolled back and run again, up to
-C{attempts} times; the fresh attempt sees the other writer's row and fails
-with the L{geniam.booking.BookingConflict} or
-L{geniam.store.errors.DuplicateBooking} naming it. An update writes a row
+or the one-ticket index does (23505), or a deadlock (40P01) or
+serialization failure (40001) aborts it, the transaction is rolled back
+and run again, up to C{attempts} times; the fresh attempt sees the other
+writer's row and fails with the L{geniam.booking.BookingConflict},
+L{geniam.store.errors.DuplicateBooking} or
+L{geniam.store.errors.TicketHeld} naming it. An update writes a row
 only if its version is still the one it read, so concurrent updates never
 overwrite each other. Reads of several statements (L{PostgresStore.due},
 L{PostgresStore.next_boundary}) run in a REPEATABLE READ, READ ONLY
