@@ -29,7 +29,7 @@ from geniam.booking.errors import BookingConflict
 from geniam.booking.values import AllocationState, Slot
 from geniam.errors import GeniCode
 from geniam.managers.errors import as_geni_error
-from geniam.store.errors import SchemaTooNew, StaleBooking, StoreError
+from geniam.store.errors import SchemaTooNew, StaleBooking, StoreError, TicketHeld
 from geniam.store import schema as schema_module
 from geniam.store.postgres import PostgresStore, _arguments
 from geniam.store.rows import INSERT_BOOKING, Result, booking_to_row, drive
@@ -344,6 +344,19 @@ class PostgresConcurrencyTests(TestCase):
         """
         first, second = await self.two_stores()
         await race_for_slots(self, first, second)
+
+    async def test_racing_tickets_of_one_slice(self) -> None:
+        """Two stores each write a ticket's hold of one slice (apart slots) at once: one is stored, the other is REFUSED."""
+        first, second = await self.two_stores()
+        attempts = [
+            store.insert(booking(name, start, start + 100, AllocationState.HELD, held_by="ticket", allocation_expires=900.0))
+            for store, name, start in ((first, "t1", 1000), (second, "t2", 3000))
+        ]
+        outcomes: list[Any] = await DeferredList(attempts, consumeErrors=True)
+        self.assertEqual(sorted(ok for ok, _ in outcomes), [False, True])
+        [failure] = [value for ok, value in outcomes if not ok]
+        failure.trap(TicketHeld)
+        self.assertEqual(len(await first.list_live(Slot(0, 5000))), 1)
 
     async def test_racing_updates(self) -> None:
         """Both stores update one booking from the same version at once: one succeeds, the other is BUSY."""
