@@ -79,6 +79,15 @@ class StepFailed(Exception):
     """A step did not behave as it should."""
 
 
+async def all_behaved(steps: Callable[[], Awaitable[None]]) -> bool:
+    """Take C{steps} (which raise L{StepFailed} at the first step that fails); True if all behaved."""
+    try:
+        await steps()
+    except StepFailed:
+        return False
+    return True
+
+
 def short_name(urn: str) -> str:
     """
     A short label for an aggregate or sliver URN: the last part of its
@@ -233,11 +242,7 @@ class Experiment:
 
     async def run(self) -> bool:
         """Run every step; True if all behaved."""
-        try:
-            await self._run()
-        except StepFailed:
-            return False
-        return True
+        return await all_behaved(self._run)
 
     async def _run(self) -> None:
         state: dict[str, Any] = {}

@@ -17,8 +17,9 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from geniam.cli.call import Options, call_parameters, main, render
+from geniam.cli.call import Options, call_parameters, cm_arguments, cm_url, main, render
 from geniam.loopback import LoopbackFederation
+from geniam.rspec.request import build_request
 from tests.domains import copied_domain
 from tests.test_am_loopback import make_domain
 
@@ -77,12 +78,38 @@ class ParameterTests(SynchronousTestCase):
             call_parameters(parsed("https://x/", "Allocate", URN), "", 0)
         self.assertEqual(main(["https://x/", "GetVersion"]), 2)
 
+    def test_cm_arguments(self) -> None:
+        """--cm builds one struct of named arguments: JSON values, @FILE contents, times, credentials and keys."""
+        rspec, key, cred = self.mktemp(), self.mktemp(), self.mktemp()
+        Path(rspec).write_text("<rspec/>")
+        Path(key).write_text("ssh-ed25519 AAAA me\n")
+        Path(cred).write_text("<signed-credential/>")
+        options = parsed("--cm", "https://x:5001/", "GetTicket", f"slice_urn={URN}", f"rspec=@{rspec}", "n=3",
+                         "--credential", cred, "--ssh-key", key)
+        self.assertEqual(
+            cm_arguments(options, 0),
+            {"slice_urn": URN, "rspec": "<rspec/>", "n": 3, "credentials": ["<signed-credential/>"],
+             "keys": [{"type": "ssh", "key": "ssh-ed25519 AAAA me"}]},
+        )
+        renew = cm_arguments(parsed("--cm", "https://x/", "RenewSlice", "expiration=now+1h"), 1000.0)
+        self.assertEqual(renew, {"expiration": "1970-01-01T01:16:40Z"})
+        self.assertEqual(cm_url("https://x:5001/"), "https://x:5001/protogeni/xmlrpc/cm/2.0")
+        self.assertEqual(cm_url("https://x:5001/protogeni/xmlrpc/cm"), "https://x:5001/protogeni/xmlrpc/cm")
+        with self.assertRaises(usage.UsageError):
+            parsed("--cm", "https://x/", "Allocate")  # an AM API method, not a CM one
+        with self.assertRaises(usage.UsageError):
+            parsed("https://x/", "GetTicket")  # a CM method without --cm
+        with self.assertRaises(usage.UsageError):
+            cm_arguments(parsed("--cm", "https://x/", "Resolve", URN), 0)
+
     def test_render(self) -> None:
         """Errors show their code and output; values are laid out as indented text."""
         text = render({"code": {"geni_code": 12}, "output": "no such sliver", "value": ""})
         self.assertIn("geni_code: 12  (no such sliver)", text)
         text = render({"code": {"geni_code": 0}, "value": {"geni_slivers": [{"geni_sliver_urn": "u"}]}})
         self.assertIn("geni_sliver_urn: u", text)
+        text = render({"code": 7, "value": "", "output": "the slice already has a sliver here"})
+        self.assertIn("geni_code: 7  (the slice already has a sliver here)", text)
 
 
 class CommandTests(TestCase):
@@ -118,3 +145,21 @@ class CommandTests(TestCase):
         out, err, code = await geniam(fed.url("am1"), "Status", fed.slice_urn("exp1"), "--credential", str(usercred), *base)
         self.assertEqual(code, 1)
         self.assertIn(b"geni_code: ", out)
+
+        # The component manager API: a ticket, its state, and a refusal with its code (exit 1).
+        slicecred, rspec = folder / "alice-exp1.xml", folder / "request.xml"
+        slicecred.write_text(fed.slice_credential("exp1", "alice"))
+        start = time.time() + 3600
+        rspec.write_text(build_request(start, start + 3600))
+        slice_args = [f"slice_urn={fed.slice_urn('exp1')}", "--credential", str(slicecred), *base]
+        out, err, code = await geniam("--cm", fed.url("am1"), "GetTicket", f"rspec=@{rspec}", *slice_args)
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"geni_code: 0", out)
+        self.assertIn(b"<type>ticket</type>", out)
+        out, err, code = await geniam("--cm", fed.url("am1"), "Resolve", f"urn={fed.slice_urn('exp1')}", "--json",
+                                      "--credential", str(slicecred), *base)
+        self.assertEqual(code, 0, err)
+        self.assertIn(b'"ticket_urn": "urn:publicid:IDN+', out)
+        out, err, code = await geniam("--cm", fed.url("am1"), "GetTicket", f"rspec=@{rspec}", *slice_args)
+        self.assertEqual(code, 1)
+        self.assertIn(b"geni_code: 7  (GetTicket: the slice already holds a valid ticket here", out)

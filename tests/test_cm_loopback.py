@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.trial.unittest import TestCase
 
+from geniam.booking.values import Slot
+from geniam.cli.call import answer_code, cm_url
 from geniam.client import AMClient, value_of
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
+from geniam.loopback import LoopbackFederation
 from geniam.rspec.request import build_request
 from geniam.trust.identity import Identity
+from tests.domains import copied_domain
 from tests.fixturepaths import GCF as FIXTURES
+from tests.test_demo import make_domain
 from tests.test_interop import KEY, NOW, SLICE, FixtureAggregate
 
 XMLSEC1 = shutil.which("xmlsec1")
@@ -101,3 +108,59 @@ class ComponentManagerLoopbackTests(FixtureAggregate):
         reply = await self.call(cm, "GetTicket", slice_urn=SLICE, rspec=build_request(NOW + 3600, NOW + 7200))
         self.assertEqual(reply["code"], GeniCode.FORBIDDEN)
         self.assertEqual(await self.service.store.count(), 0)
+
+    async def test_huge_rspec(self) -> None:
+        """
+        An RSpec past the parser's bounds gets TOOBIG saying so; a body past
+        the server's limit is refused before it is read. Neither changes anything.
+        """
+        await self.start()
+        cm = self.cm()
+        creds = [(FIXTURES / "fixture-slicecred.xml").read_text()]
+        request = build_request(NOW + 3600, NOW + 7200)
+        many = request.replace("</rspec>", "<x/>" * 150_000 + "</rspec>")
+        reply = await self.call(cm, "GetTicket", slice_urn=SLICE, credentials=creds, rspec=many)
+        self.assertEqual(reply["code"], GeniCode.TOOBIG, reply["output"])
+        self.assertIn("elements", reply["output"])
+        self.assertNotIn("Traceback", reply["output"])
+        oversized = request.replace("</rspec>", "<!--" + "x" * (5 * 1024 * 1024) + "--></rspec>")
+        with self.assertRaises(GeniError) as raised:
+            await cm.call("GetTicket", {"slice_urn": SLICE, "credentials": creds, "rspec": oversized})
+        self.assertIn("too large", raised.exception.output)
+        self.assertEqual(await self.service.store.count(), 0)
+        resolved = await self.ok(cm, "Resolve", urn=SLICE, credentials=creds)
+        self.assertEqual(resolved["state"], "neither sliver nor ticket")
+
+
+class TicketRaceTests(TestCase):
+    """Over TLS: a ticket, an AM API v3 Allocate and another slice's ticket for one slot; exactly one wins."""
+
+    timeout = 60
+
+    async def test_exactly_one_wins(self) -> None:
+        """All three calls are made before any answer comes; one succeeds, the others get UNAVAILABLE, one booking is live."""
+        folder = copied_domain(self, "demo", make_domain)
+        federation = LoopbackFederation(folder, reactor, aggregate_names=("am1",), user_names=("alice", "bob"), with_agents=False)
+        self.addCleanup(lambda: Deferred.fromCoroutine(federation.stop()))
+        await federation.start()
+        start = reactor.seconds() + 3600
+        rspec = build_request(start, start + 3600)
+
+        def cm(user: str) -> AMClient:
+            client = AMClient(reactor, cm_url(federation.url("am1")), federation.domain.user(user), federation.domain.roots())
+            self.addCleanup(client.close)
+            return client
+
+        v3 = federation.client("bob", "am1", (federation.user_credential("bob"), federation.slice_credential("v3", "bob")))
+        calls = [
+            cm("alice").call("GetTicket", {"slice_urn": federation.slice_urn("tickets"), "rspec": rspec,
+                                           "credentials": [federation.slice_credential("tickets", "alice")]}),
+            v3.allocate(federation.slice_urn("v3"), rspec),
+            cm("bob").call("GetTicket", {"slice_urn": federation.slice_urn("other"), "rspec": build_request(start + 1800, start + 5400),
+                                         "credentials": [federation.slice_credential("other", "bob")]}),
+        ]
+        answers = await gatherResults(calls)
+        codes = [answer_code(answer) for answer in answers]
+        self.assertEqual(sorted(codes), [0, GeniCode.UNAVAILABLE, GeniCode.UNAVAILABLE], answers)
+        live = await federation.aggregates["am1"].resource_manager._store.list_live(Slot(start - 3600, start + 7200))
+        self.assertEqual(len(live), 1)

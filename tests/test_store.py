@@ -28,7 +28,7 @@ from geniam.booking.lifecycle import Event, step, taken_up
 from geniam.errors import GeniCode
 from geniam.managers.errors import as_geni_error
 from geniam.interfaces import IStore
-from geniam.store.errors import DuplicateBooking, StaleBooking, UnknownBooking
+from geniam.store.errors import DuplicateBooking, StaleBooking, TicketHeld, UnknownBooking
 from geniam.store.sqlite import SQLiteStore
 
 AUTHORITY = "geni.example.net:island"
@@ -228,6 +228,55 @@ class StoreContractMixin:
             store.insert(booking("h2", 3500, 3600, AllocationState.HELD, slice_name="first", held_by="ticket")), BookingConflict
         )
 
+    async def test_ticket_hold_may_overlap_only_its_own_slices_sliver(self) -> None:
+        """
+        A ticket's hold may overlap a sliver of its own slice (an update of
+        it), and only that: the slices' other bookings and holds, and every
+        booking of other slices, stay apart, in either order.
+        """
+        store = await self.make_store()
+        mine = await store.insert(booking("s", 1000, 2000))
+        ticket = booking("t", 1500, 3000, AllocationState.HELD, held_by="ticket", allocation_expires=900.0)
+        await store.insert(ticket)
+        for name, start, end, state, slice_name, held_by in (
+            ("o1", 1100, 1200, AllocationState.ALLOCATED, "second", ""),  # inside the sliver, another slice
+            ("o2", 2500, 2600, AllocationState.HELD, "second", "ticket"),  # inside the hold, another slice's ticket
+            ("o3", 1800, 2200, AllocationState.HELD, "exp1", "transaction"),  # the slice's own other hold
+            ("o4", 1100, 1200, AllocationState.ALLOCATED, "exp1", ""),  # the slice's own second sliver
+        ):
+            await self._fails(
+                store.insert(booking(name, start, end, state, slice_name=slice_name, held_by=held_by, allocation_expires=900.0)),
+                BookingConflict,
+            )
+        await self._fails(
+            store.insert(booking("t2", 1000, 1100, AllocationState.HELD, slice_name="second", held_by="ticket")), BookingConflict
+        )
+        # Redeemed: the sliver deleted and the hold taken up in one update.
+        held = await store.get(ticket.sliver_urn)
+        assert held is not None
+        await store.update([step(mine, Event.DELETE, 10.0), taken_up(held, 10.0, 48 * 3600.0, None)])
+        await store.insert(booking("o1", 1100, 1200, slice_name="second"))
+        self.assertEqual([b.slot for b in await store.list_live(Slot(0, 5000))], [Slot(1100, 1200), Slot(1500, 3000)])
+
+    async def test_one_valid_ticket_per_slice(self) -> None:
+        """
+        A slice's second live ticket hold is refused (REFUSED) while the first
+        is valid; one past its redeem-by time is marked expired to make room.
+        """
+        store = await self.make_store()
+        first = await store.insert(booking("t1", 1000, 2000, AllocationState.HELD, held_by="ticket", allocation_expires=500.0))
+        error = await self._fails(
+            store.insert(booking("t2", 3000, 4000, AllocationState.HELD, held_by="ticket", allocation_expires=800.0, created=400.0)),
+            TicketHeld,
+        )
+        self.assertEqual(as_geni_error(error).code, GeniCode.REFUSED)
+        await store.insert(booking("t3", 7000, 8000, AllocationState.HELD, slice_name="exp2", held_by="ticket"))
+        await store.insert(booking("x", 5000, 6000, AllocationState.HELD, held_by="transaction"))
+        await store.insert(booking("t2", 3000, 4000, AllocationState.HELD, held_by="ticket", allocation_expires=800.0, created=500.0))
+        lapsed = await store.get(first.sliver_urn)
+        assert lapsed is not None
+        self.assertEqual((lapsed.allocation_state, lapsed.version), (AllocationState.EXPIRED, 2))
+
     async def test_hold_taken_up_keeps_its_slot(self) -> None:
         """A hold taken up becomes an allocation of the same slot in one update; no other slice got in between."""
         store = await self.make_store()
@@ -241,7 +290,9 @@ class StoreContractMixin:
         """A lapsed hold is due for expiry; once expired or released its slot is free for another slice."""
         store = await self.make_store()
         first = await store.insert(booking("h1", 1000, 2000, AllocationState.HELD, held_by="ticket", allocation_expires=500.0))
-        second = await store.insert(booking("h2", 3000, 4000, AllocationState.HELD, held_by="ticket", allocation_expires=900.0))
+        second = await store.insert(
+            booking("h2", 3000, 4000, AllocationState.HELD, slice_name="exp2", held_by="ticket", allocation_expires=900.0)
+        )
         self.assertEqual(await store.next_boundary(0.0), 500.0)
         due = await store.due(600.0)
         self.assertEqual([b.sliver_urn for b in due.expire], [first.sliver_urn])

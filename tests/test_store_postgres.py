@@ -29,11 +29,11 @@ from geniam.booking.errors import BookingConflict
 from geniam.booking.values import AllocationState, Slot
 from geniam.errors import GeniCode
 from geniam.managers.errors import as_geni_error
-from geniam.store.errors import SchemaTooNew, StaleBooking, StoreError
+from geniam.store.errors import SchemaTooNew, StaleBooking, StoreError, TicketHeld
 from geniam.store import schema as schema_module
 from geniam.store.postgres import PostgresStore, _arguments
 from geniam.store.rows import INSERT_BOOKING, Result, booking_to_row, drive
-from geniam.store.schema import NO_OVERLAP_CONSTRAINT, SCHEMA_VERSION, open_schema
+from geniam.store.schema import IN_SLICE_CONSTRAINT, NO_OVERLAP_CONSTRAINT, ONE_TICKET_INDEX, SCHEMA_VERSION, open_schema
 from tests.test_store import StoreContractMixin, booking, race_for_slots, sliver
 
 DSN = os.environ.get("GENIAM_TEST_POSTGRES_DSN", "")
@@ -166,6 +166,63 @@ class PostgresConstraintTests(TestCase):
         row = booking_to_row(booking(name, start, end, **kw), island, 1)
         await run_sql(INSERT_BOOKING.replace("?", "%s"), row, dsn=in_schema(schema))
 
+    async def test_upgrade_from_version_4(self) -> None:
+        """
+        Version 4's one island-wide constraint gives way to version 5's: a
+        ticket's hold may then overlap its own slice's sliver, nothing else.
+        """
+        schema = await scratch_schema(self)
+        store = await started_store(self, in_schema(schema))
+        await store.stop()
+        for name in (NO_OVERLAP_CONSTRAINT, IN_SLICE_CONSTRAINT, f"{IN_SLICE_CONSTRAINT}_holds"):
+            await run_sql(f"ALTER TABLE {schema}.bookings DROP CONSTRAINT {name}")
+        await run_sql(
+            f"ALTER TABLE {schema}.bookings ADD CONSTRAINT {NO_OVERLAP_CONSTRAINT} EXCLUDE USING gist"
+            f" (island WITH =, {schema}.slot_range(start_time, end_time) WITH &&) WHERE (live = 1)"
+        )
+        await run_sql(f"UPDATE {schema}.schema_version SET version = 4")
+        store = await started_store(self, in_schema(schema))
+        self.assertEqual(await run_sql(f"SELECT version FROM {schema}.schema_version"), [(SCHEMA_VERSION,)])
+        await store.insert(booking("s", 1000, 2000))
+        await store.insert(booking("t", 1500, 3000, AllocationState.HELD, held_by="ticket", allocation_expires=900.0))
+        await self.assertFailure(store.insert(booking("o", 2500, 2600, slice_name="second")), BookingConflict)
+        await self.assertFailure(Deferred.fromCoroutine(self.raw_insert(schema, "raw", 1100.0, 1200.0)), psycopg2.IntegrityError)
+
+    async def test_rows_of_a_ticket_and_its_own_sliver_may_overlap(self) -> None:
+        """
+        Rows written around the store: a ticket's hold may overlap its own
+        slice's sliver; another slice's row or the slice's second sliver may not.
+        """
+        schema = await scratch_schema(self)
+        await started_store(self, in_schema(schema))
+        await self.raw_insert(schema, "s", 1000.0, 2000.0)
+        await self.raw_insert(schema, "t", 1500.0, 3000.0, state=AllocationState.HELD, held_by="ticket")
+        for name, start, constraint, kw in (
+            ("other", 1600.0, f'"{NO_OVERLAP_CONSTRAINT}"', {"slice_name": "second"}),
+            ("second", 1600.0, f'"{IN_SLICE_CONSTRAINT}"', {}),
+            ("hold", 2500.0, f'"{IN_SLICE_CONSTRAINT}_holds"', {"state": AllocationState.HELD, "held_by": "transaction"}),
+        ):
+            error: Any = await self.assertFailure(
+                Deferred.fromCoroutine(self.raw_insert(schema, name, start, start + 100, **kw)), psycopg2.IntegrityError
+            )
+            self.assertEqual(error.pgcode, "23P01")
+            self.assertIn(constraint, str(error))
+
+    async def test_one_live_ticket_row_per_slice(self) -> None:
+        """Rows written around the store: a slice's second live ticket hold is refused by the unique index."""
+        schema = await scratch_schema(self)
+        await started_store(self, in_schema(schema))
+        await self.raw_insert(schema, "t1", 1000.0, 2000.0, state=AllocationState.HELD, held_by="ticket")
+        await self.raw_insert(schema, "old", 5000.0, 6000.0, state=AllocationState.EXPIRED, held_by="ticket")
+        error: Any = await self.assertFailure(
+            Deferred.fromCoroutine(
+                self.raw_insert(schema, "t2", 3000.0, 4000.0, state=AllocationState.HELD, held_by="ticket")
+            ),
+            psycopg2.IntegrityError,
+        )
+        self.assertEqual(error.pgcode, "23505")
+        self.assertIn(ONE_TICKET_INDEX, str(error))
+
     async def test_refuses_overlapping_rows(self) -> None:
         """
         Rows written around the store still cannot overlap a live row of
@@ -287,6 +344,19 @@ class PostgresConcurrencyTests(TestCase):
         """
         first, second = await self.two_stores()
         await race_for_slots(self, first, second)
+
+    async def test_racing_tickets_of_one_slice(self) -> None:
+        """Two stores each write a ticket's hold of one slice (apart slots) at once: one is stored, the other is REFUSED."""
+        first, second = await self.two_stores()
+        attempts = [
+            store.insert(booking(name, start, start + 100, AllocationState.HELD, held_by="ticket", allocation_expires=900.0))
+            for store, name, start in ((first, "t1", 1000), (second, "t2", 3000))
+        ]
+        outcomes: list[Any] = await DeferredList(attempts, consumeErrors=True)
+        self.assertEqual(sorted(ok for ok, _ in outcomes), [False, True])
+        [failure] = [value for ok, value in outcomes if not ok]
+        failure.trap(TicketHeld)
+        self.assertEqual(len(await first.list_live(Slot(0, 5000))), 1)
 
     async def test_racing_updates(self) -> None:
         """Both stores update one booking from the same version at once: one succeeds, the other is BUSY."""

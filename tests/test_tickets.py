@@ -6,6 +6,7 @@ L{Clock}, an SQLite store run inline and the simulated gateway.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from geniam.managers.tickets import (
     Operation,
     Promise,
     SliceState,
+    SliceView,
     TicketManager,
     next_state,
     ticket_urn_of,
@@ -47,9 +49,11 @@ def aggregate_identity(name: str = "am") -> Identity:
 class Tickets:
     """An island with a ticket manager."""
 
-    def __init__(self, case: SynchronousTestCase, path: str = ":memory:", clock: Clock | None = None, start: bool = True) -> None:
+    def __init__(
+        self, case: SynchronousTestCase, path: str = ":memory:", clock: Clock | None = None, start: bool = True, **options: Any
+    ) -> None:
         self.case = case
-        self.island = Island(case, path, clock)
+        self.island = Island(case, path, clock, **options)
         self.clock = self.island.clock
         self.manager = TicketManager(self.island.manager, aggregate_identity(), self.clock, TTL)
         if start:
@@ -185,6 +189,44 @@ class TransitionTests(SynchronousTestCase):
         self.assertEqual(t.stored(sliver).allocation_state, AllocationState.DELETED)
         self.assertEqual(t.state(), SliceState.SLIVER)
 
+    def test_update_overlapping_its_own_slot(self) -> None:
+        """
+        An update whose slot overlaps the sliver's own is held beside it and
+        kept from other slices; redeeming moves the sliver to the new slot in
+        one change, releasing leaves it as it was.
+        """
+        t = self.t
+        _, ticket = t.get(start=3600, end=7200)
+        sliver = t.redeem(ticket)
+        for start, end in ((5000, 9000), (3600, 7200), (4000, 6000), (1800, 9000)):
+            update, document = t.ok(t.manager.update_sliver(SLICE, None, t.promise(start, end)))
+            self.assertEqual(update.slot, Slot(at(start), at(end)))
+            self.assertIn(ticket_urn_of(update), document)
+            self.assertEqual(t.state(), SliceState.BOTH)
+            self.assertEqual(t.stored(sliver), sliver)
+            # The promised slot is kept from every other slice, inside the sliver's slot and outside it.
+            t.refused(t.manager.get_ticket(OTHER_SLICE, t.promise(end - 60, end + 600)), GeniCode.UNAVAILABLE)
+            self.failureResultOf(t.island.manager.allocate(OTHER_SLICE, ALICE, "", Slot(at(start), at(start + 60)), at(DAY)), GeniError)
+            t.ok(t.manager.release_ticket(SLICE, document))
+            self.assertEqual(t.stored(sliver), sliver)
+            self.assertEqual(t.state(), SliceState.SLIVER)
+        update, document = t.ok(t.manager.update_sliver(SLICE, None, t.promise(5000, 9000)))
+        new = t.redeem(document)
+        self.assertEqual((new.sliver_urn, new.slot), (update.sliver_urn, Slot(at(5000), at(9000))))
+        self.assertEqual(t.stored(sliver).allocation_state, AllocationState.DELETED)
+        self.assertEqual([b.slot for b in t.ok(_live(t))], [Slot(at(5000), at(9000))])
+        t.get(OTHER_SLICE, 3600, 5000)  # the part of the old slot the update gave up is free again
+
+    def test_overlap_only_for_a_ticket_and_its_own_sliver(self) -> None:
+        """The slice's own v3 allocation may not overlap its sliver, nor its ticket's hold another slice's sliver."""
+        t = self.t
+        _, ticket = t.get(start=3600, end=7200)
+        t.redeem(ticket)
+        self.failureResultOf(t.island.manager.allocate(SLICE, ALICE, "", Slot(at(5000), at(9000)), at(DAY)), GeniError)
+        t.island.manager.allocate(OTHER_SLICE, ALICE, "", Slot(at(9000), at(9900)), at(DAY))
+        t.refused(t.manager.update_sliver(SLICE, None, t.promise(5000, 9500)), GeniCode.UNAVAILABLE)
+        self.assertEqual(t.state(), SliceState.SLIVER)
+
     def test_delete_sliver(self) -> None:
         """DeleteSliver returns a fresh ticket for the rest of the slot; not allowed with sliver and ticket."""
         t = self.t
@@ -311,6 +353,59 @@ class ExpiryTests(SynchronousTestCase):
         self.assertEqual(third.state(), SliceState.SLIVER)
 
 
+class RestartTests(SynchronousTestCase):
+    """Each of the four states survives a restart, and its next legal move works on the new process."""
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+
+    def restarted(self, first: Tickets) -> Tickets:
+        self.successResultOf(first.island.manager.stop())
+        names = itertools.count(1)
+        return Tickets(self, self.path, first.clock, sliver_names=lambda: f"after-restart-{next(names)}")
+
+    def test_neither(self) -> None:
+        """A slice whose ticket was released is still in neither state, and can get a ticket again."""
+        first = Tickets(self, self.path)
+        _, ticket = first.get()
+        first.ok(first.manager.release_ticket(SLICE, ticket))
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.NEITHER)
+        again.get()
+
+    def test_ticket(self) -> None:
+        """A valid ticket is still held (against other slices too) and redeemable."""
+        first = Tickets(self, self.path)
+        hold, ticket = first.get()
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.TICKET)
+        again.refused(again.manager.get_ticket(OTHER_SLICE, again.promise()), GeniCode.UNAVAILABLE)
+        self.assertEqual(again.redeem(ticket).slot, hold.slot)
+
+    def test_sliver(self) -> None:
+        """A sliver is still there; GetTicket is still refused, UpdateSliver works."""
+        first = Tickets(self, self.path)
+        _, ticket = first.get()
+        sliver = first.redeem(ticket)
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.SLIVER)
+        again.refused(again.manager.get_ticket(SLICE, again.promise(9000, 9900)), GeniCode.REFUSED)
+        again.ok(again.manager.update_sliver(SLICE, sliver.sliver_urn, again.promise(5000, 9000)))
+
+    def test_sliver_and_ticket(self) -> None:
+        """An update's ticket (overlapping the sliver) survives; redeeming it applies it; DeleteSliver is still refused."""
+        first = Tickets(self, self.path)
+        _, ticket = first.get()
+        sliver = first.redeem(ticket)
+        _, update = first.ok(first.manager.update_sliver(SLICE, None, first.promise(5000, 9000)))
+        again = self.restarted(first)
+        self.assertEqual(again.state(), SliceState.BOTH)
+        again.refused(again.manager.delete_sliver(SLICE, None, at(30 * DAY)), GeniCode.REFUSED)
+        self.assertEqual(again.redeem(update).slot, Slot(at(5000), at(9000)))
+        self.assertEqual(again.stored(sliver).allocation_state, AllocationState.DELETED)
+        self.assertEqual(again.state(), SliceState.SLIVER)
+
+
 class RaceTests(SynchronousTestCase):
     """A ticket, an AM API v3 Allocate and another slice's ticket for one slot: exactly one wins."""
 
@@ -334,6 +429,32 @@ class RaceTests(SynchronousTestCase):
         self.assertEqual([f.value.code for f in losses], [GeniCode.UNAVAILABLE] * 2)
         live = t.ok(_live(t))
         self.assertEqual(len(live), 1)
+
+
+class ProcessesTests(SynchronousTestCase):
+    """Two aggregate processes on one database: the store keeps one valid ticket per slice."""
+
+    def test_one_ticket_across_processes(self) -> None:
+        """
+        The second process read the slice's state before the first wrote its
+        ticket, so its own check lets GetTicket through; the store refuses it.
+        """
+        path = self.mktemp()
+        one = Tickets(self, path)
+        names = itertools.count(1)
+        two = Tickets(self, path, one.clock, sliver_names=lambda: f"second-process-{next(names)}")
+        read_state = two.manager.view
+        held: list[Booking] = []
+
+        async def view_then_the_other_process_writes(slice_urn: str) -> SliceView:
+            view = await read_state(slice_urn)
+            held.append(one.get()[0])
+            return view
+
+        two.manager.view = view_then_the_other_process_writes  # type: ignore[method-assign]
+        error = two.refused(two.manager.get_ticket(SLICE, two.promise(9000, 9900)), GeniCode.REFUSED)
+        self.assertIn("already holds a valid ticket", error.output)
+        self.assertEqual([b.sliver_urn for b in two.ok(_live(two))], [held[0].sliver_urn])
 
 
 async def _live(t: Tickets) -> list[Booking]:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.booking.values import Slot
+from geniam.booking.values import Slot, may_share_slot
 from geniam.errors import GeniError
 from geniam.managers.tickets import TRANSITIONS, Operation, SliceState, is_ticket
 from tests.test_island import OTHER_SLICE, SLICE, at
@@ -24,6 +24,7 @@ OPERATIONS = st.lists(
         st.sampled_from(["get", "redeem", "release", "update", "delete_sliver", "delete_slice", "resolve", "advance", "replay"]),
         st.integers(0, 1),
         st.integers(0, 5),
+        st.sampled_from([1800, 3600, 7200]),
     ),
     max_size=25,
 )
@@ -34,17 +35,22 @@ class InvariantTests(SynchronousTestCase):
 
     @settings(max_examples=60)
     @given(OPERATIONS)
-    def test_invariants(self, operations: list[tuple[str, int, int]]) -> None:
-        """At most one valid ticket and one sliver per slice; moves follow the diagram; Resolve changes nothing."""
+    def test_invariants(self, operations: list[tuple[str, int, int, int]]) -> None:
+        """
+        At most one valid ticket and one sliver per slice; moves follow the
+        diagram; Resolve changes nothing. Slots of different lengths make
+        updates that overlap the slice's own sliver (and other slices').
+        """
         t = Tickets(self)
         documents: dict[str, list[str]] = {s: [] for s in SLICES}
-        for name, which, n in operations:
+        promised: dict[str, Slot] = {}
+        for name, which, n, length in operations:
             slice_urn = SLICES[which]
             before = t.state(slice_urn)
             slot_start = 3600 * (1 + n)
             call = {
-                "get": lambda: t.manager.get_ticket(slice_urn, t.promise(slot_start, slot_start + 1800)),
-                "update": lambda: t.manager.update_sliver(slice_urn, None, t.promise(slot_start, slot_start + 1800)),
+                "get": lambda: t.manager.get_ticket(slice_urn, t.promise(slot_start, slot_start + length)),
+                "update": lambda: t.manager.update_sliver(slice_urn, None, t.promise(slot_start, slot_start + length)),
                 "redeem": lambda: t.manager.redeem_ticket(slice_urn, (documents[slice_urn] or [""])[-1], USERS, at(30 * 86400)),
                 "release": lambda: t.manager.release_ticket(slice_urn, (documents[slice_urn] or [""])[-1]),
                 "replay": lambda: t.manager.redeem_ticket(slice_urn, (documents[slice_urn] or [""])[0], USERS, None),
@@ -66,6 +72,9 @@ class InvariantTests(SynchronousTestCase):
                 self.assertEqual(self.rows(t), rows_before, f"{name} failed but changed the store")
             elif name in ("get", "update", "delete_sliver"):
                 documents[slice_urn].append(result[1])  # type: ignore[index]
+                promised[slice_urn] = result[0].slot  # type: ignore[index]
+            elif name == "redeem":  # the promise is kept: the sliver has exactly the ticket's slot
+                self.assertEqual(result.slot, promised[slice_urn])  # type: ignore[attr-defined]
             after = t.state(slice_urn)
             if name == "resolve":
                 self.assertEqual(self.rows(t), rows_before)
@@ -87,7 +96,9 @@ class InvariantTests(SynchronousTestCase):
         live = t.island.ok(t.island.store.list_live(Slot(at(0), at(10 * 86400))))
         for i, a in enumerate(live):
             for b in live[i + 1 :]:
-                self.assertFalse(a.slot.overlaps(b.slot), "two live bookings overlap")
+                if a.slot.overlaps(b.slot):  # only a ticket's hold and its own slice's sliver may
+                    self.assertTrue(may_share_slot(a, b), "two live bookings overlap")
+                    self.assertEqual(a.slice_urn, b.slice_urn)
         for slice_urn in SLICES:
             mine = [b for b in live if b.slice_urn == slice_urn]
             self.assertLessEqual(len([b for b in mine if is_ticket(b, now)]), 1)

@@ -61,7 +61,14 @@ class AllocationState(StrEnum):
 
 
 LIVE_STATES = frozenset({AllocationState.HELD, AllocationState.ALLOCATED, AllocationState.PROVISIONED})
-"""The states that hold the island: bookings and holds in them never overlap."""
+"""
+The states that hold the island: bookings and holds in them never overlap,
+but for one exception (L{may_share_slot}): a ticket's hold may overlap a
+sliver of its own slice, the sliver the ticket updates.
+"""
+
+TICKET_HOLD = "ticket"
+"""The C{held_by} of a ProtoGENI ticket's hold."""
 
 
 class OperationalState(StrEnum):
@@ -199,6 +206,11 @@ class Booking:
         return self.allocation_state in LIVE_STATES
 
     @property
+    def is_ticket_hold(self) -> bool:
+        """True while it is the live hold of a ProtoGENI ticket."""
+        return self.allocation_state is AllocationState.HELD and self.held_by == TICKET_HOLD
+
+    @property
     def is_sliver(self) -> bool:
         """True unless it is (or was only ever) a hold: a hold is a promise, not yet a sliver."""
         return self.allocation_state not in (AllocationState.HELD, AllocationState.RELEASED) and not (
@@ -260,3 +272,18 @@ def make_sliver_urn(authority: str, name: str) -> str:
     urn = f"urn:publicid:IDN+{authority}+sliver+{name}"
     parse_urn(urn, "sliver")
     return urn
+
+
+def may_share_slot(one: Booking, other: Booking) -> bool:
+    """
+    True if two live bookings may overlap: a ticket's hold and a sliver
+    (allocated or provisioned) of the same slice, so that a ticket for an
+    update may promise a slot that overlaps the sliver it will replace.
+    Every other pair of live bookings of an island is kept apart.
+    """
+    if urn_key(one.slice_urn) != urn_key(other.slice_urn):
+        return False
+    live_sliver = frozenset({AllocationState.ALLOCATED, AllocationState.PROVISIONED})
+    return (one.is_ticket_hold and other.allocation_state in live_sliver) or (
+        other.is_ticket_hold and one.allocation_state in live_sliver
+    )

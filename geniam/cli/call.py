@@ -1,12 +1,14 @@
 # -*- test-case-name: tests.test_cli_call -*-
 """
-C{geniam call}: call any AM API v3 method of an aggregate or slice manager.
+C{geniam call}: call any AM API v3 method of an aggregate or slice manager,
+or (C{--cm}) any method of an aggregate's ProtoGENI component manager API.
 
 ::
 
   geniam call URL METHOD [ARGUMENT ...] --certificate CERT --private-key KEY
       --trust-roots FILE_OR_DIR [--credential FILE ...] [--option NAME=VALUE ...]
       [--ssh-key FILE] [--json]
+  geniam call --cm URL METHOD [NAME=VALUE ...] (the same flags)
 
 Positional arguments after METHOD, by method:
 
@@ -27,6 +29,14 @@ unless it is given. C{--ssh-key FILE} adds C{geni_users} for the caller.
 The exit status is 0 when the call succeeded (geni_code 0), 1 when the
 server answered with an error, 2 for usage errors or when it could not be
 reached.
+
+With C{--cm} the call goes to the component manager API at
+L{CM_PATH} of the aggregate at URL (unless URL already names a
+C{/protogeni/xmlrpc/cm} path), with one struct of named arguments built
+from the C{NAME=VALUE} arguments: VALUE is read as JSON when it parses,
+C{NAME=@FILE} reads a file (C{@-} standard input), and C{expiration} takes
+a time as C{Renew} does. C{--credential} files go as C{credentials} (plain
+strings, as ProtoGENI clients send them) and C{--ssh-key FILE} as C{keys}.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
@@ -45,6 +56,8 @@ from geniam.cli.options import InterspersedOptions
 from geniam.cli.rspec import parse_when
 from geniam.client import GENI_V3, AMClient
 from geniam.errors import GeniError
+from geniam.managers.cm import CM_PATHS
+from geniam.managers.cm import METHODS as CM_METHODS
 from geniam.timeutil import format_time
 from geniam.trust.gid import TrustRoots
 from geniam.trust.identity import Identity
@@ -68,6 +81,10 @@ METHODS = (
 WANTS_RSPEC_VERSION = ("ListResources", "Describe", "Provision")
 
 
+CM_PATH = CM_PATHS[0]
+"""Where an aggregate serves the component manager API."""
+
+
 class Options(InterspersedOptions):
     """Flags of C{geniam call}; they may come before or after the arguments."""
 
@@ -79,7 +96,10 @@ class Options(InterspersedOptions):
         ["ssh-key", None, None, "An SSH public key file to send as geni_users for you."],
         ["timeout", None, 120.0, "Seconds to wait for the answer.", float],
     ]
-    optFlags = [["json", None, "Print the whole return struct as JSON."]]
+    optFlags = [
+        ["json", None, "Print the whole return struct as JSON."],
+        ["cm", None, "Call the ProtoGENI component manager API (arguments NAME=VALUE)."],
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,12 +126,13 @@ class Options(InterspersedOptions):
 
     def parseArgs(self, url: str, method: str, *arguments: str) -> None:  # type: ignore[override]
         """Take the URL, the method and its arguments."""
-        if method not in METHODS:
-            raise usage.UsageError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
         self["url"], self["method"], self["arguments"] = url, method, list(arguments)
 
     def postOptions(self) -> None:
-        """Check that an identity and roots are given."""
+        """Check the method (of the API C{--cm} chooses) and that an identity and roots are given."""
+        methods = CM_METHODS if self["cm"] else METHODS
+        if self["method"] not in methods:
+            raise usage.UsageError(f"unknown method {self['method']!r}; one of {', '.join(methods)}")
         for name in ("certificate", "private-key", "trust-roots"):
             if not self[name]:
                 raise usage.UsageError(f"--{name} is required")
@@ -157,12 +178,51 @@ def call_parameters(options: Options, caller_urn: str, now: float) -> list[Any]:
     return [args, creds, opts]
 
 
+def cm_url(url: str) -> str:
+    """The component manager API's URL at the aggregate at C{url} (C{url} itself if it names a CM path)."""
+    parts = urlsplit(url)
+    if parts.path.rstrip("/").startswith("/protogeni/xmlrpc/cm"):
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, CM_PATH, "", ""))
+
+
+def cm_arguments(options: Options, now: float) -> dict[str, Any]:
+    """The one struct of named arguments of a component manager call, from the command line."""
+    args: dict[str, Any] = {}
+    for pair in options["arguments"]:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise usage.UsageError(f"{options['method']} takes NAME=VALUE arguments, got {pair!r}")
+        if raw.startswith("@"):
+            value: Any = sys.stdin.read() if raw == "@-" else Path(raw[1:]).read_text()
+        elif name == "expiration":
+            value = format_time(parse_when(raw, now))
+        else:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        args[name] = value
+    if options["credential"]:
+        args.setdefault("credentials", list(options["credential"]))
+    if options["ssh-key"]:
+        args.setdefault("keys", [{"type": "ssh", "key": Path(options["ssh-key"]).read_text().strip()}])
+    return args
+
+
+def answer_code(struct: Any) -> int | None:
+    """The GENI code of an answer: C{code.geni_code} (AM API) or C{code} (component manager API)."""
+    code = struct.get("code") if isinstance(struct, dict) else None
+    if isinstance(code, dict):
+        code = code.get("geni_code")
+    return code if isinstance(code, int) else None
+
+
 def render(struct: Any) -> str:
-    """A readable rendering of a GENI return struct."""
+    """A readable rendering of a GENI return struct (of the AM or the component manager API)."""
     if not isinstance(struct, dict) or "code" not in struct:
         return json.dumps(struct, indent=2, default=str)
-    code = struct["code"]
-    lines = [f"geni_code: {code.get('geni_code')}" + (f"  ({struct.get('output')})" if struct.get("output") else "")]
+    lines = [f"geni_code: {answer_code(struct)}" + (f"  ({struct.get('output')})" if struct.get("output") else "")]
     lines.append(_render_value(struct.get("value"), ""))
     return "\n".join(line for line in lines if line)
 
@@ -205,12 +265,14 @@ async def call_and_print(reactor: Any, options: Any, url: str, method: str, para
     finally:
         await client.close()
     print(json.dumps(struct, indent=2, default=str) if options["json"] else render(struct))
-    code = struct.get("code", {}).get("geni_code") if isinstance(struct, dict) else None
-    return 0 if code == 0 else 1
+    return 0 if answer_code(struct) == 0 else 1
 
 
 async def run(reactor: Any, options: Options) -> int:
     """Make the call and print its result; return the exit status."""
+    if options["cm"]:
+        arguments = cm_arguments(options, time.time())
+        return await call_and_print(reactor, options, cm_url(options["url"]), options["method"], [arguments])
     caller = Identity.from_files(options["certificate"], options["private-key"]).urn or ""
     params = call_parameters(options, caller, time.time())
     return await call_and_print(reactor, options, options["url"], options["method"], params)

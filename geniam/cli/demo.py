@@ -33,6 +33,11 @@ Every server has its booking calendar on a status listener (plain HTTP on
 127.0.0.1); the demo prints their URLs. With C{--serve} the federation
 stays up after the experiment, with two sample bookings ahead, until
 interrupted (Ctrl-C), so a person can look at the calendars.
+
+With C{--tickets} the demo runs one aggregate and walks a slice through
+the ProtoGENI component manager API instead (L{geniam.demotickets}):
+GetTicket, Resolve, RedeemTicket, UpdateSliver, RedeemTicket,
+DeleteSliver, DeleteSlice, printing the slice's state after each.
 """
 
 from __future__ import annotations
@@ -48,7 +53,10 @@ from twisted.internet.task import deferLater, react
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python import usage
 
-from geniam.demo import Experiment, Step, render_statistics, render_steps
+from geniam.cli.call import cm_url
+from geniam.client import AMClient
+from geniam.demo import DEMO_KEY, Experiment, Step, render_statistics, render_steps
+from geniam.demotickets import TicketWalk
 from geniam.errors import GeniError
 from geniam.loopback import LoopbackFederation
 from geniam.options import GeniamOptions
@@ -73,6 +81,7 @@ class Options(GeniamOptions):
         ["in-process", None, "Use in-process simulated gateways instead of gateway agent services."],
         ["direct", None, "Call one aggregate directly, without a slice manager."],
         ["serve", None, "Keep the federation up after the experiment (with sample bookings) until interrupted."],
+        ["tickets", None, "Walk a slice through the ProtoGENI component manager's tickets on one aggregate instead."],
     ]
 
 
@@ -179,7 +188,7 @@ async def run(reactor: Any, options: Options) -> int:
     """Start the federation, run the experiment, print the tables."""
     folder = Path(options["folder"] or tempfile.mkdtemp(prefix="geniam-demo-"))
     print(f"geniam demo: trust domain and databases in {folder}")
-    direct = bool(options["direct"])
+    direct = bool(options["direct"] or options["tickets"])
     names = ("am1",) if direct else FEDERATED
     federation = LoopbackFederation(
         folder,
@@ -209,6 +218,8 @@ async def run(reactor: Any, options: Options) -> int:
             return 1
         _introduce(federation)
         slice_name = "demo"
+        if options["tickets"]:
+            return await walk_tickets(reactor, federation, slice_name)
         if direct:
             server = "am1"
             credentials = (federation.user_credential("alice"), federation.slice_credential(slice_name, "alice"))
@@ -257,6 +268,30 @@ async def run(reactor: Any, options: Options) -> int:
     finally:
         if not serving:
             await cleanup()
+
+
+async def walk_tickets(reactor: Any, federation: LoopbackFederation, slice_name: str) -> int:
+    """Walk alice's slice through the component manager's diagram on am1; print each state; return the exit status."""
+    url = cm_url(federation.url("am1"))
+    print(f"geniam demo: alice calls the component manager API at {url} with her slice credential")
+    client = AMClient(reactor, url, federation.domain.user("alice"), federation.domain.roots())
+    try:
+        walk = TicketWalk(
+            client,
+            federation.slice_urn(slice_name),
+            [federation.slice_credential(slice_name, "alice")],
+            DEMO_KEY,
+            reactor.seconds,
+            on_step=_show,
+        )
+        ok = await walk.run()
+    finally:
+        await client.close()
+    print()
+    print(render_steps(walk.steps))
+    print()
+    print("geniam demo: every step behaved" if ok else "geniam demo: a step failed")
+    return 0 if ok else 1
 
 
 def main(argv: Sequence[str]) -> int:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from geniam.booking.errors import BookingConflict, BookingError, InvalidBooking, NotCurrent, NotPermitted, OutOfRange
 from geniam.errors import GeniCode, GeniError
-from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, UnknownBooking
+from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, TicketHeld, UnknownBooking
 from geniam.store.transactions import NoTransaction, StaleTransaction, TransactionExists
 
 T = TypeVar("T")
@@ -32,6 +32,7 @@ GENI_CODES: dict[type[Exception], GeniCode] = {
     StaleBooking: GeniCode.BUSY,
     UnknownBooking: GeniCode.SEARCHFAILED,
     DuplicateBooking: GeniCode.ALREADYEXISTS,
+    TicketHeld: GeniCode.REFUSED,
     StoreError: GeniCode.DBERROR,
     TransactionExists: GeniCode.INPROGRESS,
     NoTransaction: GeniCode.ERROR,

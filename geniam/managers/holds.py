@@ -79,14 +79,18 @@ class IslandHolds(IslandAdmission):
         held_by: str,
         controller: str | None = None,
         vlan_map: Mapping[str, str] | None = None,
+        replacing: str | None = None,
     ) -> Deferred[Booking]:
         """
         Hold C{slot} for the slice until C{expires} (never after the slot's
         end or C{credential_expires}): no other booking or hold may overlap
-        it, and it lapses at its expiry unless taken up. Fire with the hold.
+        it (but a ticket's hold may overlap its own slice's sliver), and it
+        lapses at its expiry unless taken up. Fire with the hold.
+        C{replacing}: the sliver key of a booking the hold will replace,
+        not counted by the booking policy.
         """
         return self._track(
-            self._hold(slice_urn, owner_urn, owner_email, slot, credential_expires, expires, held_by, controller, vlan_map)
+            self._hold(slice_urn, owner_urn, owner_email, slot, credential_expires, expires, held_by, controller, vlan_map, replacing)
         )
 
     async def _hold(
@@ -100,10 +104,12 @@ class IslandHolds(IslandAdmission):
         held_by: str,
         controller: str | None,
         vlan_map: Mapping[str, str] | None,
+        replacing: str | None,
     ) -> Booking:
         parse_urn(slice_urn, "slice")
         parse_urn(owner_urn, "user")
-        await self._check_admission(check_slot(slot), owner_urn, slice_urn, frozenset())  # maintenance and policy
+        replaced = frozenset([replacing] if replacing is not None else [])
+        await self._check_admission(check_slot(slot), owner_urn, slice_urn, replaced)  # maintenance and policy
         booking = new_hold(
             sliver_urn=make_sliver_urn(self.authority, self._sliver_names()),
             slice_urn=slice_urn,

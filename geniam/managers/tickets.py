@@ -32,7 +32,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from geniam.booking.values import AllocationState, Booking, Slot, UserKeys, urn_key
+from geniam.booking.values import TICKET_HOLD, AllocationState, Booking, Slot, UserKeys, urn_key
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.island import IslandResourceManager
 from geniam.trust.identity import Identity
@@ -42,7 +42,7 @@ from geniam.urn import parse_urn
 DEFAULT_TICKET_TTL = 600.0
 """How long a ticket may wait to be redeemed, by default (10 minutes)."""
 
-HELD_BY = "ticket"
+HELD_BY = TICKET_HOLD
 """What a ticket's hold names as its holder."""
 
 
@@ -276,7 +276,7 @@ class TicketManager:
         self.log.info("ticket {ticket} for {slice}", ticket=ticket_urn_of(hold), slice=slice_urn)
         return hold, self.document(hold)
 
-    async def _hold(self, slice_urn: str, promise: Promise) -> Booking:
+    async def _hold(self, slice_urn: str, promise: Promise, replacing: str | None = None) -> Booking:
         expires = math.floor(self._clock.seconds() + self.ticket_ttl)
         return await self.island.hold(
             slice_urn,
@@ -288,6 +288,7 @@ class TicketManager:
             HELD_BY,
             promise.controller,
             promise.vlan_map,
+            replacing,
         )
 
     async def redeem_ticket(
@@ -314,14 +315,17 @@ class TicketManager:
     async def update_sliver(self, slice_urn: str, sliver_urn: str | None, promise: Promise) -> tuple[Booking, str]:
         """
         UpdateSliver: a ticket for a new request while the sliver runs on
-        unchanged. The new slot must not overlap the sliver's own (the
-        sliver keeps its slot until the ticket is redeemed).
+        unchanged. The new slot may overlap the sliver's own: the ticket's
+        hold and the sliver it updates are the one pair of live bookings
+        allowed to overlap (L{geniam.booking.values.may_share_slot}), and
+        the sliver is not counted against the booking policy's quotas
+        for it, since redeeming replaces it.
         """
         async with self._lock:
             view = await self.view(slice_urn)
             next_state(view.state, Operation.UPDATE_SLIVER)
-            self._named_sliver(view, sliver_urn)
-            hold = await self._hold(slice_urn, promise)
+            sliver = self._named_sliver(view, sliver_urn)
+            hold = await self._hold(slice_urn, promise, replacing=sliver.sliver_key)
         return hold, self.document(hold)
 
     async def delete_sliver(self, slice_urn: str, sliver_urn: str | None, credential_expires: float | None) -> tuple[Booking, str]:

@@ -57,3 +57,11 @@ class DuplicateBooking(StoreFailure):
     def __init__(self, sliver_urn: str) -> None:
         super().__init__(f"sliver {sliver_urn} already exists")
         self.sliver_urn = sliver_urn
+
+
+class TicketHeld(StoreFailure):
+    """The slice already holds a valid ticket's hold on this island (at most one may be live)."""
+
+    def __init__(self, slice_urn: str) -> None:
+        super().__init__(f"slice {slice_urn} already holds a valid ticket here; redeem or release it")
+        self.slice_urn = slice_urn

@@ -4,13 +4,17 @@ The shared booking store: PostgreSQL through txpostgres, for several
 aggregate-manager processes using one database.
 
 The database itself keeps the live bookings of an island apart, whoever
-writes them: the C{bookings} table carries an exclusion constraint
-(L{geniam.store.schema.NO_OVERLAP_CONSTRAINT}),
-C{EXCLUDE USING gist (island WITH =, slot_range(start_time, end_time) WITH &&)
-WHERE (live = 1)}, over an exact range of the stored doubles
-(C{btree_gist} supplies equality on text). Two transactions writing
-overlapping live slots cannot both commit: the later one fails with
-SQLSTATE 23P01.
+writes them: the C{bookings} table carries exclusion constraints
+(L{geniam.store.schema.NO_OVERLAP_CONSTRAINT} between slices,
+C{EXCLUDE USING gist (island WITH =, slice_key WITH <>,
+slot_range(start_time, end_time) WITH &&) WHERE (live = 1)}, and
+L{geniam.store.schema.IN_SLICE_CONSTRAINT} within one, which lets only a
+ticket's hold and a sliver of its slice overlap), over an exact range of
+the stored doubles (C{btree_gist} supplies equality on text). Two
+transactions writing overlapping live slots cannot both commit: the later
+one fails with SQLSTATE 23P01. A unique partial index
+(L{geniam.store.schema.ONE_TICKET_INDEX}) keeps a slice to one live
+ticket's hold (23505).
 
 Why the constraint, rather than a transaction-scoped advisory lock per
 island, is the guarantee: a lock protects only writers that take it (a
@@ -33,11 +37,12 @@ They look for a conflicting live booking first, so a conflict with a
 committed booking fails with L{geniam.booking.BookingConflict} naming its
 window. If the constraint still refuses the write (a writer without the
 lock committed a conflicting row meanwhile), or the sliver's unique key
-does (23505), or a deadlock (40P01) or serialization failure (40001)
-aborts it, the transaction is rolled back and run again, up to
-C{attempts} times; the fresh attempt sees the other writer's row and fails
-with the L{geniam.booking.BookingConflict} or
-L{geniam.store.errors.DuplicateBooking} naming it. An update writes a row
+or the one-ticket index does (23505), or a deadlock (40P01) or
+serialization failure (40001) aborts it, the transaction is rolled back
+and run again, up to C{attempts} times; the fresh attempt sees the other
+writer's row and fails with the L{geniam.booking.BookingConflict},
+L{geniam.store.errors.DuplicateBooking} or
+L{geniam.store.errors.TicketHeld} naming it. An update writes a row
 only if its version is still the one it read, so concurrent updates never
 overwrite each other. Reads of several statements (L{PostgresStore.due},
 L{PostgresStore.next_boundary}) run in a REPEATABLE READ, READ ONLY

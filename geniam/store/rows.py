@@ -30,9 +30,20 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
 from geniam.booking.errors import BookingConflict, BookingError
-from geniam.booking.values import AllocationState, Booking, Due, OperationalState, Slot, UserKeys, urn_key
+from geniam.booking.lifecycle import Event, step
+from geniam.booking.values import (
+    TICKET_HOLD,
+    AllocationState,
+    Booking,
+    Due,
+    OperationalState,
+    Slot,
+    UserKeys,
+    may_share_slot,
+    urn_key,
+)
 from geniam.errors import GeniError
-from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, UnknownBooking
+from geniam.store.errors import DuplicateBooking, StaleBooking, StoreError, StoreFailure, TicketHeld, UnknownBooking
 from geniam.urn import URN
 from geniam.store.health import Availability
 
@@ -177,14 +188,21 @@ def drive(steps: Steps[T], execute: Callable[[str, tuple[Any, ...]], Result], fi
         return done.value  # type: ignore[no-any-return]
 
 
+_TICKET_HOLD_ROW = f"(allocation_state = '{AllocationState.HELD.value}' AND held_by = '{TICKET_HOLD}')"
+_SLIVER_STATES = frozenset({AllocationState.ALLOCATED, AllocationState.PROVISIONED})
+_SLIVER_STATES_SQL = "(" + ", ".join(f"'{state.value}'" for state in sorted(_SLIVER_STATES)) + ")"
+
+
 class BookingQueries:
     """
     The operations of L{geniam.interfaces.IStore} on one island's rows, as
     L{Steps}.
 
     Writes assume the caller runs them in one transaction that it rolls
-    back if they raise. Conflicts are found with one index probe: because
-    the live bookings of an island never overlap, the only live booking that
+    back if they raise. Conflicts are found with two index probes: the live
+    rows other than tickets' holds never overlap one another, nor do the
+    live tickets' holds (only a ticket's hold and a sliver of its own slice
+    may, L{may_share_slot}), so in each of the two sets the only row that
     can overlap C{[start, end)} is the one with the latest start before
     C{end}. An update writes each row only if its version is still the one
     read, so a database that lets another writer in between (PostgreSQL at
@@ -196,17 +214,25 @@ class BookingQueries:
     def __init__(self, island: str) -> None:
         self.island = island
 
-    def _conflict(self, slot: Slot, exclude: Sequence[str]) -> Steps[Slot | None]:
-        """The slot of a live booking overlapping C{slot}, other than C{exclude} (sliver keys), or None."""
-        sql = "SELECT start_time, end_time FROM bookings WHERE island = ? AND live = 1 AND start_time < ?"
-        params: list[Any] = [self.island, slot.end]
-        if exclude:
-            sql += f" AND sliver_key NOT IN ({_marks(len(exclude))})"
-            params.extend(exclude)
-        sql += " ORDER BY start_time DESC LIMIT 1"
-        found = yield (sql, tuple(params))
-        if found.rows and found.rows[0][1] > slot.start:
-            return Slot(found.rows[0][0], found.rows[0][1])
+    def _conflict(self, booking: Booking, exclude: Sequence[str]) -> Steps[Slot | None]:
+        """The slot of a live booking overlapping C{booking}'s, other than C{exclude} (sliver keys) and those it may share its slot with, or None."""
+        for ticket_holds in (False, True):
+            sql = "SELECT start_time, end_time FROM bookings WHERE island = ? AND live = 1 AND start_time < ?"
+            params: list[Any] = [self.island, booking.slot.end]
+            sql += f" AND {'' if ticket_holds else 'NOT '}{_TICKET_HOLD_ROW}"
+            if ticket_holds and booking.allocation_state in _SLIVER_STATES:
+                sql += " AND slice_key <> ?"  # a sliver may share its slot with its own slice's ticket
+                params.append(urn_key(booking.slice_urn))
+            elif not ticket_holds and booking.is_ticket_hold:
+                sql += f" AND NOT (slice_key = ? AND allocation_state IN {_SLIVER_STATES_SQL})"
+                params.append(urn_key(booking.slice_urn))
+            if exclude:
+                sql += f" AND sliver_key NOT IN ({_marks(len(exclude))})"
+                params.extend(exclude)
+            sql += " ORDER BY start_time DESC LIMIT 1"
+            found = yield (sql, tuple(params))
+            if found.rows and found.rows[0][1] > booking.slot.start:
+                return Slot(found.rows[0][0], found.rows[0][1])
         return None
 
     def _select(self, where: str, params: Iterable[Any]) -> Steps[list[Booking]]:
@@ -220,12 +246,28 @@ class BookingQueries:
         found = yield ("SELECT 1 FROM bookings WHERE sliver_key = ?", (booking.sliver_key,))
         if found.rows:
             raise DuplicateBooking(booking.sliver_urn)
+        if booking.is_ticket_hold:
+            yield from self._one_ticket(booking)
         if booking.live:
-            conflict = yield from self._conflict(booking.slot, ())
+            conflict = yield from self._conflict(booking, ())
             if conflict is not None:
                 raise BookingConflict(conflict)
         yield (INSERT_BOOKING, booking_to_row(booking, self.island, 1))
         return replace(booking, version=1)
+
+    def _one_ticket(self, hold: Booking) -> Steps[None]:
+        """
+        Make room for a ticket's new hold: a live ticket's hold of the slice
+        past its redeem-by time (the sweep has not marked it yet) is marked
+        expired; a valid one refuses the new hold (L{TicketHeld}).
+        """
+        held = yield from self._select(
+            f"island = ? AND slice_key = ? AND live = 1 AND {_TICKET_HOLD_ROW}", (self.island, urn_key(hold.slice_urn))
+        )
+        for old in held:
+            if old.allocation_expires > hold.created:
+                raise TicketHeld(hold.slice_urn)
+            yield from self.update([step(old, Event.EXPIRE, hold.created)])
 
     def update(self, bookings: Sequence[Booking]) -> Steps[list[Booking]]:
         """Replace bookings, all or none, checking versions and conflicts."""
@@ -245,9 +287,12 @@ class BookingQueries:
         for index, booking in enumerate(bookings):
             if not booking.live:
                 continue
-            conflict = yield from self._conflict(booking.slot, keys)
+            conflict = yield from self._conflict(booking, keys)
             if conflict is None:
-                conflict = next((o.slot for o in bookings[:index] if o.live and o.slot.overlaps(booking.slot)), None)
+                conflict = next(
+                    (o.slot for o in bookings[:index] if o.live and o.slot.overlaps(booking.slot) and not may_share_slot(o, booking)),
+                    None,
+                )
             if conflict is not None:
                 raise BookingConflict(conflict)
         if len(bookings) > 1 and any(b.live for b in bookings):

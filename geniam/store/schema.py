@@ -13,17 +13,23 @@ C{held_by} column. Version 3 added the C{transactions} table: each slice's
 open transaction (its desired state, holds and C{commit_by}).
 Version 4 added the operators' tables: C{maintenance} (maintenance
 windows) and C{audit_log} (L{geniam.store.operatorrows}).
+Version 5 lets a ticket's hold overlap a sliver of its own slice (the
+sliver it updates) in PostgreSQL's exclusion constraints, as
+L{geniam.booking.values.may_share_slot} says, and adds a unique partial
+index that allows one live ticket's hold per slice and island
+(L{ONE_TICKET_INDEX}), in both databases.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from geniam.booking.values import TICKET_HOLD
 from geniam.store.errors import SchemaTooNew
 from geniam.store.operatorrows import operator_tables
 from geniam.store.rows import Statement, Steps
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this code reads and writes."""
 
 _BOOKINGS_TABLE = """
@@ -69,6 +75,14 @@ _INDEXES: tuple[str, ...] = (
     "CREATE INDEX bookings_applied ON bookings (island) WHERE applied = 1",
 )
 
+ONE_TICKET_INDEX = "bookings_one_ticket"
+"""The unique partial index that allows at most one live ticket's hold per slice and island, whoever writes it."""
+
+_ONE_TICKET = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {ONE_TICKET_INDEX} ON bookings (island, slice_key)"
+    f" WHERE live = 1 AND allocation_state = 'held' AND held_by = '{TICKET_HOLD}'"
+)
+
 _SLICES_TABLE = """
     CREATE TABLE slices (
         island TEXT NOT NULL,
@@ -100,6 +114,7 @@ _TRANSACTIONS_TABLE = """
 SQLITE_SCHEMA: tuple[str, ...] = (
     _BOOKINGS_TABLE.format(real="REAL", constraints="", states=_STATES),
     *_INDEXES,
+    _ONE_TICKET,
     _SLICES_TABLE.format(real="REAL"),
     _TRANSACTIONS_TABLE.format(real="REAL"),
     *operator_tables("REAL"),
@@ -125,11 +140,29 @@ SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     3: (_TRANSACTIONS_TABLE.format(real="REAL"),),
     4: operator_tables("REAL"),
+    5: (_ONE_TICKET,),
 }
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
 NO_OVERLAP_CONSTRAINT = "bookings_live_apart"
-"""The name of the PostgreSQL exclusion constraint that keeps an island's live bookings and holds apart."""
+"""The name of the PostgreSQL exclusion constraint that keeps the live bookings and holds of different slices of an island apart."""
+
+IN_SLICE_CONSTRAINT = "bookings_live_apart_in_slice"
+"""
+The name of the PostgreSQL exclusion constraint that keeps the live
+bookings and holds of one slice apart, but for a ticket's hold and a sliver
+(they differ in the ticket flag and the hold flag of L{_IN_SLICE_KEYS}).
+"""
+
+_TICKET_FLAG = f"(CASE WHEN allocation_state = 'held' AND held_by = '{TICKET_HOLD}' THEN 1 ELSE 0 END)"
+_HOLD_FLAG = "(CASE WHEN allocation_state = 'held' THEN 1 ELSE 0 END)"
+_IN_SLICE_KEYS = f"(island WITH =, slice_key WITH =, slot_range(start_time, end_time) WITH &&, {_TICKET_FLAG} WITH =)"
+_IN_SLICE_HOLDS_KEYS = f"(island WITH =, slice_key WITH =, slot_range(start_time, end_time) WITH &&, {_HOLD_FLAG} WITH =)"
+_APART_CONSTRAINTS = f"""
+        CONSTRAINT {NO_OVERLAP_CONSTRAINT} EXCLUDE USING gist
+            (island WITH =, slice_key WITH <>, slot_range(start_time, end_time) WITH &&) WHERE (live = 1),
+        CONSTRAINT {IN_SLICE_CONSTRAINT} EXCLUDE USING gist {_IN_SLICE_KEYS} WHERE (live = 1),
+        CONSTRAINT {IN_SLICE_CONSTRAINT}_holds EXCLUDE USING gist {_IN_SLICE_HOLDS_KEYS} WHERE (live = 1)"""
 
 POSTGRES_SCHEMA: tuple[str, ...] = (
     # Equality on text in a GiST index.
@@ -140,19 +173,19 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
     _BOOKINGS_TABLE.format(
         real="DOUBLE PRECISION",
         states=_STATES,
-        constraints=f""",
-        CONSTRAINT {NO_OVERLAP_CONSTRAINT} EXCLUDE USING gist
-            (island WITH =, slot_range(start_time, end_time) WITH &&) WHERE (live = 1)""",
+        constraints="," + _APART_CONSTRAINTS,
     ),
     *_INDEXES,
+    _ONE_TICKET,
     _SLICES_TABLE.format(real="DOUBLE PRECISION"),
     _TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),
     *operator_tables("DOUBLE PRECISION"),
 )
 """
 The statements that create the current schema in an empty PostgreSQL
-schema. The exclusion constraint makes the database refuse a live booking
-overlapping another live booking of its island, whoever writes it.
+schema. The exclusion constraints make the database refuse a live booking
+overlapping another live booking of its island, whoever writes it, but for
+a ticket's hold and a sliver of the same slice.
 """
 
 POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -164,6 +197,14 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     3: (_TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),),
     4: operator_tables("DOUBLE PRECISION"),
+    5: (
+        *(
+            f"ALTER TABLE bookings DROP CONSTRAINT IF EXISTS {name}"
+            for name in (NO_OVERLAP_CONSTRAINT, IN_SLICE_CONSTRAINT, f"{IN_SLICE_CONSTRAINT}_holds")
+        ),
+        *(f"ALTER TABLE bookings ADD {c.strip()}" for c in _APART_CONSTRAINTS.split(",\n")),
+        _ONE_TICKET,
+    ),
 }
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
 
