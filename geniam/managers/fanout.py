@@ -17,6 +17,7 @@ timed out at once.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,10 @@ class _Run:
     deadline: float | None
     passed: bool = False
     calls: list[Deferred[PeerOutcome]] = field(default_factory=list)
+    # Calls in flight by start time, the one timer for their peer timeouts, and the calls it cancelled.
+    started: deque[tuple[float, Deferred[Any]]] = field(default_factory=deque)
+    timeouts: IDelayedCall | None = None
+    timed_out: set[int] = field(default_factory=set)
 
 
 class FanOut:
@@ -208,6 +213,9 @@ class FanOut:
         finally:
             if timer is not None and timer.active():
                 timer.cancel()
+            if run.timeouts is not None:
+                run.timeouts.cancel()
+                run.timeouts = None
         outcomes: list[PeerOutcome] = []
         cancelled = False
         for call, (ok, value) in zip(calls, results):
@@ -249,15 +257,35 @@ class FanOut:
             reason = f"not called: no free connection slot before the deadline ({allowed:g} s)"
         return self._timed_out(record, run, reason, called)
 
-    def _peer_timeout(self, call: PeerCall) -> Callable[[Any, float], Any]:
-        """What a call cancelled by the peer timeout fails with: a L{PeerTimeout}, as the peer's own timeout."""
+    def _peer_timed_out(self, record: PeerRecord, run: _Run) -> PeerOutcome:
+        record.breaker.record_failure()
+        return self._timed_out(
+            record, run, f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled"
+        )
 
-        def convert(result: Any, timeout: float) -> Any:
-            if isinstance(result, Failure) and result.check(CancelledError):
-                raise PeerTimeout(call.record.url, call.method, f"no response within {timeout:g} seconds")
-            return result
+    def _watch_timeout(self, run: _Run, d: Deferred[Any]) -> None:
+        """Start the peer timeout of C{d}: one timer per run serves every call in it, oldest first."""
+        now = self._clock.seconds()
+        run.started.append((now, d))
+        if run.timeouts is None:
+            run.timeouts = self._clock.callLater(self.peer_timeout, self._time_out, run)
 
-        return convert
+    def _time_out(self, run: _Run) -> None:
+        """Cancel the calls of C{run} that reached the peer timeout; wait for the next one due."""
+        run.timeouts = None
+        now = self._clock.seconds()
+        started = run.started
+        while started:
+            began, d = started[0]
+            if d.called:
+                started.popleft()
+                continue
+            if began + self.peer_timeout > now:
+                run.timeouts = self._clock.callLater(began + self.peer_timeout - now, self._time_out, run)
+                return
+            started.popleft()
+            run.timed_out.add(id(d))
+            d.cancel()
 
     async def _one(self, call: PeerCall, run: _Run) -> PeerOutcome:
         record = call.record
@@ -278,13 +306,18 @@ class FanOut:
             breaker.release()
             return self._late(record, run, called=False)
         token: int | None = None
+        d: Deferred[Any] | None = None
         try:
             d = record.peer.call(call.method, *call.params)
-            d.addTimeout(self.peer_timeout, self._clock, onTimeoutCancel=self._peer_timeout(call))
+            if not d.called:
+                self._watch_timeout(run, d)
             if self.health is not None:
                 token = self.health.started(record, d)
             struct = await d
         except CancelledError:
+            if d is not None and id(d) in run.timed_out:
+                run.timed_out.discard(id(d))
+                return self._peer_timed_out(record, run)
             if token is not None and self.health is not None and self.health.was_cut(token):
                 return self._timed_out(record, run, f"cut short: circuit opened {record.breaker.reason}")
             if run.passed:
@@ -293,10 +326,7 @@ class FanOut:
             breaker.release()
             raise
         except PeerTimeout:
-            breaker.record_failure()
-            return self._timed_out(
-                record, run, f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled"
-            )
+            return self._peer_timed_out(record, run)
         except PeerRequestError as e:
             breaker.release()
             return PeerOutcome(record, ERROR, self._elapsed(run), None, int(e.code), _short(e.reason))
