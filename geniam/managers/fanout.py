@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -132,6 +132,10 @@ class _Run:
     started: deque[tuple[float, Deferred[Any]]] = field(default_factory=deque)
     timeouts: IDelayedCall | None = None
     timed_out: set[int] = field(default_factory=set)
+    # Each call's (succeeded, outcome or failure), the calls still running, and what fires when none is.
+    results: list[tuple[bool, Any]] = field(default_factory=list)
+    left: int = 0
+    done: Deferred[None] = field(default_factory=Deferred)
 
 
 class FanOut:
@@ -190,32 +194,47 @@ class FanOut:
         """
         return Deferred.fromCoroutine(self._run(list(calls), deadline, on_outcome))
 
-    def _observed(self, outcome: PeerOutcome, on_outcome: Callable[[PeerOutcome], object]) -> PeerOutcome:
+    async def _gathered(
+        self, index: int, call: PeerCall, run: _Run, on_outcome: Callable[[PeerOutcome], object] | None
+    ) -> None:
+        """Make one call of C{run}; its outcome (or failure) goes to C{run.results}, and the last one ends the run."""
         try:
-            on_outcome(outcome)
+            outcome = await self._one(call, run)
         except Exception:
-            self.log.failure("taking in the answer of {peer} failed", peer=outcome.record.url)
-        return outcome
+            run.results[index] = (False, Failure())
+        else:
+            if on_outcome is not None:
+                try:
+                    on_outcome(outcome)
+                except Exception:
+                    self.log.failure("taking in the answer of {peer} failed", peer=outcome.record.url)
+            run.results[index] = (True, outcome)
+        run.left -= 1
+        if run.left == 0 and not run.done.called:
+            run.done.callback(None)
 
     async def _run(
         self, calls: list[PeerCall], deadline: float | None, on_outcome: Callable[[PeerOutcome], object] | None = None
     ) -> list[PeerOutcome]:
         run = _Run(self._clock.seconds(), deadline)
-        run.calls = [Deferred.fromCoroutine(self._one(call, run)) for call in calls]
-        if on_outcome is not None:
-            for d in run.calls:
-                d.addCallback(self._observed, on_outcome)
+        run.results = [(False, None)] * len(calls)
+        run.left = len(calls)
+        run.done = Deferred(lambda _: self._cancel_all(run))
+        if not calls:
+            run.done.callback(None)
+        run.calls = [Deferred.fromCoroutine(self._gathered(i, call, run, on_outcome)) for i, call in enumerate(calls)]
         timer: IDelayedCall | None = None
-        if deadline is not None and not all(d.called for d in run.calls):
+        if deadline is not None and run.left:
             timer = self._clock.callLater(max(0.0, deadline - run.start), self._deadline_passed, run)
         try:
-            results = await DeferredList(run.calls, consumeErrors=True)
+            await run.done
         finally:
             if timer is not None and timer.active():
                 timer.cancel()
             if run.timeouts is not None:
                 run.timeouts.cancel()
                 run.timeouts = None
+        results = run.results
         outcomes: list[PeerOutcome] = []
         cancelled = False
         for call, (ok, value) in zip(calls, results):
@@ -237,11 +256,15 @@ class FanOut:
                 self.observer(call.method, outcome)
         return outcomes
 
-    def _deadline_passed(self, run: _Run) -> None:
-        run.passed = True
+    @staticmethod
+    def _cancel_all(run: _Run) -> None:
         for d in run.calls:
             if not d.called:
                 d.cancel()
+
+    def _deadline_passed(self, run: _Run) -> None:
+        run.passed = True
+        self._cancel_all(run)
 
     def _elapsed(self, run: _Run) -> float:
         return max(0.0, self._clock.seconds() - run.start)
@@ -294,8 +317,12 @@ class FanOut:
             return PeerOutcome(
                 record, ERROR, self._elapsed(run), None, int(GeniCode.UNAVAILABLE), breaker.describe(), called=False
             )
+        slots = self._slots
         try:
-            await self._slots.acquire()
+            if slots.tokens > 0 and not slots.waiting:
+                slots.tokens -= 1  # a free slot, taken without a Deferred (as acquire() would)
+            else:
+                await slots.acquire()
         except CancelledError:
             breaker.release()
             if run.passed:
