@@ -13,6 +13,11 @@ L{CircuitBreaker}: a peer whose circuit is open is not called and is
 reported as unavailable. With a L{PeerHealth}, calls in flight are
 watched: a call cut short because its peer was found hung is reported as
 timed out at once.
+
+A call costs little besides the peer's own Deferred: the peer timeouts
+of a run share one timer (set for the oldest call in flight), the hang
+watch has one timer for every peer, and the outcomes are gathered by
+the calls themselves.
 """
 
 from __future__ import annotations
@@ -127,7 +132,7 @@ class _Run:
     start: float
     deadline: float | None
     passed: bool = False
-    calls: list[Deferred[PeerOutcome]] = field(default_factory=list)
+    calls: list[Deferred[None]] = field(default_factory=list)
     # Calls in flight by start time, the one timer for their peer timeouts, and the calls it cancelled.
     started: deque[tuple[float, Deferred[Any]]] = field(default_factory=deque)
     timeouts: IDelayedCall | None = None

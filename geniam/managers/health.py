@@ -19,7 +19,8 @@ ended opens late. L{PeerHealth} watches the calls in flight instead:
     intervals capped at C{probe_max_interval}; the first answer closes
     the breaker (and hands the version to C{on_alive}).
 
-Every probe goes to the peer directly, not through its breaker.
+Every probe goes to the peer directly, not through its breaker. One timer
+watches every peer: it fires when the next peer's check is due.
 """
 
 from __future__ import annotations
