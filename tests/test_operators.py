@@ -178,6 +178,8 @@ class OperatorActionTests(OperatorHarness):
         """A changed policy is advertised by GetVersion and enforced from the next Allocate."""
         await self.start()
         now = self.clock.seconds()
+        before = value_of(await self.alice().get_version())
+        self.assertNotEqual(before["geniam_booking_policy"].get("user_quota"), 2 * HOUR)
         policy = value_of(await self.admin().call("SetPolicy", {"user_quota": 2 * HOUR, "quota_window": 24 * HOUR}))
         self.assertEqual(policy["user_quota"], 2 * HOUR)
         version = value_of(await self.alice().get_version())

@@ -166,6 +166,7 @@ class AggregateManager(TransactionMethods):
         self._clock = clock
         self._resources: tuple[KnownInventory, IslandResources] | None = None
         self._version: tuple[dict[str, Any], EncodedResponse] | None = None
+        self._version_inputs: tuple[Any, ...] | None = None
         # An open transaction changes nothing visible: its holds are not shown as booked.
         booked = transactions.island.committed_slots if transactions is not None else resource_manager.booked_slots
         self.advertisements = AdvertisementCache(
@@ -250,11 +251,16 @@ class AggregateManager(TransactionMethods):
         L{geniam.managers.policy.BookingPolicy}). The same answer for every
         caller, encoded once while it stays the same.
         """
-        extensions: dict[str, Any] = {}
         booking_policy = getattr(self.rm, "booking_policy", None)
+        policy = getattr(self.rm, "controller_policy", None)
+        # What the answer depends on (frozen policies, compared by value): while it stays, so does the answer.
+        inputs = (booking_policy, policy, self.transactions.ttl if self.transactions is not None else None)
+        if self._version is not None and self._version_inputs == inputs:
+            return self._version[1]
+        self._version_inputs = inputs
+        extensions: dict[str, Any] = {}
         if booking_policy is not None:
             extensions["geniam_booking_policy"] = booking_policy.as_struct()
-        policy = getattr(self.rm, "controller_policy", None)
         networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
         if self.transactions is not None:
             extensions[TRANSACTIONS_EXTENSION] = {"methods": list(TRANSACTION_METHODS), "ttl": int(self.transactions.ttl)}

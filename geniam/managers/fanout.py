@@ -13,15 +13,21 @@ L{CircuitBreaker}: a peer whose circuit is open is not called and is
 reported as unavailable. With a L{PeerHealth}, calls in flight are
 watched: a call cut short because its peer was found hung is reported as
 timed out at once.
+
+A call costs little besides the peer's own Deferred: the peer timeouts
+of a run share one timer (set for the oldest call in flight), the hang
+watch has one timer for every peer, and the outcomes are gathered by
+the calls themselves.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -126,7 +132,15 @@ class _Run:
     start: float
     deadline: float | None
     passed: bool = False
-    calls: list[Deferred[PeerOutcome]] = field(default_factory=list)
+    calls: list[Deferred[None]] = field(default_factory=list)
+    # Calls in flight by start time, the one timer for their peer timeouts, and the calls it cancelled.
+    started: deque[tuple[float, Deferred[Any]]] = field(default_factory=deque)
+    timeouts: IDelayedCall | None = None
+    timed_out: set[int] = field(default_factory=set)
+    # Each call's (succeeded, outcome or failure), the calls still running, and what fires when none is.
+    results: list[tuple[bool, Any]] = field(default_factory=list)
+    left: int = 0
+    done: Deferred[None] = field(default_factory=Deferred)
 
 
 class FanOut:
@@ -185,29 +199,47 @@ class FanOut:
         """
         return Deferred.fromCoroutine(self._run(list(calls), deadline, on_outcome))
 
-    def _observed(self, outcome: PeerOutcome, on_outcome: Callable[[PeerOutcome], object]) -> PeerOutcome:
+    async def _gathered(
+        self, index: int, call: PeerCall, run: _Run, on_outcome: Callable[[PeerOutcome], object] | None
+    ) -> None:
+        """Make one call of C{run}; its outcome (or failure) goes to C{run.results}, and the last one ends the run."""
         try:
-            on_outcome(outcome)
+            outcome = await self._one(call, run)
         except Exception:
-            self.log.failure("taking in the answer of {peer} failed", peer=outcome.record.url)
-        return outcome
+            run.results[index] = (False, Failure())
+        else:
+            if on_outcome is not None:
+                try:
+                    on_outcome(outcome)
+                except Exception:
+                    self.log.failure("taking in the answer of {peer} failed", peer=outcome.record.url)
+            run.results[index] = (True, outcome)
+        run.left -= 1
+        if run.left == 0 and not run.done.called:
+            run.done.callback(None)
 
     async def _run(
         self, calls: list[PeerCall], deadline: float | None, on_outcome: Callable[[PeerOutcome], object] | None = None
     ) -> list[PeerOutcome]:
         run = _Run(self._clock.seconds(), deadline)
-        run.calls = [Deferred.fromCoroutine(self._one(call, run)) for call in calls]
-        if on_outcome is not None:
-            for d in run.calls:
-                d.addCallback(self._observed, on_outcome)
+        run.results = [(False, None)] * len(calls)
+        run.left = len(calls)
+        run.done = Deferred(lambda _: self._cancel_all(run))
+        if not calls:
+            run.done.callback(None)
+        run.calls = [Deferred.fromCoroutine(self._gathered(i, call, run, on_outcome)) for i, call in enumerate(calls)]
         timer: IDelayedCall | None = None
-        if deadline is not None and not all(d.called for d in run.calls):
+        if deadline is not None and run.left:
             timer = self._clock.callLater(max(0.0, deadline - run.start), self._deadline_passed, run)
         try:
-            results = await DeferredList(run.calls, consumeErrors=True)
+            await run.done
         finally:
             if timer is not None and timer.active():
                 timer.cancel()
+            if run.timeouts is not None:
+                run.timeouts.cancel()
+                run.timeouts = None
+        results = run.results
         outcomes: list[PeerOutcome] = []
         cancelled = False
         for call, (ok, value) in zip(calls, results):
@@ -229,11 +261,15 @@ class FanOut:
                 self.observer(call.method, outcome)
         return outcomes
 
-    def _deadline_passed(self, run: _Run) -> None:
-        run.passed = True
+    @staticmethod
+    def _cancel_all(run: _Run) -> None:
         for d in run.calls:
             if not d.called:
                 d.cancel()
+
+    def _deadline_passed(self, run: _Run) -> None:
+        run.passed = True
+        self._cancel_all(run)
 
     def _elapsed(self, run: _Run) -> float:
         return max(0.0, self._clock.seconds() - run.start)
@@ -249,15 +285,35 @@ class FanOut:
             reason = f"not called: no free connection slot before the deadline ({allowed:g} s)"
         return self._timed_out(record, run, reason, called)
 
-    def _peer_timeout(self, call: PeerCall) -> Callable[[Any, float], Any]:
-        """What a call cancelled by the peer timeout fails with: a L{PeerTimeout}, as the peer's own timeout."""
+    def _peer_timed_out(self, record: PeerRecord, run: _Run) -> PeerOutcome:
+        record.breaker.record_failure()
+        return self._timed_out(
+            record, run, f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled"
+        )
 
-        def convert(result: Any, timeout: float) -> Any:
-            if isinstance(result, Failure) and result.check(CancelledError):
-                raise PeerTimeout(call.record.url, call.method, f"no response within {timeout:g} seconds")
-            return result
+    def _watch_timeout(self, run: _Run, d: Deferred[Any]) -> None:
+        """Start the peer timeout of C{d}: one timer per run serves every call in it, oldest first."""
+        now = self._clock.seconds()
+        run.started.append((now, d))
+        if run.timeouts is None:
+            run.timeouts = self._clock.callLater(self.peer_timeout, self._time_out, run)
 
-        return convert
+    def _time_out(self, run: _Run) -> None:
+        """Cancel the calls of C{run} that reached the peer timeout; wait for the next one due."""
+        run.timeouts = None
+        now = self._clock.seconds()
+        started = run.started
+        while started:
+            began, d = started[0]
+            if d.called:
+                started.popleft()
+                continue
+            if began + self.peer_timeout > now:
+                run.timeouts = self._clock.callLater(began + self.peer_timeout - now, self._time_out, run)
+                return
+            started.popleft()
+            run.timed_out.add(id(d))
+            d.cancel()
 
     async def _one(self, call: PeerCall, run: _Run) -> PeerOutcome:
         record = call.record
@@ -266,8 +322,12 @@ class FanOut:
             return PeerOutcome(
                 record, ERROR, self._elapsed(run), None, int(GeniCode.UNAVAILABLE), breaker.describe(), called=False
             )
+        slots = self._slots
         try:
-            await self._slots.acquire()
+            if slots.tokens > 0 and not slots.waiting:
+                slots.tokens -= 1  # a free slot, taken without a Deferred (as acquire() would)
+            else:
+                await slots.acquire()
         except CancelledError:
             breaker.release()
             if run.passed:
@@ -278,13 +338,18 @@ class FanOut:
             breaker.release()
             return self._late(record, run, called=False)
         token: int | None = None
+        d: Deferred[Any] | None = None
         try:
             d = record.peer.call(call.method, *call.params)
-            d.addTimeout(self.peer_timeout, self._clock, onTimeoutCancel=self._peer_timeout(call))
+            if not d.called:
+                self._watch_timeout(run, d)
             if self.health is not None:
                 token = self.health.started(record, d)
             struct = await d
         except CancelledError:
+            if d is not None and id(d) in run.timed_out:
+                run.timed_out.discard(id(d))
+                return self._peer_timed_out(record, run)
             if token is not None and self.health is not None and self.health.was_cut(token):
                 return self._timed_out(record, run, f"cut short: circuit opened {record.breaker.reason}")
             if run.passed:
@@ -293,10 +358,7 @@ class FanOut:
             breaker.release()
             raise
         except PeerTimeout:
-            breaker.record_failure()
-            return self._timed_out(
-                record, run, f"no answer within the peer timeout ({self.peer_timeout:g} s); the call was cancelled"
-            )
+            return self._peer_timed_out(record, run)
         except PeerRequestError as e:
             breaker.release()
             return PeerOutcome(record, ERROR, self._elapsed(run), None, int(e.code), _short(e.reason))

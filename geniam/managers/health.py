@@ -19,7 +19,8 @@ ended opens late. L{PeerHealth} watches the calls in flight instead:
     intervals capped at C{probe_max_interval}; the first answer closes
     the breaker (and hands the version to C{on_alive}).
 
-Every probe goes to the peer directly, not through its breaker.
+Every probe goes to the peer directly, not through its breaker. One timer
+watches every peer: it fires when the next peer's check is due.
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ DEFAULT_PROBE_MAX_INTERVAL = 60.0
 
 @dataclass
 class _InFlight:
-    """The calls in flight to one peer, and its watch."""
+    """The calls in flight to one peer, and when it is next checked."""
 
+    due: float
     calls: dict[int, tuple[float, Deferred[Any]]] = field(default_factory=dict)
-    timer: IDelayedCall | None = None
     checking: bool = False
 
 
@@ -104,7 +105,8 @@ class PeerHealth:
         self.probe_max_interval = probe_max_interval
         self._on_alive = on_alive
         self.probes = 0
-        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight: dict[int, tuple[PeerRecord, _InFlight]] = {}
+        self._watch: IDelayedCall | None = None
         self._probing: dict[int, _Probing] = {}
         self._cut: set[int] = set()
         self._records = list(records)
@@ -152,24 +154,34 @@ class PeerHealth:
         @return: a token for L{ended} and L{was_cut}.
         """
         token = id(call)
-        watch = self._in_flight.get(id(record))
-        if watch is None:
-            watch = self._in_flight[id(record)] = _InFlight()
-        watch.calls[token] = (self._clock.seconds(), call)
-        if watch.timer is None and not watch.checking and not self._stopped:
-            watch.timer = self._clock.callLater(self.hung_after, self._check, record)
+        now = self._clock.seconds()
+        entry = self._in_flight.get(id(record))
+        if entry is None:
+            watch = _InFlight(now + self.hung_after)
+            self._in_flight[id(record)] = (record, watch)
+            if not self._stopped:
+                self._watch_by(watch.due)
+        else:
+            watch = entry[1]
+        watch.calls[token] = (now, call)
         return token
 
     def ended(self, record: PeerRecord, token: int) -> None:
         """The call of C{token} is over."""
-        watch = self._in_flight.get(id(record))
-        if watch is None:
+        entry = self._in_flight.get(id(record))
+        if entry is None:
             return
+        watch = entry[1]
         watch.calls.pop(token, None)
         if not watch.calls and not watch.checking:
-            if watch.timer is not None and watch.timer.active():
-                watch.timer.cancel()
-            del self._in_flight[id(record)]
+            self._drop(id(record))
+
+    def _drop(self, key: int) -> None:
+        """Stop watching a peer with no call in flight (and the timer, when no peer is left)."""
+        del self._in_flight[key]
+        if not self._in_flight and self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def was_cut(self, token: int) -> bool:
         """Whether the call of C{token} was cut short because its peer was found hung (asked once)."""
@@ -180,21 +192,39 @@ class PeerHealth:
 
     def in_flight(self, record: PeerRecord) -> int:
         """Calls in flight to C{record} now."""
-        watch = self._in_flight.get(id(record))
-        return len(watch.calls) if watch is not None else 0
+        entry = self._in_flight.get(id(record))
+        return len(entry[1].calls) if entry is not None else 0
 
-    def _check(self, record: PeerRecord) -> None:
-        watch = self._in_flight.get(id(record))
-        if watch is None:
-            return
-        watch.timer = None
+    def _watch_by(self, due: float) -> None:
+        """Have the one watch timer fire by C{due} at the latest."""
+        if self._watch is not None:
+            if self._watch.getTime() <= due:
+                return
+            self._watch.cancel()
+        self._watch = self._clock.callLater(max(0.0, due - self._clock.seconds()), self._check_due)
+
+    def _check_due(self) -> None:
+        """Check every peer whose check is due; then wait for the next one due."""
+        self._watch = None
+        now = self._clock.seconds()
+        for key, (record, watch) in list(self._in_flight.items()):
+            if not watch.checking and watch.due <= now:
+                self._check(key, record, watch, now)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        dues = [watch.due for _, watch in self._in_flight.values() if not watch.checking]
+        if dues and not self._stopped:
+            self._watch_by(min(dues))
+
+    def _check(self, key: int, record: PeerRecord, watch: _InFlight, now: float) -> None:
         if not watch.calls:
-            del self._in_flight[id(record)]
+            self._drop(key)
             return
         oldest = min(started for started, _ in watch.calls.values())
-        age = self._clock.seconds() - oldest
+        age = now - oldest
         if age < self.hung_after:
-            watch.timer = self._clock.callLater(self.hung_after - age, self._check, record)
+            watch.due = oldest + self.hung_after
             return
         watch.checking = True
         count = len(watch.calls)
@@ -202,11 +232,14 @@ class PeerHealth:
 
     def _checked(self, reply: Any, record: PeerRecord, watch: _InFlight, count: int, age: float) -> None:
         watch.checking = False
+        current = self._in_flight.get(id(record))
+        mine = current is not None and current[1] is watch
         if reply is not None:
-            if self._in_flight.get(id(record)) is watch and watch.calls and not self._stopped:
-                watch.timer = self._clock.callLater(self.hung_after, self._check, record)
-            elif not watch.calls and self._in_flight.get(id(record)) is watch:
-                del self._in_flight[id(record)]
+            if mine and watch.calls and not self._stopped:
+                watch.due = self._clock.seconds() + self.hung_after
+                self._watch_by(watch.due)
+            elif mine and not watch.calls:
+                self._drop(id(record))
             return
         waited = age + self.probe_timeout
         record.breaker.trip(
@@ -216,8 +249,9 @@ class PeerHealth:
         for token, (_, call) in list(watch.calls.items()):
             self._cut.add(token)
             call.cancel()
-        if not watch.calls and self._in_flight.get(id(record)) is watch:
-            del self._in_flight[id(record)]
+        current = self._in_flight.get(id(record))
+        if not watch.calls and current is not None and current[1] is watch:
+            self._drop(id(record))
 
     # --- background probing -----------------------------------------------
 
@@ -259,10 +293,9 @@ class PeerHealth:
     def stop(self) -> None:
         """Cancel every timer; no more probes start."""
         self._stopped = True
-        for watch in self._in_flight.values():
-            if watch.timer is not None and watch.timer.active():
-                watch.timer.cancel()
-            watch.timer = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for probing in self._probing.values():
             if probing.timer is not None and probing.timer.active():
                 probing.timer.cancel()

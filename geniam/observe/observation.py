@@ -53,22 +53,31 @@ class ServiceObservation:
         """Log and count an answered call; keep its fields for the request's access line."""
         fields = call_fields(facts, self.seconds())
         self.metrics.call_answered(fields["method"], fields["geni_code_name"], fields["duration"])
-        calls_log.info(CALL_FORMAT, **fields)
+        calls_log.info(_rendered(CALL_FORMAT, fields), **fields)
         self._calls[request] = fields
 
     def access(self, request: Any) -> None:
         """Log one answered HTTP request (with its call's fields if it carried a call)."""
         fields = self._calls.pop(request, None) or {"peer": peer_name(request.getClientAddress())}
         agent = request.getHeader(b"user-agent")
-        access_log_events.info(
-            ACCESS_FORMAT,
+        event = dict(
+            fields,
             http_method=_text(request.method),
             path=_text(request.uri)[:512],
             status=int(request.code),
             size=int(request.sentLength),
             user_agent=_text(agent)[:256] if agent else "",
-            **fields,
         )
+        access_log_events.info(_rendered(ACCESS_FORMAT, event), **event)
+
+
+def _rendered(format: str, fields: dict[str, Any]) -> str:
+    """
+    The message of C{format} with C{fields}, as a format that is all
+    literal text: the logger then formats the event's text without its
+    (slow) general formatter, while the fields stay in the event.
+    """
+    return format.format(**fields).replace("{", "{{").replace("}", "}}")
 
 
 def _text(value: bytes | str | None) -> str:

@@ -51,7 +51,7 @@ from geniam.rspec.request import (
     node_manager,
 )
 from geniam.timeutil import format_time, parse_time
-from geniam.urn import parse_urn
+from geniam.urn import URN, parse_urn
 
 STATISTICS = rspec_tag("statistics")
 AGGREGATE = rspec_tag("aggregate")
@@ -429,8 +429,10 @@ def split_request(
     """
     known: dict[str, str] = {}
     by_authority: dict[str, list[str]] = {}
+    # Each URN text is parsed once: the aggregates' here, and a node naming one of them by the same text reuses it.
+    parsed_texts: dict[str, URN] = {}
     for urn in aggregates:
-        parsed = parse_urn(urn)
+        parsed = parsed_texts.get(urn) or parsed_texts.setdefault(urn, parse_urn(urn))
         known.setdefault(parsed.key, urn)
         by_authority.setdefault(parsed.authority.lower(), []).append(urn)
     if not known:
@@ -442,7 +444,7 @@ def split_request(
     unknown: list[str] = []
     targets: dict[etree._Element, list[str]] = {}
     interface_owner: dict[str, str] = {}
-    keys: dict[str, str] = {urn: parse_urn(urn).key for urn in known.values()}
+    keys: dict[str, str] = {urn: parsed_texts[urn].key for urn in known.values()}
 
     def route(element: etree._Element, urns: Iterable[str]) -> None:
         """Send C{element} to the aggregates C{urns} name, or record it as unroutable."""
@@ -465,7 +467,10 @@ def split_request(
         targets[element] = chosen
 
     for node in root.iterchildren(NODE):
-        manager = node_manager(node)
+        named = node.get("component_manager_id")
+        manager = parsed_texts.get(named.strip()) if named is not None else None
+        if manager is None:
+            manager = node_manager(node)
         if manager is not None:
             route(node, [str(manager)])
         else:
