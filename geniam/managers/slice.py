@@ -99,6 +99,17 @@ from geniam.managers.rollup import (
     statistics,
 )
 from geniam.managers.shared import Shared
+from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION
+from geniam.managers.smtransactions import SliceTransactionMethods
+from geniam.managers.twophase import (
+    ALLOCATE_THEN_UNDO,
+    DEFAULT_COMMIT_RETRY,
+    PATH_FIELD,
+    TWO_PHASE,
+    TwoPhase,
+    holds_nothing,
+    serves_transactions,
+)
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
@@ -153,6 +164,7 @@ class SliceManagerSettings:
     @ivar partial_cache_ttl: seconds an advertisement lacking an aggregate is cached.
     @ivar undo_retry: seconds between attempts at a pending undo of a failed Allocate.
     @ivar undo_give_up: seconds after which a pending undo is given up.
+    @ivar commit_retry: seconds between attempts at a two-phase Commit that got no answer.
     """
 
     peer_timeout: float = 30.0
@@ -171,6 +183,7 @@ class SliceManagerSettings:
     partial_cache_ttl: float = DEFAULT_PARTIAL_TTL
     undo_retry: float = DEFAULT_UNDO_RETRY
     undo_give_up: float = DEFAULT_UNDO_GIVE_UP
+    commit_retry: float = DEFAULT_COMMIT_RETRY
 
 
 @dataclass(frozen=True)
@@ -249,9 +262,10 @@ def caller_key(caller: Any) -> str:
     return repr(caller)
 
 
-class SliceManager:
+class SliceManager(SliceTransactionMethods):
     """
-    The ten AM API v3 methods, forwarded to many peers.
+    The ten AM API v3 methods and the four transaction methods
+    (L{geniam.managers.smtransactions}), forwarded to many peers.
 
     @ivar records: the peers, in the configured order.
     @ivar fanout: makes the calls.
@@ -609,7 +623,8 @@ class SliceManager:
                 state["error"] = record.version_error.output
             states.append(state)
         return get_version_struct(
-            self.info.url, self.info.urn, "geni_many", interface="slicemgr", peers=peers, geniam_peers=states
+            self.info.url, self.info.urn, "geni_many", interface="slicemgr", peers=peers, geniam_peers=states,
+            **{TRANSACTIONS_EXTENSION: {"methods": list(TRANSACTION_METHODS)}},
         )
 
     # --- ListResources --------------------------------------------------
@@ -759,22 +774,26 @@ class SliceManager:
                 raise self._unroutable(e, unknown, excluded) from None
         by_urn = {r.urn: r for r in callable_}
         options = self._options_for(call, forwarding)
-        calls = [
-            PeerCall(by_urn[urn], "Allocate", (slice_urn, list(forwarding.credentials), part, options))
-            for urn, part in parts.items()
-        ]
+        credentials = list(forwarding.credentials)
+        pairs = [(by_urn[urn], part) for urn, part in parts.items()]
+        path = await self._allocation_path(call, slice_urn, credentials, options, pairs, best_effort)
+        # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo.
+        undoable = True
         try:
-            outcomes = await self._fan(call, calls, rspecs="manifest")
+            if path == TWO_PHASE:
+                phases = await TwoPhase(
+                    self._clock, lambda calls: Deferred.fromCoroutine(self._fan_manifests(call, calls)),
+                    lambda outcomes: rollup(outcomes, False, False), self.settings.commit_retry,
+                ).run(slice_urn, credentials, pairs, options, call.deadline)
+                outcomes, code, output, undoable = phases.outcomes, phases.code, phases.output, phases.committed
+            else:
+                calls = [PeerCall(record, "Allocate", (slice_urn, credentials, part, options)) for record, part in pairs]
+                outcomes = await self._fan_manifests(call, calls)
+                code, output = rollup(outcomes, False, best_effort)
         finally:
             self.cache.invalidate()
-        outcomes = self._shaped(
-            outcomes,
-            lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
-            "a struct with geni_rspec and geni_slivers",
-        )
-        code, output = rollup(outcomes, False, best_effort)
         undo: dict[str, Any] | None = None
-        if code != GeniCode.SUCCESS or any(_uncertain(o) for o in outcomes):
+        if undoable and (code != GeniCode.SUCCESS or any(_uncertain(o) for o in outcomes)):
             entries = self._undo_entries(call, slice_urn, forwarding, options, outcomes, list(parts.values()), best_effort)
             if entries:
                 undo, output = await self._undo(call, entries, output)
@@ -787,9 +806,38 @@ class SliceManager:
             "geni_slivers": concatenated(outcomes, "geni_slivers"),
         }
         struct = result_struct("Allocate", outcomes, value, code, output)
+        struct[PATH_FIELD] = path
+        struct["output"] = f"{output} [{path}]" if output else f"allocated by the {path} path"
         if undo is not None:
             struct[UNDO_FIELD] = undo
         return struct
+
+    async def _fan_manifests(self, call: _Call, calls: list[PeerCall]) -> list[PeerOutcome]:
+        """Make C{calls} that answer like Allocate; outcomes not shaped so are errors."""
+        return self._shaped(
+            await self._fan(call, calls, rspecs="manifest"),
+            lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
+            "a struct with geni_rspec and geni_slivers",
+        )
+
+    async def _allocation_path(
+        self,
+        call: _Call,
+        slice_urn: str,
+        credentials: list[Any],
+        options: dict[str, Any],
+        pairs: list[tuple[PeerRecord, str]],
+        best_effort: bool,
+    ) -> str:
+        """
+        Two-phase when every aggregate concerned serves transactions and
+        the slice holds nothing at any of them (a transaction's desired
+        state is the whole slice there); allocate-then-undo otherwise.
+        """
+        if best_effort or len(pairs) < 2 or not all(serves_transactions(record) for record, _ in pairs):
+            return ALLOCATE_THEN_UNDO
+        status = await self._fan(call, [PeerCall(record, "Status", ([slice_urn], credentials, options)) for record, _ in pairs])
+        return TWO_PHASE if all(holds_nothing(o) for o in status) else ALLOCATE_THEN_UNDO
 
     @staticmethod
     def _unroutable(error: GeniError, unknown: list[PeerRecord], excluded: list[PeerRecord]) -> GeniError:
