@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from geniam.booking.transactions import is_transaction_hold
 from geniam.client import value_of
+from geniam.demo import federated_request
 from geniam.errors import GeniCode
 from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE
 from geniam.rspec.request import build_request
@@ -61,8 +62,6 @@ class TwoPhaseAllocationTests(FaultHarness):
             self.assertEqual(len(await self.live(name)), 2)
 
     def request_at(self, start: float) -> str:
-        from geniam.demo import federated_request
-
         return federated_request(start, start + HOUR, self.urns)
 
     async def test_one_begin_refused(self) -> None:
@@ -138,12 +137,10 @@ class ServedTransactionTests(FaultHarness):
         for name in self.gates:
             self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
         now = self.clock.seconds()
-        value_of(await client.begin_transaction(self.slice_urn, self.request_empty(now)))
+        value_of(await client.begin_transaction(self.slice_urn, self.request_later(now)))
         self.assertIs(value_of(await client.abort_transaction(self.slice_urn)), True)
         for name in self.gates:
             self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
 
-    def request_empty(self, now: float) -> str:
-        from geniam.demo import federated_request
-
+    def request_later(self, now: float) -> str:
         return federated_request(now + 5 * HOUR, now + 6 * HOUR, self.urns)

@@ -26,7 +26,9 @@ configuration at the slot's start and removing it at the end; the
 statistics table shows what the slice manager reported per aggregate for
 each forwarded call. With C{--direct} the experiment runs against one
 aggregate without a slice manager; with C{--in-process} the aggregates use
-in-process simulated gateways. Each step is checked and printed; the exit
+in-process simulated gateways. With C{--transaction} alice books both
+islands in one transaction through the slice manager
+(L{geniam.demotransaction}) while a competing slice is refused. Each step is checked and printed; the exit
 status is 0 only if all behaved.
 
 Every server has its booking calendar on a status listener (plain HTTP on
@@ -49,6 +51,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python import usage
 
 from geniam.demo import Experiment, Step, render_statistics, render_steps
+from geniam.demotransaction import TransactionExperiment, rival_client
 from geniam.errors import GeniError
 from geniam.loopback import LoopbackFederation
 from geniam.options import GeniamOptions
@@ -73,7 +76,14 @@ class Options(GeniamOptions):
         ["in-process", None, "Use in-process simulated gateways instead of gateway agent services."],
         ["direct", None, "Call one aggregate directly, without a slice manager."],
         ["serve", None, "Keep the federation up after the experiment (with sample bookings) until interrupted."],
+        ["transaction", None, "Book both islands in one two-phase transaction through the slice manager, "
+         "with a competing slice refused while it is open."],
     ]
+
+    def postOptions(self) -> None:
+        """Check the flags go together."""
+        if self["transaction"] and self["direct"]:
+            raise usage.UsageError("--transaction needs the slice manager: it does not go with --direct")
 
 
 def describe_state(state: dict[str, Any]) -> str:
@@ -223,7 +233,9 @@ async def run(reactor: Any, options: Options) -> int:
                 "credential delegated to it (geniam authority delegate --to <slice manager certificate>)"
             )
         client = federation.client("alice", server, credentials)
-        experiment = Experiment(
+        kind = TransactionExperiment if options["transaction"] else Experiment
+        extra = {"rival": rival_client(federation, server, "alice", "rival"), "rival_slice_urn": federation.slice_urn("rival")} if options["transaction"] else {}
+        experiment = kind(
             client,
             federation.slice_urn(slice_name),
             federation.domain.user_urn("alice"),
@@ -234,6 +246,7 @@ async def run(reactor: Any, options: Options) -> int:
             length=options["length"],
             on_step=_show,
             aggregate_urns=() if direct else tuple(federation.aggregates[name].urn for name in names),
+            **extra,
         )
         ok = await experiment.run()
         print()
