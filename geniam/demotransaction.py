@@ -20,7 +20,7 @@ Steps (all through the slice manager, each checked):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from geniam.client import AMClient
@@ -39,6 +39,12 @@ class TransactionExperiment(Experiment):
 
     rival: AMClient | None = None
     rival_slice_urn: str = ""
+
+    @classmethod
+    def competing(cls, experiment: Experiment, rival: AMClient, rival_slice_urn: str) -> TransactionExperiment:
+        """The transaction experiment with C{experiment}'s settings, C{rival} competing for slice C{rival_slice_urn}."""
+        settings = {f.name: getattr(experiment, f.name) for f in fields(experiment) if f.init}
+        return cls(**settings, rival=rival, rival_slice_urn=rival_slice_urn)
 
     def _federated_request(self, start: float) -> str:
         return federated_request(start, start + self.length, self.aggregate_urns, CONTROLLER, VLAN_MAP)

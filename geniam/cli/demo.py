@@ -233,9 +233,7 @@ async def run(reactor: Any, options: Options) -> int:
                 "credential delegated to it (geniam authority delegate --to <slice manager certificate>)"
             )
         client = federation.client("alice", server, credentials)
-        kind = TransactionExperiment if options["transaction"] else Experiment
-        extra = {"rival": rival_client(federation, server, "alice", "rival"), "rival_slice_urn": federation.slice_urn("rival")} if options["transaction"] else {}
-        experiment = kind(
+        experiment = Experiment(
             client,
             federation.slice_urn(slice_name),
             federation.domain.user_urn("alice"),
@@ -246,8 +244,11 @@ async def run(reactor: Any, options: Options) -> int:
             length=options["length"],
             on_step=_show,
             aggregate_urns=() if direct else tuple(federation.aggregates[name].urn for name in names),
-            **extra,
         )
+        if options["transaction"]:
+            experiment = TransactionExperiment.competing(
+                experiment, rival_client(federation, server, "alice", "rival"), federation.slice_urn("rival")
+            )
         ok = await experiment.run()
         print()
         print(render_steps(experiment.steps))

@@ -26,7 +26,9 @@ goes to the peers whose authority minted them (SEARCHFAILED for slivers
 no peer minted); Allocate sends each peer only its part of the request
 RSpec, split by C{component_manager_id} (BADARGS for elements naming no
 known aggregate; an aggregate whose URN is not known yet is asked
-GetVersion first). Allocate is all or nothing across aggregates: when a
+GetVersion first). Allocate is all or nothing across aggregates: in two
+phases on the aggregates' transactions when they all serve them
+(L{geniam.managers.twophase}, which also says when), otherwise when a
 part fails, the slivers the other parts allocated are deleted again and
 the call fails, unless C{geni_best_effort} is true. A part that timed out
 may still be carried out late, so it is checked and undone there too.
@@ -102,13 +104,13 @@ from geniam.managers.shared import Shared
 from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION
 from geniam.managers.smtransactions import SliceTransactionMethods
 from geniam.managers.twophase import (
-    ALLOCATE_THEN_UNDO,
     DEFAULT_COMMIT_RETRY,
     PATH_FIELD,
     TWO_PHASE,
     TwoPhase,
-    holds_nothing,
-    serves_transactions,
+    allocation_path,
+    uncertain,
+    undone,
 )
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
@@ -776,7 +778,9 @@ class SliceManager(SliceTransactionMethods):
         options = self._options_for(call, forwarding)
         credentials = list(forwarding.credentials)
         pairs = [(by_urn[urn], part) for urn, part in parts.items()]
-        path = await self._allocation_path(call, slice_urn, credentials, options, pairs, best_effort)
+        path = await allocation_path(
+            pairs, best_effort, lambda calls: Deferred.fromCoroutine(self._fan(call, calls)), slice_urn, credentials, options
+        )
         # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo.
         undoable = True
         try:
@@ -793,19 +797,12 @@ class SliceManager(SliceTransactionMethods):
         finally:
             self.cache.invalidate()
         undo: dict[str, Any] | None = None
-        if undoable and (code != GeniCode.SUCCESS or any(_uncertain(o) for o in outcomes)):
+        if undoable and (code != GeniCode.SUCCESS or any(uncertain(o) for o in outcomes)):
             entries = self._undo_entries(call, slice_urn, forwarding, options, outcomes, list(parts.values()), best_effort)
             if entries:
                 undo, output = await self._undo(call, entries, output)
                 outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
-        rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
-        manifest = await self._merged("manifest", rspec_outcomes(outcomes, rspecs), "Allocate")
-        value = {
-            "geni_rspec": manifest,
-            "geni_urn": first_member(outcomes, "geni_urn", slice_urn),
-            "geni_slivers": concatenated(outcomes, "geni_slivers"),
-        }
-        struct = result_struct("Allocate", outcomes, value, code, output)
+        struct = await self._manifest_struct("Allocate", outcomes, slice_urn, code, output)
         struct[PATH_FIELD] = path
         struct["output"] = f"{output} [{path}]" if output else f"allocated by the {path} path"
         if undo is not None:
@@ -819,25 +816,6 @@ class SliceManager(SliceTransactionMethods):
             lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
             "a struct with geni_rspec and geni_slivers",
         )
-
-    async def _allocation_path(
-        self,
-        call: _Call,
-        slice_urn: str,
-        credentials: list[Any],
-        options: dict[str, Any],
-        pairs: list[tuple[PeerRecord, str]],
-        best_effort: bool,
-    ) -> str:
-        """
-        Two-phase when every aggregate concerned serves transactions and
-        the slice holds nothing at any of them (a transaction's desired
-        state is the whole slice there); allocate-then-undo otherwise.
-        """
-        if best_effort or len(pairs) < 2 or not all(serves_transactions(record) for record, _ in pairs):
-            return ALLOCATE_THEN_UNDO
-        status = await self._fan(call, [PeerCall(record, "Status", ([slice_urn], credentials, options)) for record, _ in pairs])
-        return TWO_PHASE if all(holds_nothing(o) for o in status) else ALLOCATE_THEN_UNDO
 
     @staticmethod
     def _unroutable(error: GeniError, unknown: list[PeerRecord], excluded: list[PeerRecord]) -> GeniError:
@@ -875,7 +853,7 @@ class SliceManager(SliceTransactionMethods):
                 ]
                 if not slivers:
                     continue
-            elif _uncertain(outcome):
+            elif uncertain(outcome):
                 slivers = None
             else:
                 continue
@@ -992,18 +970,6 @@ def _manifest_shaped(value: Any) -> bool:
     )
 
 
-def _uncertain(outcome: PeerOutcome) -> bool:
-    """Whether a call may have been carried out without its answer reaching us (timed out, or cut off)."""
-    return outcome.called and outcome.struct is None and outcome.code == int(GeniCode.TIMEDOUT)
-
-
 def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
     """A successful Allocate whose slivers are being released: reported as an error."""
-    return PeerOutcome(
-        outcome.record,
-        ERROR,
-        outcome.elapsed,
-        None,
-        int(GeniCode.REFUSED),
-        "allocated, then undone because another aggregate failed",
-    )
+    return undone(outcome, "allocated, then undone because another aggregate failed")

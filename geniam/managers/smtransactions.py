@@ -33,8 +33,8 @@ def without_transaction(outcome: PeerOutcome) -> bool:
     return outcome.struct is not None and outcome.code == int(GeniCode.ERROR)
 
 
-def earliest_commit_by(outcomes: list[PeerOutcome]) -> str | None:
-    """The earliest C{commit_by} the aggregates answered, or C{None}."""
+def earliest_commit_by(outcomes: list[PeerOutcome]) -> float | None:
+    """The earliest C{commit_by} the aggregates answered (POSIX seconds), or C{None}."""
     times = []
     for outcome in outcomes:
         value = outcome.value if outcome.ok else None
@@ -43,7 +43,7 @@ def earliest_commit_by(outcomes: list[PeerOutcome]) -> str | None:
                 times.append(parse_time(value["commit_by"]))
             except GeniError:
                 continue
-    return format_time(min(times)) if times else None
+    return min(times) if times else None
 
 
 class SliceTransactionMethods:
@@ -101,7 +101,7 @@ class SliceTransactionMethods:
         struct = await self._manifest_struct(call.method, outcomes, slice_urn, code, output)
         commit_by = earliest_commit_by(outcomes)
         if commit_by is not None:
-            struct["value"]["commit_by"] = commit_by
+            struct["value"]["commit_by"] = format_time(commit_by)
         return struct
 
     async def _resolve(self, call: Any, slice_urn: Any) -> dict[str, Any]:

@@ -34,11 +34,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from geniam.errors import GeniCode, GeniError
+from geniam.errors import GeniCode
 from geniam.managers.fanout import ERROR, PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.managers.transactionapi import TRANSACTIONS_EXTENSION
-from geniam.timeutil import parse_time
+from geniam.managers.smtransactions import earliest_commit_by
 
 PATH_FIELD = "geniam_allocation_path"
 """The Allocate answer's member naming the path taken."""
@@ -49,7 +49,7 @@ DEFAULT_COMMIT_RETRY = 5.0
 """Seconds between attempts at a Commit that failed."""
 
 Fan = Callable[[list[PeerCall]], Deferred[list[PeerOutcome]]]
-"""Makes calls and answers their outcomes, in peer order, shaped as manifests."""
+"""Makes calls and answers their outcomes, in peer order."""
 
 
 def serves_transactions(record: PeerRecord) -> bool:
@@ -72,6 +72,27 @@ def holds_nothing(outcome: PeerOutcome) -> bool:
     if outcome.struct is not None:
         return outcome.code == int(GeniCode.SEARCHFAILED)
     return outcome.code != int(GeniCode.TIMEDOUT)
+
+
+async def allocation_path(
+    pairs: Sequence[tuple[PeerRecord, str]],
+    best_effort: bool,
+    fan: Fan,
+    slice_urn: str,
+    credentials: list[Any],
+    options: dict[str, Any],
+) -> str:
+    """
+    L{TWO_PHASE} when every aggregate of C{pairs} (two or more) serves
+    transactions and the slice holds nothing at any of them (a
+    transaction's desired state is the slice's whole state there, while
+    Allocate adds to it), asked with Status through C{fan};
+    L{ALLOCATE_THEN_UNDO} otherwise, and always with C{best_effort}.
+    """
+    if best_effort or len(pairs) < 2 or not all(serves_transactions(record) for record, _ in pairs):
+        return ALLOCATE_THEN_UNDO
+    status = await fan([PeerCall(record, "Status", ([slice_urn], credentials, options)) for record, _ in pairs])
+    return TWO_PHASE if all(holds_nothing(o) for o in status) else ALLOCATE_THEN_UNDO
 
 
 @dataclass(frozen=True)
@@ -123,13 +144,14 @@ class TwoPhase:
         )
         code, output = self._rollup(begun)
         if code != int(GeniCode.SUCCESS):
-            await self._abort(slice_urn, credentials, options, [o for o in begun if o.ok or _uncertain(o)])
-            aborted = [_aborted(o) if o.ok else o for o in begun]
+            await self._abort(slice_urn, credentials, options, [o for o in begun if o.ok or uncertain(o)])
+            aborted = [undone(o, "transaction begun, then aborted because another aggregate failed") if o.ok else o for o in begun]
             return TwoPhaseResult(aborted, code, f"{output}; the others were aborted (nothing was booked)", False)
-        commit_by = min((_commit_by(o) for o in begun), default=deadline)
-        outcomes = await self._commit(slice_urn, credentials, options, begun, min(commit_by, deadline))
+        commit_by = earliest_commit_by(begun)
+        until = deadline if commit_by is None else min(commit_by, deadline)
+        outcomes = await self._commit(slice_urn, credentials, options, begun, until)
         code, output = self._rollup(outcomes)
-        failed = [o for o in outcomes if not o.ok and not _uncertain(o)]
+        failed = [o for o in outcomes if not o.ok and not uncertain(o)]
         if failed:
             await self._abort(slice_urn, credentials, options, failed)
         return TwoPhaseResult(outcomes, code, output, True)
@@ -145,7 +167,7 @@ class TwoPhase:
             for outcome in answered:
                 before = latest[id(outcome.record)]
                 # A Commit that timed out may have been carried out: a retry refused then keeps it uncertain.
-                if outcome.ok or not _uncertain(before):
+                if outcome.ok or not uncertain(before):
                     latest[id(outcome.record)] = outcome
             waiting = [o.record for o in answered if not o.ok and _retriable(o)]
             if not waiting or self._clock.seconds() + self._retry >= until:
@@ -158,8 +180,8 @@ class TwoPhase:
             await self._fan([PeerCall(o.record, "AbortTransaction", (slice_urn, credentials, options)) for o in outcomes])
 
 
-def _uncertain(outcome: PeerOutcome) -> bool:
-    """Whether a call may have been carried out without its answer reaching us."""
+def uncertain(outcome: PeerOutcome) -> bool:
+    """Whether a call may have been carried out without its answer reaching us (timed out, or cut off)."""
     return outcome.called and outcome.struct is None and outcome.code == int(GeniCode.TIMEDOUT)
 
 
@@ -168,20 +190,6 @@ def _retriable(outcome: PeerOutcome) -> bool:
     return outcome.struct is None
 
 
-def _commit_by(outcome: PeerOutcome) -> float:
-    try:
-        return parse_time(outcome.value["commit_by"])
-    except (GeniError, KeyError, TypeError):
-        return float("inf")
-
-
-def _aborted(outcome: PeerOutcome) -> PeerOutcome:
-    """A successful Begin whose transaction was aborted: reported as an error."""
-    return PeerOutcome(
-        outcome.record,
-        ERROR,
-        outcome.elapsed,
-        None,
-        int(GeniCode.REFUSED),
-        "transaction begun, then aborted because another aggregate failed",
-    )
+def undone(outcome: PeerOutcome, reason: str) -> PeerOutcome:
+    """A success taken back (its slivers released, its transaction aborted): reported as an error, for C{reason}."""
+    return PeerOutcome(outcome.record, ERROR, outcome.elapsed, None, int(GeniCode.REFUSED), reason)
