@@ -7,6 +7,7 @@ aggregate's transaction calls where a test needs to look in between.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -18,7 +19,23 @@ from geniam.errors import GeniCode
 from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
-from tests.test_sm_faults_loopback import HOUR, FaultHarness, Gate
+from geniam.managers.slice import SliceManager
+from tests.test_sm_faults_loopback import HOUR, FaultHarness, Gate, Signals
+
+def watch_rounds(manager: SliceManager, method: str) -> Signals:
+    """Signals C{"ended"} each time a round of calls of C{method} by the slice manager has ended and been taken in."""
+    signals = Signals()
+    run = manager.fanout.run
+
+    def watched(calls: Any, *args: Any, **kwargs: Any) -> Any:
+        d = run(calls, *args, **kwargs)
+        if calls and calls[0].method == method:
+            d.addBoth(lambda result: (signals.fire("ended"), result)[1])
+        return d
+
+    manager.fanout.run = watched  # type: ignore[method-assign]
+    return signals
+
 
 WATCHED = ("Allocate", "Status", "BeginTransaction", "CommitTransaction", "AbortTransaction")
 
@@ -111,6 +128,71 @@ class TwoPhaseAllocationTests(FaultHarness):
         self.assertEqual(self.watch["am1"].carried_out, ["Status", "BeginTransaction", "AbortTransaction"])
         self.assertEqual(await self.live("am1"), [])
         self.assertIn("aborted", struct["output"])
+
+    async def test_commit_retried_until_the_aggregate_is_back(self) -> None:
+        """
+        am2 goes away between its Begin and the Commit: am1 commits, am2's
+        Commit is reported failed and retried on the clock; once am2 is
+        back (its transaction kept in its database), the retry commits
+        there too and the Allocate succeeds with both islands booked.
+        """
+        await self.started()
+        gate = Gate(self.fed.aggregates["am1"].manager, ("BeginTransaction",))
+        gate.close()
+        held = gate.held("BeginTransaction")
+        am2_begun = self.replies.next((self.url("am2"), "BeginTransaction"))
+        attempt = Deferred.fromCoroutine(self.allocate())
+        await held
+        await am2_begun
+        await self.fed.stop_aggregate("am2")
+        rounds = watch_rounds(self.sm.manager, "CommitTransaction")
+        ended = rounds.next("ended")
+        gate.open()
+        await ended
+        self.assertFalse(attempt.called)
+        self.assertEqual([b.allocation_state.value for b in await self.live("am1")], ["allocated"])
+        await self.fed.start_aggregate("am2")
+        self.assertTrue(all(is_transaction_hold(b) for b in await self.live("am2")))
+        am2_committed = self.replies.next((self.url("am2"), "CommitTransaction"))
+        self.clock.advance(self.sm.manager.settings.commit_retry)
+        await am2_committed
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+
+    async def test_commit_given_up_rolls_back(self) -> None:
+        """
+        am2 goes away between its Begin and the Commit and stays away: its
+        Commit is retried until the call's deadline, then am1's committed
+        part is undone; the answer reports am2's failure and the undo.
+        """
+        await self.started()
+        manager = self.sm.manager
+        manager.settings = replace(manager.settings, deadline=4 * manager.settings.commit_retry)
+        gate = Gate(self.fed.aggregates["am1"].manager, ("BeginTransaction",))
+        gate.close()
+        held = gate.held("BeginTransaction")
+        am2_begun = self.replies.next((self.url("am2"), "BeginTransaction"))
+        attempt = Deferred.fromCoroutine(self.allocate())
+        await held
+        await am2_begun
+        await self.fed.stop_aggregate("am2")
+        rounds = watch_rounds(manager, "CommitTransaction")
+        ended = rounds.next("ended")
+        gate.open()
+        # Commits at 0, 5, 10 and 15 s of a 20 s deadline: a fifth would end past it.
+        for _ in range(3):
+            await ended
+            ended = rounds.next("ended")
+            self.clock.advance(manager.settings.commit_retry)
+        await ended
+        struct = await attempt
+        self.assertNotEqual(struct["code"]["geni_code"], 0)
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertEqual(struct["geniam_undo"]["done"], [self.urns[0]])
+        self.assertEqual(await self.live("am1"), [])
 
     async def assertGeniError(self, code: GeniCode, d: Deferred[Any]) -> None:
         """C{d} fires with a return struct of C{code}."""
