@@ -81,6 +81,28 @@ class TwoPhaseAllocationTests(FaultHarness):
     def request_at(self, start: float) -> str:
         return federated_request(start, start + HOUR, self.urns)
 
+    async def test_aggregate_without_the_extension(self) -> None:
+        """When one aggregate does not advertise geniam_transactions, both get plain Allocate (allocate-then-undo)."""
+        await self.started()
+        record = next(r for r in self.sm.manager.records if r.urn == self.urns[1])
+        assert record.version is not None
+        del record.version["geniam_transactions"]
+        struct = await self.allocate()
+        self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], ALLOCATE_THEN_UNDO)
+        self.assertIn(ALLOCATE_THEN_UNDO, struct["output"])
+        for name in self.gates:
+            self.assertEqual(self.watch[name].carried_out, ["Allocate"])
+
+    async def test_best_effort_allocates_plainly(self) -> None:
+        """geni_best_effort keeps the parts that succeed, so it takes the allocate-then-undo path."""
+        await self.started()
+        client = self.client()
+        struct = await client.call("Allocate", self.slice_urn, client.credentials, self.request(), {"geni_best_effort": True})
+        self.assertEqual(struct[PATH_FIELD], ALLOCATE_THEN_UNDO)
+        for name in self.gates:
+            self.assertEqual(self.watch[name].carried_out, ["Allocate"])
+
     async def test_one_begin_refused(self) -> None:
         """
         am2's island is taken by another slice: am1 only ever holds the
