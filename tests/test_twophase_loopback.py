@@ -151,14 +151,12 @@ class TwoPhaseAllocationTests(FaultHarness):
         self.assertEqual(await self.live("am1"), [])
         self.assertIn("aborted", struct["output"])
 
-    async def test_commit_retried_until_the_aggregate_is_back(self) -> None:
+    async def am2_gone_after_begin(self) -> tuple[Deferred[Any], Gate]:
         """
-        am2 goes away between its Begin and the Commit: am1 commits, am2's
-        Commit is reported failed and retried on the clock; once am2 is
-        back (its transaction kept in its database), the retry commits
-        there too and the Allocate succeeds with both islands booked.
+        Start an Allocate of both islands with am1's Begin held, and stop
+        am2 once it has answered its Begin; the Allocate, and the gate
+        that releases am1's Begin.
         """
-        await self.started()
         gate = Gate(self.fed.aggregates["am1"].manager, ("BeginTransaction",))
         gate.close()
         held = gate.held("BeginTransaction")
@@ -167,6 +165,17 @@ class TwoPhaseAllocationTests(FaultHarness):
         await held
         await am2_begun
         await self.fed.stop_aggregate("am2")
+        return attempt, gate
+
+    async def test_commit_retried_until_the_aggregate_is_back(self) -> None:
+        """
+        am2 goes away between its Begin and the Commit: am1 commits, am2's
+        Commit is reported failed and retried on the clock; once am2 is
+        back (its transaction kept in its database), the retry commits
+        there too and the Allocate succeeds with both islands booked.
+        """
+        await self.started()
+        attempt, gate = await self.am2_gone_after_begin()
         rounds = watch_rounds(self.sm.manager, "CommitTransaction")
         ended = rounds.next("ended")
         gate.open()
@@ -193,14 +202,7 @@ class TwoPhaseAllocationTests(FaultHarness):
         await self.started()
         manager = self.sm.manager
         manager.settings = replace(manager.settings, deadline=4 * manager.settings.commit_retry)
-        gate = Gate(self.fed.aggregates["am1"].manager, ("BeginTransaction",))
-        gate.close()
-        held = gate.held("BeginTransaction")
-        am2_begun = self.replies.next((self.url("am2"), "BeginTransaction"))
-        attempt = Deferred.fromCoroutine(self.allocate())
-        await held
-        await am2_begun
-        await self.fed.stop_aggregate("am2")
+        attempt, gate = await self.am2_gone_after_begin()
         rounds = watch_rounds(manager, "CommitTransaction")
         ended = rounds.next("ended")
         gate.open()
