@@ -92,12 +92,12 @@ class Gate:
     @ivar carried_out: the methods carried out, in order.
     """
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: Any, methods: tuple[str, ...] = API_METHODS) -> None:
         self.closed = False
         self.carried_out: list[str] = []
         self.signals = Signals()
         self._held: list[Deferred[None]] = []
-        for method in API_METHODS:
+        for method in methods:
             setattr(manager, method, self._guarded(method, getattr(manager, method)))
 
     def _guarded(self, method: str, call: Callable[..., Any]) -> Callable[..., Any]:

@@ -26,7 +26,9 @@ configuration at the slot's start and removing it at the end; the
 statistics table shows what the slice manager reported per aggregate for
 each forwarded call. With C{--direct} the experiment runs against one
 aggregate without a slice manager; with C{--in-process} the aggregates use
-in-process simulated gateways. Each step is checked and printed; the exit
+in-process simulated gateways. With C{--transaction} alice books both
+islands in one transaction through the slice manager
+(L{geniam.demotransaction}) while a competing slice is refused. Each step is checked and printed; the exit
 status is 0 only if all behaved.
 
 Every server has its booking calendar on a status listener (plain HTTP on
@@ -57,6 +59,7 @@ from geniam.cli.call import cm_url
 from geniam.client import AMClient
 from geniam.demo import DEMO_KEY, Experiment, Step, render_statistics, render_steps
 from geniam.demotickets import TicketWalk
+from geniam.demotransaction import TransactionExperiment, rival_client
 from geniam.errors import GeniError
 from geniam.loopback import LoopbackFederation
 from geniam.options import GeniamOptions
@@ -82,7 +85,14 @@ class Options(GeniamOptions):
         ["direct", None, "Call one aggregate directly, without a slice manager."],
         ["serve", None, "Keep the federation up after the experiment (with sample bookings) until interrupted."],
         ["tickets", None, "Walk a slice through the ProtoGENI component manager's tickets on one aggregate instead."],
+        ["transaction", None, "Book both islands in one two-phase transaction through the slice manager, "
+         "with a competing slice refused while it is open."],
     ]
+
+    def postOptions(self) -> None:
+        """Check the flags go together."""
+        if self["transaction"] and (self["direct"] or self["tickets"]):
+            raise usage.UsageError("--transaction needs the slice manager: it goes with neither --direct nor --tickets")
 
 
 def describe_state(state: dict[str, Any]) -> str:
@@ -246,6 +256,10 @@ async def run(reactor: Any, options: Options) -> int:
             on_step=_show,
             aggregate_urns=() if direct else tuple(federation.aggregates[name].urn for name in names),
         )
+        if options["transaction"]:
+            experiment = TransactionExperiment.competing(
+                experiment, rival_client(federation, server, "alice", "rival"), federation.slice_urn("rival")
+            )
         ok = await experiment.run()
         print()
         print(render_steps(experiment.steps))

@@ -26,7 +26,9 @@ goes to the peers whose authority minted them (SEARCHFAILED for slivers
 no peer minted); Allocate sends each peer only its part of the request
 RSpec, split by C{component_manager_id} (BADARGS for elements naming no
 known aggregate; an aggregate whose URN is not known yet is asked
-GetVersion first). Allocate is all or nothing across aggregates: when a
+GetVersion first). Allocate is all or nothing across aggregates: in two
+phases on the aggregates' transactions when they all serve them
+(L{geniam.managers.twophase}, which also says when), otherwise when a
 part fails, the slivers the other parts allocated are deleted again and
 the call fails, unless C{geni_best_effort} is true. A part that timed out
 may still be carried out late, so it is checked and undone there too.
@@ -99,6 +101,17 @@ from geniam.managers.rollup import (
     statistics,
 )
 from geniam.managers.shared import Shared
+from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION
+from geniam.managers.smtransactions import SliceTransactionMethods
+from geniam.managers.twophase import (
+    DEFAULT_COMMIT_RETRY,
+    PATH_FIELD,
+    TWO_PHASE,
+    TwoPhase,
+    allocation_path,
+    uncertain,
+    undone,
+)
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
 from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
 from geniam.rspec.compression import compress_rspec
@@ -153,6 +166,7 @@ class SliceManagerSettings:
     @ivar partial_cache_ttl: seconds an advertisement lacking an aggregate is cached.
     @ivar undo_retry: seconds between attempts at a pending undo of a failed Allocate.
     @ivar undo_give_up: seconds after which a pending undo is given up.
+    @ivar commit_retry: seconds between attempts at a two-phase Commit that got no answer.
     """
 
     peer_timeout: float = 30.0
@@ -171,6 +185,7 @@ class SliceManagerSettings:
     partial_cache_ttl: float = DEFAULT_PARTIAL_TTL
     undo_retry: float = DEFAULT_UNDO_RETRY
     undo_give_up: float = DEFAULT_UNDO_GIVE_UP
+    commit_retry: float = DEFAULT_COMMIT_RETRY
 
 
 @dataclass(frozen=True)
@@ -249,9 +264,10 @@ def caller_key(caller: Any) -> str:
     return repr(caller)
 
 
-class SliceManager:
+class SliceManager(SliceTransactionMethods):
     """
-    The ten AM API v3 methods, forwarded to many peers.
+    The ten AM API v3 methods and the four transaction methods
+    (L{geniam.managers.smtransactions}), forwarded to many peers.
 
     @ivar records: the peers, in the configured order.
     @ivar fanout: makes the calls.
@@ -609,7 +625,8 @@ class SliceManager:
                 state["error"] = record.version_error.output
             states.append(state)
         return get_version_struct(
-            self.info.url, self.info.urn, "geni_many", interface="slicemgr", peers=peers, geniam_peers=states
+            self.info.url, self.info.urn, "geni_many", interface="slicemgr", peers=peers, geniam_peers=states,
+            **{TRANSACTIONS_EXTENSION: {"methods": list(TRANSACTION_METHODS)}},
         )
 
     # --- ListResources --------------------------------------------------
@@ -759,37 +776,46 @@ class SliceManager:
                 raise self._unroutable(e, unknown, excluded) from None
         by_urn = {r.urn: r for r in callable_}
         options = self._options_for(call, forwarding)
-        calls = [
-            PeerCall(by_urn[urn], "Allocate", (slice_urn, list(forwarding.credentials), part, options))
-            for urn, part in parts.items()
-        ]
+        credentials = list(forwarding.credentials)
+        pairs = [(by_urn[urn], part) for urn, part in parts.items()]
+        path = await allocation_path(
+            pairs, best_effort, lambda calls: Deferred.fromCoroutine(self._fan(call, calls)), slice_urn, credentials, options
+        )
+        # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo.
+        undoable = True
         try:
-            outcomes = await self._fan(call, calls, rspecs="manifest")
+            if path == TWO_PHASE:
+                phases = await TwoPhase(
+                    self._clock, lambda calls: Deferred.fromCoroutine(self._fan_manifests(call, calls)),
+                    lambda outcomes: rollup(outcomes, False, False), self.settings.commit_retry,
+                ).run(slice_urn, credentials, pairs, options, call.deadline)
+                outcomes, code, output, undoable = phases.outcomes, phases.code, phases.output, phases.committed
+            else:
+                calls = [PeerCall(record, "Allocate", (slice_urn, credentials, part, options)) for record, part in pairs]
+                outcomes = await self._fan_manifests(call, calls)
+                code, output = rollup(outcomes, False, best_effort)
         finally:
             self.cache.invalidate()
-        outcomes = self._shaped(
-            outcomes,
-            lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
-            "a struct with geni_rspec and geni_slivers",
-        )
-        code, output = rollup(outcomes, False, best_effort)
         undo: dict[str, Any] | None = None
-        if code != GeniCode.SUCCESS or any(_uncertain(o) for o in outcomes):
+        if undoable and (code != GeniCode.SUCCESS or any(uncertain(o) for o in outcomes)):
             entries = self._undo_entries(call, slice_urn, forwarding, options, outcomes, list(parts.values()), best_effort)
             if entries:
                 undo, output = await self._undo(call, entries, output)
                 outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
-        rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
-        manifest = await self._merged("manifest", rspec_outcomes(outcomes, rspecs), "Allocate")
-        value = {
-            "geni_rspec": manifest,
-            "geni_urn": first_member(outcomes, "geni_urn", slice_urn),
-            "geni_slivers": concatenated(outcomes, "geni_slivers"),
-        }
-        struct = result_struct("Allocate", outcomes, value, code, output)
+        struct = await self._manifest_struct("Allocate", outcomes, slice_urn, code, output)
+        struct[PATH_FIELD] = path
+        struct["output"] = f"{output} [{path}]" if output else f"allocated by the {path} path"
         if undo is not None:
             struct[UNDO_FIELD] = undo
         return struct
+
+    async def _fan_manifests(self, call: _Call, calls: list[PeerCall]) -> list[PeerOutcome]:
+        """Make C{calls} that answer like Allocate; outcomes not shaped so are errors."""
+        return self._shaped(
+            await self._fan(call, calls, rspecs="manifest"),
+            lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
+            "a struct with geni_rspec and geni_slivers",
+        )
 
     @staticmethod
     def _unroutable(error: GeniError, unknown: list[PeerRecord], excluded: list[PeerRecord]) -> GeniError:
@@ -827,7 +853,7 @@ class SliceManager:
                 ]
                 if not slivers:
                     continue
-            elif _uncertain(outcome):
+            elif uncertain(outcome):
                 slivers = None
             else:
                 continue
@@ -944,18 +970,6 @@ def _manifest_shaped(value: Any) -> bool:
     )
 
 
-def _uncertain(outcome: PeerOutcome) -> bool:
-    """Whether a call may have been carried out without its answer reaching us (timed out, or cut off)."""
-    return outcome.called and outcome.struct is None and outcome.code == int(GeniCode.TIMEDOUT)
-
-
 def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
     """A successful Allocate whose slivers are being released: reported as an error."""
-    return PeerOutcome(
-        outcome.record,
-        ERROR,
-        outcome.elapsed,
-        None,
-        int(GeniCode.REFUSED),
-        "allocated, then undone because another aggregate failed",
-    )
+    return undone(outcome, "allocated, then undone because another aggregate failed")

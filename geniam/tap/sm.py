@@ -50,6 +50,7 @@ from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, duration
 from geniam.errors import GeniError
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
 from geniam.managers.undo import JOURNAL_NAME, UndoJournal
+from geniam.protocols.signatures import API_V3_SIGNATURES, TRANSACTION_SIGNATURES
 from geniam.protocols.peer import XmlRpcPeer
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
 from geniam.protocols.listener import DESCRIPTOR_RESERVE, ListenerLimits
@@ -306,7 +307,7 @@ class SliceManagerService(TLSXmlRpcService):
 
     async def start(self) -> None:
         """Listen (the workers and the refresh run already), then wait for the first round of versions."""
-        await self.listen(self.manager, self.contexts)
+        await self.listen(self.manager, self.contexts, {**API_V3_SIGNATURES, **TRANSACTION_SIGNATURES})
         self.manager.info = SliceManagerInfo(self.urn, self.url)
         self.log.info(
             "slice manager {urn} serving AM API v3 at {url} for {count} aggregates",
