@@ -27,6 +27,8 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - depends on the environment
     webdriver = None
 
@@ -106,10 +108,13 @@ class CalendarBrowserTests(CalendarHarness):
 
         # The free-slot form, by keyboard and button as a person would.
         def ask() -> None:
+            old_page = driver.find_element(By.TAG_NAME, "html")
             duration = driver.find_element(By.ID, "duration")
             duration.clear()
             duration.send_keys("36h")
             driver.find_element(By.CSS_SELECTOR, "#find button[type=submit]").click()
+            # The answer is a new page: wait until the browser has left the old one.
+            WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old_page))
 
         await self.in_browser(ask)
         answer = await self.in_browser(lambda: driver.find_element(By.ID, "free-slots"))
