@@ -26,6 +26,19 @@ def driver_lock(island: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def lock_ids(key: int) -> tuple[int, int]:
+    """The C{(classid, objid)} under which C{pg_locks} shows the advisory lock of a 64-bit C{key}."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+    " AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s"
+)
+"""Whether this session holds the advisory lock of the C{(classid, objid)} given."""
+
+
 @implementer(IDriverLease)
 class PostgresLease:
     """
@@ -58,7 +71,7 @@ class PostgresLease:
             self._connection = connection
         try:
             rows = await self._connection.runQuery("SELECT pg_try_advisory_lock(%s)", (self._key,))
-        except psycopg2.Error:
+        except Exception:  # the session failed or ended: the lock is gone with it
             self._drop()
             return False
         return bool(rows[0][0])
@@ -73,12 +86,8 @@ class PostgresLease:
             self._drop()
             return False
         try:
-            rows = await connection.runQuery(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-                " AND granted AND ((classid::bigint << 32) | objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)",
-                (self._key,),
-            )
-        except psycopg2.Error:
+            rows = await connection.runQuery(HELD, lock_ids(self._key))
+        except Exception:  # the session failed or ended: the lock is gone with it
             self._drop()
             return False
         return bool(rows[0][0])
