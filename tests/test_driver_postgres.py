@@ -11,25 +11,19 @@ from collections import Counter
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
 
 from geniam.booking.values import OperationalState
 from tests.driverharness import SharedIsland
-from tests.pgcluster import SKIP, Cluster
+from tests.test_store_recovery import ClusterCase
 
 POLL = 0.2
 
 
-class DriverClusterTests(TestCase):
+class DriverClusterTests(ClusterCase):
     """Exactly one driver among processes sharing a database; failover on the database's word."""
 
-    skip = SKIP
-    timeout = 120
-
     async def setUp(self) -> None:
-        self.cluster = Cluster()
-        self.addCleanup(self.cluster.destroy)
-        await self.cluster.create()
+        await super().setUp()
         self.island = SharedIsland(reactor, self.cluster.dsn, POLL)
         self.addCleanup(self.island.stop)
 
