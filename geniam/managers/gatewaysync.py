@@ -173,9 +173,13 @@ class GatewaySync:
             raise GeniError(GeniCode.RPCERROR, NOT_DRIVER)
         return await self.call(name, *args)
 
-    def _late(self, edge: str, boundary: float) -> None:
+    def _late(self, edge: str, booking: Booking, boundary: float) -> None:
+        seconds = max(0.0, self._clock.seconds() - boundary)
+        self.log.info(
+            "the {edge} of {sliver}'s slot reached the gateway {seconds:.3f} s after it", edge=edge, sliver=booking.sliver_urn, seconds=seconds
+        )
         if self.lateness is not None:
-            self.lateness(edge, max(0.0, self._clock.seconds() - boundary))
+            self.lateness(edge, seconds)
 
     def _retrying(self) -> None:
         if self.retried is not None:
@@ -247,7 +251,7 @@ class GatewaySync:
         await self.mark_others_removed(booking.sliver_key)
         ready = await self.record_success(urn)
         if not manual or observed is not None:
-            self._late("start", booking.slot.start)
+            self._late("start", booking, booking.slot.start)
         return ready
 
     async def push_update_locked(self, old: Booking, new: Booking) -> Booking:
@@ -326,7 +330,7 @@ class GatewaySync:
         removal = await self.remove_locked(booking)
         new = await self._changes.step_one(urn, Event.END, removal=removal)
         if new.allocation_state is AllocationState.ENDED:
-            self._late("end", new.slot.end)
+            self._late("end", new, new.slot.end)
             self.log.info("slot {slot} of {sliver} ended", slot=str(new.slot), sliver=urn)
         elif new.applied and not removal.still_applied:
             await self._changes.step_one(urn, Event.REMOVED)
