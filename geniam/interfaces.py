@@ -476,3 +476,20 @@ class IScheduleSource(Interface):
         never a slice or user. Unreachable islands are rows marked so,
         not failures.
         """
+
+
+class IDriverLease(Interface):
+    """
+    The lease that makes one process the island's gateway driver, held
+    through the database itself (so it ends when the holder's connection
+    does).
+    """
+
+    def acquire():  # type: ignore[misc]
+        """Try once to take the lease without waiting; fire with True if this process holds it now."""
+
+    def confirm():  # type: ignore[misc]
+        """Fire with True while this process still holds the lease it took, else False."""
+
+    def release():  # type: ignore[misc]
+        """Give the lease up (if held); fire with None."""

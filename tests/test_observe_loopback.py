@@ -68,6 +68,9 @@ class AggregateMetricsTests(ObservedFederationHarness):
         self.assertEqual(value(before, "geniam_bookings", state="allocated"), 0.0)
         self.assertEqual(value(before, "geniam_gateway_link_up", last_error=""), 1.0)
         self.assertEqual(value(before, "geniam_store_up"), 1.0)
+        self.assertEqual(value(before, "geniam_gateway_driver"), 1.0)
+        self.assertEqual(value(before, "geniam_slot_boundary_lateness_seconds_count", edge="start"), 0.0)
+        self.assertEqual(value(before, "geniam_gateway_config_retries_total"), 0.0)
         alice = self.alice()
         value_of(await alice.get_version())
         start = tomorrow_at(self.clock.seconds(), 10)
@@ -122,7 +125,7 @@ class HealthTests(ObservedFederationHarness):
     async def test_store_goes_away_and_back(self) -> None:
         """With its store closed the AM answers 503 naming the store; reopened, 200."""
         fed = await self.start()
-        self.assertEqual(await self.health(), (200, "listener: ok\nstore: ok\n"))
+        self.assertEqual(await self.health(), (200, "listener: ok\nstore: ok\ndriver: yes\n"))
         store = fed.aggregates["am1"].store
         await store.stop()
         code, text = await self.health()
@@ -138,7 +141,7 @@ class HealthTests(ObservedFederationHarness):
     async def test_agent_goes_away_and_back(self) -> None:
         """Stopping the real gateway agent makes /healthz 503 and the link metric 0; its return makes it 200."""
         fed = await self.start(with_agents=True)
-        self.assertEqual(await self.health(), (200, "listener: ok\nstore: ok\ngateway: ok\n"))
+        self.assertEqual(await self.health(), (200, "listener: ok\nstore: ok\ngateway: ok\ndriver: yes\n"))
         gateway = fed.gateways["am1"]
         lost: Deferred[None] = Deferred()
         gateway.add_connection_observer(lambda up: None if up or lost.called else lost.callback(None))

@@ -15,6 +15,7 @@ Methods named C{..._locked} expect the caller to hold the island's lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ from geniam.gateway.config import GatewayConfig
 from geniam.interfaces import IGatewayAgent, IStore
 from geniam.managers.bookingchanges import BookingChanges
 from geniam.managers.scheduler import BOUNDARY_SLACK, Backoff
+
+NOT_DRIVER = "another aggregate-manager process drives the island's gateway; it applies this at its next check"
+"""Why a process that is not the gateway driver sends the gateway nothing."""
 
 UNREACHABLE_CODES = frozenset({GeniCode.RPCERROR, GeniCode.TIMEDOUT})
 """Gateway failures that mean the agent could not be reached (the booking shows configuring meanwhile)."""
@@ -103,6 +107,14 @@ class GatewaySync:
     @param clock: the clock for timeouts and timestamps.
     @param timeout: seconds a gateway call may take.
     @param backoff: when failed work is retried.
+
+    @ivar may_change: whether this process may change the gateway now (it
+        is the island's gateway driver); changes fail with RPCERROR when not.
+    @ivar lateness: called with C{"start"} or C{"end"} and the seconds
+        between a slot's boundary and when its configuration was applied or
+        removed, if set.
+    @ivar retried: called each time failed gateway work is scheduled for a
+        retry, if set.
     """
 
     log = Logger()
@@ -122,6 +134,9 @@ class GatewaySync:
         self._clock = clock
         self._timeout = timeout
         self.backoff = backoff
+        self.may_change: Callable[[], bool] = lambda: True
+        self.lateness: Callable[[str, float], object] | None = None
+        self.retried: Callable[[], object] | None = None
 
     # Calls.
 
@@ -148,6 +163,28 @@ class GatewaySync:
         except Exception as e:
             raise GeniError(GeniCode.RPCERROR, f"gateway {name} failed: {e}") from e
 
+    async def change(self, name: str, *args: Any) -> Any:
+        """
+        Call a gateway method that changes it (see L{call}).
+
+        @raise GeniError: RPCERROR if this process does not drive the gateway.
+        """
+        if not self.may_change():
+            raise GeniError(GeniCode.RPCERROR, NOT_DRIVER)
+        return await self.call(name, *args)
+
+    def _late(self, edge: str, booking: Booking, boundary: float) -> None:
+        seconds = max(0.0, self._clock.seconds() - boundary)
+        self.log.info(
+            "the {edge} of {sliver}'s slot reached the gateway {seconds:.3f} s after it", edge=edge, sliver=booking.sliver_urn, seconds=seconds
+        )
+        if self.lateness is not None:
+            self.lateness(edge, seconds)
+
+    def _retrying(self) -> None:
+        if self.retried is not None:
+            self.retried()
+
     async def observe(self) -> GatewayConfig:
         """Fire with what the gateway reports it holds."""
         return GatewayConfig.from_report(await self.call("state"))
@@ -159,7 +196,7 @@ class GatewaySync:
         """
         done: list[str] = []
         for action in plan(observed, GatewayConfig.of(booking)):
-            await self.call(action.verb, *action.args)
+            await self.change(action.verb, *action.args)
             done.append(action.note)
         return done
 
@@ -168,7 +205,7 @@ class GatewaySync:
         errors = []
         for action in removal_plan(booking):
             try:
-                await self.call(action.verb, *action.args)
+                await self.change(action.verb, *action.args)
             except GeniError as e:
                 errors.append(e)
         if errors:
@@ -197,7 +234,7 @@ class GatewaySync:
             return booking
         try:
             if reset_first:
-                await self.call("reset")
+                await self.change("reset")
                 observed = GatewayConfig()
             elif observed is None:
                 observed = await self.observe()
@@ -212,7 +249,10 @@ class GatewaySync:
         except GeniError as e:
             return await self.record_failure(urn, e)
         await self.mark_others_removed(booking.sliver_key)
-        return await self.record_success(urn)
+        ready = await self.record_success(urn)
+        if not manual or observed is not None:
+            self._late("start", booking, booking.slot.start)
+        return ready
 
     async def push_update_locked(self, old: Booking, new: Booking) -> Booking:
         """Push the difference between two versions of a ready booking."""
@@ -240,6 +280,7 @@ class GatewaySync:
         configuring while the agent is unreachable, failed when it refused.
         """
         delay = self.backoff.note_failure(urn_key(urn))
+        self._retrying()
         unreachable = error.code in UNREACHABLE_CODES
         if unreachable:
             self.log.warn(
@@ -263,6 +304,7 @@ class GatewaySync:
             await self._remove_config(booking)
         except GeniError as e:
             delay = self.backoff.note_failure(booking.sliver_key)
+            self._retrying()
             self.log.warn(
                 "could not remove {sliver} from the gateway: {error}; retrying in {delay:g} s",
                 sliver=booking.sliver_urn,
@@ -288,6 +330,7 @@ class GatewaySync:
         removal = await self.remove_locked(booking)
         new = await self._changes.step_one(urn, Event.END, removal=removal)
         if new.allocation_state is AllocationState.ENDED:
+            self._late("end", new, new.slot.end)
             self.log.info("slot {slot} of {sliver} ended", slot=str(new.slot), sliver=urn)
         elif new.applied and not removal.still_applied:
             await self._changes.step_one(urn, Event.REMOVED)
@@ -332,7 +375,7 @@ class GatewaySync:
         if target is None:
             if not observed.empty:
                 try:
-                    await self.call("reset")
+                    await self.change("reset")
                 except GeniError as e:
                     self.log.warn("drift repair could not reset the gateway: {error}", error=e.output)
                     return

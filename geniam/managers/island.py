@@ -79,6 +79,7 @@ from geniam.gatewayconfig import ControllerPolicy
 from geniam.interfaces import IGatewayAgent, IResourceManager, IStore
 from geniam.managers.arguments import check_slot, check_time, validate_controller, validate_email
 from geniam.managers.bookingchanges import CHANGE_ATTEMPTS, BookingChanges
+from geniam.managers.driver import GatewayDriver
 from geniam.managers.gatewaysync import UNREACHABLE_CODES, GatewaySync, needs_push
 from geniam.managers.holds import IslandHolds
 from geniam.managers.inflight import WorkInFlight, tracked
@@ -142,6 +143,10 @@ class IslandResourceManager(IslandHolds, WorkInFlight):
         hex UUID by default).
     @param controller_policy: where users' controllers may be (default:
         public IP addresses only).
+    @param driver: whether this process drives the island's gateway, when
+        several share its database (default: it always does). Any process
+        lapses expired allocations; only the driver changes the gateway,
+        and it catches up (a check with drift repair) on gaining the role.
     """
 
     log = Logger()
@@ -164,6 +169,7 @@ class IslandResourceManager(IslandHolds, WorkInFlight):
         inventory_ttl: float = 300.0,
         sliver_names: Callable[[], str] = _uuid_name,
         controller_policy: ControllerPolicy = ControllerPolicy(),
+        driver: GatewayDriver | None = None,
     ) -> None:
         make_sliver_urn(am_authority, "check")
         for name, value in (
@@ -200,8 +206,31 @@ class IslandResourceManager(IslandHolds, WorkInFlight):
             online=self._sync.online,
             background=self._background,
         )
-        check = PeriodicCheck(store, clock, self._lock, self._changes, self._sync, self._backoff, lambda: self._scheduler.rearm())
+        check = PeriodicCheck(
+            store, clock, self._lock, self._changes, self._sync, self._backoff, lambda: self._scheduler.rearm(), driver
+        )
         self._scheduler = Scheduler(clock, sweep_interval, check.run, store.next_boundary, self._backoff, self._background)
+        self._driver = driver
+        if driver is not None:
+            self._sync.may_change = lambda: driver.driving
+            driver.observers.append(self._driver_changed)
+            # Another process may have booked a nearer boundary: look again at every poll.
+            driver.ticks.append(lambda: self._background(self._scheduler.rearm(), "re-arming the boundary timer"))
+
+    def observe_gateway_work(self, lateness: Callable[[str, float], object], retried: Callable[[], object]) -> None:
+        """
+        Call C{lateness(edge, seconds)} when a slot's configuration is applied
+        (C{"start"}) or removed (C{"end"}), with the seconds since its boundary,
+        and C{retried()} each time failed gateway work is scheduled again.
+        """
+        self._sync.lateness = lateness
+        self._sync.retried = retried
+
+    def _driver_changed(self, driving: bool) -> None:
+        """Catch up on gaining the gateway driver's role, as after a restart."""
+        if driving and self._scheduler.running:
+            self._backoff.clear()
+            self.repair()
 
     # Observers of booking changes.
 

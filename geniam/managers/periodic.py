@@ -13,7 +13,7 @@ check waits for the database).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
@@ -29,6 +29,9 @@ from geniam.managers.gatewaysync import GatewaySync
 from geniam.managers.scheduler import Backoff
 from geniam.store.errors import StoreError
 
+if TYPE_CHECKING:
+    from geniam.managers.driver import GatewayDriver
+
 
 class PeriodicCheck:
     """
@@ -36,6 +39,10 @@ class PeriodicCheck:
     synchronisation and retry back-off; gateway work runs under C{lock}.
 
     @param rearm: re-arms the boundary timer at the end of a run.
+    @param driver: the election of the process that drives the gateway
+        (several AM processes on one database); without one this process
+        always drives. Only the driver ends and starts slots, cleans up and
+        repairs drift; every process lapses expired allocations.
     """
 
     log = Logger()
@@ -49,6 +56,7 @@ class PeriodicCheck:
         sync: GatewaySync,
         backoff: Backoff,
         rearm: Callable[[], Awaitable[None]],
+        driver: "GatewayDriver | None" = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -57,6 +65,7 @@ class PeriodicCheck:
         self._sync = sync
         self._backoff = backoff
         self._rearm = rearm
+        self._driver = driver
 
     async def run(self, repair: bool) -> None:
         """One run of the check; C{repair} says whether to repair drift."""
@@ -65,6 +74,9 @@ class PeriodicCheck:
         self._backoff.keep_only(b.sliver_key for b in due.start + due.cleanup + due.end)
         for b in due.expire:
             await self._guarded(self._expire(b.sliver_urn), b)
+        if self._driver is not None and not await self._driver.confirm():
+            await self._rearm()  # only expiry is this process's work
+            return
         for b in due.end:
             await self._guarded(self._locked(self._sync.end_locked, b.sliver_urn), b)
         for b in due.cleanup:

@@ -40,10 +40,15 @@ class HealthChecks:
         self._clock = clock
         self._timeout = timeout
         self._checks: list[tuple[str, Check]] = []
+        self.notes: list[tuple[str, Callable[[], str]]] = []
 
     def add(self, name: str, check: Check) -> None:
         """Add a check called C{name}."""
         self._checks.append((name, check))
+
+    def add_note(self, name: str, describe: Callable[[], str]) -> None:
+        """Show C{name: describe()} on the health page; it never makes the daemon unhealthy."""
+        self.notes.append((name, describe))
 
     async def run(self) -> list[tuple[str, str | None]]:
         """Run every check: C{[(name, None or reason)]}."""
@@ -143,6 +148,7 @@ class HealthResource(_AsyncText):
     async def answer(self) -> tuple[int, bytes]:
         results = await self._checks.run()
         lines = [f"{name}: {reason or 'ok'}" for name, reason in results]
+        lines += [f"{name}: {describe()}" for name, describe in self._checks.notes]
         status = 200 if all(reason is None for _, reason in results) else 503
         return status, ("\n".join(lines) + "\n").encode("utf-8")
 

@@ -156,6 +156,40 @@ def watch_gateway_link(metrics: ServiceMetrics, gateway: Any) -> None:
     metrics.add_collector(collect)
 
 
+LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Buckets of how late a slot's configuration reached the gateway, in seconds (a failover takes a few)."""
+
+
+def watch_gateway_work(metrics: ServiceMetrics, island: Any, driver: Any) -> None:
+    """
+    The island's gateway work: how late each slot's start and end reached
+    the gateway (C{geniam_slot_boundary_lateness_seconds}, by edge), how
+    often failed gateway work was scheduled again
+    (C{geniam_gateway_config_retries_total}), and whether this process
+    drives the gateway (C{geniam_gateway_driver}).
+    """
+    lateness = Histogram(
+        "geniam_slot_boundary_lateness_seconds",
+        "Seconds between a slot's start or end and when its configuration was applied to or removed from the gateway.",
+        ["edge"], buckets=LATENESS_BUCKETS, registry=metrics.registry,
+    )
+    for edge in ("start", "end"):
+        lateness.labels(edge)
+    retries = Counter(
+        "geniam_gateway_config_retries", "Failed gateway work (applying or removing a configuration) scheduled for a retry.",
+        registry=metrics.registry,
+    )
+    island.observe_gateway_work(lambda edge, seconds: lateness.labels(edge).observe(seconds), retries.inc)
+
+    def collect() -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "geniam_gateway_driver", "1 while this process drives the island's gateway (one process per island does).",
+            1 if driver.driving else 0,
+        )
+
+    metrics.add_collector(collect)
+
+
 def watch_slice_manager(metrics: ServiceMetrics, manager: Any) -> None:
     """
     Per peer: call latency (C{geniam_peer_call_duration_seconds}), outcomes

@@ -15,7 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from geniam.interfaces import IStore
+from geniam.interfaces import IDriverLease, IStore
+from geniam.managers.driver import AlwaysLease
+from geniam.store.pglease import PostgresLease
 from geniam.store.postgres import PostgresStore
 from geniam.store.sqlite import SQLiteStore
 
@@ -47,3 +49,14 @@ def open_store(database: str | None, data_dir: str | os.PathLike[str], island: s
         return PostgresStore(database.strip(), island=island, reactor=reactor)
     path = database or os.fspath(Path(data_dir) / DEFAULT_SQLITE_NAME)
     return SQLiteStore(path, island=island, reactor=reactor)
+
+
+def driver_lease(store: IStore, reactor: Any) -> IDriverLease:
+    """
+    The lease that makes one process the gateway driver of C{store}'s
+    island: the island's advisory lock on PostgreSQL, which several
+    processes share; always held on SQLite, which one process opens.
+    """
+    if isinstance(store, PostgresStore):
+        return PostgresLease(reactor, store.dsn, store.island)
+    return AlwaysLease()

@@ -35,14 +35,15 @@ from geniam.errors import GeniError
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.aggregate import AggregateInfo, AggregateManager
 from geniam.managers.cm import CM_PATHS, CM_SIGNATURES, ComponentManager
+from geniam.managers.driver import DEFAULT_DRIVER_POLL, GatewayDriver
 from geniam.managers.island import IslandResourceManager
 from geniam.managers.tickets import DEFAULT_TICKET_TTL, TicketManager
 from geniam.managers.transactions import DEFAULT_TRANSACTION_TTL, TransactionManager
 from geniam.protocols.signatures import API_V3_SIGNATURES, TRANSACTION_SIGNATURES
 from geniam.observe.health import gateway_check, store_check
-from geniam.observe.metrics import watch_gateway_link, watch_store, watch_verifier
+from geniam.observe.metrics import watch_gateway_link, watch_gateway_work, watch_store, watch_verifier
 from geniam.protocols.xmlrpc import DEFAULT_MAX_BODY
-from geniam.store.open import open_store
+from geniam.store.open import driver_lease, open_store
 from geniam.protocols.listener import ListenerLimits
 from geniam.tap.common import ServerTrust, ThreadPoolService, TLSXmlRpcService, listener_limits, server_trust, users_hint
 from geniam.tap.failfast import StartupGuard, make_or_exit
@@ -72,6 +73,7 @@ class Options(OperatorOption, ControllerNetworksOption, ServerOptions):
         ["agent-urn", None, None, "The URN the agent's certificate must name (default: any aggregate certificate of the trust roots)."],
         ["agent-secret-file", None, None, "File holding the secret the agent was configured with (--secret-file), if any."],
         ["agent-timeout", None, 30.0, "Seconds a call to the gateway agent may take.", duration],
+        ["driver-poll", None, DEFAULT_DRIVER_POLL, "How often a process sharing the database tries to become the island's gateway driver, and the driver checks it still is (e.g. 2s).", duration],
         *POLICY_PARAMETERS,
         *LISTENER_PARAMETERS,
         *STATUS_OPTIONS,
@@ -147,6 +149,7 @@ class AggregateService(TLSXmlRpcService):
         transaction_ttl: float = DEFAULT_TRANSACTION_TTL,
         booking_policy: BookingPolicy | None = None,
         operators: Operators = Operators(),
+        driver_poll: float = DEFAULT_DRIVER_POLL,
     ) -> None:
         super().__init__(reactor, trust, port, interface, url, max_body, clock, limits)
         self.operators = operators
@@ -157,6 +160,7 @@ class AggregateService(TLSXmlRpcService):
             raise usage.UsageError(f"the AM certificate must name an authority URN, not {self.urn!r}")
         if IService.providedBy(gateway):
             gateway.setServiceParent(self)
+        self.driver = GatewayDriver(driver_lease(store, reactor), self.clock, driver_poll)
         self.pool = ThreadPoolService("geniam-am-crypto", threads)
         self.pool.setServiceParent(self)
         self.resource_manager = IslandResourceManager(
@@ -169,6 +173,7 @@ class AggregateService(TLSXmlRpcService):
             allocation_ttl=allocation_ttl,
             max_slot_length=max_slot_length,
             controller_policy=controller_policy,
+            driver=self.driver,
         )
         self.transactions = TransactionManager(self.resource_manager, self.clock, transaction_ttl)
         if booking_policy is not None:
@@ -182,6 +187,8 @@ class AggregateService(TLSXmlRpcService):
         watch_store(self.metrics, store)
         watch_verifier(self.metrics, self.verifier)
         watch_gateway_link(self.metrics, gateway)
+        watch_gateway_work(self.metrics, self.resource_manager, self.driver)
+        self.health.add_note("driver", lambda: "yes" if self.driver.driving else "no")
         self.health.add("store", store_check(store))
         if IService.providedBy(gateway):
             self.health.add("gateway", gateway_check(gateway))
@@ -192,6 +199,7 @@ class AggregateService(TLSXmlRpcService):
     async def start(self) -> None:
         """Open the store, start the island's checks and its transactions' timers (aborting overdue ones), then listen."""
         await self.store.start()
+        await self.driver.start()
         await self.resource_manager.start()
         await self.transactions.start()
         self.manager = AggregateManager(
@@ -224,6 +232,7 @@ class AggregateService(TLSXmlRpcService):
         self.verifier.stop()
         self.transactions.stop()
         await self.resource_manager.stop()
+        await self.driver.stop()
         await self.store.stop()
         await super().wind_down()
 
@@ -260,6 +269,7 @@ def build(options: Options, reactor: Any) -> AggregateService:
         ticket_ttl=options["ticket-ttl"],
         booking_policy=options.booking_policy(),
         operators=options.operators(),
+        driver_poll=options["driver-poll"],
     )
 
 
