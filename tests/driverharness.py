@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from geniam.agent.inprocess import InProcessGateway
-from geniam.booking.values import Booking, Slot
+from geniam.booking.values import Booking, Slot, UserKeys
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.driver import GatewayDriver
 from geniam.managers.island import IslandResourceManager
@@ -175,7 +175,7 @@ class SharedIsland:
         """Book and provision a slot through the last member (any member answers the API)."""
         manager = self.members[-1].manager
         b = await manager.allocate(SLICE, ALICE, "alice@example.net", Slot(start, start + length), credential_expires=start + 86400)
-        [p] = await manager.provision([b.sliver_urn], users=[{"urn": ALICE, "keys": [KEY]}], controller=CONTROLLER, vlan_map=VLANS)
+        [p] = await manager.provision([b.sliver_urn], users=[UserKeys(ALICE, (KEY,))], controller=CONTROLLER, vlan_map=VLANS)
         return p
 
     async def stop(self) -> None:

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, readBody
 
 from geniam.agent.inprocess import InProcessGateway
-from geniam.booking.values import Slot
+from geniam.booking.values import Slot, UserKeys
 from geniam.gatewayconfig import ControllerPolicy
 from geniam.managers.driver import GatewayDriver
 from geniam.managers.island import IslandResourceManager
@@ -115,7 +115,7 @@ class ProcessFailoverTests(ClusterCase):
             controller_policy=ControllerPolicy.allowing(["192.0.2.0/24"]), driver=GatewayDriver(FakeLease(table), reactor),
         )
         b = await island.allocate(SLICE, ALICE, "alice@example.net", Slot(start, start + 60), credential_expires=start + 86400)
-        await island.provision([b.sliver_urn], users=[{"urn": ALICE, "keys": [KEY]}], controller=CONTROLLER, vlan_map=VLANS)
+        await island.provision([b.sliver_urn], users=[UserKeys(ALICE, (KEY,))], controller=CONTROLLER, vlan_map=VLANS)
 
     async def test_kill_before_boundary(self) -> None:
         """
