@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island_sqlite -*-
+# -*- test-case-name: tests.managers.test_island_sqlite -*-
 """
 Time Allocate through the island resource manager and its SQLite store.
 

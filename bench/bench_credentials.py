@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_verifier -*-
+# -*- test-case-name: tests.trust.test_verifier -*-
 """
 Benchmark of credential verification: cold 1- and 3-level chains and the cached repeat.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_driver_postgres -*-
+# -*- test-case-name: tests.loopback.test_driver_postgres -*-
 """
 How late a slot's configuration reaches the gateway when the island's
 gateway driver dies just before the slot starts.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_hostile_chains -*-
+# -*- test-case-name: tests.trust.test_hostile_chains -*-
 """
 Benchmark of credential verification against hostile certificate chains.
 

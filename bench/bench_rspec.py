@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_merge -*-
+# -*- test-case-name: tests.rspec.test_merge -*-
 """
 Time the RSpec layer on large documents and print the figures.
 

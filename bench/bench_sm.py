@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_manager -*-
+# -*- test-case-name: tests.managers.test_slice -*-
 """
 Slice manager latency with many aggregates.
 

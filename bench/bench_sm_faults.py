@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_faults -*-
+# -*- test-case-name: tests.managers.test_slice_faults -*-
 """
 Slice manager fault figures: time to detect a hung aggregate, and time to
 call it again once it is back.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmlrpc_marshal -*-
+# -*- test-case-name: tests.protocols.test_marshal -*-
 """
 Micro benchmark of XML-RPC encoding and decoding with RSpec-sized payloads.
 

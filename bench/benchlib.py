@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island_sqlite,tests.test_store_postgres -*-
+# -*- test-case-name: tests.managers.test_island_sqlite,tests.store.test_postgres -*-
 """
 What the booking benchmarks share: the bench slice, the bookings they seed
 a database with, and how they time and report.

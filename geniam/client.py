@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_am_loopback -*-
+# -*- test-case-name: tests.loopback.test_am -*-
 """
 A small AM API v3 client: the one C{geniam call}, the demo and the tests use.
 

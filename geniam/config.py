@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_arguments -*-
+# -*- test-case-name: tests.managers.test_arguments -*-
 """
 Command-line and file configuration shared by geniam's daemons.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_demo_transaction -*-
+# -*- test-case-name: tests.test_demotransaction -*-
 """
 The experiment C{geniam demo --transaction} runs: two islands booked
 through a slice manager in one transaction, and a competing slice refused

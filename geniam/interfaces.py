@@ -171,7 +171,7 @@ class IStore(Interface):
     interleave with, even in another process sharing the database (SQLite:
     C{BEGIN IMMEDIATE}; PostgreSQL: an exclusion constraint on the island
     and the slot's range over live rows, or a per-island lock taken first).
-    The contract tests in C{tests.test_store} hold every implementation to
+    The contract tests in C{tests.store.test_contract} hold every implementation to
     this.
 
     Failures are L{geniam.errors.GeniError} subclasses:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_am_loopback,tests.test_am_agent,tests.test_demo,tests.test_sm_loopback,tests.test_sm_faults_loopback -*-
+# -*- test-case-name: tests.loopback.test_am,tests.loopback.test_am_agent,tests.test_demo,tests.loopback.test_sm,tests.loopback.test_sm_faults -*-
 """
 A whole federation on 127.0.0.1: a development trust domain, aggregate
 managers, their island gateways, optionally a slice manager in front of

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap_agent -*-
+# -*- test-case-name: tests.tap.test_agent -*-
 """
 The gateway agent as a .tac file: C{twistd -ny tap/agent.tac}.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap_agent -*-
+# -*- test-case-name: tests.tap.test_agent -*-
 """
 The aggregate manager as a .tac file: C{twistd -ny tap/am.tac}.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sm_tap -*-
+# -*- test-case-name: tests.tap.test_sm -*-
 """
 The slice manager as a .tac file: C{twistd -ny tap/sm.tac}.
 

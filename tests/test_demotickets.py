@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -27,6 +26,7 @@ from geniam.loopback import LoopbackFederation
 from geniam.rspec.request import build_request
 from tests.domains import copied_domain
 from tests.test_demo import make_domain
+from tests.fixturepaths import REPO_ROOT
 
 STATES = ["ticket", "ticket", "sliver", "sliver and ticket", "sliver", "ticket", "neither sliver nor ticket"]
 
@@ -85,7 +85,7 @@ class TicketWalkTests(TestCase):
 
     async def test_command(self) -> None:
         """C{geniam demo --tickets --in-process} prints each state and exits 0."""
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         out, err, code = await getProcessOutputAndValue(sys.executable, ["-m", "geniam", "demo", "--tickets", "--in-process"],
                                                         env=env)
         self.assertEqual(code, 0, out + err)

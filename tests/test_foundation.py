@@ -5,6 +5,9 @@ gateway parameters and the command dispatcher.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,6 +22,7 @@ from geniam.gatewayconfig import (
 from geniam.gateway.config import GatewayConfig
 from geniam.timeutil import format_time, parse_time
 from geniam.urn import parse_urn, same_urn
+from tests.fixturepaths import REPO_ROOT
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq5P0wVtV0bWbFQqg8Xn1K1JmHhJ7m1fQ1b3c7m5a1b alice@laptop"
 
@@ -159,3 +163,30 @@ class DispatcherTests(SynchronousTestCase):
             self.patch(sys, "stdout", printed)
             self.assertEqual(main([name, "--version"]), 0, name)
             self.assertEqual(printed.getvalue(), f"geniam {__version__}\n", name)
+
+
+class TestLayoutTests(SynchronousTestCase):
+    """A module's tests are found from its path."""
+
+    def test_test_case_names_exist(self) -> None:
+        """Every C{test-case-name} header of geniam's modules names test modules that exist."""
+        missing = []
+        for path in sorted((REPO_ROOT / "geniam").rglob("*.py")):
+            first = path.read_text().split("\n", 1)[0]
+            match = re.match(r"# -\*- test-case-name: (.*) -\*-", first)
+            if match is None:
+                continue
+            for name in match.group(1).split(","):
+                module = REPO_ROOT / (name.strip().replace(".", "/") + ".py")
+                if not module.exists():
+                    missing.append(f"{path.relative_to(REPO_ROOT)}: {name.strip()}")
+        self.assertEqual(missing, [])
+
+    def test_unit_tests_mirror_the_package(self) -> None:
+        """Each test folder below C{tests/} but C{loopback} (real servers) is named after a package of geniam."""
+        folders = {p.relative_to(REPO_ROOT / "tests") for p in (REPO_ROOT / "tests").rglob("__init__.py")}
+        packages = {p.parent for p in folders if p.parent != Path(".")}
+        for package in packages:
+            if package.parts[0] == "loopback":
+                continue
+            self.assertTrue((REPO_ROOT / "geniam" / package / "__init__.py").exists(), str(package))

@@ -38,7 +38,7 @@ from geniam.loopback import LoopbackFederation
 from geniam.rspec.request import build_request
 from tests.domains import copied_domain
 from tests.fixturepaths import GCF
-from tests.test_am_agent import make_domain
+from tests.loopback.test_am_agent import make_domain
 
 HOUR = 3600.0
 FAKE_TOOL = str(GCF.parent.parent / "fake_tools" / "fake-tool")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_backend -*-
+# -*- test-case-name: tests.agent.test_backend -*-
 """
 What a gateway back end stands on: the state file that keeps the applied
 configuration (a L{GatewayConfig}) across restarts, and the runner of its

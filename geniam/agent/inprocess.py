@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_inprocess_gateway -*-
+# -*- test-case-name: tests.agent.test_inprocess -*-
 """
 The in-process gateway: a gateway agent's back end
 (L{geniam.interfaces.IGatewayBackend}) driven directly as the aggregate

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_options -*-
+# -*- test-case-name: tests.agent.test_options -*-
 """
 The gateway agent's options: command-line flags and a TOML file.
 

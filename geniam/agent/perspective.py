@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pb,tests.test_agent_service -*-
+# -*- test-case-name: tests.protocols.test_pb,tests.agent.test_service -*-
 """
 The gateway agent's end of the Perspective Broker link.
 

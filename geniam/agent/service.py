@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_service -*-
+# -*- test-case-name: tests.agent.test_service -*-
 """
 The gateway agent service: who may log in, the realm handing out
 L{GatewayPerspective}s, the back end's life cycle and the TLS listener.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_loopback -*-
+# -*- test-case-name: tests.loopback.test_observe -*-
 """
 The gateway agent's status listener (C{--status-port}): C{/metrics} and
 C{/healthz}, healthy while its PB listener listens and its back end runs.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_booking -*-
+# -*- test-case-name: tests.booking.test_rules -*-
 """
 The booking core's failures: what went wrong in the domain's own words.
 

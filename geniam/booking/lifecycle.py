@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_booking_lifecycle -*-
+# -*- test-case-name: tests.booking.test_lifecycle -*-
 """
 The lifecycle of a booking as transitions of (booking, event, now).
 

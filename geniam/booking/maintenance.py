@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_policy -*-
+# -*- test-case-name: tests.managers.test_policy -*-
 """
 Maintenance windows: stretches of time an operator closes the island in,
 which nobody can book.

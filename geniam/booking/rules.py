@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_booking,tests.test_booking_lifecycle -*-
+# -*- test-case-name: tests.booking.test_rules,tests.booking.test_lifecycle -*-
 """
 The booking core's rules: conflicts, expiry, renewal, provisioning, holds,
 and what is due at a moment.

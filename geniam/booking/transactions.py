@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_transactions -*-
+# -*- test-case-name: tests.managers.test_transactions -*-
 """
 Transactions on a slice's bookings (the PG-A change set) as pure values
 and plans.

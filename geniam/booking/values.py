@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_booking,tests.test_booking_lifecycle -*-
+# -*- test-case-name: tests.booking.test_rules,tests.booking.test_lifecycle -*-
 """
 The booking core's values: time slots, bookings and their states.
 

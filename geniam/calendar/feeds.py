@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_calendar_feeds -*-
+# -*- test-case-name: tests.loopback.test_calendar,tests.calendar.test_page -*-
 """
 The calendar's feeds: C{/calendar.ics} (RFC 5545, written by the
 C{icalendar} library) for calendar applications to subscribe to, and

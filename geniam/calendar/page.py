@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_calendar_page -*-
+# -*- test-case-name: tests.calendar.test_page -*-
 """
 The calendar page, rendered on the server with C{twisted.web.template}.
 

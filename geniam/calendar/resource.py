@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_calendar_page -*-
+# -*- test-case-name: tests.calendar.test_page -*-
 """
 The calendar's web resources: the page at C{/}, C{/calendar.ics} and
 C{/schedule.json}, all reading one L{IScheduleSource}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_calendar_schedule -*-
+# -*- test-case-name: tests.calendar.test_schedule -*-
 """
 The calendar's model and its pure computations.
 

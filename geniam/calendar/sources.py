@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_calendar_sources -*-
+# -*- test-case-name: tests.calendar.test_sources -*-
 """
 Where calendars read their schedules.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_schedule -*-
+# -*- test-case-name: tests.cli.test_schedule -*-
 """
 The calendar on a terminal: one line per island, one character per
 stretch of time (C{#} booked, C{>} running, C{M} maintenance, C{.} free,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_calendar_timeline -*-
+# -*- test-case-name: tests.calendar.test_timeline -*-
 """
 The calendar's views, in the viewer's time zone, and its query parameters.
 

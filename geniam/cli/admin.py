@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_admin -*-
+# -*- test-case-name: tests.cli.test_admin -*-
 """
 C{geniam admin}: operate a running aggregate manager over its own TLS
 port, through its operators' API at C{/admin} (see

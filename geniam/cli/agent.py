@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_cli -*-
+# -*- test-case-name: tests.cli.test_agent -*-
 """
 C{geniam agent}: inspect a gateway agent.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_authority -*-
+# -*- test-case-name: tests.cli.test_authority -*-
 """
 C{geniam authority}: a development trust domain in a folder.
 

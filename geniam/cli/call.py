@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_call -*-
+# -*- test-case-name: tests.cli.test_call -*-
 """
 C{geniam call}: call any AM API v3 method of an aggregate or slice manager,
 or (C{--cm}) any method of an aggregate's ProtoGENI component manager API.

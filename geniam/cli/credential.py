@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_credential -*-
+# -*- test-case-name: tests.cli.test_credential -*-
 """
 C{geniam credential verify}: explain whether a credential is valid for a caller.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_schedule -*-
+# -*- test-case-name: tests.cli.test_schedule -*-
 """
 C{geniam free}: the earliest slots during which islands are all free together.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_call,tests.test_cli_authority,tests.test_cli_credential -*-
+# -*- test-case-name: tests.cli.test_call,tests.cli.test_authority,tests.cli.test_credential -*-
 """
 Command-line parsing shared by the C{geniam} subcommands.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_rspec -*-
+# -*- test-case-name: tests.cli.test_rspec -*-
 """
 C{geniam rspec}: write RSpecs from the command line.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli_schedule -*-
+# -*- test-case-name: tests.cli.test_schedule -*-
 """
 C{geniam schedule}: an aggregate's or a whole federation's schedule as a
 terminal timeline.

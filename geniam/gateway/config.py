@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_backend,tests.test_island_agent,tests.test_pb -*-
+# -*- test-case-name: tests.agent.test_backend,tests.loopback.test_island_agent,tests.protocols.test_pb -*-
 """
 The one configuration of an island gateway: the SSH keys of the users
 allowed on it, the controller its TCP proxy forwards to and the VLAN map.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_backend,tests.test_pb -*-
+# -*- test-case-name: tests.agent.test_backend,tests.protocols.test_pb -*-
 """
 An island's devices as a gateway reports them: switch datapath ids and the
 links between their ports, normalised, and the default island.

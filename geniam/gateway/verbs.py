@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pb,tests.test_inprocess_gateway -*-
+# -*- test-case-name: tests.protocols.test_pb,tests.agent.test_inprocess -*-
 """
 The gateway's verbs, written once: each verb's name on the aggregate
 manager's interface (L{geniam.interfaces.IGatewayAgent}), on the wire

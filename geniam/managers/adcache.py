@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_cache -*-
+# -*- test-case-name: tests.managers.test_adcache -*-
 """
 The slice manager's cache of merged advertisements.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_operators,tests.test_policy -*-
+# -*- test-case-name: tests.loopback.test_operators,tests.managers.test_policy -*-
 """
 Who may take the island, and the operator's hand on it: the booking policy
 in force, the maintenance windows nobody can book, and cancelling a booking.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_am_advertising -*-
+# -*- test-case-name: tests.managers.test_advertising -*-
 """
 The aggregate manager's ListResources answer, built only when it changes.
 

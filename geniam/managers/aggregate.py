@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_am_loopback -*-
+# -*- test-case-name: tests.loopback.test_am -*-
 """
 The GENI AM API v3 on top of an island resource manager.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_arguments -*-
+# -*- test-case-name: tests.managers.test_arguments -*-
 """
 The AM API v3 arguments and standard options, read strictly.
 

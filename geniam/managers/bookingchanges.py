@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island,tests.test_island_sqlite -*-
+# -*- test-case-name: tests.managers.test_island,tests.managers.test_island_sqlite -*-
 """
 Changes to stored bookings: read, compute the new value (a transition of
 L{geniam.booking.lifecycle.step} or a computation of the caller's), write

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_breaker -*-
+# -*- test-case-name: tests.managers.test_breaker -*-
 """
 A circuit breaker per peer aggregate, driven by an injected clock.
 

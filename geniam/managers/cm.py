@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cm -*-
+# -*- test-case-name: tests.loopback.test_cm,tests.managers.test_tickets -*-
 """
 The ProtoGENI component manager API, version 2 calling convention, on the
 island aggregate: served at C{/protogeni/xmlrpc/cm/2.0} (and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_driver,tests.test_driver_postgres,tests.test_driver_processes -*-
+# -*- test-case-name: tests.managers.test_driver,tests.loopback.test_driver_postgres,tests.loopback.test_driver_processes -*-
 """
 Which aggregate-manager process drives the island's gateway.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_managers_errors -*-
+# -*- test-case-name: tests.managers.test_aggregate,tests.managers.test_island -*-
 """
 The managers' edge: the booking core's and the store's domain errors as
 the GENI codes callers see.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fanout -*-
+# -*- test-case-name: tests.managers.test_fanout -*-
 """
 Calling many peers at once, each with a timeout, all within a deadline.
 

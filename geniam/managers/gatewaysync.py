@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gatewaysync,tests.test_island,tests.test_island_agent -*-
+# -*- test-case-name: tests.managers.test_gatewaysync,tests.managers.test_island,tests.loopback.test_island_agent -*-
 """
 Keeping the island's gateway in line with its bookings.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tickets,tests.test_tickets_properties,tests.test_island_holds -*-
+# -*- test-case-name: tests.managers.test_tickets,tests.managers.test_tickets_properties,tests.managers.test_holds -*-
 """
 Holds on the island: promises of a slot that keep every other slice off it,
 are not yet slivers and lapse on their own (a ProtoGENI ticket is one, and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island,tests.test_island_agent -*-
+# -*- test-case-name: tests.managers.test_island,tests.loopback.test_island_agent -*-
 """
 The island's inventory: its switches and links (the seed's C{getSws} and
 C{getLinks}), as configured and refreshed from the gateway when it answers.

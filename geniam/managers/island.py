@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island,tests.test_island_sqlite,tests.test_island_agent,tests.test_am_agent -*-
+# -*- test-case-name: tests.managers.test_island,tests.managers.test_island_sqlite,tests.loopback.test_island_agent,tests.loopback.test_am_agent -*-
 """
 The island resource manager: books the whole island by time slot and
 configures its gateway when slots begin and end.

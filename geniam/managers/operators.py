@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_operators -*-
+# -*- test-case-name: tests.loopback.test_operators -*-
 """
 The operators' API of an aggregate manager, served over XML-RPC at
 C{/admin} on the AM's own TLS listener (L{ADMIN_SIGNATURES}).

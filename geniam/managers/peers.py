@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_manager -*-
+# -*- test-case-name: tests.managers.test_slice -*-
 """
 The aggregates (and slice managers) a slice manager forwards to.
 

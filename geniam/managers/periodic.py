@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island,tests.test_island_agent,tests.test_store_recovery -*-
+# -*- test-case-name: tests.managers.test_island,tests.loopback.test_island_agent,tests.loopback.test_store_recovery -*-
 """
 One run of the island's periodic check: lapse expired allocations, end
 slots that are over, remove configuration left on the gateway, repair drift

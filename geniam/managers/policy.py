@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_policy -*-
+# -*- test-case-name: tests.managers.test_policy -*-
 """
 The AM's booking policy: pure rules on a requested slot, without I/O.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_replay -*-
+# -*- test-case-name: tests.managers.test_replay -*-
 """
 Answering a repeated C{call_id} with the original result.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_island,tests.test_island_agent,tests.test_store_recovery -*-
+# -*- test-case-name: tests.managers.test_island,tests.loopback.test_island_agent,tests.loopback.test_store_recovery -*-
 """
 When the island's checks run: at the next known boundary (a timer re-armed
 after every check), every C{sweep_interval} seconds as a safety net, and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_replay -*-
+# -*- test-case-name: tests.managers.test_replay -*-
 """
 One piece of work awaited by any number of callers.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_manager -*-
+# -*- test-case-name: tests.managers.test_slice -*-
 """
 The Slice Manager: one AM API v3 endpoint in front of many aggregates.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_booking -*-
+# -*- test-case-name: tests.booking.test_rules -*-
 """
 How a booking reads in the AM API v3: its C{geni_expires},
 C{geni_allocation_status} and C{geni_operational_status}.

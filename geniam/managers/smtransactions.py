@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_twophase_loopback -*-
+# -*- test-case-name: tests.loopback.test_twophase -*-
 """
 The four PG-A transaction methods served by the slice manager, fanned out.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tickets,tests.test_tickets_properties -*-
+# -*- test-case-name: tests.managers.test_tickets,tests.managers.test_tickets_properties -*-
 """
 ProtoGENI tickets on the island: the per-slice state machine and the
 manager that drives the island's holds with it.

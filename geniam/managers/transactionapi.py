@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_transactions_loopback -*-
+# -*- test-case-name: tests.loopback.test_transactions -*-
 """
 The four PG-A transaction methods on the AM API v3 endpoint.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_twophase_loopback -*-
+# -*- test-case-name: tests.loopback.test_twophase -*-
 """
 Two-phase allocation across aggregates, on the PG-A transaction methods.
 

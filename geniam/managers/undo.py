@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_faults,tests.test_sm_faults_loopback -*-
+# -*- test-case-name: tests.managers.test_slice_faults,tests.loopback.test_sm_faults -*-
 """
 The reliable undo of a failed Allocate across aggregates.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slice_manager,tests.test_am_loopback -*-
+# -*- test-case-name: tests.managers.test_slice,tests.loopback.test_am -*-
 """
 What the aggregate manager and the slice manager say of themselves in GetVersion.
 """

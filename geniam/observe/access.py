@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_loopback -*-
+# -*- test-case-name: tests.loopback.test_observe -*-
 """
 A web site whose access log is a function of the request, so that each
 request can be logged as one event with named fields instead of Twisted's

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_calls -*-
+# -*- test-case-name: tests.loopback.test_observe,tests.observe.test_observation -*-
 """
 What the XML-RPC edge tells an observer about each call it answered.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_health,tests.test_observe_loopback -*-
+# -*- test-case-name: tests.loopback.test_observe -*-
 """
 C{/healthz} and C{/metrics} on the status listener.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_logformat -*-
+# -*- test-case-name: tests.observe.test_logformat -*-
 """
 C{--log-format json}: every log event as one JSON object on one line.
 

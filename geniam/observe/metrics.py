@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_metrics,tests.test_observe_loopback -*-
+# -*- test-case-name: tests.loopback.test_observe -*-
 """
 A daemon's Prometheus metrics, through C{prometheus_client}, each service
 in its own C{CollectorRegistry} (never the library's global one: tests run

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_observe_loopback -*-
+# -*- test-case-name: tests.loopback.test_observe -*-
 """
 What a daemon records of every request: one log event per AM API call
 (C{geniam.calls}), one access log event per HTTP request

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmlrpc_marshal -*-
+# -*- test-case-name: tests.protocols.test_marshal -*-
 """
 The shape of an XML-RPC document, checked element by element as it is
 parsed, so that what is wrong with a malformed call can be said in words

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_httpchannel -*-
+# -*- test-case-name: tests.protocols.test_httpchannel -*-
 """
 An HTTP/1.1 server channel that bounds what one client may hold.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_listener -*-
+# -*- test-case-name: tests.protocols.test_listener -*-
 """
 How many client connections a TLS listener holds, in all and per address.
 

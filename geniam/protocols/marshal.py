@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmlrpc_marshal -*-
+# -*- test-case-name: tests.protocols.test_marshal -*-
 """
 XML-RPC encoding and decoding shared by the server and the client.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pb,tests.test_pb_client -*-
+# -*- test-case-name: tests.protocols.test_pb,tests.protocols.test_pbclient -*-
 """
 The gateway agent's Perspective Broker protocol: what both ends share, and
 one logged-in session from the aggregate manager's end.

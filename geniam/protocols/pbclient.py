@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pb_client,tests.test_pb_loopback -*-
+# -*- test-case-name: tests.protocols.test_pbclient,tests.loopback.test_pb -*-
 """
 The aggregate manager's gateway agent client over Perspective Broker, kept
 connected: L{PBGatewayAgent} (an L{IGatewayAgent} and a service holding a

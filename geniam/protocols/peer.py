@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_peer -*-
+# -*- test-case-name: tests.protocols.test_peer -*-
 """
 The outbound XML-RPC client used by the slice manager and C{geniam call}.
 

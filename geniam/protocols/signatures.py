@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmlrpc_signatures -*-
+# -*- test-case-name: tests.protocols.test_signatures -*-
 """
 Declarative XML-RPC method signatures and the argument checks they run.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmlrpc,tests.test_am_loopback -*-
+# -*- test-case-name: tests.protocols.test_xmlrpc,tests.loopback.test_am -*-
 """
 The XML-RPC server side shared by the aggregate manager and the slice manager.
 

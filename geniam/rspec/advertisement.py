@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_advertisement -*-
+# -*- test-case-name: tests.rspec.test_advertisement -*-
 """
 The island's GENI v3 advertisement RSpec.
 

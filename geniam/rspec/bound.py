@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_bound -*-
+# -*- test-case-name: tests.loopback.test_am_clients -*-
 """
 Bound request RSpecs: requests naming the components an advertisement lists.
 

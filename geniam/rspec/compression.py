@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_compression -*-
+# -*- test-case-name: tests.rspec.test_compression -*-
 """
 The C{geni_compressed} codec: base64 of zlib (RFC 1950) of the UTF-8 XML.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_request -*-
+# -*- test-case-name: tests.rspec.test_request -*-
 """
 The geniam island RSpec extension, namespace C{urn:geniam:rspec:ext:island:1}.
 

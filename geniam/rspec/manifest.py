@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_manifest -*-
+# -*- test-case-name: tests.rspec.test_manifest -*-
 """
 The island's GENI v3 manifest: the request, annotated with what was booked.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_mergecache -*-
+# -*- test-case-name: tests.rspec.test_mergecache -*-
 """
 RSpec merging from checked fragments, remembering each peer's last answer.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_parser -*-
+# -*- test-case-name: tests.rspec.test_parser -*-
 """
 A hardened XML parser for RSpecs received from the network.
 

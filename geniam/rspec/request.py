@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rspec_request -*-
+# -*- test-case-name: tests.rspec.test_request -*-
 """
 Request RSpecs for an island: reading them strictly and writing them.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_sqlite -*-
+# -*- test-case-name: tests.store.test_sqlite -*-
 """
 The failures every L{geniam.interfaces.IStore} implementation raises.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_recovery -*-
+# -*- test-case-name: tests.loopback.test_store_recovery -*-
 """
 Whether a store's database answers, with one log line when it stops and one
 when it is back, however many calls fail in between.

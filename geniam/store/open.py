@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_open -*-
+# -*- test-case-name: tests.store.test_open -*-
 """
 Choose and build the booking store a C{--database} value names.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_sqlite,tests.test_store_postgres -*-
+# -*- test-case-name: tests.store.test_sqlite,tests.store.test_postgres -*-
 """
 What operators record in the store: maintenance windows and the audit log.
 

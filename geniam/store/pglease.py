@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_driver_postgres,tests.test_driver_processes -*-
+# -*- test-case-name: tests.loopback.test_driver_postgres,tests.loopback.test_driver_processes -*-
 """
 The gateway driver's lease on PostgreSQL: a session-level advisory lock
 (C{pg_try_advisory_lock}) on a key derived from the island, held on a

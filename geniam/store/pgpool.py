@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_postgres,tests.test_store_recovery -*-
+# -*- test-case-name: tests.store.test_postgres,tests.loopback.test_store_recovery -*-
 """
 A fixed-size pool of txpostgres connections that hands out live ones.
 

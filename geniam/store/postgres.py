@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_postgres -*-
+# -*- test-case-name: tests.store.test_postgres -*-
 """
 The shared booking store: PostgreSQL through txpostgres, for several
 aggregate-manager processes using one database.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_sqlite,tests.test_store_postgres -*-
+# -*- test-case-name: tests.store.test_sqlite,tests.store.test_postgres -*-
 """
 Bookings as database rows, and the statements on them, shared by every SQL
 store.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_sqlite -*-
+# -*- test-case-name: tests.store.test_sqlite -*-
 """
 The embedded booking store: SQLite through L{twisted.enterprise.adbapi}.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap_agent,tests.test_agent_service -*-
+# -*- test-case-name: tests.tap.test_agent,tests.agent.test_service -*-
 """
 C{twistd geniam-agent}: the gateway agent's options and service tree.
 

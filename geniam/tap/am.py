@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap_agent,tests.test_am_agent -*-
+# -*- test-case-name: tests.tap.test_agent,tests.loopback.test_am_agent -*-
 """
 C{twistd geniam-am}: the aggregate manager's options and service tree.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sm_tap,tests.test_am_loopback,tests.test_tap_agent -*-
+# -*- test-case-name: tests.tap.test_sm,tests.loopback.test_am,tests.tap.test_agent -*-
 """
 Pieces every geniam daemon is built from: its identity and trust roots,
 a bounded thread pool, a TLS XML-RPC listener, and the service serving

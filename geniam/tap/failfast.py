@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap_failfast -*-
+# -*- test-case-name: tests.tap.test_failfast -*-
 """
 Fail fast: a daemon that cannot start says why in one line and exits with
 a non-zero status, instead of running on while serving nothing.

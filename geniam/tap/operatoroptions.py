@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_operators -*-
+# -*- test-case-name: tests.loopback.test_operators -*-
 """
 The AM's flags for operators and the booking policy: C{--operator}
 (repeatable) and the policy's limits, also settable in the TOML file.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sm_tap -*-
+# -*- test-case-name: tests.tap.test_sm -*-
 """
 C{twistd geniam-sm}: the slice manager's options and service tree.
 

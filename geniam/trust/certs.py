@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_certs -*-
+# -*- test-case-name: tests.trust.test_certs -*-
 """
 Minting GENI certificates for tests, demonstrations and small deployments.
 

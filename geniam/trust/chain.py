@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_verifier -*-
+# -*- test-case-name: tests.trust.test_verifier -*-
 """
 The checks of one credential chain at a time C{t}, level by level: the
 XML-DSig signature and its signer's path to the trust roots, the expiry,

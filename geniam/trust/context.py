@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_context -*-
+# -*- test-case-name: tests.trust.test_context -*-
 """
 Who made one call and what they presented: the value the protocol edge
 hands the managers in place of the raw credential list.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_credential -*-
+# -*- test-case-name: tests.trust.test_credential -*-
 """
 Signed GENI credentials: hardened parsing into a plain model.
 

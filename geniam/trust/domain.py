@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain -*-
+# -*- test-case-name: tests.trust.test_domain -*-
 """
 A development trust domain kept in a folder.
 

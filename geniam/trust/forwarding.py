@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_forwarding -*-
+# -*- test-case-name: tests.trust.test_forwarding -*-
 """
 Which credentials the slice manager sends its aggregates, and why they work.
 

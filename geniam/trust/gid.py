@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gid -*-
+# -*- test-case-name: tests.trust.test_gid -*-
 """
 GENI identity certificates (GIDs) and the roots they must chain to.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_certs -*-
+# -*- test-case-name: tests.trust.test_certs -*-
 """
 An identity we act as: a L{GID} and its private key.
 

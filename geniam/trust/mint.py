@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_mint -*-
+# -*- test-case-name: tests.trust.test_mint -*-
 """
 Minting signed GENI credentials: user and slice credentials, delegations
 and speaks-for credentials.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gid,tests.test_hostile_chains -*-
+# -*- test-case-name: tests.trust.test_gid,tests.trust.test_hostile_chains -*-
 """
 Building a certificate path from a leaf to a trust root, with bounded work.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_verifier -*-
+# -*- test-case-name: tests.trust.test_verifier -*-
 """
 Which credential and which privilege each method needs.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_speaksfor -*-
+# -*- test-case-name: tests.trust.test_speaksfor -*-
 """
 Speaks-for: a tool acting for a user with the user's signed consent.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trust_tickets -*-
+# -*- test-case-name: tests.managers.test_tickets,tests.loopback.test_cm -*-
 """
 Signed documents an aggregate issues about its own resources: ProtoGENI
 I{tickets} (a promise of a slot to one slice, valid until its redeem-by

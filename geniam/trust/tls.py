@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls,tests.test_tls_identities -*-
+# -*- test-case-name: tests.trust.test_tls,tests.trust.test_tls_identities -*-
 """
 TLS with GENI identities: mutual authentication against L{TrustRoots}.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_verifier -*-
+# -*- test-case-name: tests.trust.test_verifier -*-
 """
 What credential verification concludes: the checks made and why they
 passed or failed (L{Check}, L{VerificationReport}), a verified chain

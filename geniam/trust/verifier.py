@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_verifier -*-
+# -*- test-case-name: tests.trust.test_verifier -*-
 """
 Deciding whether a call's credentials let this caller do this method.
 

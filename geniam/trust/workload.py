@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_hostile_chains,tests.test_verifier -*-
+# -*- test-case-name: tests.trust.test_hostile_chains,tests.trust.test_verifier -*-
 """
 Running credential verification off the reactor, fairly and within a deadline.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gid -*-
+# -*- test-case-name: tests.trust.test_gid -*-
 """
 Reading the fields of X.509 certificates that GENI trust decisions use:
 the subjectAltName URN, UUID and e-mail address, basic constraints, key

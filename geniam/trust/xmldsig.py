@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_xmldsig -*-
+# -*- test-case-name: tests.trust.test_xmldsig -*-
 """
 A narrow, strict XML-DSig for signed GENI credentials.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_status -*-
+# -*- test-case-name: tests.web.test_status -*-
 """
 The status listener: plain HTTP, apart from the TLS AM API listener,
 serving pages for people and for monitoring (the booking calendar at C{/},

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_command -*-
+# -*- test-case-name: tests.agent.backends.test_command -*-
 """
 The command back end: applies the gateway configuration with real tools.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_command,tests.test_agent_options -*-
+# -*- test-case-name: tests.agent.backends.test_command,tests.agent.test_options -*-
 """
 The command back end's settings: the table of argv templates it runs, and
 how a template becomes an argument list.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_backend,tests.test_inprocess_gateway -*-
+# -*- test-case-name: tests.agent.test_backend,tests.agent.test_inprocess -*-
 """
 The simulated gateway back end: applies nothing to devices, remembers
 everything.

@@ -1,0 +1,1 @@
+"""Tests of real servers on loopback: TLS, PB, child processes, databases, a browser."""

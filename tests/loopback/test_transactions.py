@@ -1,0 +1,86 @@
+"""
+PG-A transactions through a real aggregate manager: TLS with client
+certificates on 127.0.0.1, signed credentials, SQLite, and a
+L{task.Clock} for C{commit_by}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geniam.client import value_of
+from geniam.errors import GeniCode
+from geniam.timeutil import format_time
+from tests.loopback.test_am import HOUR, AggregateHarness
+
+TTL = 180.0
+
+
+class TransactionLoopbackTests(AggregateHarness):
+    """The four methods over XML-RPC, and how plain calls meet an open transaction."""
+
+    async def started(self) -> Any:
+        await self.start(transaction_ttl=TTL)
+        return self.alice()
+
+    async def test_advertised(self) -> None:
+        """GetVersion names the four methods and the transaction lifetime as a geniam extension."""
+        client = await self.started()
+        version = value_of(await client.get_version())
+        self.assertEqual(
+            version["geniam_transactions"],
+            {"methods": ["BeginTransaction", "UpdateTransaction", "CommitTransaction", "AbortTransaction"], "ttl": int(TTL)},
+        )
+
+    async def test_begin_update_commit(self) -> None:
+        """Begin answers like Allocate plus commit_by; nothing shows until Commit, which allocates the last desired slot."""
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        begun = value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        self.assertEqual(begun["commit_by"], format_time(now + TTL))
+        self.assertEqual([s["geni_allocation_status"] for s in begun["geni_slivers"]], ["geni_allocated"])
+        await self.assertGeniError(GeniCode.SEARCHFAILED, client.status([slice_urn]))
+        await self.assertGeniError(GeniCode.INPROGRESS, client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        await self.assertGeniError(GeniCode.INPROGRESS, client.allocate(slice_urn, self.request(now + 5 * HOUR, now + 6 * HOUR)))
+        await self.assertGeniError(GeniCode.INPROGRESS, client.delete([slice_urn]))
+        updated = value_of(await client.update_transaction(slice_urn, self.request(now + 3 * HOUR, now + 4 * HOUR)))
+        committed = value_of(await client.commit_transaction(slice_urn))
+        self.assertEqual(committed["geni_slivers"][0]["geniam_slot_start"], format_time(now + 3 * HOUR))
+        self.assertEqual(committed["geni_slivers"][0]["geni_sliver_urn"], updated["geni_slivers"][0]["geni_sliver_urn"])
+        status = value_of(await client.status([slice_urn]))
+        self.assertEqual([s["geni_allocation_status"] for s in status["geni_slivers"]], ["geni_allocated"])
+        await self.assertGeniError(GeniCode.ERROR, client.commit_transaction(slice_urn))
+        await self.assertGeniError(GeniCode.ERROR, client.abort_transaction(slice_urn))
+        await self.assertGeniError(GeniCode.ERROR, client.update_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+
+    async def test_competitor_refused_and_abort(self) -> None:
+        """Another slice's Allocate of a held slot is UNAVAILABLE; the advertisement does not show the hold; Abort answers true and frees it."""
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        other = self.alice("exp2")
+        other_urn = self.fed.slice_urn("exp2")
+        await self.assertGeniError(GeniCode.UNAVAILABLE, other.allocate(other_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        advertisement = value_of(await client.list_resources())
+        self.assertNotIn(format_time(now + HOUR), advertisement)
+        self.assertIs(value_of(await client.abort_transaction(slice_urn)), True)
+        allocated = value_of(await other.allocate(other_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        self.assertEqual(allocated["geni_slivers"][0]["geni_allocation_status"], "geni_allocated")
+
+    async def test_auto_abort_on_the_clock(self) -> None:
+        """At commit_by the aggregate aborts by itself: Commit is then ERROR and the slot is free."""
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        self.clock.advance(TTL)
+        await self.service.transactions.island.sweep()
+        await self.assertGeniError(GeniCode.ERROR, client.commit_transaction(slice_urn))
+        self.assertEqual(await self.service.resource_manager.booked_slots(self._window(now)), [])
+
+    def _window(self, now: float) -> Any:
+        from geniam.booking.values import Slot
+
+        return Slot(now, now + 10 * HOUR)

@@ -1,0 +1,252 @@
+"""
+Two-phase allocation through the slice manager, end to end: real
+aggregate managers (TLS XML-RPC, SQLite) behind a real slice manager on
+127.0.0.1, one L{Clock} for all of them, and gates holding an
+aggregate's transaction calls where a test needs to look in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from geniam.booking.transactions import is_transaction_hold
+from geniam.client import value_of
+from geniam.demo import federated_request
+from geniam.errors import GeniCode
+from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE
+from geniam.rspec.request import build_request
+from geniam.timeutil import format_time
+from geniam.managers.slice import SliceManager
+from tests.loopback.test_sm_faults import HOUR, FaultHarness, Gate, Signals
+
+def watch_rounds(manager: SliceManager, method: str) -> Signals:
+    """Signals C{"ended"} each time a round of calls of C{method} by the slice manager has ended and been taken in."""
+    signals = Signals()
+    run = manager.fanout.run
+
+    def watched(calls: Any, *args: Any, **kwargs: Any) -> Any:
+        d = run(calls, *args, **kwargs)
+        if calls and calls[0].method == method:
+            d.addBoth(lambda result: (signals.fire("ended"), result)[1])
+        return d
+
+    manager.fanout.run = watched  # type: ignore[method-assign]
+    return signals
+
+
+WATCHED = ("Allocate", "Status", "BeginTransaction", "CommitTransaction", "AbortTransaction")
+
+
+class TwoPhaseAllocationTests(FaultHarness):
+    """A multi-island Allocate through the slice manager, on the transaction methods."""
+
+    async def started(self) -> None:
+        await self.start()
+        self.watch = {name: Gate(self.fed.aggregates[name].manager, WATCHED) for name in self.gates}
+
+    def other(self, name: str, slice_name: str = "exp2") -> Any:
+        """alice's client straight to aggregate C{name}, for another slice."""
+        fed = self.fed
+        return fed.client("alice", name, (fed.user_credential("alice"), fed.slice_credential(slice_name, "alice")))
+
+    async def allocate(self) -> Any:
+        """alice's Allocate of both islands through the slice manager, as the raw return struct."""
+        client = self.client()
+        return await client.call("Allocate", self.slice_urn, client.credentials, self.request(), {})
+
+    async def test_all_begins_succeed(self) -> None:
+        """Both aggregates get Begin then Commit (never Allocate); both islands are booked; the answer names the path."""
+        await self.started()
+        struct = await self.allocate()
+        self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertIn(TWO_PHASE, struct["output"])
+        self.assertEqual(len(struct["value"]["geni_slivers"]), 2)
+        for name in self.gates:
+            self.assertEqual(self.watch[name].carried_out, ["Status", "BeginTransaction", "CommitTransaction"])
+            bookings = await self.live(name)
+            self.assertEqual([b.allocation_state.value for b in bookings], ["allocated"])
+        # The slice now holds slivers: a further Allocate adds to them with allocate-then-undo.
+        now = self.clock.seconds()
+        client = self.client()
+        again = await client.call("Allocate", self.slice_urn, client.credentials, self.request_at(now + 3 * HOUR), {})
+        self.assertEqual(again["code"]["geni_code"], 0, again.get("output"))
+        self.assertEqual(again[PATH_FIELD], ALLOCATE_THEN_UNDO)
+        for name in self.gates:
+            self.assertEqual(len(await self.live(name)), 2)
+
+    def request_at(self, start: float) -> str:
+        return federated_request(start, start + HOUR, self.urns)
+
+    async def test_aggregate_without_the_extension(self) -> None:
+        """When one aggregate does not advertise geniam_transactions, both get plain Allocate (allocate-then-undo)."""
+        await self.started()
+        record = next(r for r in self.sm.manager.records if r.urn == self.urns[1])
+        assert record.version is not None
+        del record.version["geniam_transactions"]
+        struct = await self.allocate()
+        self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], ALLOCATE_THEN_UNDO)
+        self.assertIn(ALLOCATE_THEN_UNDO, struct["output"])
+        for name in self.gates:
+            self.assertEqual(self.watch[name].carried_out, ["Allocate"])
+
+    async def test_best_effort_allocates_plainly(self) -> None:
+        """geni_best_effort keeps the parts that succeed, so it takes the allocate-then-undo path."""
+        await self.started()
+        client = self.client()
+        struct = await client.call("Allocate", self.slice_urn, client.credentials, self.request(), {"geni_best_effort": True})
+        self.assertEqual(struct[PATH_FIELD], ALLOCATE_THEN_UNDO)
+        for name in self.gates:
+            self.assertEqual(self.watch[name].carried_out, ["Allocate"])
+
+    async def test_one_begin_refused(self) -> None:
+        """
+        am2's island is taken by another slice: am1 only ever holds the
+        slot (other slices see it neither booked nor free to take), then
+        the transaction there is aborted; the answer is am2's UNAVAILABLE
+        and nothing is booked anywhere.
+        """
+        await self.started()
+        now = self.clock.seconds()
+        slot = (now + HOUR, now + 2 * HOUR)
+        value_of(await self.other("am2").allocate(self.fed.slice_urn("exp2"), build_request(*slot, am_urn=self.urns[1])))
+        gate = Gate(self.fed.aggregates["am2"].manager, ("BeginTransaction",))
+        gate.close()
+        held = gate.held("BeginTransaction")
+        begun = self.watch["am1"].done("BeginTransaction")
+        attempt = Deferred.fromCoroutine(self.allocate())
+        await held
+        await begun
+        # Mid-way: am1 holds the slot for exp1, visible to nobody as a booking.
+        during = await self.live("am1")
+        self.assertEqual(len(during), 1)
+        self.assertTrue(is_transaction_hold(during[0]))
+        third = self.other("am1", "exp3")
+        advertisement = value_of(await third.list_resources())
+        self.assertNotIn(format_time(slot[0]), advertisement)
+        await self.assertGeniError(GeniCode.UNAVAILABLE, third.allocate(self.fed.slice_urn("exp3"), build_request(*slot, am_urn=self.urns[0])))
+        gate.open()
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.UNAVAILABLE), struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        # am1 saw the slice manager's Status, Begin and Abort (and exp3's refused Allocate): no Commit, no Allocate of exp1.
+        self.assertEqual(self.watch["am1"].carried_out, ["Status", "BeginTransaction", "Allocate", "AbortTransaction"])
+        self.assertEqual(await self.live("am1"), [])
+        self.assertEqual(await self.live("am2"), [])
+        # The slot on am1 is free again for another slice.
+        value_of(await third.allocate(self.fed.slice_urn("exp3"), build_request(*slot, am_urn=self.urns[0])))
+
+    async def test_one_aggregate_dead(self) -> None:
+        """am2 is stopped: its Begin fails, am1's transaction is aborted, nothing is booked at am1."""
+        await self.started()
+        await self.fed.stop_aggregate("am2")
+        struct = await self.allocate()
+        self.assertNotEqual(struct["code"]["geni_code"], 0)
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertEqual(self.watch["am1"].carried_out, ["Status", "BeginTransaction", "AbortTransaction"])
+        self.assertEqual(await self.live("am1"), [])
+        self.assertIn("aborted", struct["output"])
+
+    async def am2_gone_after_begin(self) -> tuple[Deferred[Any], Gate]:
+        """
+        Start an Allocate of both islands with am1's Begin held, and stop
+        am2 once it has answered its Begin; the Allocate, and the gate
+        that releases am1's Begin.
+        """
+        gate = Gate(self.fed.aggregates["am1"].manager, ("BeginTransaction",))
+        gate.close()
+        held = gate.held("BeginTransaction")
+        am2_begun = self.replies.next((self.url("am2"), "BeginTransaction"))
+        attempt = Deferred.fromCoroutine(self.allocate())
+        await held
+        await am2_begun
+        await self.fed.stop_aggregate("am2")
+        return attempt, gate
+
+    async def test_commit_retried_until_the_aggregate_is_back(self) -> None:
+        """
+        am2 goes away between its Begin and the Commit: am1 commits, am2's
+        Commit is reported failed and retried on the clock; once am2 is
+        back (its transaction kept in its database), the retry commits
+        there too and the Allocate succeeds with both islands booked.
+        """
+        await self.started()
+        attempt, gate = await self.am2_gone_after_begin()
+        rounds = watch_rounds(self.sm.manager, "CommitTransaction")
+        ended = rounds.next("ended")
+        gate.open()
+        await ended
+        self.assertFalse(attempt.called)
+        self.assertEqual([b.allocation_state.value for b in await self.live("am1")], ["allocated"])
+        await self.fed.start_aggregate("am2")
+        self.assertTrue(all(is_transaction_hold(b) for b in await self.live("am2")))
+        am2_committed = self.replies.next((self.url("am2"), "CommitTransaction"))
+        self.clock.advance(self.sm.manager.settings.commit_retry)
+        await am2_committed
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+
+    async def test_commit_given_up_rolls_back(self) -> None:
+        """
+        am2 goes away between its Begin and the Commit and stays away: its
+        Commit is retried until the call's deadline, then am1's committed
+        part is undone; the answer reports am2's failure and the undo.
+        """
+        await self.started()
+        manager = self.sm.manager
+        manager.settings = replace(manager.settings, deadline=4 * manager.settings.commit_retry)
+        attempt, gate = await self.am2_gone_after_begin()
+        rounds = watch_rounds(manager, "CommitTransaction")
+        ended = rounds.next("ended")
+        gate.open()
+        # Commits at 0, 5, 10 and 15 s of a 20 s deadline: a fifth would end past it.
+        for _ in range(3):
+            await ended
+            ended = rounds.next("ended")
+            self.clock.advance(manager.settings.commit_retry)
+        await ended
+        struct = await attempt
+        self.assertNotEqual(struct["code"]["geni_code"], 0)
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertEqual(struct["geniam_undo"]["done"], [self.urns[0]])
+        self.assertEqual(await self.live("am1"), [])
+
+    async def assertGeniError(self, code: GeniCode, d: Deferred[Any]) -> None:
+        """C{d} fires with a return struct of C{code}."""
+        struct = await d
+        self.assertEqual(struct["code"]["geni_code"], int(code), struct.get("output"))
+
+
+class ServedTransactionTests(FaultHarness):
+    """The four methods through the slice manager, as a client's own transaction across the federation."""
+
+    async def test_begin_commit_abort(self) -> None:
+        """Begin reaches both islands with the earliest commit_by; Commit books both; Abort of a new one restores."""
+        await self.start()
+        client = self.client()
+        begun = value_of(await client.begin_transaction(self.slice_urn, self.request()))
+        self.assertEqual(len(begun["geni_slivers"]), 2)
+        self.assertIn("commit_by", begun)
+        for name in self.gates:
+            self.assertTrue(all(is_transaction_hold(b) for b in await self.live(name)))
+        version = value_of(await client.get_version())
+        self.assertIn("geniam_transactions", version)
+        committed = value_of(await client.commit_transaction(self.slice_urn))
+        self.assertEqual(len(committed["geni_slivers"]), 2)
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+        now = self.clock.seconds()
+        value_of(await client.begin_transaction(self.slice_urn, self.request_later(now)))
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn)), True)
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+
+    def request_later(self, now: float) -> str:
+        return federated_request(now + 5 * HOUR, now + 6 * HOUR, self.urns)
