@@ -68,7 +68,8 @@ class IslandHolds(IslandAdmission):
         """Fire with the slice's bookings by slot start, its holds included."""
         return list(await self._store.list_by_slice(parse_urn(slice_urn, "slice"), live_only))
 
-    def hold(
+    @tracked
+    async def hold(
         self,
         slice_urn: str,
         owner_urn: str,
@@ -80,7 +81,7 @@ class IslandHolds(IslandAdmission):
         controller: str | None = None,
         vlan_map: Mapping[str, str] | None = None,
         replacing: str | None = None,
-    ) -> Deferred[Booking]:
+    ) -> Booking:
         """
         Hold C{slot} for the slice until C{expires} (never after the slot's
         end or C{credential_expires}): no other booking or hold may overlap
@@ -89,23 +90,6 @@ class IslandHolds(IslandAdmission):
         C{replacing}: the sliver key of a booking the hold will replace,
         not counted by the booking policy.
         """
-        return self._track(
-            self._hold(slice_urn, owner_urn, owner_email, slot, credential_expires, expires, held_by, controller, vlan_map, replacing)
-        )
-
-    async def _hold(
-        self,
-        slice_urn: str,
-        owner_urn: str,
-        owner_email: str,
-        slot: Slot,
-        credential_expires: float | None,
-        expires: float,
-        held_by: str,
-        controller: str | None,
-        vlan_map: Mapping[str, str] | None,
-        replacing: str | None,
-    ) -> Booking:
         parse_urn(slice_urn, "slice")
         parse_urn(owner_urn, "user")
         replaced = frozenset([replacing] if replacing is not None else [])
