@@ -77,9 +77,9 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from geniam.errors import GeniCode, GeniError, success_struct
-from geniam.managers.adcache import DEFAULT_PARTIAL_TTL, AdvertisementCache, Fetched, ad_cache_key
-from geniam.managers.arguments import Target, flag, options_struct, rspec_version, target_urns
+from geniam.errors import GeniCode, GeniError
+from geniam.managers.adcache import DEFAULT_PARTIAL_TTL, AdvertisementCache
+from geniam.managers.arguments import flag, options_struct, target_urns
 from geniam.managers.breaker import BreakerState, CircuitBreaker
 from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
 from geniam.managers.health import (
@@ -91,43 +91,40 @@ from geniam.managers.health import (
 )
 from geniam.managers.peers import Peer, PeerRecord
 from geniam.managers.replay import CallReplay
-from geniam.managers.rollup import (
-    STATISTICS_FIELD,
-    concatenated,
-    first_member,
-    result_struct,
-    rollup,
-    rspec_outcomes,
-    statistics,
-)
+from geniam.managers.rollup import concatenated, result_struct, rollup
 from geniam.managers.shared import Shared
 from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION
+from geniam.managers.smallocate import UNDO_FIELD, SliceAllocateMethods
+from geniam.managers.smpeers import CALL_ID_OPTION, SlicePeerMethods, caller_key, caller_urn, known_code
+from geniam.managers.smreads import CACHED_OPTION, SliceReadMethods
 from geniam.managers.smtransactions import SliceTransactionMethods
-from geniam.managers.twophase import (
-    DEFAULT_COMMIT_RETRY,
-    PATH_FIELD,
-    TWO_PHASE,
-    TwoPhase,
-    allocation_path,
-    uncertain,
-    undone,
-)
-from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoEntry, UndoJournal, part_marks
-from geniam.managers.version import SUPPORTED_RSPECS, get_version_struct
-from geniam.rspec.compression import compress_rspec
+from geniam.managers.twophase import DEFAULT_COMMIT_RETRY
+from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoJournal
+from geniam.managers.version import get_version_struct
 from geniam.rspec.merge import AggregateOutcome, merge_manifests, split_request
 from geniam.rspec.mergecache import CACHEABLE_CHARS, AnswerCache
 from geniam.timeutil import parse_time
 from geniam.trust.context import CallContext
 from geniam.trust.forwarding import Forwarding
-from geniam.urn import URN, parse_urn
+from geniam.urn import parse_urn
 
 _T = TypeVar("_T")
 
-CALL_ID_OPTION = "call_id"
-UNDO_FIELD = "geniam_undo"
-CACHED_OPTION = "cached"
 MAX_CALL_ID = 256
+
+__all__ = [
+    "CACHED_OPTION",
+    "CALL_ID_OPTION",
+    "MAX_CALL_ID",
+    "UNDO_FIELD",
+    "Mergers",
+    "SliceManager",
+    "SliceManagerInfo",
+    "SliceManagerSettings",
+    "caller_key",
+    "caller_urn",
+    "known_code",
+]
 
 
 @dataclass(frozen=True)
@@ -225,49 +222,15 @@ class _Call:
         return self.context.peer
 
 
-def caller_urn(caller: Any) -> str | None:
-    """The URN of the caller (a verified L{GID} or anything with C{urn})."""
-    urn = getattr(caller, "urn", None)
-    return urn if isinstance(urn, str) and urn else None
 
-
-def known_code(code: int | None) -> GeniCode:
-    """A peer's C{geni_code} as a L{GeniCode}: unknown codes are generic errors, none is RPCERROR."""
-    if code is None:
-        return GeniCode.RPCERROR
-    try:
-        return GeniCode(code)
-    except ValueError:
-        return GeniCode.ERROR
-
-
-def _urn_key(urn: str | None) -> str | None:
-    if urn is None:
-        return None
-    try:
-        return parse_urn(urn).key
-    except GeniError:
-        return None
-
-
-def caller_key(caller: Any) -> str:
-    """A normalised identifier of the caller, for call_id replay."""
-    urn = caller_urn(caller)
-    if urn is not None:
-        try:
-            return parse_urn(urn).key
-        except GeniError:
-            return urn
-    fingerprint = getattr(caller, "fingerprint", None)
-    if isinstance(fingerprint, bytes):
-        return fingerprint.hex()
-    return repr(caller)
-
-
-class SliceManager(SliceTransactionMethods):
+class SliceManager(SliceAllocateMethods, SliceReadMethods, SlicePeerMethods, SliceTransactionMethods):
     """
     The ten AM API v3 methods and the four transaction methods
     (L{geniam.managers.smtransactions}), forwarded to many peers.
+
+    The work of the reads is in L{geniam.managers.smreads}, that of
+    Allocate in L{geniam.managers.smallocate}, the peer bookkeeping and
+    routing in L{geniam.managers.smpeers}.
 
     @ivar records: the peers, in the configured order.
     @ivar fanout: makes the calls.
@@ -363,22 +326,6 @@ class SliceManager(SliceTransactionMethods):
         if state is BreakerState.CLOSED:
             self.cache.drop_partial()
 
-    # --- peers ----------------------------------------------------------
-
-    def learn_versions(self, records: Sequence[PeerRecord] | None = None, timeout: float | None = None) -> Deferred[None]:
-        """
-        Ask peers for their GetVersion and learn their URNs (all peers by default).
-
-        Concurrent requests share one round of calls.
-
-        @param timeout: seconds the round may take (default: the peer timeout).
-        @return: a Deferred firing when the round is over.
-        """
-        if self._learning is None or self._learning.done:
-            chosen = list(self.records if records is None else records)
-            self._learning = Shared(Deferred.fromCoroutine(self._learn(chosen, timeout)))
-        return self._learning.wait()
-
     def start(self) -> Deferred[None]:
         """Learn every peer's version; fires when done (failures are remembered, not raised)."""
         return self.learn_versions()
@@ -391,67 +338,6 @@ class SliceManager(SliceTransactionMethods):
         """Stop probing and retrying (pending undos stay in the journal)."""
         self.undo.stop()
         self.health.stop()
-
-    def _alive(self, record: PeerRecord, struct: Any) -> None:
-        """A probe was answered: learn the peer's version if needed, and drop advertisements lacking it."""
-        if not record.known or record.version is None:
-            try:
-                record.learn(struct)
-            except GeniError as e:
-                record.failed_to_learn(e)
-        if self.cache.drop_partial():
-            self.log.info("{peer} answers again: dropped the cached advertisements lacking it", peer=record.name)
-
-    async def _learn(self, records: list[PeerRecord], timeout: float | None = None) -> None:
-        if not records:
-            return
-        deadline = self._clock.seconds() + (self.settings.peer_timeout if timeout is None else timeout)
-        outcomes = await self.fanout.run([PeerCall(r, "GetVersion", ({},)) for r in records], deadline)
-        for outcome in outcomes:
-            record = outcome.record
-            if outcome.struct is None:
-                record.failed_to_learn(GeniError(known_code(outcome.code), outcome.reason or outcome.status))
-                continue
-            was_known = record.known
-            try:
-                record.learn(outcome.struct)
-            except GeniError as e:
-                record.failed_to_learn(e)
-                self.log.warn("peer {url}: {reason}", url=record.url, reason=e.output)
-            else:
-                self.log.info("peer {url} is {urn}", url=record.url, urn=record.urn)
-                if not was_known:
-                    self.cache.drop_partial()
-
-    def _partition(self, caller: Any) -> tuple[list[PeerRecord], list[PeerRecord], list[PeerRecord]]:
-        """
-        Split the peers for a call: those to call, those not known yet, and
-        those left out (the caller, and this slice manager itself).
-        """
-        caller = _urn_key(caller_urn(caller))
-        own = _urn_key(self.info.urn)
-        callable_: list[PeerRecord] = []
-        unknown: list[PeerRecord] = []
-        excluded: list[PeerRecord] = []
-        for record in self.records:
-            if not record.known:
-                unknown.append(record)
-            elif record.has_key(caller) or record.has_key(own):
-                excluded.append(record)
-            else:
-                callable_.append(record)
-        if unknown:
-            self.learn_versions(unknown).addErrback(lambda f: self.log.failure("learning peer versions failed", f))
-        return callable_, unknown, excluded
-
-    def _not_known(self, record: PeerRecord) -> PeerOutcome:
-        error = record.version_error
-        code = int(error.code) if error is not None else int(GeniCode.UNAVAILABLE)
-        why = error.output if error is not None else "it has not answered GetVersion yet"
-        return PeerOutcome(record, ERROR, 0.0, None, code, f"not called: its URN is unknown ({why})", called=False)
-
-    def _in_order(self, outcomes: list[PeerOutcome]) -> list[PeerOutcome]:
-        return sorted(outcomes, key=lambda o: self._order.get(id(o.record), 0))
 
     # --- helpers --------------------------------------------------------
 
@@ -495,10 +381,6 @@ class SliceManager(SliceTransactionMethods):
                 self._forwarding[call.call_id] = left
             else:
                 del self._forwarding[call.call_id]
-
-    def _is_peer(self, caller: Any) -> bool:
-        urn = caller_urn(caller)
-        return any(record.is_urn(urn) for record in self.records)
 
     def _options_for(self, call: _Call, forwarding: Forwarding, drop: Sequence[str] = ()) -> dict[str, Any]:
         options = forwarding.options(call.options)
@@ -550,49 +432,6 @@ class SliceManager(SliceTransactionMethods):
             return await self._cpu(merger, outcomes, call, self._clock.seconds())
         return await self._cpu(self.answers.merge, kind, outcomes, call, self._clock.seconds())
 
-    def _route(self, call: _Call, target: Target) -> tuple[list[tuple[PeerRecord, list[str]]], list[PeerRecord]]:
-        """
-        Choose the peers for a call naming C{target}.
-
-        @return: C{(peer, its URNs)} pairs, and the peers not known yet
-            (for a slice; slivers go only to known peers).
-        @raise GeniError: SEARCHFAILED for slivers no known peer minted.
-        """
-        callable_, unknown, excluded = self._partition(call.caller)
-        if target.slice_urn is not None:
-            return [(r, [target.slice_urn]) for r in callable_], unknown
-        routed: dict[int, tuple[PeerRecord, list[str]]] = {}
-        lost: list[str] = []
-        for urn in target.sliver_urns:
-            parsed = parse_urn(urn)
-            owner = self._owner(parsed, callable_)
-            if owner is None:
-                lost.append(urn)
-                continue
-            routed.setdefault(id(owner), (owner, []))[1].append(urn)
-        if lost:
-            detail = ""
-            if any(self._owner(parse_urn(u), excluded) for u in lost):
-                detail = " (slivers of the calling aggregate are not forwarded back to it)"
-            elif unknown:
-                detail = " (some aggregates are not reachable now: " + ", ".join(r.url for r in unknown) + ")"
-            raise GeniError(
-                GeniCode.SEARCHFAILED,
-                "no aggregate of this slice manager minted "
-                + ", ".join(lost[:10])
-                + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
-                + detail,
-            )
-        pairs = sorted(routed.values(), key=lambda pair: self._order.get(id(pair[0]), 0))
-        return pairs, []
-
-    @staticmethod
-    def _owner(urn: URN, records: Sequence[PeerRecord]) -> PeerRecord | None:
-        for record in records:
-            if record.owns(urn):
-                return record
-        return None
-
     @staticmethod
     def _shaped(outcomes: list[PeerOutcome], check: Callable[[Any], bool], what: str) -> list[PeerOutcome]:
         """Turn successes whose value is not shaped as C{what} into errors."""
@@ -635,54 +474,6 @@ class SliceManager(SliceTransactionMethods):
         """The merged advertisement of every peer (cached unless C{cached} is false)."""
         return await self._once("ListResources", context, options, lambda call: self._list_resources(call))
 
-    async def _list_resources(self, call: _Call) -> dict[str, Any]:
-        options = call.options
-        if "geni_slice_urn" in options:
-            raise GeniError(GeniCode.BADARGS, "geni_slice_urn is not an AM API v3 option; use Describe")
-        rspec_version(options, SUPPORTED_RSPECS)
-        compressed = flag(options, "geni_compressed")
-        use_cache = flag(options, CACHED_OPTION, True)
-        forwarding = await call.context.forwarding_for_resources(options)
-        callable_, unknown, excluded = self._partition(call.caller)
-        key = ad_cache_key(options, [r.key for r in excluded])
-        forwarded = self._options_for(call, forwarding, drop=("geni_compressed",))
-
-        def fetch() -> Deferred[Fetched]:
-            return Deferred.fromCoroutine(self._fetch_advertisement(call, forwarding, forwarded, callable_, unknown))
-
-        if use_cache:
-            cached = await self.cache.get(key, fetch)
-        else:
-            cached = await self.cache.refresh(key, fetch)
-        value = await self._cpu(compress_rspec, cached.value) if compressed else cached.value
-        struct = success_struct(value)
-        struct["geniam_cache"] = {"hit": cached.hit, "age": round(cached.age, 3), "stale": cached.stale}
-        if cached.details is not None:
-            struct[STATISTICS_FIELD] = cached.details
-        if cached.missing:
-            struct["output"] = "lacks the resources of aggregates that did not answer: " + ", ".join(cached.missing)
-        return struct
-
-    async def _fetch_advertisement(
-        self,
-        call: _Call,
-        forwarding: Forwarding,
-        options: dict[str, Any],
-        records: list[PeerRecord],
-        unknown: list[PeerRecord],
-    ) -> Fetched:
-        calls = [PeerCall(r, "ListResources", (list(forwarding.credentials), options)) for r in records]
-        outcomes = self._shaped(
-            await self._fan(call, calls, unknown, "advertisement"), lambda v: isinstance(v, str), "an RSpec string"
-        )
-        if outcomes and not any(o.ok for o in outcomes):
-            code, output = rollup(outcomes, False, False)
-            raise GeniError(known_code(code), f"no aggregate listed its resources: {output}")
-        rspecs = [o.value if o.ok else None for o in outcomes]
-        merged = await self._merged("advertisement", rspec_outcomes(outcomes, rspecs), "ListResources")
-        missing = tuple(o.name for o in outcomes if not o.ok)
-        return Fetched(merged, missing, statistics("ListResources", outcomes))
-
     # --- Describe, Provision, Status ------------------------------------
 
     async def Describe(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
@@ -693,58 +484,9 @@ class SliceManager(SliceTransactionMethods):
         """Provision at every aggregate concerned; the merged manifest of what was provisioned."""
         return await self._once("Provision", context, options, lambda call: self._manifest_call(call, urns))
 
-    async def _manifest_call(self, call: _Call, urns: Any) -> dict[str, Any]:
-        rspec_version(call.options, SUPPORTED_RSPECS)
-        compressed = call.method == "Describe" and flag(call.options, "geni_compressed")
-        # A read answers with what the reachable aggregates said; a change keeps all or nothing.
-        best_effort = call.method == "Describe" or flag(call.options, "geni_best_effort")
-        target = target_urns(urns)
-        slice_urn = target.slice_urn
-        forwarding = await call.context.forwarding_for_slice(call.method, slice_urn, call.options)
-        plan, unknown = self._route(call, target)
-        options = self._options_for(call, forwarding, drop=("geni_compressed",))
-        calls = [PeerCall(r, call.method, (own, list(forwarding.credentials), options)) for r, own in plan]
-        try:
-            outcomes = await self._fan(call, calls, unknown, "manifest")
-        finally:
-            if call.method == "Provision":
-                self.cache.invalidate()
-        outcomes = self._shaped(outcomes, _manifest_shaped, "a struct with geni_rspec and geni_slivers")
-        whole = slice_urn is not None
-        code, output = rollup(outcomes, whole, best_effort)
-        rspecs = [o.value["geni_rspec"] if o.ok else None for o in outcomes]
-        manifest = await self._merged("manifest", rspec_outcomes(outcomes, rspecs), call.method)
-        if compressed:
-            manifest = await self._cpu(compress_rspec, manifest)
-        value = {
-            "geni_rspec": manifest,
-            "geni_urn": first_member(outcomes, "geni_urn", slice_urn or forwarding.slice_urn or ""),
-            "geni_slivers": concatenated(outcomes, "geni_slivers"),
-        }
-        return result_struct(call.method, outcomes, value, code, output)
-
     async def Status(self, context: CallContext, urns: Any, options: dict[str, Any]) -> dict[str, Any]:
         """C{geni_urn} and the sliver states from every aggregate concerned."""
         return await self._once("Status", context, options, lambda call: self._status(call, urns))
-
-    async def _status(self, call: _Call, urns: Any) -> dict[str, Any]:
-        target = target_urns(urns)
-        slice_urn = target.slice_urn
-        forwarding = await call.context.forwarding_for_slice("Status", slice_urn, call.options)
-        plan, unknown = self._route(call, target)
-        options = self._options_for(call, forwarding)
-        calls = [PeerCall(r, "Status", (own, list(forwarding.credentials), options)) for r, own in plan]
-        outcomes = self._shaped(
-            await self._fan(call, calls, unknown),
-            lambda v: isinstance(v, dict) and isinstance(v.get("geni_slivers"), list),
-            "a struct with geni_slivers",
-        )
-        code, output = rollup(outcomes, slice_urn is not None, True)
-        value = {
-            "geni_urn": first_member(outcomes, "geni_urn", slice_urn or forwarding.slice_urn or ""),
-            "geni_slivers": concatenated(outcomes, "geni_slivers"),
-        }
-        return result_struct("Status", outcomes, value, code, output)
 
     # --- Allocate -------------------------------------------------------
 
@@ -755,155 +497,6 @@ class SliceManager(SliceTransactionMethods):
         return await self._once(
             "Allocate", context, options, lambda call: self._allocate(call, slice_urn, rspec)
         )
-
-    async def _allocate(self, call: _Call, slice_urn: Any, rspec: Any) -> dict[str, Any]:
-        slice_urn = str(parse_urn(slice_urn, "slice"))
-        if not isinstance(rspec, str):
-            raise GeniError(GeniCode.BADARGS, "rspec must be a string")
-        best_effort = flag(call.options, "geni_best_effort")
-        forwarding = await call.context.forwarding_for_slice("Allocate", slice_urn, call.options)
-        callable_, unknown, excluded = self._partition(call.caller)
-        try:
-            parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
-        except GeniError as e:
-            if unknown:
-                # An aggregate that was down when the slice manager started may be back: learn it now.
-                await self.learn_versions(unknown, self.settings.probe_timeout)
-                callable_, unknown, excluded = self._partition(call.caller)
-            try:
-                parts = await self._cpu(self.mergers.split, rspec, [r.urn for r in callable_])
-            except GeniError:
-                raise self._unroutable(e, unknown, excluded) from None
-        by_urn = {r.urn: r for r in callable_}
-        options = self._options_for(call, forwarding)
-        credentials = list(forwarding.credentials)
-        pairs = [(by_urn[urn], part) for urn, part in parts.items()]
-        path = await allocation_path(
-            pairs, best_effort, lambda calls: Deferred.fromCoroutine(self._fan(call, calls)), slice_urn, credentials, options
-        )
-        # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo.
-        undoable = True
-        try:
-            if path == TWO_PHASE:
-                phases = await TwoPhase(
-                    self._clock, lambda calls: Deferred.fromCoroutine(self._fan_manifests(call, calls)),
-                    lambda outcomes: rollup(outcomes, False, False), self.settings.commit_retry,
-                ).run(slice_urn, credentials, pairs, options, call.deadline)
-                outcomes, code, output, undoable = phases.outcomes, phases.code, phases.output, phases.committed
-            else:
-                calls = [PeerCall(record, "Allocate", (slice_urn, credentials, part, options)) for record, part in pairs]
-                outcomes = await self._fan_manifests(call, calls)
-                code, output = rollup(outcomes, False, best_effort)
-        finally:
-            self.cache.invalidate()
-        undo: dict[str, Any] | None = None
-        if undoable and (code != GeniCode.SUCCESS or any(uncertain(o) for o in outcomes)):
-            entries = self._undo_entries(call, slice_urn, forwarding, options, outcomes, list(parts.values()), best_effort)
-            if entries:
-                undo, output = await self._undo(call, entries, output)
-                outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
-        struct = await self._manifest_struct("Allocate", outcomes, slice_urn, code, output)
-        struct[PATH_FIELD] = path
-        struct["output"] = f"{output} [{path}]" if output else f"allocated by the {path} path"
-        if undo is not None:
-            struct[UNDO_FIELD] = undo
-        return struct
-
-    async def _fan_manifests(self, call: _Call, calls: list[PeerCall]) -> list[PeerOutcome]:
-        """Make C{calls} that answer like Allocate; outcomes not shaped so are errors."""
-        return self._shaped(
-            await self._fan(call, calls, rspecs="manifest"),
-            lambda v: isinstance(v, dict) and isinstance(v.get("geni_rspec"), str) and isinstance(v.get("geni_slivers"), list),
-            "a struct with geni_rspec and geni_slivers",
-        )
-
-    @staticmethod
-    def _unroutable(error: GeniError, unknown: list[PeerRecord], excluded: list[PeerRecord]) -> GeniError:
-        notes = []
-        if unknown:
-            notes.append("not reachable now: " + ", ".join(r.url for r in unknown))
-        if excluded:
-            notes.append("not forwarded to: " + ", ".join(r.name for r in excluded))
-        return GeniError(error.code, error.output + (f" ({'; '.join(notes)})" if notes else ""))
-
-    def _undo_entries(
-        self,
-        call: _Call,
-        slice_urn: str,
-        forwarding: Forwarding,
-        options: dict[str, Any],
-        outcomes: list[PeerOutcome],
-        parts: list[str],
-        best_effort: bool,
-    ) -> list[UndoEntry]:
-        """
-        What a failed Allocate leaves to undo: the slivers made where it
-        succeeded (unless best effort keeps them), and whatever a late
-        aggregate may still make where the outcome is unknown.
-        """
-        entries = []
-        now = self._clock.seconds()
-        for outcome, part in zip(outcomes, parts):
-            slivers: list[str] | None
-            if outcome.ok and not best_effort:
-                slivers = [
-                    s["geni_sliver_urn"]
-                    for s in outcome.value["geni_slivers"]
-                    if isinstance(s, dict) and isinstance(s.get("geni_sliver_urn"), str)
-                ]
-                if not slivers:
-                    continue
-            elif uncertain(outcome):
-                slivers = None
-            else:
-                continue
-            try:
-                client_ids, slots = part_marks(part)
-            except GeniError:
-                client_ids, slots = [], []
-            entries.append(
-                UndoEntry(
-                    call.call_id,
-                    outcome.record.url,
-                    outcome.name,
-                    slice_urn,
-                    slivers,
-                    client_ids,
-                    slots,
-                    list(forwarding.credentials),
-                    {k: v for k, v in options.items() if k != CALL_ID_OPTION},
-                    now,
-                )
-            )
-        return entries
-
-    async def _undo(self, call: _Call, entries: list[UndoEntry], output: str) -> tuple[dict[str, Any], str]:
-        """
-        Write the undo down, try it once before answering, and say how it went.
-
-        @return: the C{geniam_undo} member and the output to answer.
-        """
-        self.undo.open(entries)
-        deadline = max(call.deadline, self._clock.seconds() + self.settings.peer_timeout)
-        pending = {e.key for e in await self.undo.attempt(entries, deadline)}
-        self.cache.invalidate()
-        done = [e for e in entries if e.key not in pending]
-        waiting = [e for e in entries if e.key in pending]
-        notes = []
-        if done:
-            notes.append("undone at " + ", ".join(e.peer_name for e in done))
-        if waiting:
-            notes.append(
-                "undo still in progress at "
-                + "; ".join(f"{e.peer_name} ({e.last})" for e in waiting)
-                + " - retried until the aggregate confirms"
-            )
-        text = "allocation is all or nothing: " + "; ".join(notes)
-        undo = {
-            "done": [e.peer_name for e in done],
-            "pending": [{"name": e.peer_name, "reason": e.last} for e in waiting],
-        }
-        return undo, (f"{output}; {text}" if output else text)
 
     # --- Renew, PerformOperationalAction, Delete, Shutdown --------------
 
@@ -960,16 +553,3 @@ class SliceManager(SliceTransactionMethods):
         code, output = rollup(outcomes, True, False)
         value = code == GeniCode.SUCCESS and all(o.value is True for o in outcomes if o.ok)
         return result_struct("Shutdown", outcomes, value, code, output)
-
-
-def _manifest_shaped(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("geni_rspec"), str)
-        and isinstance(value.get("geni_slivers", []), list)
-    )
-
-
-def _rolled_back(outcome: PeerOutcome) -> PeerOutcome:
-    """A successful Allocate whose slivers are being released: reported as an error."""
-    return undone(outcome, "allocated, then undone because another aggregate failed")
