@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.managers.test_transactions -*-
+# -*- test-case-name: tests.managers.test_transactions,tests.loopback.test_transactions,tests.loopback.test_operators -*-
 """
 The aggregate's side of PG-A transactions: the per-slice state machine.
 
@@ -251,6 +251,10 @@ class TransactionManager:
             commit_by = min(commit_by, wanted.slot.end)
         slivers = await self._slivers(transaction.slice_urn)
         planned = plan(desired, slivers, holds, now, commit_by)
+        # Maintenance and the booking policy first, as Allocate and tickets do: a refusal names the window or the limit.
+        replaced = [b.sliver_key for b in [*planned.changed, *planned.released]]
+        for wanted in planned.new:
+            await self.island.check_admission(wanted.slot, transaction.owner_urn, transaction.slice_urn, replaced)
         made = [
             wanted.applied_to(
                 new_hold(

@@ -196,6 +196,69 @@ class OperatorActionTests(OperatorHarness):
         (entry,) = await self.service.store.list_audit()
         self.assertEqual(entry.action, "policy")
 
+class AdmissionEverywhereTests(OperatorHarness):
+    """Maintenance windows and the booking policy refuse tickets and transactions as they refuse Allocate."""
+
+    def cm(self) -> AMClient:
+        client = AMClient(reactor, self.service.url + "protogeni/xmlrpc/cm/2.0", self.fed.domain.user("alice"), self.fed.domain.roots())
+        self.addCleanup(client.close)
+        return client
+
+    async def get_ticket(self, slice_name: str, start: float, end: float) -> dict[str, Any]:
+        """alice's GetTicket for C{slice_name} over the CM API: its {code, value, output} reply."""
+        args = {
+            "slice_urn": self.fed.slice_urn(slice_name),
+            "credentials": [self.fed.slice_credential(slice_name, "alice")],
+            "rspec": self.request(start, end),
+        }
+        reply: dict[str, Any] = await self.cm().call("GetTicket", args)
+        return reply
+
+    async def test_maintenance_blocks_tickets_and_transactions(self) -> None:
+        """A slot overlapping a window gets no ticket and no transaction (UNAVAILABLE naming it); the slot right after does."""
+        await self.start()
+        now = self.clock.seconds()
+        start, end = now + HOUR, now + 3 * HOUR
+        value_of(await self.admin().call("AddMaintenance", format_time(start), format_time(end), "new switch", {}))
+        refused = await self.get_ticket("exp1", now + 2 * HOUR, now + 4 * HOUR)
+        self.assertEqual(refused["code"], GeniCode.UNAVAILABLE, refused["output"])
+        self.assertIn("maintenance", refused["output"])
+        self.assertIn("new switch", refused["output"])
+        self.assertIn(format_time(end), refused["output"])
+        error = await self.assertGeniError(
+            GeniCode.UNAVAILABLE,
+            self.alice("exp2").begin_transaction(self.fed.slice_urn("exp2"), self.request(now + 2 * HOUR, now + 4 * HOUR)),
+        )
+        self.assertIn("maintenance", error.output)
+        self.assertIn("new switch", error.output)
+        self.assertIn(format_time(end), error.output)
+        self.assertEqual(await self.service.store.count(), 0)
+        # Right after the window the island may be held again.
+        ticket = await self.get_ticket("exp1", end, end + HOUR)
+        self.assertEqual(ticket["code"], 0, ticket["output"])
+        self.assertIn("<type>ticket</type>", ticket["value"])
+        begun = value_of(await self.alice("exp2").begin_transaction(self.fed.slice_urn("exp2"), self.request(end + HOUR, end + 2 * HOUR)))
+        self.assertEqual([s["geni_allocation_status"] for s in begun["geni_slivers"]], ["geni_allocated"])
+
+    async def test_policy_refuses_tickets_and_transactions(self) -> None:
+        """A slot longer than the policy allows gets REFUSED with the policy's message from GetTicket and BeginTransaction."""
+        await self.start()
+        now = self.clock.seconds()
+        value_of(await self.admin().call("SetPolicy", {"max_slot_length": HOUR}))
+        refused = await self.get_ticket("exp1", now + HOUR, now + 3 * HOUR)
+        self.assertEqual(refused["code"], GeniCode.REFUSED, refused["output"])
+        self.assertIn("max_slot_length", refused["output"])
+        error = await self.assertGeniError(
+            GeniCode.REFUSED,
+            self.alice("exp2").begin_transaction(self.fed.slice_urn("exp2"), self.request(now + HOUR, now + 3 * HOUR)),
+        )
+        self.assertIn("max_slot_length", error.output)
+        self.assertEqual(await self.service.store.count(), 0)
+        ticket = await self.get_ticket("exp1", now + HOUR, now + 2 * HOUR)
+        self.assertEqual(ticket["code"], 0, ticket["output"])
+        value_of(await self.alice("exp2").begin_transaction(self.fed.slice_urn("exp2"), self.request(now + 3 * HOUR, now + 4 * HOUR)))
+
+
 class OperatorOptionsTests(SynchronousTestCase):
     """C{--operator} and the policy flags of C{twistd geniam-am}, and their TOML settings."""
 
