@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.managers.test_transactions -*-
+# -*- test-case-name: tests.managers.test_transactions,tests.store.test_transactions -*-
 """
 The aggregate's side of PG-A transactions: the per-slice state machine.
 
