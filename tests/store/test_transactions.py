@@ -298,3 +298,17 @@ class PostgresTwoProcessTests(TestCase):
                 (Slot(at(300), at(400)), AllocationState.ALLOCATED),
                 (Slot(at(500), at(600)), AllocationState.ALLOCATED),
             ])
+
+    async def test_other_process_aborts_at_commit_by(self) -> None:
+        """When the process that opened a transaction stops, the other aborts it at its commit_by."""
+        first, second = await self.two()
+        await first.begin(desired(5000, 6000))
+        await first.stop()
+        second.clock.advance(TTL - 1)
+        await second.manager.watch()
+        self.assertEqual(await second.state(), SliceState.TRANSACTION)
+        second.clock.advance(1)
+        await second.manager.watch()
+        self.assertEqual(await second.state(), SliceState.UNINITIALISED)
+        self.assertEqual(await second.live(), [])
+        await second.allocate(5500, 6500, OTHER_SLICE)
