@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.managers.test_transactions,tests.loopback.test_transactions,tests.loopback.test_operators -*-
+# -*- test-case-name: tests.managers.test_transactions,tests.store.test_transactions,tests.loopback.test_transactions,tests.loopback.test_operators -*-
 """
 The aggregate's side of PG-A transactions: the per-slice state machine.
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.task import LoopingCall
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -54,6 +55,11 @@ DEFAULT_TRANSACTION_TTL = 600.0
 """How long a transaction stays open without commit or abort, by default (10 minutes)."""
 
 CLOSE_ATTEMPTS = 5
+
+# Seconds between looks at the store for transactions another process (on
+# the same database) opened: each gets a timer here too, so that one is
+# aborted at its commit_by even if the process that opened it has stopped.
+DEFAULT_WATCH_INTERVAL = 30.0
 """How often a commit or abort is tried again when a hold changed meanwhile (it lapsed at that instant)."""
 
 
@@ -80,9 +86,20 @@ class TransactionManager:
 
     log = Logger()
 
-    def __init__(self, island: IslandResourceManager, clock: IReactorTime, ttl: float = DEFAULT_TRANSACTION_TTL) -> None:
+    def __init__(
+        self,
+        island: IslandResourceManager,
+        clock: IReactorTime,
+        ttl: float = DEFAULT_TRANSACTION_TTL,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+    ) -> None:
         if not ttl > 0:
             raise GeniError(GeniCode.BADARGS, "the transaction lifetime must be positive")
+        if not watch_interval > 0:
+            raise GeniError(GeniCode.BADARGS, "the transaction watch interval must be positive")
+        self._watcher = LoopingCall(self._watch)
+        self._watcher.clock = clock
+        self._watch_interval = float(watch_interval)
         self.island = island
         self.ttl = float(ttl)
         self._clock = clock
@@ -95,7 +112,27 @@ class TransactionManager:
     def start(self) -> Deferred[None]:
         """Abort the transactions whose C{commit_by} passed (while stopped), and arm a timer for each of the others."""
         self._running = True
+        d = Deferred.fromCoroutine(self._catch_up())
+
+        def watch(_: None) -> None:
+            if self._running and not self._watcher.running:
+                self._watcher.start(self._watch_interval, now=False)
+
+        return d.addCallback(watch)
+
+    def watch(self) -> Deferred[None]:
+        """
+        Look for transactions opened elsewhere on the island's database (by
+        another AM process): abort those past their C{commit_by}, arm a timer
+        for the others. Run every C{watch_interval} seconds while started.
+        """
         return Deferred.fromCoroutine(self._catch_up())
+
+    def _watch(self) -> Deferred[None]:
+        def failed(failure: Failure) -> None:
+            self.log.failure("looking for transactions opened elsewhere failed", failure)
+
+        return self.watch().addErrback(failed)
 
     async def _catch_up(self) -> None:
         for transaction in await self.island.transactions():
@@ -107,6 +144,8 @@ class TransactionManager:
     def stop(self) -> None:
         """Cancel the timers (the transactions stay open in the store)."""
         self._running = False
+        if self._watcher.running:
+            self._watcher.stop()
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()

@@ -215,6 +215,24 @@ class AutoAbortTests(SynchronousTestCase):
         self.assertEqual(second.state(), SliceState.UNINITIALISED)
         self.assertEqual(second.live(), [])
 
+    def test_aborted_by_another_process(self) -> None:
+        """
+        A transaction opened by another process on the island's database is
+        aborted here at its commit_by, although that process has stopped:
+        this manager finds it within its watch interval and arms a timer.
+        """
+        t = Transactions(self)
+        other = TransactionManager(t.island.manager, t.clock, TTL, watch_interval=60)
+        t.ok(other.start())
+        self.addCleanup(other.stop)
+        t.ok(other.begin(SLICE, ALICE, "", [desired(100, 2000)], None))
+        other.stop()
+        t.clock.advance(TTL - 1)
+        self.assertEqual(t.state(), SliceState.TRANSACTION)
+        t.clock.advance(1)
+        self.assertEqual(t.state(), SliceState.UNINITIALISED)
+        self.assertEqual(t.live(), [])
+
     def test_restart_in_every_state(self) -> None:
         """After a restart each slice is as it was: uninitialised, allocated, or in its transaction with its holds and commit_by."""
         path = self.mktemp()
