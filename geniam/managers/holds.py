@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredLock
-from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred
 
 from geniam.booking.lifecycle import Event, Removal, new_hold, step
 from geniam.booking.rules import check_current, provisioned
@@ -31,31 +29,20 @@ from geniam.managers.arguments import check_slot, check_time, validate_controlle
 from geniam.managers.inflight import tracked
 from geniam.urn import parse_urn
 
-if TYPE_CHECKING:
-    from geniam.interfaces import IStore
-    from geniam.managers.bookingchanges import BookingChanges
-    from geniam.managers.gatewaysync import GatewaySync
-    from geniam.managers.scheduler import Scheduler
-
 
 class IslandHolds(IslandAdmission):
-    """Holds on the island (see the module docstring); mixed into the island resource manager."""
+    """
+    Holds on the island (see the module docstring); mixed into the island
+    resource manager. Holds are admitted as bookings are, so this builds on
+    L{IslandAdmission} and shares the island attributes it declares.
+    """
 
-    log: Logger
     authority: str
     allocation_ttl: float
-    max_slot_length: float
     controller_policy: ControllerPolicy
-    _store: "IStore"
-    _clock: IReactorTime
-    _lock: DeferredLock
-    _changes: "BookingChanges"
-    _sync: "GatewaySync"
-    _scheduler: "Scheduler"
     _sliver_names: Callable[[], str]
 
     # Provided by the island resource manager:
-    _track: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]
     _background: Callable[[Coroutine[Any, Any, Any], str], None]
     _refuse_shut_down: Callable[[Sequence[Booking]], Awaitable[None]]
 

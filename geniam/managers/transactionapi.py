@@ -16,6 +16,7 @@ answers like Allocate; Abort answers C{true}.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -51,12 +52,9 @@ class TransactionMethods:
     _clock: IReactorTime
     info: Any
     rm: Any
-
-    async def _island(self) -> Any:
-        raise NotImplementedError
-
-    def _requested_slot(self, from_rspec: tuple[float, float] | None, options: dict[str, Any]) -> Any:
-        raise NotImplementedError
+    # Provided by the aggregate manager this is mixed into:
+    _island: Callable[[], Awaitable[Any]]
+    _requested_slot: Callable[[tuple[float, float] | None, dict[str, Any]], Any]
 
     def _transaction_manager(self) -> TransactionManager:
         if self.transactions is None:
