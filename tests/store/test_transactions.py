@@ -145,6 +145,37 @@ class TransactionStoreMixin(_Case):
         self.assertEqual(await second.state(), SliceState.UNINITIALISED)
         self.assertEqual(await second.live(SLICE), [])
 
+    async def test_outcomes_survive_restart_until_forgotten(self) -> None:
+        """
+        How each transaction ended is kept in the store: after a restart a
+        Commit naming a committed transaction answers its slivers again, one
+        naming an aborted transaction says it was aborted; once kept past
+        commit_by plus the retention, both are forgotten.
+        """
+        first = await self.process()
+        committed = (await first.begin(desired(100, 200))).transaction
+        _, slivers = await first.manager.commit(SLICE, committed.transaction_id)
+        aborted = (await first.begin(desired(300, 400), slice_urn=OTHER_SLICE)).transaction
+        self.assertTrue(await first.manager.abort(OTHER_SLICE))
+        await first.stop()
+        await first.store.stop()
+        second = await self.process(first.clock, share_with=first.store)
+        recorded, again = await second.manager.commit(SLICE, committed.transaction_id)
+        self.assertEqual(again, slivers)
+        self.assertEqual((recorded.transaction_id, recorded.request), (committed.transaction_id, committed.request))
+        failure = await failure_of(Deferred.fromCoroutine(second.manager.commit(OTHER_SLICE, aborted.transaction_id)))
+        self.assert_code(failure, GeniCode.ERROR)
+        self.assertEqual(failure.value.value["geniam_transaction_outcome"], "aborted")
+        # Another slice cannot learn the outcome by naming the identifier.
+        self.assert_code(await failure_of(Deferred.fromCoroutine(second.manager.commit(THIRD, committed.transaction_id))), GeniCode.ERROR)
+        second.clock.advance(TTL + second.manager.outcome_retention)
+        await second.manager.watch()
+        for slice_urn, transaction in ((SLICE, committed), (OTHER_SLICE, aborted)):
+            failure = await failure_of(Deferred.fromCoroutine(second.manager.commit(slice_urn, transaction.transaction_id)))
+            self.assert_code(failure, GeniCode.ERROR)
+            self.assertIsNone(failure.value.value)
+            self.assertIn("none of that identifier", failure.value.output)
+
     async def test_commit_guarantee(self) -> None:
         """Another slice's Allocate and transaction of a held slot are UNAVAILABLE; the commit succeeds."""
         p = await self.process()
