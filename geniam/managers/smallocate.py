@@ -83,7 +83,7 @@ class SliceAllocateMethods:
         # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo;
         # one whose Commits only lack answers that could not be learned is left as it is.
         undoable = True
-        unknown: list[str] = []
+        unresolved: list[str] = []
         try:
             if path == TWO_PHASE:
                 phases = await TwoPhase(
@@ -91,7 +91,7 @@ class SliceAllocateMethods:
                     lambda outcomes: rollup(outcomes, False, False), self.settings.commit_retry,
                 ).run(slice_urn, credentials, pairs, options, call.deadline)
                 outcomes, code, output, undoable = phases.outcomes, phases.code, phases.output, phases.failed
-                unknown = phases.uncertain
+                unresolved = phases.uncertain
             else:
                 calls = [PeerCall(record, "Allocate", (slice_urn, credentials, part, options)) for record, part in pairs]
                 outcomes = await self._fan_manifests(call, calls)
@@ -104,14 +104,14 @@ class SliceAllocateMethods:
             if entries:
                 undo, output = await self._undo(call, entries, output)
                 outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
-        if unknown and undo is None:
+        if unresolved and undo is None:
             output = (
-                f"{output}; the outcome of the Commit at {', '.join(unknown)} could not be learned:"
+                f"{output}; the outcome of the Commit at {', '.join(unresolved)} could not be learned:"
                 " nothing was rolled back (Describe the slice there)"
             )
         struct = await self._manifest_struct("Allocate", outcomes, slice_urn, code, output)
-        if unknown and undo is None:
-            struct[UNCERTAIN_FIELD] = unknown
+        if unresolved and undo is None:
+            struct[UNCERTAIN_FIELD] = unresolved
         struct[PATH_FIELD] = path
         struct["output"] = f"{output} [{path}]" if output else f"allocated by the {path} path"
         if undo is not None:

@@ -218,11 +218,13 @@ class TwoPhaseAllocationTests(FaultHarness):
         self.assertEqual(struct["geniam_undo"]["done"], [self.urns[0]])
         self.assertEqual(await self.live("am1"), [])
 
-    async def first_commit_times_out(self) -> tuple[Deferred[Any], Gate]:
+    async def first_commit_times_out(self, retried_at_once: bool = False) -> tuple[Deferred[Any], Gate]:
         """
         Start an Allocate of both islands with am2's Commits held, and let
         the slice manager's first Commit to am2 time out (am2 answers the
-        hang probe, so it is slow, not hung); the Allocate, and the gate.
+        hang probe, so it is slow, not hung); fire once that round of
+        Commits ended (or, with C{retried_at_once}, once the retry made at
+        once is held too), with the Allocate and the gate.
         """
         gate = Gate(self.fed.aggregates["am2"].manager, ("CommitTransaction",))
         gate.close()
@@ -236,8 +238,9 @@ class TwoPhaseAllocationTests(FaultHarness):
         probed = self.replies.next((self.url("am2"), "GetVersion"))
         self.clock.advance(SETTINGS.hung_after)
         await probed
+        retried = gate.held("CommitTransaction")
         self.clock.advance(SETTINGS.peer_timeout - SETTINGS.hung_after)
-        await ended
+        await (retried if retried_at_once else ended)
         self.assertEqual(gate.carried_out, [])
         return attempt, gate
 
@@ -304,19 +307,7 @@ class TwoPhaseAllocationTests(FaultHarness):
         """
         await self.started()
         self.fed.aggregates["am2"].manager.transactions.ttl = SETTINGS.peer_timeout / 2
-        gate = Gate(self.fed.aggregates["am2"].manager, ("CommitTransaction",))
-        gate.close()
-        held = gate.held("CommitTransaction")
-        am1_committed = self.replies.next((self.url("am1"), "CommitTransaction"))
-        attempt = Deferred.fromCoroutine(self.allocate())
-        await held
-        await am1_committed
-        probed = self.replies.next((self.url("am2"), "GetVersion"))
-        self.clock.advance(SETTINGS.hung_after)
-        await probed
-        retried = gate.held("CommitTransaction")
-        self.clock.advance(SETTINGS.peer_timeout - SETTINGS.hung_after)
-        await retried
+        attempt, gate = await self.first_commit_times_out(retried_at_once=True)
         gate.open()
         struct = await attempt
         self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
