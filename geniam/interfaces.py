@@ -273,13 +273,22 @@ class IStore(Interface):
         do; all or none. Fire with the transaction and bookings as stored.
         """
 
-    def close_transaction(transaction, bookings):  # type: ignore[misc]
+    def close_transaction(transaction, bookings, outcome=None):  # type: ignore[misc]
         """
         In one transaction: remove C{transaction} (fail with
         L{geniam.store.transactions.NoTransaction} if none is open, or
-        C{StaleTransaction} if it changed) and store C{bookings} as
-        L{update} does; all or none. Fire with the bookings as stored.
+        C{StaleTransaction} if it changed), store C{bookings} as L{update}
+        does, and record C{outcome} (a
+        L{geniam.booking.transactions.TransactionOutcome}) if given; all or
+        none. Fire with the bookings as stored.
         """
+
+    def get_transaction_outcome(transaction_id):  # type: ignore[misc]
+        """Fire with the recorded L{geniam.booking.transactions.TransactionOutcome} of C{transaction_id}, or None."""
+
+    def forget_transaction_outcomes(now):  # type: ignore[misc]
+        """Forget the transaction outcomes whose C{keep_until} is C{now} or before."""
+
     def add_maintenance(window):  # type: ignore[misc]
         """Store an operator's maintenance window (L{geniam.booking.maintenance.MaintenanceWindow})."""
 

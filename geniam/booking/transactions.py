@@ -90,6 +90,8 @@ class Transaction:
     @ivar request: the request RSpec of the last Begin or Update.
     @ivar credential_expires: the slice credential's expiry, or None.
     @ivar version: the store's change counter (0 before it is stored).
+    @ivar transaction_id: the identifier Begin answers (C{geniam_transaction});
+        empty for a transaction opened before identifiers were kept.
     """
 
     slice_urn: str
@@ -102,6 +104,7 @@ class Transaction:
     request: str = ""
     credential_expires: float | None = None
     version: int = 0
+    transaction_id: str = ""
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -109,6 +112,60 @@ class Transaction:
     def slice_key(self) -> str:
         """The slice URN normalised for comparison and indexing."""
         return urn_key(self.slice_urn)
+
+
+class Outcome(StrEnum):
+    """How a transaction ended."""
+
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class TransactionOutcome:
+    """
+    How a finished transaction ended, kept for a while so that a Commit
+    retried with its identifier can be answered (again, or as aborted).
+
+    @ivar transaction_id: the transaction's identifier.
+    @ivar slice_urn: its slice.
+    @ivar outcome: committed or aborted.
+    @ivar closed: when it ended.
+    @ivar commit_by: its C{commit_by} then.
+    @ivar reason: why it ended (for an abort: by whom or at what).
+    @ivar request: the request RSpec of its last Begin or Update.
+    @ivar slivers: for a commit, the slice's live slivers right after it.
+    @ivar keep_until: when the record may be forgotten.
+    """
+
+    transaction_id: str
+    slice_urn: str
+    outcome: Outcome
+    closed: float
+    commit_by: float
+    reason: str
+    request: str = ""
+    slivers: tuple[str, ...] = ()
+    keep_until: float = 0.0
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def outcome_of(
+    transaction: Transaction, outcome: Outcome, now: float, reason: str, retention: float, slivers: Sequence[str] = ()
+) -> TransactionOutcome:
+    """The record of C{transaction} ending now, kept until C{retention} seconds past its C{commit_by} (or now, if later)."""
+    return TransactionOutcome(
+        transaction.transaction_id,
+        transaction.slice_urn,
+        outcome,
+        now,
+        transaction.commit_by,
+        reason,
+        transaction.request,
+        tuple(slivers),
+        max(now, transaction.commit_by) + retention,
+    )
 
 
 @dataclass(frozen=True)

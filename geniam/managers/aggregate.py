@@ -263,7 +263,11 @@ class AggregateManager(TransactionMethods):
             extensions["geniam_booking_policy"] = booking_policy.as_struct()
         networks = ["public", *(str(n) for n in policy.networks)] if isinstance(policy, ControllerPolicy) else ["public"]
         if self.transactions is not None:
-            extensions[TRANSACTIONS_EXTENSION] = {"methods": list(TRANSACTION_METHODS), "ttl": int(self.transactions.ttl)}
+            extensions[TRANSACTIONS_EXTENSION] = {
+                "methods": list(TRANSACTION_METHODS),
+                "ttl": int(self.transactions.ttl),
+                "outcome_retention": int(self.transactions.outcome_retention),
+            }
         struct = get_version_struct(
             self.info.url,
             self.info.urn,

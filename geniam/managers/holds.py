@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 
 from geniam.booking.lifecycle import Event, Removal, new_hold, step
 from geniam.booking.rules import check_current, provisioned
-from geniam.booking.transactions import Transaction, is_transaction_hold
+from geniam.booking.transactions import Transaction, TransactionOutcome, is_transaction_hold
 from geniam.booking.values import Booking, Slot, UserKeys, make_sliver_urn
 from geniam.errors import GeniCode, GeniError
 from geniam.gatewayconfig import ControllerPolicy
@@ -202,16 +202,31 @@ class IslandHolds(IslandAdmission):
         self._scheduler.changed()
         return saved
 
-    def close_transaction(self, transaction: Transaction, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
-        """Close a transaction (commit or abort), writing C{bookings} with it, all or none."""
-        return self._track(self._close_transaction(transaction, list(bookings)))
+    def close_transaction(
+        self, transaction: Transaction, bookings: Sequence[Booking], outcome: TransactionOutcome | None = None
+    ) -> Deferred[list[Booking]]:
+        """Close a transaction (commit or abort), writing C{bookings} and recording C{outcome} with it, all or none."""
+        return self._track(self._close_transaction(transaction, list(bookings), outcome))
 
-    async def _close_transaction(self, transaction: Transaction, bookings: list[Booking]) -> list[Booking]:
+    async def _close_transaction(
+        self, transaction: Transaction, bookings: list[Booking], outcome: TransactionOutcome | None
+    ) -> list[Booking]:
         async with self._lock:
-            stored: list[Booking] = await self._store.close_transaction(transaction, bookings)
+            stored: list[Booking] = await self._store.close_transaction(transaction, bookings, outcome)
         self._changes.notify()
         self._scheduler.changed()
         return stored
+
+    @tracked
+    async def transaction_outcome(self, transaction_id: str) -> TransactionOutcome | None:
+        """Fire with how the transaction C{transaction_id} ended here, if it ended recently enough to be remembered."""
+        found: TransactionOutcome | None = await self._store.get_transaction_outcome(transaction_id)
+        return found
+
+    @tracked
+    async def forget_transaction_outcomes(self, now: float) -> None:
+        """Forget the outcomes of transactions kept until C{now} or before."""
+        await self._store.forget_transaction_outcomes(now)
 
     @tracked
     async def committed_slots(self, window: Slot) -> list[Slot]:

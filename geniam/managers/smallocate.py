@@ -28,7 +28,7 @@ from geniam.managers.fanout import PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.managers.rollup import rollup
 from geniam.managers.smpeers import CALL_ID_OPTION
-from geniam.managers.twophase import PATH_FIELD, TWO_PHASE, TwoPhase, allocation_path, uncertain, undone
+from geniam.managers.twophase import PATH_FIELD, TWO_PHASE, UNCERTAIN_FIELD, TwoPhase, allocation_path, uncertain, undone
 from geniam.managers.undo import Undoer, UndoEntry, part_marks
 from geniam.trust.forwarding import Forwarding
 from geniam.urn import parse_urn
@@ -80,15 +80,18 @@ class SliceAllocateMethods:
         path = await allocation_path(
             pairs, best_effort, lambda calls: Deferred.fromCoroutine(self._fan(call, calls)), slice_urn, credentials, options
         )
-        # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo.
+        # A two-phase allocation whose Begins failed left only transactions, aborted already: nothing to undo;
+        # one whose Commits only lack answers that could not be learned is left as it is.
         undoable = True
+        unresolved: list[str] = []
         try:
             if path == TWO_PHASE:
                 phases = await TwoPhase(
                     self._clock, lambda calls: Deferred.fromCoroutine(self._fan_manifests(call, calls)),
                     lambda outcomes: rollup(outcomes, False, False), self.settings.commit_retry,
                 ).run(slice_urn, credentials, pairs, options, call.deadline)
-                outcomes, code, output, undoable = phases.outcomes, phases.code, phases.output, phases.committed
+                outcomes, code, output, undoable = phases.outcomes, phases.code, phases.output, phases.failed
+                unresolved = phases.uncertain
             else:
                 calls = [PeerCall(record, "Allocate", (slice_urn, credentials, part, options)) for record, part in pairs]
                 outcomes = await self._fan_manifests(call, calls)
@@ -101,7 +104,14 @@ class SliceAllocateMethods:
             if entries:
                 undo, output = await self._undo(call, entries, output)
                 outcomes = [_rolled_back(o) if any(e.peer_url == o.record.url and e.slivers for e in entries) else o for o in outcomes]
+        if unresolved and undo is None:
+            output = (
+                f"{output}; the outcome of the Commit at {', '.join(unresolved)} could not be learned:"
+                " nothing was rolled back (Describe the slice there)"
+            )
         struct = await self._manifest_struct("Allocate", outcomes, slice_urn, code, output)
+        if unresolved and undo is None:
+            struct[UNCERTAIN_FIELD] = unresolved
         struct[PATH_FIELD] = path
         struct["output"] = f"{output} [{path}]" if output else f"allocated by the {path} path"
         if undo is not None:

@@ -10,8 +10,14 @@ Begin and Update is the slice's whole desired state on this island (its
 C{island:slot}, controller and VLAN map; a request naming no slot desires
 nothing here, so the commit deletes every sliver of the slice). Begin and
 Update answer like Allocate (the request annotated as a manifest, the
-slivers the commit would produce) plus C{commit_by} (RFC 3339); Commit
-answers like Allocate; Abort answers C{true}.
+slivers the commit would produce) plus C{commit_by} (RFC 3339) and the
+transaction's identifier C{geniam_transaction}; Commit answers like
+Allocate (with C{geniam_transaction}); Abort answers C{true}.
+
+Commit takes the option C{geniam_transaction}: only that transaction is
+committed, and a Commit retried after it was committed answers the same
+again, one retried after it was aborted answers ERROR saying when and
+why (see L{geniam.managers.transactions}).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from geniam.booking.values import Booking
 from geniam.errors import GeniCode, GeniError, success_struct
 from geniam.gatewayconfig import validate_vlan_map
 from geniam.managers.arguments import options_struct, parse_users, validate_controller
-from geniam.managers.transactions import Proposal, TransactionManager
+from geniam.managers.transactions import TRANSACTION_OPTION, Proposal, TransactionManager
 from geniam.protocols.signatures import TRANSACTION_SIGNATURES
 from geniam.rspec.manifest import build_manifest
 from geniam.rspec.request import parse_request
@@ -39,6 +45,26 @@ TRANSACTIONS_EXTENSION = "geniam_transactions"
 
 TRANSACTION_METHODS: tuple[str, ...] = tuple(TRANSACTION_SIGNATURES)
 """The four method names, as advertised."""
+
+
+MAX_TRANSACTION_ID = 128
+
+
+def transaction_option(options: dict[str, Any]) -> str | None:
+    """
+    The C{geniam_transaction} option, or None.
+
+    @raise GeniError: BADARGS unless it is a non-empty string of printable
+        characters, at most L{MAX_TRANSACTION_ID} long.
+    """
+    value = options.get(TRANSACTION_OPTION)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_TRANSACTION_ID or not value.isprintable():
+        raise GeniError(
+            GeniCode.BADARGS, f"option {TRANSACTION_OPTION} must be a transaction identifier as BeginTransaction answered it"
+        )
+    return value
 
 
 class TransactionMethods:
@@ -89,6 +115,7 @@ class TransactionMethods:
                 "geni_rspec": manifest,
                 "geni_slivers": [sliver_info(b) for b in proposal.slivers],
                 "commit_by": format_time(proposal.transaction.commit_by),
+                TRANSACTION_OPTION: proposal.transaction.transaction_id,
             }
         )
 
@@ -127,12 +154,18 @@ class TransactionMethods:
         options = options_struct(options)
         slice_urn = str(parse_urn(slice_urn, "slice"))
         await context.authorize("CommitTransaction", slice_urn, options)
-        transaction, slivers = await self._transaction_manager().commit(slice_urn)
+        transaction, slivers = await self._transaction_manager().commit(slice_urn, transaction_option(options))
         bookings: list[Booking] = list(slivers)
         manifest = build_manifest(
             await self._island(), [manifest_booking(b) for b in bookings], self._clock.seconds(), request=transaction.request or None
         )
-        return success_struct({"geni_rspec": manifest, "geni_slivers": [sliver_info(b) for b in bookings]})
+        return success_struct(
+            {
+                "geni_rspec": manifest,
+                "geni_slivers": [sliver_info(b) for b in bookings],
+                TRANSACTION_OPTION: transaction.transaction_id,
+            }
+        )
 
     async def AbortTransaction(self, context: CallContext, slice_urn: Any, options: dict[str, Any]) -> dict[str, Any]:
         """Give the holds back, restoring the slice as before Begin; answer true. ERROR outside a transaction."""

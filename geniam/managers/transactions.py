@@ -10,6 +10,14 @@ gives the holds back, each in one store transaction. A transaction not
 committed or aborted by its C{commit_by} is aborted on the clock, at that
 second, and by the first check after a restart.
 
+Each transaction has an identifier (answered by Begin as
+C{geniam_transaction}), and how each ended is recorded with its close and
+kept for a while (L{geniam.booking.transactions.TransactionOutcome}): a
+Commit that names the identifier of a transaction committed already
+answers like that commit again, and one naming an aborted transaction says
+when and why it was aborted, so that a client whose Commit got no answer
+can learn the outcome by trying again.
+
 Codes: Begin in a transaction is INPROGRESS; Update, Commit and Abort
 outside one are ERROR; a desired state that conflicts with another slice
 is UNAVAILABLE at Begin or Update; one that would remove or change a
@@ -19,6 +27,7 @@ was.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -33,11 +42,14 @@ from geniam.booking.lifecycle import new_hold, taken_up
 from geniam.booking.transactions import (
     TRANSACTION_HOLD,
     DesiredSlot,
+    Outcome,
     SliceState,
     Transaction,
+    TransactionOutcome,
     abort_changes,
     commit_changes,
     is_transaction_hold,
+    outcome_of,
     plan,
 )
 from geniam.booking.values import Booking, urn_key
@@ -62,6 +74,35 @@ CLOSE_ATTEMPTS = 5
 DEFAULT_WATCH_INTERVAL = 30.0
 """How often a commit or abort is tried again when a hold changed meanwhile (it lapsed at that instant)."""
 
+DEFAULT_OUTCOME_RETENTION = 3600.0
+"""How long past its C{commit_by} (or its end, if later) how a transaction ended is remembered (1 hour)."""
+
+TRANSACTION_OPTION = "geniam_transaction"
+"""The Begin answer's member, and the Commit option, carrying a transaction's identifier."""
+
+COMMIT_BY_PASSED = "its commit_by passed"
+ABORTED_BY_CALL = "AbortTransaction"
+
+
+def aborted_error(outcome: TransactionOutcome) -> GeniError:
+    """
+    ERROR saying the transaction of C{outcome} was aborted, when and why;
+    its C{value} says so too: C{{geniam_transaction, geniam_transaction_outcome:
+    "aborted", aborted_at, reason}}.
+    """
+    named = f" {outcome.transaction_id}" if outcome.transaction_id else ""
+    return GeniError(
+        GeniCode.ERROR,
+        f"the transaction{named} of slice {outcome.slice_urn} was aborted at"
+        f" {format_time(outcome.closed)} ({outcome.reason}): it cannot be committed",
+        {
+            TRANSACTION_OPTION: outcome.transaction_id,
+            "geniam_transaction_outcome": Outcome.ABORTED.value,
+            "aborted_at": format_time(outcome.closed),
+            "reason": outcome.reason,
+        },
+    )
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -75,6 +116,13 @@ class Proposal:
     slivers: tuple[Booking, ...]
 
 
+def _live_after(slivers: Sequence[Booking], changes: Sequence[Booking]) -> list[str]:
+    """The URNs of the slice's live slivers once C{changes} are written over C{slivers}."""
+    changed = {b.sliver_key: b for b in changes}
+    after = [changed.pop(b.sliver_key, b) for b in slivers] + list(changed.values())
+    return [b.sliver_urn for b in after if b.live]
+
+
 class TransactionManager:
     """
     PG-A transactions on one island.
@@ -82,6 +130,10 @@ class TransactionManager:
     @param island: the island's resource manager, which makes every write.
     @param clock: the clock for C{commit_by} and its timers.
     @param ttl: how long a transaction stays open after each Begin or Update.
+    @param watch_interval: how often the store is searched for transactions
+        opened elsewhere (and old outcomes are forgotten).
+    @param outcome_retention: how long past its C{commit_by} a finished
+        transaction's outcome is kept.
     """
 
     log = Logger()
@@ -92,6 +144,7 @@ class TransactionManager:
         clock: IReactorTime,
         ttl: float = DEFAULT_TRANSACTION_TTL,
         watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        outcome_retention: float = DEFAULT_OUTCOME_RETENTION,
     ) -> None:
         if not ttl > 0:
             raise GeniError(GeniCode.BADARGS, "the transaction lifetime must be positive")
@@ -102,6 +155,7 @@ class TransactionManager:
         self._watch_interval = float(watch_interval)
         self.island = island
         self.ttl = float(ttl)
+        self.outcome_retention = float(outcome_retention)
         self._clock = clock
         self._locks: dict[str, DeferredLock] = {}
         self._timers: dict[str, IDelayedCall] = {}
@@ -135,6 +189,7 @@ class TransactionManager:
         return self.watch().addErrback(failed)
 
     async def _catch_up(self) -> None:
+        await self.island.forget_transaction_outcomes(self._clock.seconds())
         for transaction in await self.island.transactions():
             if transaction.commit_by <= self._clock.seconds():
                 await self._serialised(transaction.slice_urn, self._expire_if_due(transaction.slice_urn))
@@ -180,7 +235,7 @@ class TransactionManager:
             self._arm(transaction)
             return
         try:
-            await self._abort_locked(transaction)
+            await self._abort_locked(transaction, COMMIT_BY_PASSED)
         except TranslatedError as e:
             if not isinstance(e.cause, StoreError):
                 raise
@@ -259,7 +314,9 @@ class TransactionManager:
     ) -> Proposal:
         await self._drop_if_expired(slice_urn)
         now = self._clock.seconds()
-        empty = Transaction(slice_urn, owner_urn, owner_email, (), (), now, now, request, credential_expires)
+        empty = Transaction(
+            slice_urn, owner_urn, owner_email, (), (), now, now, request, credential_expires, transaction_id=secrets.token_hex(16)
+        )
         return await self._propose(empty, desired, [], now)
 
     async def update(
@@ -340,7 +397,7 @@ class TransactionManager:
         if transaction is None:
             return
         if transaction.commit_by <= self._clock.seconds():
-            await self._abort_locked(transaction)
+            await self._abort_locked(transaction, COMMIT_BY_PASSED)
             return
         raise GeniError(
             GeniCode.INPROGRESS,
@@ -351,36 +408,46 @@ class TransactionManager:
         """The slice's open transaction; one past its C{commit_by} is aborted first. ERROR if none."""
         transaction = await self.island.transaction(slice_urn)
         if transaction is not None and transaction.commit_by <= self._clock.seconds():
-            await self._abort_locked(transaction)
-            raise GeniError(
-                GeniCode.ERROR, f"the transaction of slice {slice_urn} was aborted at its commit_by {format_time(transaction.commit_by)}"
-            )
+            raise aborted_error(await self._abort_locked(transaction, COMMIT_BY_PASSED))
         if transaction is None:
             raise GeniError(GeniCode.ERROR, f"slice {slice_urn} is not in a transaction here: {method} needs one")
         return transaction
 
     # Commit and Abort.
 
-    async def commit(self, slice_urn: str) -> tuple[Transaction, list[Booking]]:
+    async def commit(
+        self, slice_urn: str, transaction_id: str | None = None
+    ) -> tuple[Transaction | TransactionOutcome, list[Booking]]:
         """
         Apply the desired state at once; fire with the transaction and the
         slice's live slivers afterwards.
 
-        @raise GeniError: ERROR outside a transaction; REFUSED if a sliver to
-            change or remove started running meanwhile (the transaction stays open).
+        With C{transaction_id}, only that transaction is committed; if it
+        was committed already (and is still remembered), fire with its
+        recorded outcome and the slivers that commit left, as the first
+        commit did.
+
+        @raise GeniError: ERROR outside a transaction, or if the
+            transaction C{transaction_id} was aborted (L{aborted_error});
+            REFUSED if a sliver to change or remove started running
+            meanwhile (the transaction stays open).
         """
         parse_urn(slice_urn, "slice")
-        return await self._serialised(slice_urn, self._commit(slice_urn))
+        return await self._serialised(slice_urn, self._commit(slice_urn, transaction_id))
 
-    async def _commit(self, slice_urn: str) -> tuple[Transaction, list[Booking]]:
+    async def _commit(self, slice_urn: str, transaction_id: str | None) -> tuple[Transaction | TransactionOutcome, list[Booking]]:
         for _ in range(CLOSE_ATTEMPTS):
+            if transaction_id is not None:
+                current = await self.island.transaction(slice_urn)
+                if current is None or current.transaction_id != transaction_id:
+                    return await self._recall(slice_urn, transaction_id)
             transaction = await self._open(slice_urn, "CommitTransaction")
             now = self._clock.seconds()
-            changes = commit_changes(
-                transaction, await self._slivers(slice_urn), await self._holds(transaction), now, self.island.allocation_ttl
-            )
+            slivers = await self._slivers(slice_urn)
+            changes = commit_changes(transaction, slivers, await self._holds(transaction), now, self.island.allocation_ttl)
+            outcome = self._outcome(transaction, Outcome.COMMITTED, "CommitTransaction", _live_after(slivers, changes))
             try:
-                await self.island.close_transaction(transaction, changes)
+                await self.island.close_transaction(transaction, changes, outcome)
             except TranslatedError as e:
                 if isinstance(e.cause, (StaleBooking, StaleTransaction)):
                     continue
@@ -389,6 +456,28 @@ class TransactionManager:
             self.log.info("transaction of {slice} committed", slice=slice_urn)
             return transaction, await self._slivers(slice_urn)
         raise GeniError(GeniCode.BUSY, f"the slivers of slice {slice_urn} kept changing; try again")
+
+    async def _recall(self, slice_urn: str, transaction_id: str) -> tuple[TransactionOutcome, list[Booking]]:
+        """The outcome of a transaction of the slice that is no longer open: committed (with its slivers), or raise."""
+        outcome = await self.island.transaction_outcome(transaction_id)
+        if outcome is None or urn_key(outcome.slice_urn) != urn_key(slice_urn):
+            raise GeniError(
+                GeniCode.ERROR,
+                f"slice {slice_urn} has no transaction {transaction_id} in progress here, and none of that"
+                " identifier ended here recently: CommitTransaction needs one",
+            )
+        if outcome.outcome is Outcome.ABORTED:
+            raise aborted_error(outcome)
+        named = {urn_key(urn) for urn in outcome.slivers}
+        slivers = [b for b in await self.island.slice_bookings(slice_urn, False) if b.sliver_key in named]
+        self.log.info("transaction {id} of {slice} committed already: answered again", id=transaction_id, slice=slice_urn)
+        return outcome, slivers
+
+    def _outcome(self, transaction: Transaction, outcome: Outcome, reason: str, slivers: Sequence[str] = ()) -> TransactionOutcome | None:
+        """The record of C{transaction} ending now, or None for one without an identifier."""
+        if not transaction.transaction_id:
+            return None
+        return outcome_of(transaction, outcome, self._clock.seconds(), reason, self.outcome_retention, slivers)
 
     async def abort(self, slice_urn: str) -> bool:
         """
@@ -404,18 +493,22 @@ class TransactionManager:
         transaction = await self.island.transaction(slice_urn)
         if transaction is None:
             raise GeniError(GeniCode.ERROR, f"slice {slice_urn} is not in a transaction here: AbortTransaction needs one")
-        await self._abort_locked(transaction)
+        await self._abort_locked(transaction, ABORTED_BY_CALL)
         self.log.info("transaction of {slice} aborted", slice=slice_urn)
         return True
 
-    async def _abort_locked(self, transaction: Transaction) -> None:
+    async def _abort_locked(self, transaction: Transaction, reason: str) -> TransactionOutcome:
+        """Give the holds back and record the abort, for C{reason}; fire with the record."""
         for _ in range(CLOSE_ATTEMPTS):
+            outcome = self._outcome(transaction, Outcome.ABORTED, reason)
             try:
-                await self.island.close_transaction(transaction, abort_changes(await self._holds(transaction), self._clock.seconds()))
+                await self.island.close_transaction(
+                    transaction, abort_changes(await self._holds(transaction), self._clock.seconds()), outcome
+                )
             except TranslatedError as e:
                 if isinstance(e.cause, StaleBooking):
                     continue
                 raise
             self._disarm(transaction.slice_key)
-            return
+            return outcome or outcome_of(transaction, Outcome.ABORTED, self._clock.seconds(), reason, 0.0)
         raise GeniError(GeniCode.BUSY, f"the holds of slice {transaction.slice_urn} kept changing; try again")

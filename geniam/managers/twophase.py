@@ -16,8 +16,24 @@ If a Begin fails or times out, every other aggregate is sent
 AbortTransaction and the call answers with the failing aggregate's error.
 A Commit that fails (the aggregate went away) is retried every
 C{retry} seconds while the earliest C{commit_by} and the call's deadline
-allow; if it still fails, the slice manager rolls the committed parts back
-with its undo journal, as for a plain failed Allocate.
+allow, then once more at once (after C{commit_by}, an aggregate that
+aborted says so); if it still fails, the slice manager rolls the
+committed parts back with its undo journal, as for a plain failed
+Allocate.
+
+A Commit whose answer was lost (it timed out) may have been carried out,
+so every Commit names the transaction Begin answered
+(C{geniam_transaction}): a retry then answers the commit again if it was
+carried out, or says the transaction was aborted. An aggregate that
+answered no identifier (another implementation), or no longer remembers
+it, answers a retry with ERROR (no transaction open): the transaction is
+closed either way, so the slice manager reads the slice there with
+Describe and compares it with the part it asked for (the slice held
+nothing there before): the part's slivers there mean committed, none
+means aborted. Only when that cannot be read either is the outcome
+uncertain: the answer names the aggregate in C{geniam_uncertain} and
+nothing is rolled back on its account (rolling back could destroy a
+commit that succeeded everywhere).
 
 Anything else (an aggregate without the extension, C{geni_best_effort},
 a slice already holding slivers there) takes the allocate-then-undo path.
@@ -27,21 +43,26 @@ The answer names the path in C{geniam_allocation_path}.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
 from geniam.managers.fanout import ERROR, PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.managers.transactionapi import TRANSACTIONS_EXTENSION
-from geniam.managers.smtransactions import earliest_commit_by
+from geniam.managers.transactions import TRANSACTION_OPTION
+from geniam.managers.smtransactions import earliest_commit_by, without_transaction
+from geniam.managers.undo import GENI_V3, part_marks, slivers_of_part
 
 PATH_FIELD = "geniam_allocation_path"
 """The Allocate answer's member naming the path taken."""
+
+UNCERTAIN_FIELD = "geniam_uncertain"
+"""The Allocate answer's member naming the aggregates whose Commit outcome could not be learned."""
 
 TWO_PHASE = "two-phase"
 ALLOCATE_THEN_UNDO = "allocate-then-undo"
@@ -105,12 +126,20 @@ class TwoPhaseResult:
     @ivar code: the C{geni_code} to answer (that of the failing aggregate).
     @ivar output: the text to answer.
     @ivar committed: whether the Commit phase was reached.
+    @ivar uncertain: the names of the aggregates whose Commit outcome is
+        still unknown (no answer, and it could not be read back).
     """
 
     outcomes: list[PeerOutcome]
     code: int
     output: str
     committed: bool
+    uncertain: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a Commit failed for certain (so the committed parts are to be rolled back)."""
+        return self.committed and any(not o.ok and not uncertain(o) for o in self.outcomes)
 
 
 class TwoPhase:
@@ -149,35 +178,125 @@ class TwoPhase:
             return TwoPhaseResult(aborted, code, f"{output}; the others were aborted (nothing was booked)", False)
         commit_by = earliest_commit_by(begun)
         until = deadline if commit_by is None else min(commit_by, deadline)
-        outcomes = await self._commit(slice_urn, credentials, options, begun, until)
+        outcomes = await self._commit(slice_urn, credentials, options, begun, {id(r): part for r, part in parts}, until)
         code, output = self._rollup(outcomes)
         failed = [o for o in outcomes if not o.ok and not uncertain(o)]
         if failed:
             await self._abort(slice_urn, credentials, options, failed)
-        return TwoPhaseResult(outcomes, code, output, True)
+        return TwoPhaseResult(outcomes, code, output, True, [o.name for o in outcomes if uncertain(o)])
 
     async def _commit(
-        self, slice_urn: str, credentials: list[Any], options: dict[str, Any], begun: list[PeerOutcome], until: float
+        self,
+        slice_urn: str,
+        credentials: list[Any],
+        options: dict[str, Any],
+        begun: list[PeerOutcome],
+        parts: dict[int, str],
+        until: float,
     ) -> list[PeerOutcome]:
-        """Commit everywhere; retry the failures every C{retry} seconds until C{until}."""
+        """
+        Commit everywhere, naming each aggregate's transaction; retry the
+        failures every C{retry} seconds until C{until}, then once more at
+        once; read back where a retry cannot tell.
+        """
         latest = {id(o.record): o for o in begun}
+        identifiers = {id(o.record): transaction_id(o) for o in begun}
         waiting = [o.record for o in begun]
+        last_chance = False
         while True:
-            answered = await self._fan([PeerCall(r, "CommitTransaction", (slice_urn, credentials, options)) for r in waiting])
+            answered = await self._fan(
+                [PeerCall(r, "CommitTransaction", (slice_urn, credentials, commit_options(options, identifiers[id(r)]))) for r in waiting]
+            )
+            unclear = []
             for outcome in answered:
-                before = latest[id(outcome.record)]
-                # A Commit that timed out may have been carried out: a retry refused then keeps it uncertain.
-                if outcome.ok or not uncertain(before):
+                if not uncertain(latest[id(outcome.record)]) or outcome.ok or aborted(outcome):
                     latest[id(outcome.record)] = outcome
-            waiting = [o.record for o in answered if not o.ok and _retriable(o)]
-            if not waiting or self._clock.seconds() + self._retry >= until:
+                elif without_transaction(outcome):
+                    # No transaction open after a Commit that timed out: committed or aborted, read the slice back.
+                    unclear.append(outcome)
+                elif outcome.struct is not None:
+                    # Another refusal: the transaction is still open, so the Commit that timed out was not carried out.
+                    latest[id(outcome.record)] = outcome
+                # No answer again: still uncertain.
+            for outcome in await self._read_back(slice_urn, credentials, options, unclear, parts):
+                latest[id(outcome.record)] = outcome
+            waiting = [r for r in waiting if _retriable(latest[id(r)])]
+            if not waiting or last_chance:
                 return [latest[id(o.record)] for o in begun]
-            await deferLater(self._clock, self._retry, lambda: None)
+            if self._clock.seconds() + self._retry >= until:
+                last_chance = True
+            else:
+                await deferLater(self._clock, self._retry, lambda: None)
+
+    async def _read_back(
+        self, slice_urn: str, credentials: list[Any], options: dict[str, Any], refused: list[PeerOutcome], parts: dict[int, str]
+    ) -> list[PeerOutcome]:
+        """
+        For each Commit retry C{refused} with ERROR (no transaction open)
+        after a Commit that timed out: Describe the slice there and compare
+        with the part asked for. Committed: the Describe outcome, as the
+        commit's; not committed: the refusal, saying so; unreadable: still
+        uncertain.
+        """
+        if not refused:
+            return []
+        described = await self._fan(
+            [PeerCall(o.record, "Describe", ([slice_urn], credentials, dict(options, geni_rspec_version=GENI_V3))) for o in refused]
+        )
+        learned = []
+        for refusal, description in zip(refused, described):
+            part = parts[id(refusal.record)]
+            if description.ok:
+                found = part_found(description.value, part)
+            elif description.struct is not None and description.code == int(GeniCode.SEARCHFAILED):
+                found = False
+            else:
+                found = None
+            if found:
+                learned.append(description)
+            elif found is False:
+                learned.append(replace(refusal, reason="the transaction was closed and nothing of the part is there: it was not committed"))
+            else:
+                learned.append(
+                    PeerOutcome(refusal.record, ERROR, refusal.elapsed, None, int(GeniCode.TIMEDOUT),
+                                f"the Commit got no answer and the slice could not be read back: {description.describe()}")
+                )
+        return learned
 
     async def _abort(self, slice_urn: str, credentials: list[Any], options: dict[str, Any], outcomes: list[PeerOutcome]) -> None:
         """AbortTransaction where a transaction may be open (an aggregate also aborts by itself at C{commit_by})."""
         if outcomes:
             await self._fan([PeerCall(o.record, "AbortTransaction", (slice_urn, credentials, options)) for o in outcomes])
+
+
+def transaction_id(begun: PeerOutcome) -> str | None:
+    """The transaction identifier a Begin answered (C{geniam_transaction}), or None."""
+    value = begun.value if begun.ok else None
+    found = value.get(TRANSACTION_OPTION) if isinstance(value, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def commit_options(options: dict[str, Any], identifier: str | None) -> dict[str, Any]:
+    """The options of a Commit: C{options}, naming the transaction when its aggregate answered an identifier."""
+    return dict(options, **{TRANSACTION_OPTION: identifier}) if identifier is not None else options
+
+
+def aborted(outcome: PeerOutcome) -> bool:
+    """Whether an aggregate answered that the transaction named was aborted."""
+    value = outcome.value if outcome.struct is not None else None
+    return isinstance(value, dict) and value.get("geniam_transaction_outcome") == "aborted"
+
+
+def part_found(value: Any, part: str) -> bool | None:
+    """
+    Whether a Describe C{value} holds slivers of C{part} (its client IDs
+    or island slots); None if the part cannot be read.
+    """
+    try:
+        client_ids, slots = part_marks(part)
+    except GeniError:
+        return None
+    return bool(slivers_of_part(value, client_ids, slots, allocated_only=False))
 
 
 def uncertain(outcome: PeerOutcome) -> bool:

@@ -129,28 +129,39 @@ def late_slivers(value: Any, entry: UndoEntry) -> list[str]:
     The slivers of a Describe C{value} that the Allocate of C{entry} made:
     still only allocated, and named by a C{client_id} or a slot of its part.
     """
+    return slivers_of_part(value, entry.client_ids, entry.slots)
+
+
+def slivers_of_part(
+    value: Any, client_ids: Sequence[str], part_slots: Sequence[Sequence[float]], allocated_only: bool = True
+) -> list[str]:
+    """
+    The slivers of a Describe C{value} named by one of C{client_ids} or
+    whose island slot is one of C{part_slots} (see L{part_marks}); with
+    C{allocated_only}, only those still allocated.
+    """
     if not isinstance(value, dict):
         return []
-    allocated = {
+    listed = {
         s["geni_sliver_urn"]
         for s in value.get("geni_slivers") or []
         if isinstance(s, dict) and isinstance(s.get("geni_sliver_urn"), str)
-        and s.get("geni_allocation_status") == "geni_allocated"
+        and (not allocated_only or s.get("geni_allocation_status") == "geni_allocated")
     }
-    if not allocated:
+    if not listed:
         return []
     try:
         root = parse_rspec(value.get("geni_rspec") or "", "manifest")
     except GeniError:
         return []
-    client_ids = set(entry.client_ids)
-    slots = {(float(s), float(e)) for s, e in entry.slots}
+    wanted_ids = set(client_ids)
+    slots = {(float(s), float(e)) for s, e in part_slots}
     ours: list[str] = []
     for element in root:
         sliver = element.get("sliver_id")
-        if sliver not in allocated or sliver in ours or not isinstance(element.tag, str):
+        if sliver not in listed or sliver in ours or not isinstance(element.tag, str):
             continue
-        if element.tag in (NODE, LINK) and element.get("client_id") in client_ids:
+        if element.tag in (NODE, LINK) and element.get("client_id") in wanted_ids:
             ours.append(sliver)  # type: ignore[arg-type]
         elif element.tag == island.SLOT:
             try:

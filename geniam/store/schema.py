@@ -18,6 +18,10 @@ sliver it updates) in PostgreSQL's exclusion constraints, as
 L{geniam.booking.values.may_share_slot} says, and adds a unique partial
 index that allows one live ticket's hold per slice and island
 (L{ONE_TICKET_INDEX}), in both databases.
+Version 6 gives each transaction an identifier (C{transaction_id}, empty
+for one opened before) and adds C{transaction_outcomes}: how each recently
+finished transaction ended, so that a Commit retried with its identifier
+is answered again (L{geniam.store.transactions}).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from geniam.store.errors import SchemaTooNew
 from geniam.store.operatorrows import operator_tables
 from geniam.store.rows import Statement, Steps
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this code reads and writes."""
 
 _BOOKINGS_TABLE = """
@@ -111,6 +115,33 @@ _TRANSACTIONS_TABLE = """
     )
     """
 
+_OUTCOMES_TABLE = """
+    CREATE TABLE transaction_outcomes (
+        island TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        slice_key TEXT NOT NULL,
+        slice_urn TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('committed', 'aborted')),
+        closed {real} NOT NULL,
+        commit_by {real} NOT NULL,
+        reason TEXT NOT NULL,
+        request TEXT NOT NULL,
+        slivers TEXT NOT NULL,
+        keep_until {real} NOT NULL,
+        PRIMARY KEY (island, transaction_id)
+    )
+    """
+
+
+def _identified_transactions(real: str) -> tuple[str, ...]:
+    """Version 6: the transactions' identifiers and the finished transactions' outcomes."""
+    return (
+        "ALTER TABLE transactions ADD COLUMN transaction_id TEXT NOT NULL DEFAULT ''",
+        _OUTCOMES_TABLE.format(real=real),
+        "CREATE INDEX transaction_outcomes_kept ON transaction_outcomes (island, keep_until)",
+    )
+
+
 SQLITE_SCHEMA: tuple[str, ...] = (
     _BOOKINGS_TABLE.format(real="REAL", constraints="", states=_STATES),
     *_INDEXES,
@@ -118,6 +149,7 @@ SQLITE_SCHEMA: tuple[str, ...] = (
     _SLICES_TABLE.format(real="REAL"),
     _TRANSACTIONS_TABLE.format(real="REAL"),
     *operator_tables("REAL"),
+    *_identified_transactions("REAL"),
 )
 """The statements that create the current schema in an empty SQLite database."""
 
@@ -141,6 +173,7 @@ SQLITE_MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (_TRANSACTIONS_TABLE.format(real="REAL"),),
     4: operator_tables("REAL"),
     5: (_ONE_TICKET,),
+    6: _identified_transactions("REAL"),
 }
 """For each version C{n} > 1, the statements that upgrade an SQLite database from version C{n - 1} to C{n}."""
 
@@ -180,6 +213,7 @@ POSTGRES_SCHEMA: tuple[str, ...] = (
     _SLICES_TABLE.format(real="DOUBLE PRECISION"),
     _TRANSACTIONS_TABLE.format(real="DOUBLE PRECISION"),
     *operator_tables("DOUBLE PRECISION"),
+    *_identified_transactions("DOUBLE PRECISION"),
 )
 """
 The statements that create the current schema in an empty PostgreSQL
@@ -205,6 +239,7 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
         *(f"ALTER TABLE bookings ADD {c.strip()}" for c in _APART_CONSTRAINTS.split(",\n")),
         _ONE_TICKET,
     ),
+    6: _identified_transactions("DOUBLE PRECISION"),
 }
 """For each version C{n} > 1, the statements that upgrade a PostgreSQL database from version C{n - 1} to C{n}."""
 

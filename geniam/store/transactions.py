@@ -6,7 +6,10 @@ transaction and its bookings in one database transaction.
 The C{transactions} table (schema version 3) holds one row per open
 transaction of a slice on an island: the fields of
 L{geniam.booking.transactions.Transaction}, the desired state and the
-holds as JSON text. Each write here is one L{Steps} operation that the
+holds as JSON text. C{transaction_outcomes} (version 6) keeps how each
+recently finished transaction ended
+(L{geniam.booking.transactions.TransactionOutcome}), written by the close
+itself, until its C{keep_until}. Each write here is one L{Steps} operation that the
 store runs as one C{WRITE}: the row and the bookings change together or
 not at all, so a kill at any point leaves a transaction either still open
 (with its holds and C{commit_by}) or fully committed or fully aborted.
@@ -21,7 +24,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from geniam.booking.transactions import DesiredSlot, Transaction
+from geniam.booking.transactions import DesiredSlot, Outcome, Transaction, TransactionOutcome
 from geniam.booking.values import Booking, Slot, UserKeys, urn_key
 from geniam.store.errors import StoreFailure
 from geniam.store.rows import READ, WRITE, BookingQueries, Steps
@@ -62,10 +65,24 @@ COLUMNS: tuple[str, ...] = (
     "request",
     "credential_expires",
     "version",
+    "transaction_id",
 )
 """The columns a transaction is read back from."""
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM transactions"
+
+OUTCOME_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "slice_urn",
+    "outcome",
+    "closed",
+    "commit_by",
+    "reason",
+    "request",
+    "slivers",
+    "keep_until",
+)
+"""The columns a transaction's outcome is read back from."""
 
 
 def _desired_json(desired: Sequence[DesiredSlot]) -> str:
@@ -110,6 +127,7 @@ def transaction_to_row(transaction: Transaction, version: int) -> tuple[Any, ...
         transaction.request,
         transaction.credential_expires,
         version,
+        transaction.transaction_id,
     )
 
 
@@ -127,6 +145,38 @@ def row_to_transaction(row: Sequence[Any]) -> Transaction:
         request=values["request"],
         credential_expires=None if values["credential_expires"] is None else float(values["credential_expires"]),
         version=int(values["version"]),
+        transaction_id=str(values["transaction_id"]),
+    )
+
+
+def outcome_to_row(outcome: TransactionOutcome) -> tuple[Any, ...]:
+    """The values of L{OUTCOME_COLUMNS} for C{outcome}."""
+    return (
+        outcome.transaction_id,
+        outcome.slice_urn,
+        outcome.outcome.value,
+        outcome.closed,
+        outcome.commit_by,
+        outcome.reason,
+        outcome.request,
+        json.dumps(list(outcome.slivers)),
+        outcome.keep_until,
+    )
+
+
+def row_to_outcome(row: Sequence[Any]) -> TransactionOutcome:
+    """Build a L{TransactionOutcome} from the values of L{OUTCOME_COLUMNS}."""
+    values = dict(zip(OUTCOME_COLUMNS, row))
+    return TransactionOutcome(
+        transaction_id=str(values["transaction_id"]),
+        slice_urn=str(values["slice_urn"]),
+        outcome=Outcome(values["outcome"]),
+        closed=float(values["closed"]),
+        commit_by=float(values["commit_by"]),
+        reason=str(values["reason"]),
+        request=str(values["request"]),
+        slivers=tuple(str(s) for s in json.loads(values["slivers"])),
+        keep_until=float(values["keep_until"]),
     )
 
 
@@ -189,10 +239,12 @@ class TransactionQueries:
             stored.append((yield from self._bookings.insert(booking)))
         return replace(transaction, version=new_version), stored
 
-    def close(self, transaction: Transaction, bookings: Sequence[Booking]) -> Steps[list[Booking]]:
+    def close(
+        self, transaction: Transaction, bookings: Sequence[Booking], outcome: TransactionOutcome | None = None
+    ) -> Steps[list[Booking]]:
         """
-        Close the transaction (commit or abort): remove its row and store
-        C{bookings}, all or none.
+        Close the transaction (commit or abort): remove its row, store
+        C{bookings} and record C{outcome} (if given), all or none.
 
         @raise NoTransaction: if it is gone.
         @raise StaleTransaction: if it changed since it was read.
@@ -203,9 +255,28 @@ class TransactionQueries:
         if found != transaction.version:
             raise StaleTransaction(transaction.slice_urn)
         yield ("DELETE FROM transactions WHERE island = ? AND slice_key = ?", (self.island, transaction.slice_key))
+        if outcome is not None:
+            yield (
+                f"INSERT INTO transaction_outcomes (island, slice_key, {', '.join(OUTCOME_COLUMNS)})"
+                f" VALUES (?, ?, {', '.join('?' for _ in OUTCOME_COLUMNS)})",
+                (self.island, urn_key(outcome.slice_urn), *outcome_to_row(outcome)),
+            )
         if not bookings:
             return []
         return list((yield from self._bookings.update(bookings)))
+
+
+    def outcome(self, transaction_id: str) -> Steps[TransactionOutcome | None]:
+        """The recorded outcome of the transaction C{transaction_id}, or None."""
+        found = yield (
+            f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM transaction_outcomes WHERE island = ? AND transaction_id = ?",
+            (self.island, transaction_id),
+        )
+        return row_to_outcome(found.rows[0]) if found.rows else None
+
+    def forget(self, now: float) -> Steps[None]:
+        """Forget the outcomes kept until C{now} or before."""
+        yield ("DELETE FROM transaction_outcomes WHERE island = ? AND keep_until <= ?", (self.island, now))
 
 
 class TransactionStore:
@@ -237,7 +308,17 @@ class TransactionStore:
         inserts, updates = list(insert), list(update)
         return self._operation(lambda: self._transactions.save(transaction, inserts, updates), WRITE, transaction.slice_urn)  # type: ignore[no-any-return]
 
-    def close_transaction(self, transaction: Transaction, bookings: Sequence[Booking]) -> Deferred[list[Booking]]:
-        """Close a transaction and store its bookings, all or none (see L{TransactionQueries.close})."""
+    def close_transaction(
+        self, transaction: Transaction, bookings: Sequence[Booking], outcome: TransactionOutcome | None = None
+    ) -> Deferred[list[Booking]]:
+        """Close a transaction, store its bookings and record its outcome, all or none (see L{TransactionQueries.close})."""
         batch = list(bookings)
-        return self._operation(lambda: self._transactions.close(transaction, batch), WRITE, transaction.slice_urn)  # type: ignore[no-any-return]
+        return self._operation(lambda: self._transactions.close(transaction, batch, outcome), WRITE, transaction.slice_urn)  # type: ignore[no-any-return]
+
+    def get_transaction_outcome(self, transaction_id: str) -> Deferred[TransactionOutcome | None]:
+        """Fire with the recorded outcome of the transaction C{transaction_id}, or None."""
+        return self._operation(lambda: self._transactions.outcome(transaction_id), READ)  # type: ignore[no-any-return]
+
+    def forget_transaction_outcomes(self, now: float) -> Deferred[None]:
+        """Forget the transaction outcomes kept until C{now} or before."""
+        return self._operation(lambda: self._transactions.forget(now), WRITE)  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ Example C{sm.toml}::
     hung-after = "5s"
     probe-timeout = "5s"
     undo-retry = "15s"
+    commit-retry = "5s"
 
 Failed Allocates still to be undone are kept in C{<data-dir>/sm-undo.json}
 and resumed at start.
@@ -49,6 +50,7 @@ from geniam.calendar.sources import FederationScheduleSource
 from geniam.config import LISTENER_PARAMETERS, ServerOptions, duration, duration_or_off, positive_int
 from geniam.errors import GeniError
 from geniam.managers.slice import SliceManager, SliceManagerInfo, SliceManagerSettings
+from geniam.managers.twophase import DEFAULT_COMMIT_RETRY
 from geniam.managers.undo import JOURNAL_NAME, UndoJournal
 from geniam.protocols.signatures import API_V3_SIGNATURES, TRANSACTION_SIGNATURES
 from geniam.protocols.peer import XmlRpcPeer
@@ -113,6 +115,7 @@ class Options(ServerOptions):
         ["probe-interval", None, 5.0, "How long after an aggregate's circuit opens it is first probed.", duration],
         ["probe-max-interval", None, 60.0, "The longest interval between probes of an aggregate still down.", duration],
         ["undo-retry", None, 15.0, "How often a pending undo of a failed Allocate is retried.", duration],
+        ["commit-retry", None, DEFAULT_COMMIT_RETRY, "How often a two-phase Commit that got no answer is retried.", duration],
         ["undo-give-up", None, 172800.0, "How long a pending undo is retried before it is given up.", duration],
         ["refresh-interval", None, 600.0, "How often each aggregate's GetVersion is asked again.", duration],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body accepted, in bytes.", positive_int],
@@ -169,6 +172,7 @@ class Options(ServerOptions):
             partial_cache_ttl=self["partial-cache-ttl"],
             undo_retry=self["undo-retry"],
             undo_give_up=self["undo-give-up"],
+            commit_retry=self["commit-retry"],
         )
 
 

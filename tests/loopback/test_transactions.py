@@ -11,6 +11,7 @@ from typing import Any
 from geniam.client import value_of
 from geniam.errors import GeniCode
 from geniam.timeutil import format_time
+from geniam.managers.transactions import DEFAULT_OUTCOME_RETENTION
 from tests.loopback.test_am import HOUR, AggregateHarness
 
 TTL = 180.0
@@ -29,7 +30,11 @@ class TransactionLoopbackTests(AggregateHarness):
         version = value_of(await client.get_version())
         self.assertEqual(
             version["geniam_transactions"],
-            {"methods": ["BeginTransaction", "UpdateTransaction", "CommitTransaction", "AbortTransaction"], "ttl": int(TTL)},
+            {
+                "methods": ["BeginTransaction", "UpdateTransaction", "CommitTransaction", "AbortTransaction"],
+                "ttl": int(TTL),
+                "outcome_retention": int(DEFAULT_OUTCOME_RETENTION),
+            },
         )
 
     async def test_begin_update_commit(self) -> None:
@@ -79,6 +84,63 @@ class TransactionLoopbackTests(AggregateHarness):
         await self.service.transactions.island.sweep()
         await self.assertGeniError(GeniCode.ERROR, client.commit_transaction(slice_urn))
         self.assertEqual(await self.service.resource_manager.booked_slots(self._window(now)), [])
+
+    async def test_commit_retried_with_its_identifier(self) -> None:
+        """
+        Begin answers the transaction's identifier; a Commit naming it
+        commits, and the same Commit again answers the same manifest and
+        slivers, while a Commit without it is ERROR outside a transaction.
+        """
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        begun = value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        identifier = begun["geniam_transaction"]
+        self.assertRegex(identifier, "^[0-9a-f]{32}$")
+        committed = value_of(await client.commit_transaction(slice_urn, geniam_transaction=identifier))
+        self.assertEqual(committed["geniam_transaction"], identifier)
+        self.assertEqual(len(committed["geni_slivers"]), 1)
+        again = value_of(await client.commit_transaction(slice_urn, geniam_transaction=identifier))
+        self.assertEqual(again, committed)
+        await self.assertGeniError(GeniCode.ERROR, client.commit_transaction(slice_urn))
+        status = value_of(await client.status([slice_urn]))
+        self.assertEqual(len(status["geni_slivers"]), 1)
+
+    async def test_identifier_of_another_transaction(self) -> None:
+        """A Commit naming an unknown identifier commits nothing, even with a transaction open: ERROR, the transaction stays open."""
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        error = await self.assertGeniError(GeniCode.ERROR, client.commit_transaction(slice_urn, geniam_transaction="f" * 32))
+        self.assertIn("f" * 32, error.output)
+        await self.assertGeniError(GeniCode.SEARCHFAILED, client.status([slice_urn]))
+        await self.assertGeniError(GeniCode.INPROGRESS, client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        await self.assertGeniError(GeniCode.BADARGS, client.commit_transaction(slice_urn, geniam_transaction=""))
+        await self.assertGeniError(GeniCode.BADARGS, client.commit_transaction(slice_urn, geniam_transaction=["x"]))
+
+    async def test_retried_after_abort(self) -> None:
+        """A Commit naming a transaction aborted at its commit_by, or by AbortTransaction, says so, when and why."""
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        first = value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))["geniam_transaction"]
+        self.clock.advance(TTL)
+        await self.service.transactions.island.sweep()
+        struct = await client.commit_transaction(slice_urn, geniam_transaction=first)
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR))
+        self.assertEqual(
+            struct["value"],
+            {"geniam_transaction": first, "geniam_transaction_outcome": "aborted", "aborted_at": format_time(now + TTL), "reason": "its commit_by passed"},
+        )
+        self.assertIn("aborted", struct["output"])
+        later = self.clock.seconds()
+        second = value_of(await client.begin_transaction(slice_urn, self.request(later + HOUR, later + 2 * HOUR)))["geniam_transaction"]
+        self.assertNotEqual(second, first)
+        self.assertIs(value_of(await client.abort_transaction(slice_urn)), True)
+        struct = await client.commit_transaction(slice_urn, geniam_transaction=second)
+        self.assertEqual((struct["value"]["geniam_transaction_outcome"], struct["value"]["reason"]), ("aborted", "AbortTransaction"))
+        await self.assertGeniError(GeniCode.SEARCHFAILED, client.status([slice_urn]))
 
     def _window(self, now: float) -> Any:
         from geniam.booking.values import Slot

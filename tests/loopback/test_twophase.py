@@ -16,11 +16,11 @@ from geniam.booking.transactions import is_transaction_hold
 from geniam.client import value_of
 from geniam.demo import federated_request
 from geniam.errors import GeniCode
-from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE
+from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE, UNCERTAIN_FIELD
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
 from geniam.managers.slice import SliceManager
-from tests.loopback.test_sm_faults import HOUR, FaultHarness, Gate, Signals
+from tests.loopback.test_sm_faults import HOUR, SETTINGS, FaultHarness, Gate, Signals
 
 def watch_rounds(manager: SliceManager, method: str) -> Signals:
     """Signals C{"ended"} each time a round of calls of C{method} by the slice manager has ended and been taken in."""
@@ -217,6 +217,106 @@ class TwoPhaseAllocationTests(FaultHarness):
         self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
         self.assertEqual(struct["geniam_undo"]["done"], [self.urns[0]])
         self.assertEqual(await self.live("am1"), [])
+
+    async def first_commit_times_out(self, retried_at_once: bool = False) -> tuple[Deferred[Any], Gate]:
+        """
+        Start an Allocate of both islands with am2's Commits held, and let
+        the slice manager's first Commit to am2 time out (am2 answers the
+        hang probe, so it is slow, not hung); fire once that round of
+        Commits ended (or, with C{retried_at_once}, once the retry made at
+        once is held too), with the Allocate and the gate.
+        """
+        gate = Gate(self.fed.aggregates["am2"].manager, ("CommitTransaction",))
+        gate.close()
+        held = gate.held("CommitTransaction")
+        rounds = watch_rounds(self.sm.manager, "CommitTransaction")
+        ended = rounds.next("ended")
+        am1_committed = self.replies.next((self.url("am1"), "CommitTransaction"))
+        attempt = Deferred.fromCoroutine(self.allocate())
+        await held
+        await am1_committed
+        probed = self.replies.next((self.url("am2"), "GetVersion"))
+        self.clock.advance(SETTINGS.hung_after)
+        await probed
+        retried = gate.held("CommitTransaction")
+        self.clock.advance(SETTINGS.peer_timeout - SETTINGS.hung_after)
+        await (retried if retried_at_once else ended)
+        self.assertEqual(gate.carried_out, [])
+        return attempt, gate
+
+    async def test_lost_commit_answer(self) -> None:
+        """
+        am2 carries out the first Commit but its answer is lost (the slice
+        manager's call timed out): the retry names the transaction, am2
+        answers the commit again, and the Allocate succeeds with nothing
+        rolled back (and nothing read back).
+        """
+        await self.started()
+        described = Gate(self.fed.aggregates["am2"].manager, ("Describe",))
+        await self.lost_commit_answer()
+        self.assertEqual(described.carried_out, [])
+
+    async def test_lost_commit_answer_without_identifiers(self) -> None:
+        """
+        The same with an am2 that answers Begin without a transaction
+        identifier (as another implementation would): its retry is ERROR
+        (no transaction open), so the slice manager reads the slice there
+        with Describe, finds the part committed, and the Allocate succeeds.
+        """
+        await self.started()
+        manager = self.fed.aggregates["am2"].manager
+        begin = manager.BeginTransaction
+
+        async def anonymous(*args: Any) -> Any:
+            struct = await begin(*args)
+            struct["value"].pop("geniam_transaction", None)
+            return struct
+
+        manager.BeginTransaction = anonymous
+        described = Gate(manager, ("Describe",))
+        await self.lost_commit_answer()
+        self.assertEqual(described.carried_out, ["Describe"])
+
+    async def lost_commit_answer(self) -> None:
+        """am2's first Commit is carried out with its answer lost; the Allocate then succeeds, nothing rolled back."""
+        attempt, gate = await self.first_commit_times_out()
+        carried_out = gate.done("CommitTransaction")
+        gate.open()
+        await carried_out
+        self.assertEqual([b.allocation_state.value for b in await self.live("am2")], ["allocated"])
+        self.assertNoResult(attempt)
+        self.clock.advance(self.sm.manager.settings.commit_retry)
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], 0, struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertNotIn("geniam_undo", struct)
+        self.assertNotIn(UNCERTAIN_FIELD, struct)
+        self.assertEqual(len(struct["value"]["geni_slivers"]), 2)
+        self.assertEqual(gate.carried_out, ["CommitTransaction", "CommitTransaction"])
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+            self.assertNotIn("AbortTransaction", self.watch[name].carried_out)
+        self.assertEqual(self.sm.manager.undo.pending, [])
+
+    async def test_commit_by_passed_before_the_retry(self) -> None:
+        """
+        am2's first Commit is held past its commit_by (am2 aborts by itself)
+        and its call times out: the retry, made at once since commit_by
+        passed, names the transaction and am2 says it was aborted; am1's
+        committed part is rolled back, and nothing is booked anywhere.
+        """
+        await self.started()
+        self.fed.aggregates["am2"].manager.transactions.ttl = SETTINGS.peer_timeout / 2
+        attempt, gate = await self.first_commit_times_out(retried_at_once=True)
+        gate.open()
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertIn("was aborted", struct["output"])
+        self.assertEqual(struct["geniam_undo"]["done"], [self.urns[0]])
+        self.assertNotIn(UNCERTAIN_FIELD, struct)
+        for name in self.gates:
+            self.assertEqual(await self.live(name), [])
 
     async def assertGeniError(self, code: GeniCode, d: Deferred[Any]) -> None:
         """C{d} fires with a return struct of C{code}."""

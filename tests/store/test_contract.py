@@ -36,6 +36,13 @@ KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtestkeyAAAAAAAAAAAAAAAAAAAAAAAAAA
 KEY_B = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQtestkeyBBBBBBBBBBBBBBBBBBBBBBBBBBBB bob@lab"
 
 
+UNDO_VERSION_6: tuple[str, ...] = (
+    "DROP TABLE transaction_outcomes",
+    "ALTER TABLE transactions DROP COLUMN transaction_id",
+)
+"""What turns a database of schema version 6 back into one of version 5 (both databases), for the upgrade tests."""
+
+
 def sliver(name: str, authority: str = AUTHORITY) -> str:
     """Return a sliver URN of the test authority."""
     return f"urn:publicid:IDN+{authority}+sliver+{name}"

@@ -17,6 +17,7 @@ from geniam.store.operatorrows import AuditEntry
 from geniam.store.schema import SCHEMA_VERSION
 from geniam.store.sqlite import SQLiteStore
 from tests.store.test_postgres import SKIP, in_schema, run_sql, scratch_schema, started_store
+from tests.store.test_contract import UNDO_VERSION_6
 from tests.store.test_sqlite import query
 
 
@@ -80,6 +81,8 @@ class SQLiteOperatorRecordsTests(OperatorRecordsMixin, TestCase):
         await store.stop()
         query(path, "DROP TABLE maintenance")
         query(path, "DROP TABLE audit_log")
+        for sql in UNDO_VERSION_6:
+            query(path, sql)
         query(path, "UPDATE schema_version SET version = 3")
         store = await self.make_store(share_with=store)
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(SCHEMA_VERSION,)])
@@ -103,6 +106,8 @@ class PostgresOperatorRecordsTests(OperatorRecordsMixin, TestCase):
         await store.stop()
         await run_sql(f"DROP TABLE {schema}.maintenance")
         await run_sql(f"DROP TABLE {schema}.audit_log")
+        for sql in UNDO_VERSION_6:
+            await run_sql(sql, dsn=in_schema(schema))
         await run_sql(f"UPDATE {schema}.schema_version SET version = 3")
         store = await started_store(self, in_schema(schema))
         self.assertEqual(await run_sql(f"SELECT version FROM {schema}.schema_version"), [(SCHEMA_VERSION,)])

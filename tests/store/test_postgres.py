@@ -34,7 +34,7 @@ from geniam.store import schema as schema_module
 from geniam.store.postgres import PostgresStore, _arguments
 from geniam.store.rows import INSERT_BOOKING, Result, booking_to_row, drive
 from geniam.store.schema import IN_SLICE_CONSTRAINT, NO_OVERLAP_CONSTRAINT, ONE_TICKET_INDEX, SCHEMA_VERSION, open_schema
-from tests.store.test_contract import StoreContractMixin, booking, race_for_slots, sliver
+from tests.store.test_contract import UNDO_VERSION_6, StoreContractMixin, booking, race_for_slots, sliver
 
 DSN = os.environ.get("GENIAM_TEST_POSTGRES_DSN", "")
 SKIP = (
@@ -180,6 +180,8 @@ class PostgresConstraintTests(TestCase):
             f"ALTER TABLE {schema}.bookings ADD CONSTRAINT {NO_OVERLAP_CONSTRAINT} EXCLUDE USING gist"
             f" (island WITH =, {schema}.slot_range(start_time, end_time) WITH &&) WHERE (live = 1)"
         )
+        for sql in UNDO_VERSION_6:
+            await run_sql(sql, dsn=in_schema(schema))
         await run_sql(f"UPDATE {schema}.schema_version SET version = 4")
         store = await started_store(self, in_schema(schema))
         self.assertEqual(await run_sql(f"SELECT version FROM {schema}.schema_version"), [(SCHEMA_VERSION,)])

@@ -1,23 +1,26 @@
 """
 Tests of L{geniam.store.schema}: a real version-1 database, made with the
 statements version 1 used and holding bookings, opened by the current
-store, which upgrades it to version 2 in place: the bookings are intact and
-holds work. SQLite always; PostgreSQL when C{GENIAM_TEST_POSTGRES_DSN} is set.
+store, which upgrades it in place: the bookings are intact and holds work.
+A version-5 database holding an open transaction is upgraded to version 6:
+the transaction stays open and outcomes are recorded. SQLite always; PostgreSQL when C{GENIAM_TEST_POSTGRES_DSN} is set.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from geniam.booking.errors import BookingConflict
+from geniam.booking.transactions import Outcome, Transaction, outcome_of
 from geniam.booking.values import AllocationState, Booking, OperationalState, UserKeys
 from geniam.interfaces import IStore
 from geniam.store.rows import booking_to_row
 from geniam.store.schema import SCHEMA_VERSION
-from tests.store.test_contract import KEY_A, booking, inline_sqlite_store
+from tests.store.test_contract import KEY_A, UNDO_VERSION_6, booking, inline_sqlite_store
 from tests.store.test_postgres import SKIP, in_schema, run_sql, scratch_schema, started_store
 
 V1_SQLITE_SCHEMA: tuple[str, ...] = (
@@ -133,4 +136,60 @@ class PostgresUpgradeTests(TestCase):
             await run_sql(f"INSERT INTO bookings VALUES ({', '.join(['%s'] * len(row))})", row, dsn=dsn)
         store = await started_store(self, dsn)
         await check_upgraded(self, store)
+        self.assertEqual(await run_sql("SELECT version FROM schema_version", dsn=dsn), [(SCHEMA_VERSION,)])
+
+
+SLICE_V5 = "urn:publicid:IDN+geni.example.net+slice+exp1"
+
+
+def open_v5_transaction() -> Transaction:
+    """A transaction as version 5 kept it: no identifier."""
+    return Transaction(SLICE_V5, "urn:publicid:IDN+geni.example.net+user+alice", "", (), (), 900.0, 100.0, "<rspec/>")
+
+
+async def check_version_6(case: SynchronousTestCase, store: IStore) -> None:
+    """The transaction open under version 5 reads back without an identifier and closes; closes record outcomes."""
+    found = await store.get_transaction(SLICE_V5)
+    case.assertEqual(found, replace(open_v5_transaction(), version=1))
+    await store.close_transaction(found, [])
+    opened, _ = await store.save_transaction(replace(open_v5_transaction(), transaction_id="t6"), [], [])
+    outcome = outcome_of(opened, Outcome.COMMITTED, 200.0, "CommitTransaction", 60.0, ["urn:x"])
+    await store.close_transaction(opened, [], outcome)
+    case.assertEqual(await store.get_transaction_outcome("t6"), outcome)
+    await store.forget_transaction_outcomes(959.0)
+    case.assertEqual(await store.get_transaction_outcome("t6"), outcome)
+    await store.forget_transaction_outcomes(960.0)
+    case.assertIsNone(await store.get_transaction_outcome("t6"))
+
+
+class Version5UpgradeTests(TestCase):
+    """A version-5 database with a transaction open is upgraded to version 6 in place, on both databases."""
+
+    async def test_sqlite(self) -> None:
+        """SQLite: the open transaction is kept, without an identifier; outcomes are recorded from then on."""
+        path = self.mktemp()
+        store = inline_sqlite_store(self, path)
+        await store.save_transaction(open_v5_transaction(), [], [])
+        await store.stop()
+        with sqlite3.connect(path) as db:
+            for sql in UNDO_VERSION_6:
+                db.execute(sql)
+            db.execute("UPDATE schema_version SET version = 5")
+        db.close()
+        await check_version_6(self, inline_sqlite_store(self, path))
+        with sqlite3.connect(path) as db:
+            self.assertEqual(db.execute("SELECT version FROM schema_version").fetchall(), [(SCHEMA_VERSION,)])
+        db.close()
+
+    async def test_postgres(self) -> None:
+        """PostgreSQL: the same."""
+        if SKIP:
+            raise SkipTest(SKIP)
+        dsn = in_schema(await scratch_schema(self))
+        store = await started_store(self, dsn)
+        await store.save_transaction(open_v5_transaction(), [], [])
+        await store.stop()
+        for sql in (*UNDO_VERSION_6, "UPDATE schema_version SET version = 5"):
+            await run_sql(sql, dsn=dsn)
+        await check_version_6(self, await started_store(self, dsn))
         self.assertEqual(await run_sql("SELECT version FROM schema_version", dsn=dsn), [(SCHEMA_VERSION,)])

@@ -19,13 +19,16 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from txpostgres.txpostgres import Connection
 
 from geniam.agent.inprocess import InProcessGateway
-from geniam.booking.transactions import DesiredSlot, SliceState
+from geniam.booking.transactions import DesiredSlot, Outcome, SliceState, Transaction
 from geniam.booking.values import AllocationState, Booking, Slot
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.island import IslandResourceManager
 from geniam.managers.transactions import TransactionManager
+from geniam.store.pglease import lock_ids
+from geniam.store.postgres import island_lock
 from geniam.store.sqlite import SQLiteStore
 from tests.managers.test_island import ALICE, AUTHORITY, DAY, DOCUMENTATION_NETWORK, OTHER_SLICE, SLICE, SWEEP, T0, at
 from tests.store.test_postgres import SKIP, in_schema, scratch_schema, started_store
@@ -145,6 +148,37 @@ class TransactionStoreMixin(_Case):
         self.assertEqual(await second.state(), SliceState.UNINITIALISED)
         self.assertEqual(await second.live(SLICE), [])
 
+    async def test_outcomes_survive_restart_until_forgotten(self) -> None:
+        """
+        How each transaction ended is kept in the store: after a restart a
+        Commit naming a committed transaction answers its slivers again, one
+        naming an aborted transaction says it was aborted; once kept past
+        commit_by plus the retention, both are forgotten.
+        """
+        first = await self.process()
+        committed = (await first.begin(desired(100, 200))).transaction
+        _, slivers = await first.manager.commit(SLICE, committed.transaction_id)
+        aborted = (await first.begin(desired(300, 400), slice_urn=OTHER_SLICE)).transaction
+        self.assertTrue(await first.manager.abort(OTHER_SLICE))
+        await first.stop()
+        await first.store.stop()
+        second = await self.process(first.clock, share_with=first.store)
+        recorded, again = await second.manager.commit(SLICE, committed.transaction_id)
+        self.assertEqual(again, slivers)
+        self.assertEqual((recorded.transaction_id, recorded.request), (committed.transaction_id, committed.request))
+        failure = await failure_of(Deferred.fromCoroutine(second.manager.commit(OTHER_SLICE, aborted.transaction_id)))
+        self.assert_code(failure, GeniCode.ERROR)
+        self.assertEqual(failure.value.value["geniam_transaction_outcome"], "aborted")
+        # Another slice cannot learn the outcome by naming the identifier.
+        self.assert_code(await failure_of(Deferred.fromCoroutine(second.manager.commit(THIRD, committed.transaction_id))), GeniCode.ERROR)
+        second.clock.advance(TTL + second.manager.outcome_retention)
+        await second.manager.watch()
+        for slice_urn, transaction in ((SLICE, committed), (OTHER_SLICE, aborted)):
+            failure = await failure_of(Deferred.fromCoroutine(second.manager.commit(slice_urn, transaction.transaction_id)))
+            self.assert_code(failure, GeniCode.ERROR)
+            self.assertIsNone(failure.value.value)
+            self.assertIn("none of that identifier", failure.value.output)
+
     async def test_commit_guarantee(self) -> None:
         """Another slice's Allocate and transaction of a held slot are UNAVAILABLE; the commit succeeds."""
         p = await self.process()
@@ -240,6 +274,45 @@ class PostgresTransactionTests(TransactionStoreMixin, TestCase):
         return await started_store(self, dsn, pool_size=4)
 
 
+class IslandLockHolder:
+    """
+    A connection of its own holding an island's write lock (the advisory
+    lock each write of the island takes first), so that writes queue
+    behind it in the order they are made.
+    """
+
+    def __init__(self, connection: Any, key: int) -> None:
+        self._connection = connection
+        self._key = key
+
+    @classmethod
+    async def take(cls, case: TestCase, dsn: str, island: str) -> IslandLockHolder:
+        """Connect and take C{island}'s lock (released at the latest when the test ends)."""
+        connection = Connection(reactor=reactor)
+        await connection.connect(dsn)
+        case.addCleanup(connection.close)
+        holder = cls(connection, island_lock(island))
+        await connection.runQuery("SELECT pg_advisory_lock(%s)", (holder._key,))
+        return holder
+
+    async def waiting(self, count: int) -> None:
+        """Fire once C{count} writes wait for the lock (asked of C{pg_locks} until they do)."""
+        classid, objid = lock_ids(self._key)
+        for _ in range(10_000):
+            rows = await self._connection.runQuery(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s",
+                (classid, objid),
+            )
+            if rows[0][0] >= count:
+                return
+        raise AssertionError(f"{count} writes never waited for the island's lock")
+
+    async def release(self) -> None:
+        """Let the waiting writes go, first come first."""
+        await self._connection.runQuery("SELECT pg_advisory_unlock(%s)", (self._key,))
+
+
 class PostgresTwoProcessTests(TestCase):
     """Two AM processes (stores with their own pools, island managers of their own) on one PostgreSQL database."""
 
@@ -276,28 +349,62 @@ class PostgresTwoProcessTests(TestCase):
         self.assertEqual(await first.island.transaction(SLICE), won.transaction)
         self.assertEqual([b.slot for b in await first.live()], [b.slot for b in won.slivers])
 
-    async def test_commit_races_abort(self) -> None:
-        """One process commits while the other aborts: exactly one wins; the slice is fully committed or fully aborted."""
+    async def race_close(self, commit_first: bool) -> tuple[Process, Any, Any, Transaction]:
+        """
+        One process commits while the other aborts, both having read the
+        open transaction, their writes queued on the island's lock in a
+        known order (PostgreSQL grants a lock to its waiters first come,
+        first served): C{commit_first} or the abort first. Fire with a
+        process, the Commit's and the Abort's results (or failures), and
+        the transaction.
+        """
         first, second = await self.two()
-        await first.begin(desired(300, 400), desired(500, 600))
-        commit: Deferred[Any] = Deferred.fromCoroutine(first.manager.commit(SLICE))
-        abort: Deferred[Any] = Deferred.fromCoroutine(second.manager.abort(SLICE))
-        results: list[tuple[bool, Any]] = await DeferredList(
-            [commit, abort],
-            consumeErrors=True,
-        )
-        [won], [lost] = outcomes(results)
-        lost.trap(GeniError)
-        self.assertEqual(lost.value.code, GeniCode.ERROR, lost.value.output)
+        transaction = (await first.begin(desired(300, 400), desired(500, 600))).transaction
+        holder = await IslandLockHolder.take(self, first.store.dsn, first.store.island)
+        sides = [
+            lambda: Deferred.fromCoroutine(first.manager.commit(SLICE)),
+            lambda: Deferred.fromCoroutine(second.manager.abort(SLICE)),
+        ]
+        if not commit_first:
+            sides.reverse()
+        started = []
+        for count, side in enumerate(sides, 1):
+            started.append(side())
+            await holder.waiting(count)
+        await holder.release()
+        results: list[tuple[bool, Any]] = await DeferredList(started, consumeErrors=True)
+        (_, earlier), (_, later) = results
+        commit, abort = (earlier, later) if commit_first else (later, earlier)
         self.assertIsNone(await second.island.transaction(SLICE))
-        live = await first.live()
-        if won is True:
-            self.assertEqual(live, [])
-        else:
-            self.assertEqual([(b.slot, b.allocation_state) for b in live], [
-                (Slot(at(300), at(400)), AllocationState.ALLOCATED),
-                (Slot(at(500), at(600)), AllocationState.ALLOCATED),
-            ])
+        return first, commit, abort, transaction
+
+    def assert_lost(self, failure: Any) -> None:
+        self.assertIsInstance(failure, Failure)
+        failure.trap(GeniError)
+        self.assertEqual(failure.value.code, GeniCode.ERROR, failure.value.output)
+
+    async def test_commit_wins_the_race(self) -> None:
+        """The Commit's write comes first: the slice is fully committed, the Abort is ERROR, the outcome recorded as committed."""
+        p, commit, abort, transaction = await self.race_close(commit_first=True)
+        self.assert_lost(abort)
+        _, slivers = commit
+        live = await p.live()
+        self.assertEqual([(b.slot, b.allocation_state) for b in live], [
+            (Slot(at(300), at(400)), AllocationState.ALLOCATED),
+            (Slot(at(500), at(600)), AllocationState.ALLOCATED),
+        ])
+        self.assertEqual(slivers, live)
+        outcome = await p.island.transaction_outcome(transaction.transaction_id)
+        self.assertEqual(outcome.outcome, Outcome.COMMITTED)
+
+    async def test_abort_wins_the_race(self) -> None:
+        """The Abort's write comes first: the slice is fully aborted (nothing live), the Commit is ERROR, the outcome recorded as aborted."""
+        p, commit, abort, transaction = await self.race_close(commit_first=False)
+        self.assertIs(abort, True)
+        self.assert_lost(commit)
+        self.assertEqual(await p.live(), [])
+        outcome = await p.island.transaction_outcome(transaction.transaction_id)
+        self.assertEqual((outcome.outcome, outcome.reason), (Outcome.ABORTED, "AbortTransaction"))
 
     async def test_other_process_aborts_at_commit_by(self) -> None:
         """When the process that opened a transaction stops, the other aborts it at its commit_by."""

@@ -54,6 +54,22 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsNone(settings.stale_ttl)
         self.assertEqual(settings.call_id_window, 600.0)
 
+    def test_commit_retry(self) -> None:
+        """--commit-retry takes a duration (default 5 s) into the settings; zero, negative and malformed values are refused."""
+        self.assertEqual(parse("--aggregate", "https://a.example/").settings().commit_retry, 5.0)
+        self.assertEqual(parse("--aggregate", "https://a.example/", "--commit-retry", "2m").settings().commit_retry, 120.0)
+        self.assertEqual(parse("--aggregate", "https://a.example/", "--commit-retry", "1.5").settings().commit_retry, 1.5)
+        for bad in ("0", "-5s", "soon", ""):
+            self.assertRaises(usage.UsageError, parse, "--aggregate", "https://a.example/", "--commit-retry", bad)
+
+    def test_commit_retry_in_file(self) -> None:
+        """commit-retry in the [sm] table is read like the flag, and a bad value there is refused too."""
+        path = Path(self.mktemp())
+        path.write_text('[sm]\naggregate = ["https://a.example/"]\ncommit-retry = "10s"\n')
+        self.assertEqual(parse("--config", str(path)).settings().commit_retry, 10.0)
+        path.write_text('[sm]\naggregate = ["https://a.example/"]\ncommit-retry = "never"\n')
+        self.assertRaises(usage.UsageError, parse, "--config", str(path))
+
     def test_needs_an_aggregate(self) -> None:
         """A slice manager without aggregates is refused."""
         self.assertRaises(usage.UsageError, parse)
