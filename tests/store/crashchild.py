@@ -64,8 +64,13 @@ from tests.managers.test_island import (
     at,
 )
 
-OPERATIONS = ("begin", "update", "commit", "abort", "expire")
-"""What a job may do: Begin, Update, Commit, Abort, or let the clock reach C{commit_by}."""
+OPERATIONS = ("begin", "update", "commit", "abort", "expire", "lapse")
+"""
+What a job may do: Begin, Update, Commit, Abort; let the clock reach
+C{commit_by} (the transaction's timer aborts it); or let it pass
+C{commit_by} by a second, so that the island's check, due a moment after
+it, lapses the holds too.
+"""
 
 TTL = SWEEP / 2
 """The transactions' lifetime here: the safety sweep does not fall due at C{commit_by}."""
@@ -189,10 +194,10 @@ async def perform(manager: TransactionManager, clock: Clock, operation: str) -> 
         await manager.commit(SLICE)
     elif operation == "abort":
         await manager.abort(SLICE)
-    elif operation == "expire":
+    elif operation in ("expire", "lapse"):
         transaction = await manager.island.transaction(SLICE)
         assert transaction is not None
-        clock.advance(transaction.commit_by - clock.seconds())
+        clock.advance(transaction.commit_by + (1 if operation == "lapse" else 0) - clock.seconds())
         await manager.watch()  # queued behind the timer's abort of the slice
     else:
         raise ValueError(f"unknown operation {operation!r}")

@@ -1,46 +1,52 @@
 """
 PG-A transactions across a kill -9 at any point, on SQLite and PostgreSQL.
 
-Begin, Update, Commit, Abort and the abort at C{commit_by} each run in a
-child process (L{tests.store.crashchild}) that kills itself with SIGKILL at
-one point of the operation: before each statement the database runs (on
-PostgreSQL, also once a COMMIT is sent and not yet answered) and after the
-operation. The island is set up for the operation once; on a copy of that
-database each time, a first run that finishes lists the points, then the
-operation is killed at every one of them.
+Begin, Update, Commit, Abort, the abort at C{commit_by}, and the lapse a
+second past it (the island's check lapses the holds, then the abort ends
+the transaction) each run in a child process (L{tests.store.crashchild})
+that kills itself with SIGKILL at one point of the operation: before each
+statement the database runs, on PostgreSQL also once a COMMIT is sent and
+not yet answered, and after the operation. The island is set up for the
+operation once; on a copy of that database each time, a first run that
+finishes lists the points, then the operation is killed at every one of
+them.
 
-After each kill the database must equal, row for row, either the state
-before the operation or the state after it. Then the island restarts on it
-(a fresh island manager and transaction manager on a fresh store, as an AM
-starts): the transaction is still open with its holds and C{commit_by} and
-the slice's slivers as they were, or fully committed, or fully aborted; no
-two live bookings overlap and no hold outlives its transaction. A Commit or
-Abort that died before it took effect is finished by the restarted island
-and gives exactly the rows the uninterrupted one gave. Every operation takes
-effect exactly at its write's COMMIT: killed at any point up to it, it left
-the database as it was; killed at any point after it, it had done it all.
+After each kill the store is opened again and its rows must equal either
+the state before the operation or the state after it (for the lapse, also
+the transaction with some of its holds lapsed). On each state the kills
+left, the island restarts (a fresh island manager and transaction manager
+on a fresh store, as an AM starts): the transaction is still open with its
+holds and C{commit_by} and the slice's slivers as they were, or fully
+committed, or fully aborted; no two live bookings overlap and no hold
+outlives its transaction. A Commit or Abort that died before it took
+effect is finished by the restarted island and gives exactly the rows the
+uninterrupted one gave. And the database changed only at a COMMIT: killed
+at any point up to it the write had not happened; killed at any point after
+it, it had happened whole.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from txpostgres.txpostgres import Connection
 
 from geniam.booking.transactions import SliceState, Transaction, is_transaction_hold
-from geniam.booking.values import Booking, Slot, may_share_slot
+from geniam.booking.values import AllocationState, Booking, Slot, may_share_slot
 from geniam.store.postgres import island_lock
 from geniam.store.sqlite import SQLiteStore
 from tests.managers.test_island import OTHER_SLICE, SLICE, at
@@ -59,50 +65,65 @@ STATES = {
     ("abort", "after"): SliceState.ALLOCATED,
     ("expire", "before"): SliceState.ALLOCATED,
     ("expire", "after"): SliceState.ALLOCATED,
+    ("lapse", "before"): SliceState.ALLOCATED,
+    ("lapse", "lapsed"): SliceState.ALLOCATED,
+    ("lapse", "after"): SliceState.ALLOCATED,
 }
-"""The slice's state after the restart, by operation and by what the kill left: the state before it or after it."""
+"""
+The slice's state after the restart, by operation and by what the kill
+left: the state before it, after it, or (for the lapse) in between.
+"""
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERYTHING = Slot(at(0), at(400 * 24 * 3600))
 
 
-class ForkServer(ProcessProtocol):
-    """The child process L{tests.store.crashchild}, one job at a time: L{run} sends a job and fires with its answer."""
+class ForkServer:
+    """
+    The child process L{tests.store.crashchild}, started on first use and
+    shared by every test of this process (it keeps nothing from one job to
+    the next, and starting Python takes longer than a test's kills). Its
+    pipes are read in a thread, off the reactor; it ends when this process
+    does and its input closes.
+    """
 
     def __init__(self) -> None:
-        self._buffer = b""
-        self._waiting: list[Deferred[dict[str, Any]]] = []
-        self.errors = b""
-        self.ended: Deferred[None] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            self._waiting.pop(0).callback(json.loads(line))
-
-    def errReceived(self, data: bytes) -> None:
-        self.errors += data
-
-    def processEnded(self, reason: Failure) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(AssertionError(f"the child process ended: {self.errors.decode(errors='replace')[-2000:]}"))
-        self.ended.callback(None)
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
 
     def run(self, job: dict[str, Any]) -> Deferred[dict[str, Any]]:
         """Send C{job}; fire with the answer: C{killed}, C{exit} and the C{report} of a job that finished."""
-        d: Deferred[dict[str, Any]] = Deferred()
-        self._waiting.append(d)
-        assert self.transport is not None
-        self.transport.write(json.dumps(job).encode() + b"\n")
-        return d
+        return deferToThread(self._thd_run, job)
 
-    def stop(self) -> Deferred[None]:
-        """Close its input (it exits) and fire once it has ended."""
-        assert self.transport is not None
-        self.transport.closeStdin()
-        return self.ended
+    def _thd_run(self, job: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "tests.store.crashchild"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            assert self._process.stdin is not None and self._process.stdout is not None
+            self._process.stdin.write(json.dumps(job).encode() + b"\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        if not line:
+            raise AssertionError("the child process tests.store.crashchild ended (its errors are on standard error)")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        """Close its input and wait for it to exit."""
+        with self._lock:
+            if self._process is not None and self._process.stdin is not None:
+                self._process.stdin.close()
+                self._process.wait()
+
+
+FORK_SERVER = ForkServer()
+atexit.register(FORK_SERVER.close)
 
 
 @dataclass
@@ -155,18 +176,11 @@ class CrashMixin(_Case):
     async def settle(self, location: str) -> None:
         """Wait until no write of the killed process can still take effect."""
 
-    async def fork_server(self) -> ForkServer:
-        server = ForkServer()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        reactor.spawnProcess(server, sys.executable, [sys.executable, "-m", "tests.store.crashchild"], env=env, path=str(ROOT))
-        self.addCleanup(server.stop)
-        return server
-
-    async def finished(self, server: ForkServer, **job: Any) -> dict[str, Any]:
+    async def finished(self, **job: Any) -> dict[str, Any]:
         """Run a job to its end; return its report."""
-        answer = await server.run({"store": self.store_name, "kill_at": None, **job})
+        answer = await FORK_SERVER.run({"store": self.store_name, "kill_at": None, **job})
         report: dict[str, Any] = answer["report"] or {}
-        self.assertEqual((answer["killed"], answer["exit"]), (False, 0), report.get("error") or server.errors.decode()[-2000:])
+        self.assertEqual((answer["killed"], answer["exit"]), (False, 0), report.get("error"))
         return report
 
     async def read(self, location: str) -> Snapshot:
@@ -184,30 +198,40 @@ class CrashMixin(_Case):
         points), and kill it at each point, checking the database and the
         restarted island after each kill.
         """
-        server = await self.fork_server()
         template, work = await self.location(), await self.location()
-        prepared = await self.finished(server, location=template, setup=operation)
-        await self.finished(server, location=work, setup=operation)
+        prepared = await self.finished(location=template, setup=operation)
+        await self.finished(location=work, setup=operation)
         before = await self.read(template)
         self.assertEqual(await self.read(work), before, "the set-up is not the same each time")
         job = {"location": work, "operation": operation, "names_from": prepared["names_from"]}
-        report = await self.finished(server, **job)
+        report = await self.finished(**job)
         after = await self.read(work)
         self.check_reference(operation, before, after)
         points: list[str] = report["points"]
-        outcomes = []
+        found: list[Snapshot] = []
+        restarted: list[Snapshot] = []
         for index, point in enumerate(points):
             await self.restore(template, work)
-            answer = await server.run({"store": self.store_name, **job, "kill_at": index})
-            self.assertTrue(answer["killed"], f"point {index} ({point}) of {len(points)} was not reached: {answer}")
-            outcomes.append(await self.restart(work, operation, before, after, report["now"], f"killed at {index} ({point})"))
-        # Killed up to its COMMIT the operation had left everything as it
-        # was; killed after it (on PostgreSQL, once it was sent), it had done it all.
-        flip = outcomes.index("after") if "after" in outcomes else len(outcomes)
-        self.assertEqual(outcomes, ["before"] * flip + ["after"] * (len(points) - flip), points)
-        self.assertEqual(points[flip - 1], "before COMMIT", points)
-        if self.after_commit is not None:
-            self.assertEqual(points[flip], self.after_commit, points)
+            answer = await FORK_SERVER.run({"store": self.store_name, **job, "kill_at": index})
+            where = f"{operation} killed at {index} ({point})"
+            self.assertTrue(answer["killed"], f"{where}: the point of {len(points)} was not reached: {answer}")
+            state = await self.read(work)
+            outcome = self.classify(operation, before, after, state, where)
+            if state not in restarted:  # the same rows restart the same way
+                restarted.append(state)
+                await self.restart(work, operation, outcome, state, after, report["now"], where)
+            found.append(state)
+        # The database changed only at a COMMIT: killed just before it, the
+        # write had not happened; killed just after it (on PostgreSQL, once
+        # it was sent), it had happened whole.
+        self.assertEqual((found[0], found[-1]), (before, after))
+        changed = [index for index in range(1, len(points)) if found[index] != found[index - 1]]
+        for index in changed:
+            self.assertEqual(points[index - 1], "before COMMIT", points)
+            if self.after_commit is not None:
+                self.assertEqual(points[index], self.after_commit, points)
+        # One write each, but for the lapse: the island's check lapses the holds one by one, then the abort ends the transaction.
+        self.assertEqual(len(changed), 1 if operation != "lapse" else len(before.transactions[0].holds) + 1, points)
 
     def check_reference(self, operation: str, before: Snapshot, after: Snapshot) -> None:
         """The operation, run to its end, did what it says: the states the kills are compared with are the right ones."""
@@ -233,37 +257,48 @@ class CrashMixin(_Case):
             self.assertEqual(after.live(), before.slivers(), "the abort did not restore the state before Begin")
         self.assertEqual(len(mine), 2)
 
-    async def restart(self, location: str, operation: str, before: Snapshot, after: Snapshot, now: float, where: str) -> str:
-        """Check the database the killed operation left and the island restarted on it; return C{before} or C{after}."""
-        await self.settle(location)
+    def classify(self, operation: str, before: Snapshot, after: Snapshot, found: Snapshot, where: str) -> str:
+        """What the killed operation left: C{before}, C{after}, or (for the lapse only) C{lapsed}."""
+        if found == before:
+            return "before"
+        if found == after:
+            return "after"
+        self.assertEqual(operation, "lapse", f"{where}: the database is neither as before nor as after the operation:\n{found}")
+        self.check_lapsed(before, found, where)
+        return "lapsed"
+
+    async def restart(self, location: str, operation: str, outcome: str, found: Snapshot, after: Snapshot, now: float, where: str) -> None:
+        """Restart the island on the database the killed operation left (as C{found}), and check it."""
         store = await self.open_store(location)
         try:
-            found = await snapshot(store)
-            if found == before:
-                outcome = "before"
-            elif found == after:
-                outcome = "after"
-            else:
-                self.fail(f"{operation} {where}: the database is neither as before nor as after the operation:\n{found}")
             clock = Clock()
             clock.advance(now)
             process = Process(self, store, clock)
             await process.island.start()
             await process.manager.start()
             try:
-                await self.check_restarted(process, operation, outcome, found, after, f"{operation} {where}")
+                await self.check_restarted(process, operation, outcome, found, after, where)
             finally:
                 process.manager.stop()
                 await process.island.stop()
         finally:
             await store.stop()
-        return outcome
+
+    def check_lapsed(self, before: Snapshot, found: Snapshot, where: str) -> None:
+        """C{found} is C{before} with some of its transaction's holds lapsed (the transaction still there, past its commit_by)."""
+        self.assertEqual(found.transactions, before.transactions, where)
+        [transaction] = before.transactions
+        self.assertEqual([b.sliver_urn for b in found.bookings], [b.sliver_urn for b in before.bookings], where)
+        for old, new in zip(before.bookings, found.bookings):
+            if new != old:
+                self.assertIn(old.sliver_urn, transaction.holds, where)
+                self.assertEqual((new.allocation_state, new.live), (AllocationState.EXPIRED, False), where)
 
     async def check_restarted(self, process: Process, operation: str, outcome: str, found: Snapshot, after: Snapshot, where: str) -> None:
         restarted = await snapshot(process.store)
         await self.check_invariants(process, restarted, where)
         self.assertEqual(await process.state(), STATES[operation, outcome], where)
-        if operation == "expire":
+        if operation in ("expire", "lapse"):
             # Its commit_by has passed: the restarted island aborts it at once if it was still open.
             self.assertEqual(restarted.live(), after.live(), where)
             return
@@ -314,6 +349,10 @@ class CrashMixin(_Case):
     async def test_expire(self) -> None:
         """The abort at commit_by killed anywhere: the restarted island aborts what was still open, at once."""
         await self.check_operation("expire")
+
+    async def test_lapse(self) -> None:
+        """Past commit_by the island's check lapses the holds one by one before the abort: killed anywhere, the restarted island aborts."""
+        await self.check_operation("lapse")
 
 
 class SQLiteCrashTests(CrashMixin, TestCase):
