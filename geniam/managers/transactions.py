@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.managers.test_transactions,tests.store.test_transactions,tests.loopback.test_transactions,tests.loopback.test_operators -*-
+# -*- test-case-name: tests.managers.test_transactions,tests.store.test_transactions,tests.store.test_transactions_crash,tests.loopback.test_transactions,tests.loopback.test_operators -*-
 """
 The aggregate's side of PG-A transactions: the per-slice state machine.
 
