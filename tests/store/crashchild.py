@@ -40,7 +40,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from txpostgres.txpostgres import Cursor
 
-from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.transactions import DesiredSlot
 from geniam.booking.values import Slot
 from geniam.managers.island import IslandResourceManager
@@ -50,10 +49,8 @@ from geniam.store.postgres import PostgresStore
 from geniam.store.sqlite import SQLiteStore
 from tests.managers.test_island import (
     ALICE,
-    AUTHORITY,
     CONTROLLER,
     DAY,
-    DOCUMENTATION_NETWORK,
     HOUR,
     OTHER_SLICE,
     SLICE,
@@ -62,6 +59,7 @@ from tests.managers.test_island import (
     USERS,
     VLANS,
     at,
+    island_manager,
 )
 
 OPERATIONS = ("begin", "update", "commit", "abort", "expire", "lapse")
@@ -211,16 +209,7 @@ async def run_job(job: dict[str, Any], reactor: Any) -> dict[str, Any]:
     clock.advance(T0)
     store = await open_store(job, reactor)
     names = Names(job.get("names_from", 1))
-    island = IslandResourceManager(
-        store,
-        InProcessGateway(),
-        clock,
-        AUTHORITY,
-        switches=("00:00:00:00:00:00:00:99",),
-        sweep_interval=SWEEP,
-        sliver_names=names,
-        controller_policy=DOCUMENTATION_NETWORK,
-    )
+    island = island_manager(store, clock, names)
     manager = TransactionManager(island, clock, TTL)
     await island.start()
     await manager.start()
