@@ -236,6 +236,7 @@ class CrashMixin(_Case):
     def check_reference(self, operation: str, before: Snapshot, after: Snapshot) -> None:
         """The operation, run to its end, did what it says: the states the kills are compared with are the right ones."""
         mine = [b for b in before.slivers() if b.slice_urn == SLICE]
+        self.assertEqual(len(mine), 2, "the slice's allocation and provisioned sliver")
         if operation == "begin":
             self.assertEqual(before.transactions, [])
         else:
@@ -255,7 +256,6 @@ class CrashMixin(_Case):
         else:
             self.assertEqual(after.transactions, [])
             self.assertEqual(after.live(), before.slivers(), "the abort did not restore the state before Begin")
-        self.assertEqual(len(mine), 2)
 
     def classify(self, operation: str, before: Snapshot, after: Snapshot, found: Snapshot, where: str) -> str:
         """What the killed operation left: C{before}, C{after}, or (for the lapse only) C{lapsed}."""
@@ -306,13 +306,15 @@ class CrashMixin(_Case):
         self.assertEqual(restarted, found, f"{where}: the restart changed the database")
         if outcome == "before" and operation in ("commit", "abort"):
             # Still open with its holds and commit_by: the restarted island finishes it, exactly.
-            finish = process.manager.commit if operation == "commit" else process.manager.abort
-            await Deferred.fromCoroutine(finish(SLICE))  # type: ignore[operator]
+            if operation == "commit":
+                await process.manager.commit(SLICE)
+            else:
+                await process.manager.abort(SLICE)
             self.assertEqual(await snapshot(process.store), after, f"{where}: finished after the restart")
 
     async def check_invariants(self, process: Process, state: Snapshot, where: str) -> None:
         """No two live bookings overlap; every live transaction hold is one of an open transaction's, which are all live."""
-        live = [b for b in await process.store.list_live(EVERYTHING)]
+        live: list[Booking] = list(await process.store.list_live(EVERYTHING))
         self.assertEqual(sorted(live, key=lambda b: b.sliver_urn), state.live(), where)
         for index, one in enumerate(live):
             for other in live[index + 1 :]:
