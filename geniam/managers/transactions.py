@@ -37,6 +37,7 @@ from geniam.booking.transactions import (
     Transaction,
     abort_changes,
     commit_changes,
+    commit_deadline,
     is_transaction_hold,
     plan,
 )
@@ -283,12 +284,8 @@ class TransactionManager:
         return await self._propose(current, desired, holds, self._clock.seconds())
 
     async def _propose(self, transaction: Transaction, desired: list[DesiredSlot], holds: list[Booking], now: float) -> Proposal:
-        commit_by = now + self.ttl
-        if transaction.credential_expires is not None:
-            commit_by = min(commit_by, transaction.credential_expires)
-        for wanted in desired:
-            commit_by = min(commit_by, wanted.slot.end)
         slivers = await self._slivers(transaction.slice_urn)
+        commit_by = commit_deadline(desired, slivers, now, self.ttl, transaction.credential_expires)
         planned = plan(desired, slivers, holds, now, commit_by)
         # Maintenance and the booking policy first, as Allocate and tickets do: a refusal names the window or the limit.
         replaced = [b.sliver_key for b in [*planned.changed, *planned.released]]
