@@ -26,6 +26,7 @@ from enum import StrEnum
 
 from geniam.booking.errors import NotPermitted
 from geniam.booking.lifecycle import Event, step
+from geniam.booking.rules import check_current
 from geniam.booking.values import AllocationState, Booking, Slot, UserKeys, urn_key
 
 TRANSACTION_HOLD = "transaction"
@@ -200,6 +201,37 @@ def check_desired(desired: Sequence[DesiredSlot]) -> None:
         for other in desired[index + 1 :]:
             if one.slot.overlaps(other.slot):
                 raise NotPermitted(f"the desired state names overlapping slots {one.slot} and {other.slot}")
+
+
+def commit_deadline(
+    desired: Sequence[DesiredSlot],
+    slivers: Sequence[Booking],
+    now: float,
+    ttl: float,
+    credential_expires: float | None,
+) -> float:
+    """
+    The C{commit_by} of a Begin or Update at C{now} towards C{desired}, for
+    a slice whose live slivers are C{slivers}: C{ttl} seconds on, but never
+    after the slice credential expires, a desired slot ends, or an
+    allocation the desired state keeps lapses (it would be gone, and its
+    slot free to other slices, before the commit).
+
+    @raise NotCurrent: if an allocation the desired state keeps has lapsed
+        already (the periodic check has not marked it yet).
+    """
+    deadline = now + ttl
+    if credential_expires is not None:
+        deadline = min(deadline, credential_expires)
+    for wanted in desired:
+        deadline = min(deadline, wanted.slot.end)
+    slots = {wanted.slot for wanted in desired}
+    for sliver in slivers:
+        if sliver.slot in slots:
+            check_current(sliver, now)
+            if sliver.allocation_state is AllocationState.ALLOCATED:
+                deadline = min(deadline, sliver.allocation_expires)
+    return deadline
 
 
 def plan(

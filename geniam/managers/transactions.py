@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.managers.test_transactions,tests.store.test_transactions,tests.loopback.test_transactions,tests.loopback.test_operators -*-
+# -*- test-case-name: tests.managers.test_transactions,tests.store.test_transactions,tests.store.test_transactions_crash,tests.loopback.test_transactions,tests.loopback.test_operators -*-
 """
 The aggregate's side of PG-A transactions: the per-slice state machine.
 
@@ -48,6 +48,7 @@ from geniam.booking.transactions import (
     TransactionOutcome,
     abort_changes,
     commit_changes,
+    commit_deadline,
     is_transaction_hold,
     outcome_of,
     plan,
@@ -340,12 +341,8 @@ class TransactionManager:
         return await self._propose(current, desired, holds, self._clock.seconds())
 
     async def _propose(self, transaction: Transaction, desired: list[DesiredSlot], holds: list[Booking], now: float) -> Proposal:
-        commit_by = now + self.ttl
-        if transaction.credential_expires is not None:
-            commit_by = min(commit_by, transaction.credential_expires)
-        for wanted in desired:
-            commit_by = min(commit_by, wanted.slot.end)
         slivers = await self._slivers(transaction.slice_urn)
+        commit_by = commit_deadline(desired, slivers, now, self.ttl, transaction.credential_expires)
         planned = plan(desired, slivers, holds, now, commit_by)
         # Maintenance and the booking policy first, as Allocate and tickets do: a refusal names the window or the limit.
         replaced = [b.sliver_key for b in [*planned.changed, *planned.released]]

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.managers.test_transactions,tests.store.test_contract,tests.store.test_transactions -*-
+# -*- test-case-name: tests.managers.test_transactions,tests.store.test_contract,tests.store.test_transactions,tests.store.test_transactions_crash -*-
 """
 Open transactions as database rows, and the writes that change a
 transaction and its bookings in one database transaction.

@@ -6,6 +6,7 @@ L{Clock}, an SQLite store run inline and the simulated gateway.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -60,6 +61,16 @@ def advance_to(clock: Clock, target: float) -> None:
     clock.advance(target - clock.seconds())
 
 
+def island_manager(store: Any, clock: Clock, sliver_names: Callable[[], str], **options: Any) -> IslandResourceManager:
+    """An island resource manager on C{store} and C{clock} as these tests run it: one switch, a simulated gateway, the safety sweep every L{SWEEP} seconds, controllers in the documentation network."""
+    options.setdefault("sweep_interval", SWEEP)
+    options.setdefault("controller_policy", DOCUMENTATION_NETWORK)
+    gateway = options.pop("gateway", None) or InProcessGateway()
+    return IslandResourceManager(
+        store, gateway, clock, AUTHORITY, switches=("00:00:00:00:00:00:00:99",), sliver_names=sliver_names, **options
+    )
+
+
 class Island:
     """A manager wired to a Clock, an inline SQLite store and a simulated gateway."""
 
@@ -71,12 +82,8 @@ class Island:
         self.store = inline_sqlite_store(case, path)
         self.gateway = options.pop("gateway", None) or InProcessGateway()
         names = itertools.count(1)
-        options.setdefault("sweep_interval", SWEEP)
-        options.setdefault("sliver_names", lambda: f"s{next(names)}")
-        options.setdefault("controller_policy", DOCUMENTATION_NETWORK)
-        self.manager = IslandResourceManager(
-            self.store, self.gateway, self.clock, AUTHORITY, switches=("00:00:00:00:00:00:00:99",), **options
-        )
+        sliver_names = options.pop("sliver_names", lambda: f"s{next(names)}")
+        self.manager = island_manager(self.store, self.clock, sliver_names, gateway=self.gateway, **options)
 
     def ok(self, d: Deferred[Any]) -> Any:
         return self.case.successResultOf(d)

@@ -34,9 +34,9 @@ def desired(start: float, end: float, controller: str | None = None, users: tupl
 class Transactions:
     """An island with a transaction manager on one SQLite database (in memory unless a path is given)."""
 
-    def __init__(self, case: SynchronousTestCase, path: str = ":memory:", clock: Any = None, ttl: float = TTL) -> None:
+    def __init__(self, case: SynchronousTestCase, path: str = ":memory:", clock: Any = None, ttl: float = TTL, **options: Any) -> None:
         self.case = case
-        self.island = Island(case, path, clock)
+        self.island = Island(case, path, clock, **options)
         self.island.start()
         self.clock = self.island.clock
         self.manager = TransactionManager(self.island.manager, self.clock, ttl)
@@ -181,6 +181,33 @@ class CommitGuaranteeTests(SynchronousTestCase):
         _, after = t.ok(t.manager.commit(SLICE))
         self.assertEqual([b.slot for b in after], [Slot(at(100), at(200))])
         self.assertEqual(t.slivers(OTHER_SLICE), [])
+
+    def test_kept_allocation_lapses_no_later_than_commit_by(self) -> None:
+        """
+        An allocation the desired state keeps would lapse before the commit
+        (its slot then free to others): commit_by comes no later than its
+        expiry, so the transaction is aborted at that second rather than
+        committed without it.
+        """
+        t = Transactions(self, allocation_ttl=100.0)
+        kept = t.island.allocate(5000, 6000)
+        proposal = t.begin(desired(5000, 6000), desired(7000, 8000))
+        self.assertEqual(proposal.transaction.commit_by, kept.allocation_expires)
+        t.island.advance_to(99)
+        self.assertEqual(t.state(), SliceState.TRANSACTION)
+        t.island.advance_to(101)
+        self.assertEqual(t.state(), SliceState.UNINITIALISED)
+        t.error(t.manager.commit(SLICE), GeniCode.ERROR)
+        t.island.allocate(5000, 6000, OTHER_SLICE)
+
+    def test_lapsed_allocation_not_kept(self) -> None:
+        """A desired state keeping an allocation that has lapsed (the sweep has not marked it yet) is SEARCHFAILED, naming it."""
+        t = Transactions(self, allocation_ttl=100.0)
+        kept = t.island.allocate(5000, 6000)
+        t.clock.advance(100)
+        error = t.error(t.manager.begin(SLICE, ALICE, "", [desired(5000, 6000)], None), GeniCode.SEARCHFAILED)
+        self.assertIn(kept.sliver_urn, error.output)
+        self.assertEqual(t.state(), SliceState.ALLOCATED)
 
     def test_conflict_fails_at_begin(self) -> None:
         """A desired state that conflicts with another slice's booking fails at Begin, leaving the slice uninitialised."""

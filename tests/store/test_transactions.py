@@ -21,16 +21,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from txpostgres.txpostgres import Connection
 
-from geniam.agent.inprocess import InProcessGateway
 from geniam.booking.transactions import DesiredSlot, Outcome, SliceState, Transaction
 from geniam.booking.values import AllocationState, Booking, Slot
 from geniam.errors import GeniCode, GeniError
-from geniam.managers.island import IslandResourceManager
 from geniam.managers.transactions import TransactionManager
 from geniam.store.pglease import lock_ids
 from geniam.store.postgres import island_lock
 from geniam.store.sqlite import SQLiteStore
-from tests.managers.test_island import ALICE, AUTHORITY, DAY, DOCUMENTATION_NETWORK, OTHER_SLICE, SLICE, SWEEP, T0, at
+from tests.managers.test_island import ALICE, DAY, OTHER_SLICE, SLICE, T0, at, island_manager
 from tests.store.test_postgres import SKIP, in_schema, scratch_schema, started_store
 
 TTL = 600.0
@@ -66,16 +64,7 @@ class Process:
         self.clock = clock
         prefix = uuid.uuid4().hex[:8]
         names = iter(range(1, 1_000_000))
-        self.island = IslandResourceManager(
-            store,
-            InProcessGateway(),
-            clock,
-            AUTHORITY,
-            switches=("00:00:00:00:00:00:00:99",),
-            sweep_interval=SWEEP,
-            sliver_names=lambda: f"{prefix}s{next(names)}",
-            controller_policy=DOCUMENTATION_NETWORK,
-        )
+        self.island = island_manager(store, clock, lambda: f"{prefix}s{next(names)}")
         self.manager = TransactionManager(self.island, clock, TTL)
 
     async def start(self) -> Process:
