@@ -56,7 +56,7 @@ from geniam.errors import GeniCode, GeniError
 from geniam.managers.fanout import ERROR, PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.managers.transactionapi import TRANSACTIONS_EXTENSION
-from geniam.managers.transactions import TRANSACTION_OPTION
+from geniam.managers.fedtransactions import naming, transaction_id
 from geniam.managers.smtransactions import earliest_commit_by, without_transaction
 from geniam.managers.undo import GENI_V3, part_marks, slivers_of_part
 
@@ -284,18 +284,6 @@ class TwoPhase:
             await self._fan(
                 [PeerCall(o.record, "AbortTransaction", (slice_urn, credentials, naming(options, identifiers.get(id(o.record))))) for o in outcomes]
             )
-
-
-def transaction_id(begun: PeerOutcome) -> str | None:
-    """The transaction identifier a Begin answered (C{geniam_transaction}), or None."""
-    value = begun.value if begun.ok else None
-    found = value.get(TRANSACTION_OPTION) if isinstance(value, dict) else None
-    return found if isinstance(found, str) and found else None
-
-
-def naming(options: dict[str, Any], identifier: str | None) -> dict[str, Any]:
-    """The options of a Commit or Abort: C{options}, naming the transaction when its aggregate answered an identifier."""
-    return dict(options, **{TRANSACTION_OPTION: identifier}) if identifier is not None else options
 
 
 def aborted(outcome: PeerOutcome) -> bool:

@@ -350,3 +350,107 @@ class ServedTransactionTests(FaultHarness):
 
     def request_later(self, now: float) -> str:
         return federated_request(now + 5 * HOUR, now + 6 * HOUR, self.urns)
+
+    async def begun(self) -> tuple[Any, dict[str, Any], dict[str, Gate]]:
+        """alice's Begin of both islands through the slice manager: her client, the answer, and a gate on each aggregate's Commit and Abort."""
+        await self.start()
+        gates = {name: Gate(self.fed.aggregates[name].manager, ("CommitTransaction", "AbortTransaction")) for name in self.gates}
+        client = self.client()
+        begun = value_of(await client.begin_transaction(self.slice_urn, self.request()))
+        return client, begun, gates
+
+    async def own_identifiers(self) -> dict[str, str]:
+        """Each aggregate's identifier of the slice's open transaction there, from its store, by aggregate URN."""
+        found = {}
+        for name, urn in zip(self.gates, self.urns):
+            transaction = await self.fed.aggregates[name].manager.transactions.island.transaction(self.slice_urn)
+            found[urn] = transaction.transaction_id
+        return found
+
+    async def test_commit_retried_with_the_federation_identifier(self) -> None:
+        """
+        Begin through the slice manager answers one identifier of its own
+        and each aggregate's; a Commit naming the former commits at both
+        (each sent its own identifier), the same Commit again answers the
+        same slivers, and an aggregate's identifier given to the slice
+        manager is ERROR without reaching any aggregate.
+        """
+        client, begun, gates = await self.begun()
+        own = await self.own_identifiers()
+        self.assertEqual(begun["geniam_transactions"], own)
+        federation = begun["geniam_transaction"]
+        self.assertNotIn(federation, own.values())
+        committed = value_of(await client.commit_transaction(self.slice_urn, geniam_transaction=federation))
+        self.assertEqual((committed["geniam_transaction"], committed["geniam_transactions"]), (federation, own))
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+        again = value_of(await client.commit_transaction(self.slice_urn, geniam_transaction=federation))
+        self.assertEqual(
+            sorted(s["geni_sliver_urn"] for s in again["geni_slivers"]),
+            sorted(s["geni_sliver_urn"] for s in committed["geni_slivers"]),
+        )
+        self.assertEqual(len(again["geni_slivers"]), 2)
+        struct = await client.commit_transaction(self.slice_urn, geniam_transaction=own[self.urns[0]])
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertIn("geniam_transactions", struct["output"])
+        for gate in gates.values():
+            self.assertEqual(gate.carried_out, ["CommitTransaction", "CommitTransaction"])
+        # Without the option, as before: no transaction open anywhere, ERROR.
+        struct = await client.commit_transaction(self.slice_urn)
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+
+    async def test_abort_retried_with_the_federation_identifier(self) -> None:
+        """An Abort naming the slice manager's identifier aborts at both and answers true, again when retried; a Commit of it then is ERROR."""
+        client, begun, gates = await self.begun()
+        federation = begun["geniam_transaction"]
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn, geniam_transaction=federation)), True)
+        for name in self.gates:
+            self.assertEqual(await self.live(name), [])
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn, geniam_transaction=federation)), True)
+        struct = await client.commit_transaction(self.slice_urn, geniam_transaction=federation)
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertIn("was aborted", struct["output"])
+        for name in self.gates:
+            self.assertEqual(await self.live(name), [])
+
+    async def test_update_keeps_the_identifier(self) -> None:
+        """Update through the slice manager answers the identifier of the slice's Begin; committing it commits the updated state."""
+        client, begun, _ = await self.begun()
+        now = self.clock.seconds()
+        updated = value_of(await client.update_transaction(self.slice_urn, self.request_later(now)))
+        self.assertEqual((updated["geniam_transaction"], updated["geniam_transactions"]), (begun["geniam_transaction"], begun["geniam_transactions"]))
+        value_of(await client.commit_transaction(self.slice_urn, geniam_transaction=updated["geniam_transaction"]))
+        for name in self.gates:
+            self.assertEqual([b.slot.start for b in await self.live(name)], [int(now + 5 * HOUR)])
+
+    async def test_slice_manager_restarted(self) -> None:
+        """
+        After the slice manager restarts its identifier is unknown: a
+        Commit naming it is ERROR and reaches no aggregate (both
+        transactions stay open); a Commit naming the aggregates' own
+        identifiers (geniam_transactions) commits at both, and again.
+        """
+        _, begun, gates = await self.begun()
+        await self.sm.stopService()
+        await self.run_sm(self.build_sm())
+        client = self.client()
+        struct = await client.commit_transaction(self.slice_urn, geniam_transaction=begun["geniam_transaction"])
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertIn("knows no transaction", struct["output"])
+        for name in self.gates:
+            self.assertEqual(gates[name].carried_out, [])
+            self.assertTrue(all(is_transaction_hold(b) for b in await self.live(name)))
+        named = begun["geniam_transactions"]
+        for _ in range(2):
+            committed = value_of(await client.commit_transaction(self.slice_urn, geniam_transactions=named))
+            self.assertEqual(len(committed["geni_slivers"]), 2)
+            self.assertNotIn("geniam_transaction", committed)
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+        await self.assertBadArgs(client.commit_transaction(self.slice_urn, geniam_transactions={"urn:publicid:IDN+elsewhere+authority+am": "x"}))
+        await self.assertBadArgs(client.commit_transaction(self.slice_urn, geniam_transactions=named, geniam_transaction="x"))
+
+    async def assertBadArgs(self, d: Deferred[Any]) -> None:
+        """C{d} fires with a BADARGS return struct."""
+        struct = await d
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.BADARGS), struct.get("output"))
