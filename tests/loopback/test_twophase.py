@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from geniam.booking.transactions import is_transaction_hold
 from geniam.client import value_of
 from geniam.demo import federated_request
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
 from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE, UNCERTAIN_FIELD
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
@@ -37,7 +37,20 @@ def watch_rounds(manager: SliceManager, method: str) -> Signals:
     return signals
 
 
-WATCHED = ("Allocate", "Status", "BeginTransaction", "CommitTransaction", "AbortTransaction")
+WATCHED = ("Allocate", "Status", "BeginTransaction", "CommitTransaction", "AbortTransaction", "Delete")
+
+
+def anonymous(manager: Any) -> Any:
+    """Make an aggregate's Begin answer no transaction identifier, as another implementation would; C{manager}."""
+    begin = manager.BeginTransaction
+
+    async def without_identifier(*args: Any) -> Any:
+        struct = await begin(*args)
+        struct["value"].pop("geniam_transaction", None)
+        return struct
+
+    manager.BeginTransaction = without_identifier
+    return manager
 
 
 class TwoPhaseAllocationTests(FaultHarness):
@@ -264,18 +277,55 @@ class TwoPhaseAllocationTests(FaultHarness):
         with Describe, finds the part committed, and the Allocate succeeds.
         """
         await self.started()
-        manager = self.fed.aggregates["am2"].manager
-        begin = manager.BeginTransaction
-
-        async def anonymous(*args: Any) -> Any:
-            struct = await begin(*args)
-            struct["value"].pop("geniam_transaction", None)
-            return struct
-
-        manager.BeginTransaction = anonymous
+        manager = anonymous(self.fed.aggregates["am2"].manager)
         described = Gate(manager, ("Describe",))
         await self.lost_commit_answer()
         self.assertEqual(described.carried_out, ["Describe"])
+
+    async def test_outcome_still_unknown(self) -> None:
+        """
+        am2 answers Begin without an identifier, carries out the first
+        Commit with its answer lost, and cannot be read back (its Describe
+        fails every time): every retry is ERROR (no transaction open), so
+        the outcome stays unknown until the deadline. The answer keeps
+        TIMEDOUT, names am2 in geniam_uncertain and in output, and nothing
+        is rolled back on its account: am1's part stays committed.
+        """
+        await self.started()
+        manager = anonymous(self.fed.aggregates["am2"].manager)
+        describes: list[Any] = []
+
+        async def unreadable(*args: Any) -> Any:
+            describes.append(args)
+            raise GeniError(GeniCode.BUSY, "the island's database is busy")
+
+        manager.Describe = unreadable
+        attempt, gate = await self.first_commit_times_out()
+        carried_out = gate.done("CommitTransaction")
+        gate.open()
+        await carried_out
+        rounds = watch_rounds(self.sm.manager, "Describe")
+        # Retries at 35, 40, 45, 50 and 55 s of the 60 s deadline, each read back; at 55 s no further
+        # one fits, so one more follows at once.
+        retry = self.sm.manager.settings.commit_retry
+        for _ in range(int((SETTINGS.deadline - SETTINGS.peer_timeout) / retry) - 1):
+            ended = rounds.next("ended")
+            self.clock.advance(retry)
+            await ended
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.TIMEDOUT), struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertEqual(struct[UNCERTAIN_FIELD], [self.urns[1]])
+        self.assertIn(f"the outcome of the Commit at {self.urns[1]} could not be learned", struct["output"])
+        self.assertIn("could not be read back", struct["output"])
+        self.assertNotIn("geniam_undo", struct)
+        self.assertEqual(self.sm.manager.undo.pending, [])
+        self.assertEqual(len(describes), int((SETTINGS.deadline - SETTINGS.peer_timeout) / retry))
+        self.assertEqual(gate.carried_out, ["CommitTransaction"] * (1 + len(describes)))
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+            self.assertNotIn("AbortTransaction", self.watch[name].carried_out)
+            self.assertNotIn("Delete", self.watch[name].carried_out)
 
     async def lost_commit_answer(self) -> None:
         """am2's first Commit is carried out with its answer lost; the Allocate then succeeds, nothing rolled back."""
