@@ -463,6 +463,27 @@ class ServedTransactionTests(FaultHarness):
         for name in self.gates:
             self.assertEqual(await self.live(name), [])
 
+    async def test_partial_begin_aborted_by_identifier(self) -> None:
+        """
+        am2's slot is taken by another slice: the Begin through the slice
+        manager fails there, yet its answer names am1's transaction; an
+        Abort naming the slice manager's identifier goes to am1 alone and
+        frees its slot.
+        """
+        await self.start()
+        now = self.clock.seconds()
+        other = self.fed.client("alice", "am2", (self.fed.user_credential("alice"), self.fed.slice_credential("exp2", "alice")))
+        value_of(await other.allocate(self.fed.slice_urn("exp2"), build_request(now + HOUR, now + 2 * HOUR, am_urn=self.urns[1])))
+        gates = {name: Gate(self.fed.aggregates[name].manager, ("AbortTransaction",)) for name in self.gates}
+        client = self.client()
+        struct = await client.begin_transaction(self.slice_urn, self.request())
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.UNAVAILABLE), struct.get("output"))
+        own = await self.fed.aggregates["am1"].manager.transactions.island.transaction(self.slice_urn)
+        self.assertEqual(struct["value"]["geniam_transactions"], {self.urns[0]: own.transaction_id})
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn, geniam_transaction=struct["value"]["geniam_transaction"])), True)
+        self.assertEqual((gates["am1"].carried_out, gates["am2"].carried_out), (["AbortTransaction"], []))
+        self.assertEqual(await self.live("am1"), [])
+
     async def test_update_keeps_the_identifier(self) -> None:
         """Update through the slice manager answers the identifier of the slice's Begin; committing it commits the updated state."""
         client, begun, _ = await self.begun()
