@@ -61,7 +61,10 @@ old it is in seconds, and whether it is being refreshed.
 Options understood besides the standard ones:
   - C{cached} (ListResources, default true): false bypasses the cache
     (the fresh advertisement is then cached);
-  - C{geni_best_effort} (Allocate): keep the parts that succeeded.
+  - C{geni_best_effort} (Allocate): keep the parts that succeeded;
+  - C{geniam_transaction} and C{geniam_transactions} (CommitTransaction,
+    AbortTransaction): the transaction named, by the slice manager's
+    identifier or the aggregates' own (L{geniam.managers.smtransactions}).
 """
 
 from __future__ import annotations
