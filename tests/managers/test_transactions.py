@@ -272,6 +272,17 @@ class IdentifiedAbortTests(SynchronousTestCase):
         error = t.error(t.manager.commit(SLICE, identifier), GeniCode.ERROR)
         self.assertEqual(error.value["reason"], "AbortTransaction")
 
+    def test_retry_leaves_a_newer_transaction(self) -> None:
+        """An Abort retried after the slice began another transaction answers True and leaves the newer one open."""
+        t = Transactions(self)
+        first = t.begin(desired(100, 200)).transaction.transaction_id
+        t.ok(t.manager.abort(SLICE, first))
+        second = t.begin(desired(300, 400)).transaction
+        rows = t.live()
+        self.assertIs(t.ok(t.manager.abort(SLICE, first)), True)
+        self.assertEqual(t.ok(t.manager.island.transaction(SLICE)), second)
+        self.assertEqual(t.live(), rows)
+
     def test_abort_after_commit_by(self) -> None:
         """An Abort naming a transaction the island aborted at its commit_by answers True as well."""
         t = Transactions(self)
