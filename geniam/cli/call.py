@@ -23,7 +23,11 @@ Positional arguments after METHOD, by method:
   - CommitTransaction, AbortTransaction: SLICE_URN
 
 C{--option NAME=VALUE} sets an option; VALUE is read as JSON when it parses
-(C{true}, C{3}, C{{"type": "GENI", "version": "3"}}), else as a string.
+(C{true}, C{3}, C{{"type": "GENI", "version": "3"}}), else as a string;
+identifiers (L{IDENTIFIER_OPTIONS}: C{geniam_transaction}, C{call_id}) are
+always strings. C{--option geniam_transaction=ID} retries a Commit or an
+Abort of the transaction ID; C{--option 'geniam_transactions={"URN":
+"ID", ...}'} names each aggregate's own transaction through a slice manager.
 ListResources, Describe and Provision get C{geni_rspec_version} GENI 3
 unless it is given. C{--ssh-key FILE} adds C{geni_users} for the caller.
 The exit status is 0 when the call succeeded (geni_code 0), 1 when the
@@ -79,6 +83,8 @@ METHODS = (
     "AbortTransaction",
 )
 WANTS_RSPEC_VERSION = ("ListResources", "Describe", "Provision")
+IDENTIFIER_OPTIONS = ("geniam_transaction", "call_id")
+"""Options whose value is taken as it is written, never as JSON (an identifier of digits stays a string)."""
 
 
 CM_PATH = CM_PATHS[0]
@@ -119,7 +125,7 @@ class Options(InterspersedOptions):
         if not sep or not name:
             raise usage.UsageError(f"--option wants NAME=VALUE, got {pair!r}")
         try:
-            value: Any = json.loads(raw)
+            value: Any = raw if name in IDENTIFIER_OPTIONS else json.loads(raw)
         except ValueError:
             value = raw
         self["option"][name] = value

@@ -61,7 +61,10 @@ old it is in seconds, and whether it is being refreshed.
 Options understood besides the standard ones:
   - C{cached} (ListResources, default true): false bypasses the cache
     (the fresh advertisement is then cached);
-  - C{geni_best_effort} (Allocate): keep the parts that succeeded.
+  - C{geni_best_effort} (Allocate): keep the parts that succeeded;
+  - C{geniam_transaction} and C{geniam_transactions} (CommitTransaction,
+    AbortTransaction): the transaction named, by the slice manager's
+    identifier or the aggregates' own (L{geniam.managers.smtransactions}).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from geniam.managers.adcache import DEFAULT_PARTIAL_TTL, AdvertisementCache
 from geniam.managers.arguments import flag, options_struct, target_urns
 from geniam.managers.breaker import BreakerState, CircuitBreaker
 from geniam.managers.fanout import ERROR, FanOut, PeerCall, PeerOutcome
+from geniam.managers.fedtransactions import FederatedTransactions
 from geniam.managers.health import (
     DEFAULT_HUNG_AFTER,
     DEFAULT_PROBE_INTERVAL,
@@ -238,6 +242,7 @@ class SliceManager(SliceAllocateMethods, SliceReadMethods, SlicePeerMethods, Sli
     @ivar replay: remembers answers by C{call_id}.
     @ivar info: the slice manager's URN and URL.
     @ivar answers: each peer's last RSpec, checked, for the merges.
+    @ivar federated: the identifiers of clients' transactions across aggregates.
     """
 
     log = Logger()
@@ -316,6 +321,7 @@ class SliceManager(SliceAllocateMethods, SliceReadMethods, SlicePeerMethods, Sli
             call_timeout=settings.peer_timeout,
         )
         self.replay = CallReplay(clock, settings.call_id_window)
+        self.federated = FederatedTransactions(clock)
         self.answers = AnswerCache()
         self._forwarding: dict[str, int] = {}
         self._learning: Shared[None] | None = None

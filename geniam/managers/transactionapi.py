@@ -17,7 +17,10 @@ Allocate (with C{geniam_transaction}); Abort answers C{true}.
 Commit takes the option C{geniam_transaction}: only that transaction is
 committed, and a Commit retried after it was committed answers the same
 again, one retried after it was aborted answers ERROR saying when and
-why (see L{geniam.managers.transactions}).
+why (see L{geniam.managers.transactions}). Abort takes it too: only that
+transaction is aborted, an Abort retried after it was aborted answers
+C{true} again, one naming a committed transaction answers ERROR saying
+when it was committed.
 """
 
 from __future__ import annotations
@@ -168,8 +171,8 @@ class TransactionMethods:
         )
 
     async def AbortTransaction(self, context: CallContext, slice_urn: Any, options: dict[str, Any]) -> dict[str, Any]:
-        """Give the holds back, restoring the slice as before Begin; answer true. ERROR outside a transaction."""
+        """Give the holds back, restoring the slice as before Begin; answer true. ERROR outside a transaction (or the one named)."""
         options = options_struct(options)
         slice_urn = str(parse_urn(slice_urn, "slice"))
         await context.authorize("AbortTransaction", slice_urn, options)
-        return success_struct(await self._transaction_manager().abort(slice_urn))
+        return success_struct(await self._transaction_manager().abort(slice_urn, transaction_option(options)))

@@ -105,6 +105,25 @@ def aborted_error(outcome: TransactionOutcome) -> GeniError:
     )
 
 
+def committed_error(outcome: TransactionOutcome) -> GeniError:
+    """
+    ERROR saying the transaction of C{outcome} was committed, and when, so
+    it cannot be aborted; its C{value} says so too:
+    C{{geniam_transaction, geniam_transaction_outcome: "committed",
+    committed_at}}.
+    """
+    return GeniError(
+        GeniCode.ERROR,
+        f"the transaction {outcome.transaction_id} of slice {outcome.slice_urn} was committed at"
+        f" {format_time(outcome.closed)}: it cannot be aborted (Delete its slivers instead)",
+        {
+            TRANSACTION_OPTION: outcome.transaction_id,
+            "geniam_transaction_outcome": Outcome.COMMITTED.value,
+            "committed_at": format_time(outcome.closed),
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Proposal:
     """
@@ -454,15 +473,25 @@ class TransactionManager:
             return transaction, await self._slivers(slice_urn)
         raise GeniError(GeniCode.BUSY, f"the slivers of slice {slice_urn} kept changing; try again")
 
-    async def _recall(self, slice_urn: str, transaction_id: str) -> tuple[TransactionOutcome, list[Booking]]:
-        """The outcome of a transaction of the slice that is no longer open: committed (with its slivers), or raise."""
+    async def _ended(self, slice_urn: str, transaction_id: str, method: str) -> TransactionOutcome:
+        """
+        How the transaction C{transaction_id} of the slice, no longer open, ended.
+
+        @raise GeniError: ERROR if no transaction of that identifier ended
+            here recently (or it was of another slice).
+        """
         outcome = await self.island.transaction_outcome(transaction_id)
         if outcome is None or urn_key(outcome.slice_urn) != urn_key(slice_urn):
             raise GeniError(
                 GeniCode.ERROR,
                 f"slice {slice_urn} has no transaction {transaction_id} in progress here, and none of that"
-                " identifier ended here recently: CommitTransaction needs one",
+                f" identifier ended here recently: {method} needs one",
             )
+        return outcome
+
+    async def _recall(self, slice_urn: str, transaction_id: str) -> tuple[TransactionOutcome, list[Booking]]:
+        """The outcome of a transaction of the slice that is no longer open: committed (with its slivers), or raise."""
+        outcome = await self._ended(slice_urn, transaction_id, "CommitTransaction")
         if outcome.outcome is Outcome.ABORTED:
             raise aborted_error(outcome)
         named = {urn_key(urn) for urn in outcome.slivers}
@@ -476,18 +505,31 @@ class TransactionManager:
             return None
         return outcome_of(transaction, outcome, self._clock.seconds(), reason, self.outcome_retention, slivers)
 
-    async def abort(self, slice_urn: str) -> bool:
+    async def abort(self, slice_urn: str, transaction_id: str | None = None) -> bool:
         """
         Give the holds back, restoring the slice as it was before Begin;
         fire with True.
 
-        @raise GeniError: ERROR outside a transaction.
+        With C{transaction_id}, only that transaction is aborted; if it was
+        aborted already (by an Abort or at its C{commit_by}, and is still
+        remembered), fire with True again, as the first abort did.
+
+        @raise GeniError: ERROR outside a transaction, if the transaction
+            C{transaction_id} was committed (L{committed_error}), or if no
+            transaction of that identifier is open or ended here recently
+            (an open transaction of the slice is then left as it is).
         """
         parse_urn(slice_urn, "slice")
-        return await self._serialised(slice_urn, self._abort(slice_urn))
+        return await self._serialised(slice_urn, self._abort(slice_urn, transaction_id))
 
-    async def _abort(self, slice_urn: str) -> bool:
+    async def _abort(self, slice_urn: str, transaction_id: str | None) -> bool:
         transaction = await self.island.transaction(slice_urn)
+        if transaction_id is not None and (transaction is None or transaction.transaction_id != transaction_id):
+            outcome = await self._ended(slice_urn, transaction_id, "AbortTransaction")
+            if outcome.outcome is Outcome.COMMITTED:
+                raise committed_error(outcome)
+            self.log.info("transaction {id} of {slice} aborted already: answered again", id=transaction_id, slice=slice_urn)
+            return True
         if transaction is None:
             raise GeniError(GeniCode.ERROR, f"slice {slice_urn} is not in a transaction here: AbortTransaction needs one")
         await self._abort_locked(transaction, ABORTED_BY_CALL)

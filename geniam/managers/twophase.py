@@ -13,7 +13,9 @@ part of the request), the slice manager allocates in two phases
   2. only when every Begin succeeded, CommitTransaction at all of them.
 
 If a Begin fails or times out, every other aggregate is sent
-AbortTransaction and the call answers with the failing aggregate's error.
+AbortTransaction (naming the transaction its Begin answered, so that only
+that one is aborted) and the call answers with the failing aggregate's
+error.
 A Commit that fails (the aggregate went away) is retried every
 C{retry} seconds while the earliest C{commit_by} and the call's deadline
 allow, then once more at once (after C{commit_by}, an aggregate that
@@ -54,7 +56,7 @@ from geniam.errors import GeniCode, GeniError
 from geniam.managers.fanout import ERROR, PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.managers.transactionapi import TRANSACTIONS_EXTENSION
-from geniam.managers.transactions import TRANSACTION_OPTION
+from geniam.managers.fedtransactions import naming, transaction_id
 from geniam.managers.smtransactions import earliest_commit_by, without_transaction
 from geniam.managers.undo import GENI_V3, part_marks, slivers_of_part
 
@@ -172,17 +174,18 @@ class TwoPhase:
             [PeerCall(record, "BeginTransaction", (slice_urn, credentials, part, [], options)) for record, part in parts]
         )
         code, output = self._rollup(begun)
+        identifiers = {id(o.record): transaction_id(o) for o in begun}
         if code != int(GeniCode.SUCCESS):
-            await self._abort(slice_urn, credentials, options, [o for o in begun if o.ok or uncertain(o)])
+            await self._abort(slice_urn, credentials, options, [o for o in begun if o.ok or uncertain(o)], identifiers)
             aborted = [undone(o, "transaction begun, then aborted because another aggregate failed") if o.ok else o for o in begun]
             return TwoPhaseResult(aborted, code, f"{output}; the others were aborted (nothing was booked)", False)
         commit_by = earliest_commit_by(begun)
         until = deadline if commit_by is None else min(commit_by, deadline)
-        outcomes = await self._commit(slice_urn, credentials, options, begun, {id(r): part for r, part in parts}, until)
+        outcomes = await self._commit(slice_urn, credentials, options, begun, identifiers, {id(r): part for r, part in parts}, until)
         code, output = self._rollup(outcomes)
         failed = [o for o in outcomes if not o.ok and not uncertain(o)]
         if failed:
-            await self._abort(slice_urn, credentials, options, failed)
+            await self._abort(slice_urn, credentials, options, failed, identifiers)
         return TwoPhaseResult(outcomes, code, output, True, [o.name for o in outcomes if uncertain(o)])
 
     async def _commit(
@@ -191,21 +194,22 @@ class TwoPhase:
         credentials: list[Any],
         options: dict[str, Any],
         begun: list[PeerOutcome],
+        identifiers: dict[int, str | None],
         parts: dict[int, str],
         until: float,
     ) -> list[PeerOutcome]:
         """
-        Commit everywhere, naming each aggregate's transaction; retry the
-        failures every C{retry} seconds until C{until}, then once more at
-        once; read back where a retry cannot tell.
+        Commit everywhere, naming each aggregate's transaction (its
+        C{identifiers}, by record); retry the failures every C{retry}
+        seconds until C{until}, then once more at once; read back where a
+        retry cannot tell.
         """
         latest = {id(o.record): o for o in begun}
-        identifiers = {id(o.record): transaction_id(o) for o in begun}
         waiting = [o.record for o in begun]
         last_chance = False
         while True:
             answered = await self._fan(
-                [PeerCall(r, "CommitTransaction", (slice_urn, credentials, commit_options(options, identifiers[id(r)]))) for r in waiting]
+                [PeerCall(r, "CommitTransaction", (slice_urn, credentials, naming(options, identifiers[id(r)]))) for r in waiting]
             )
             unclear = []
             for outcome in answered:
@@ -263,22 +267,23 @@ class TwoPhase:
                 )
         return learned
 
-    async def _abort(self, slice_urn: str, credentials: list[Any], options: dict[str, Any], outcomes: list[PeerOutcome]) -> None:
-        """AbortTransaction where a transaction may be open (an aggregate also aborts by itself at C{commit_by})."""
+    async def _abort(
+        self,
+        slice_urn: str,
+        credentials: list[Any],
+        options: dict[str, Any],
+        outcomes: list[PeerOutcome],
+        identifiers: dict[int, str | None],
+    ) -> None:
+        """
+        AbortTransaction where a transaction may be open (an aggregate also
+        aborts by itself at C{commit_by}), naming the transaction where its
+        Begin answered an identifier: only that one is aborted.
+        """
         if outcomes:
-            await self._fan([PeerCall(o.record, "AbortTransaction", (slice_urn, credentials, options)) for o in outcomes])
-
-
-def transaction_id(begun: PeerOutcome) -> str | None:
-    """The transaction identifier a Begin answered (C{geniam_transaction}), or None."""
-    value = begun.value if begun.ok else None
-    found = value.get(TRANSACTION_OPTION) if isinstance(value, dict) else None
-    return found if isinstance(found, str) and found else None
-
-
-def commit_options(options: dict[str, Any], identifier: str | None) -> dict[str, Any]:
-    """The options of a Commit: C{options}, naming the transaction when its aggregate answered an identifier."""
-    return dict(options, **{TRANSACTION_OPTION: identifier}) if identifier is not None else options
+            await self._fan(
+                [PeerCall(o.record, "AbortTransaction", (slice_urn, credentials, naming(options, identifiers.get(id(o.record))))) for o in outcomes]
+            )
 
 
 def aborted(outcome: PeerOutcome) -> bool:

@@ -61,6 +61,15 @@ class ParameterTests(SynchronousTestCase):
         for method in ("CommitTransaction", "AbortTransaction"):
             self.assertEqual(call_parameters(parsed("https://x/", method, URN), "", 0), [URN, [], {}])
 
+    def test_transaction_identifiers(self) -> None:
+        """--option geniam_transaction stays a string even when it reads as a JSON number; geniam_transactions is a struct."""
+        for identifier in ("1234e5", "42"):
+            params = call_parameters(parsed("https://x/", "CommitTransaction", URN, "--option", f"geniam_transaction={identifier}"), "", 0)
+            self.assertEqual(params, [URN, [], {"geniam_transaction": identifier}])
+        params = call_parameters(parsed("https://x/", "AbortTransaction", URN, "--option", 'geniam_transactions={"urn:am": "1e3"}'), "", 0)
+        self.assertEqual(params[2], {"geniam_transactions": {"urn:am": "1e3"}})
+        self.assertEqual(call_parameters(parsed("https://x/", "Delete", URN, "--option", "call_id=7"), "", 0)[2], {"call_id": "7"})
+
     def test_options_and_credentials(self) -> None:
         """--option values are JSON when they parse; --credential files are wrapped as v3 structs."""
         path = self.mktemp()

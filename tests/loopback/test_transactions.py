@@ -142,6 +142,32 @@ class TransactionLoopbackTests(AggregateHarness):
         self.assertEqual((struct["value"]["geniam_transaction_outcome"], struct["value"]["reason"]), ("aborted", "AbortTransaction"))
         await self.assertGeniError(GeniCode.SEARCHFAILED, client.status([slice_urn]))
 
+    async def test_abort_with_its_identifier(self) -> None:
+        """
+        An Abort naming an unknown identifier leaves the open transaction;
+        one naming it aborts it and answers true, again when retried; an
+        Abort naming a committed transaction is ERROR saying so.
+        """
+        client = await self.started()
+        slice_urn = self.fed.slice_urn("exp1")
+        now = self.clock.seconds()
+        first = value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))["geniam_transaction"]
+        await self.assertGeniError(GeniCode.ERROR, client.abort_transaction(slice_urn, geniam_transaction="f" * 32))
+        await self.assertGeniError(GeniCode.INPROGRESS, client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))
+        self.assertIs(value_of(await client.abort_transaction(slice_urn, geniam_transaction=first)), True)
+        self.assertIs(value_of(await client.abort_transaction(slice_urn, geniam_transaction=first)), True)
+        await self.assertGeniError(GeniCode.ERROR, client.abort_transaction(slice_urn))
+        second = value_of(await client.begin_transaction(slice_urn, self.request(now + HOUR, now + 2 * HOUR)))["geniam_transaction"]
+        value_of(await client.commit_transaction(slice_urn, geniam_transaction=second))
+        struct = await client.abort_transaction(slice_urn, geniam_transaction=second)
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR))
+        self.assertEqual(
+            struct["value"],
+            {"geniam_transaction": second, "geniam_transaction_outcome": "committed", "committed_at": format_time(now)},
+        )
+        self.assertEqual(len(value_of(await client.status([slice_urn]))["geni_slivers"]), 1)
+        await self.assertGeniError(GeniCode.BADARGS, client.abort_transaction(slice_urn, geniam_transaction=7))
+
     def _window(self, now: float) -> Any:
         from geniam.booking.values import Slot
 

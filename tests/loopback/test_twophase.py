@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from geniam.booking.transactions import is_transaction_hold
 from geniam.client import value_of
 from geniam.demo import federated_request
-from geniam.errors import GeniCode
+from geniam.errors import GeniCode, GeniError
 from geniam.managers.twophase import ALLOCATE_THEN_UNDO, PATH_FIELD, TWO_PHASE, UNCERTAIN_FIELD
 from geniam.rspec.request import build_request
 from geniam.timeutil import format_time
@@ -37,7 +37,20 @@ def watch_rounds(manager: SliceManager, method: str) -> Signals:
     return signals
 
 
-WATCHED = ("Allocate", "Status", "BeginTransaction", "CommitTransaction", "AbortTransaction")
+WATCHED = ("Allocate", "Status", "BeginTransaction", "CommitTransaction", "AbortTransaction", "Delete")
+
+
+def anonymous(manager: Any) -> Any:
+    """Make an aggregate's Begin answer no transaction identifier, as another implementation would; C{manager}."""
+    begin = manager.BeginTransaction
+
+    async def without_identifier(*args: Any) -> Any:
+        struct = await begin(*args)
+        struct["value"].pop("geniam_transaction", None)
+        return struct
+
+    manager.BeginTransaction = without_identifier
+    return manager
 
 
 class TwoPhaseAllocationTests(FaultHarness):
@@ -264,18 +277,55 @@ class TwoPhaseAllocationTests(FaultHarness):
         with Describe, finds the part committed, and the Allocate succeeds.
         """
         await self.started()
-        manager = self.fed.aggregates["am2"].manager
-        begin = manager.BeginTransaction
-
-        async def anonymous(*args: Any) -> Any:
-            struct = await begin(*args)
-            struct["value"].pop("geniam_transaction", None)
-            return struct
-
-        manager.BeginTransaction = anonymous
+        manager = anonymous(self.fed.aggregates["am2"].manager)
         described = Gate(manager, ("Describe",))
         await self.lost_commit_answer()
         self.assertEqual(described.carried_out, ["Describe"])
+
+    async def test_outcome_still_unknown(self) -> None:
+        """
+        am2 answers Begin without an identifier, carries out the first
+        Commit with its answer lost, and cannot be read back (its Describe
+        fails every time): every retry is ERROR (no transaction open), so
+        the outcome stays unknown until the deadline. The answer keeps
+        TIMEDOUT, names am2 in geniam_uncertain and in output, and nothing
+        is rolled back on its account: am1's part stays committed.
+        """
+        await self.started()
+        manager = anonymous(self.fed.aggregates["am2"].manager)
+        describes: list[Any] = []
+
+        async def unreadable(*args: Any) -> Any:
+            describes.append(args)
+            raise GeniError(GeniCode.BUSY, "the island's database is busy")
+
+        manager.Describe = unreadable
+        attempt, gate = await self.first_commit_times_out()
+        carried_out = gate.done("CommitTransaction")
+        gate.open()
+        await carried_out
+        rounds = watch_rounds(self.sm.manager, "Describe")
+        # Retries at 35, 40, 45, 50 and 55 s of the 60 s deadline, each read back; at 55 s no further
+        # one fits, so one more follows at once.
+        retry = self.sm.manager.settings.commit_retry
+        for _ in range(int((SETTINGS.deadline - SETTINGS.peer_timeout) / retry) - 1):
+            ended = rounds.next("ended")
+            self.clock.advance(retry)
+            await ended
+        struct = await attempt
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.TIMEDOUT), struct.get("output"))
+        self.assertEqual(struct[PATH_FIELD], TWO_PHASE)
+        self.assertEqual(struct[UNCERTAIN_FIELD], [self.urns[1]])
+        self.assertIn(f"the outcome of the Commit at {self.urns[1]} could not be learned", struct["output"])
+        self.assertIn("could not be read back", struct["output"])
+        self.assertNotIn("geniam_undo", struct)
+        self.assertEqual(self.sm.manager.undo.pending, [])
+        self.assertEqual(len(describes), int((SETTINGS.deadline - SETTINGS.peer_timeout) / retry))
+        self.assertEqual(gate.carried_out, ["CommitTransaction"] * (1 + len(describes)))
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+            self.assertNotIn("AbortTransaction", self.watch[name].carried_out)
+            self.assertNotIn("Delete", self.watch[name].carried_out)
 
     async def lost_commit_answer(self) -> None:
         """am2's first Commit is carried out with its answer lost; the Allocate then succeeds, nothing rolled back."""
@@ -350,3 +400,128 @@ class ServedTransactionTests(FaultHarness):
 
     def request_later(self, now: float) -> str:
         return federated_request(now + 5 * HOUR, now + 6 * HOUR, self.urns)
+
+    async def begun(self) -> tuple[Any, dict[str, Any], dict[str, Gate]]:
+        """alice's Begin of both islands through the slice manager: her client, the answer, and a gate on each aggregate's Commit and Abort."""
+        await self.start()
+        gates = {name: Gate(self.fed.aggregates[name].manager, ("CommitTransaction", "AbortTransaction")) for name in self.gates}
+        client = self.client()
+        begun = value_of(await client.begin_transaction(self.slice_urn, self.request()))
+        return client, begun, gates
+
+    async def own_identifiers(self) -> dict[str, str]:
+        """Each aggregate's identifier of the slice's open transaction there, from its store, by aggregate URN."""
+        found = {}
+        for name, urn in zip(self.gates, self.urns):
+            transaction = await self.fed.aggregates[name].manager.transactions.island.transaction(self.slice_urn)
+            found[urn] = transaction.transaction_id
+        return found
+
+    async def test_commit_retried_with_the_federation_identifier(self) -> None:
+        """
+        Begin through the slice manager answers one identifier of its own
+        and each aggregate's; a Commit naming the former commits at both
+        (each sent its own identifier), the same Commit again answers the
+        same slivers, and an aggregate's identifier given to the slice
+        manager is ERROR without reaching any aggregate.
+        """
+        client, begun, gates = await self.begun()
+        own = await self.own_identifiers()
+        self.assertEqual(begun["geniam_transactions"], own)
+        federation = begun["geniam_transaction"]
+        self.assertNotIn(federation, own.values())
+        committed = value_of(await client.commit_transaction(self.slice_urn, geniam_transaction=federation))
+        self.assertEqual((committed["geniam_transaction"], committed["geniam_transactions"]), (federation, own))
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+        again = value_of(await client.commit_transaction(self.slice_urn, geniam_transaction=federation))
+        self.assertEqual(
+            sorted(s["geni_sliver_urn"] for s in again["geni_slivers"]),
+            sorted(s["geni_sliver_urn"] for s in committed["geni_slivers"]),
+        )
+        self.assertEqual(len(again["geni_slivers"]), 2)
+        struct = await client.commit_transaction(self.slice_urn, geniam_transaction=own[self.urns[0]])
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertIn("geniam_transactions", struct["output"])
+        for gate in gates.values():
+            self.assertEqual(gate.carried_out, ["CommitTransaction", "CommitTransaction"])
+        # Without the option, as before: no transaction open anywhere, ERROR.
+        struct = await client.commit_transaction(self.slice_urn)
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+
+    async def test_abort_retried_with_the_federation_identifier(self) -> None:
+        """An Abort naming the slice manager's identifier aborts at both and answers true, again when retried; a Commit of it then is ERROR."""
+        client, begun, gates = await self.begun()
+        federation = begun["geniam_transaction"]
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn, geniam_transaction=federation)), True)
+        for name in self.gates:
+            self.assertEqual(await self.live(name), [])
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn, geniam_transaction=federation)), True)
+        struct = await client.commit_transaction(self.slice_urn, geniam_transaction=federation)
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertIn("was aborted", struct["output"])
+        for name in self.gates:
+            self.assertEqual(await self.live(name), [])
+
+    async def test_partial_begin_aborted_by_identifier(self) -> None:
+        """
+        am2's slot is taken by another slice: the Begin through the slice
+        manager fails there, yet its answer names am1's transaction; an
+        Abort naming the slice manager's identifier goes to am1 alone and
+        frees its slot.
+        """
+        await self.start()
+        now = self.clock.seconds()
+        other = self.fed.client("alice", "am2", (self.fed.user_credential("alice"), self.fed.slice_credential("exp2", "alice")))
+        value_of(await other.allocate(self.fed.slice_urn("exp2"), build_request(now + HOUR, now + 2 * HOUR, am_urn=self.urns[1])))
+        gates = {name: Gate(self.fed.aggregates[name].manager, ("AbortTransaction",)) for name in self.gates}
+        client = self.client()
+        struct = await client.begin_transaction(self.slice_urn, self.request())
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.UNAVAILABLE), struct.get("output"))
+        own = await self.fed.aggregates["am1"].manager.transactions.island.transaction(self.slice_urn)
+        self.assertEqual(struct["value"]["geniam_transactions"], {self.urns[0]: own.transaction_id})
+        self.assertIs(value_of(await client.abort_transaction(self.slice_urn, geniam_transaction=struct["value"]["geniam_transaction"])), True)
+        self.assertEqual((gates["am1"].carried_out, gates["am2"].carried_out), (["AbortTransaction"], []))
+        self.assertEqual(await self.live("am1"), [])
+
+    async def test_update_keeps_the_identifier(self) -> None:
+        """Update through the slice manager answers the identifier of the slice's Begin; committing it commits the updated state."""
+        client, begun, _ = await self.begun()
+        now = self.clock.seconds()
+        updated = value_of(await client.update_transaction(self.slice_urn, self.request_later(now)))
+        self.assertEqual((updated["geniam_transaction"], updated["geniam_transactions"]), (begun["geniam_transaction"], begun["geniam_transactions"]))
+        value_of(await client.commit_transaction(self.slice_urn, geniam_transaction=updated["geniam_transaction"]))
+        for name in self.gates:
+            self.assertEqual([b.slot.start for b in await self.live(name)], [int(now + 5 * HOUR)])
+
+    async def test_slice_manager_restarted(self) -> None:
+        """
+        After the slice manager restarts its identifier is unknown: a
+        Commit naming it is ERROR and reaches no aggregate (both
+        transactions stay open); a Commit naming the aggregates' own
+        identifiers (geniam_transactions) commits at both, and again.
+        """
+        _, begun, gates = await self.begun()
+        await self.sm.stopService()
+        await self.run_sm(self.build_sm())
+        client = self.client()
+        struct = await client.commit_transaction(self.slice_urn, geniam_transaction=begun["geniam_transaction"])
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.ERROR), struct.get("output"))
+        self.assertIn("knows no transaction", struct["output"])
+        for name in self.gates:
+            self.assertEqual(gates[name].carried_out, [])
+            self.assertTrue(all(is_transaction_hold(b) for b in await self.live(name)))
+        named = begun["geniam_transactions"]
+        for _ in range(2):
+            committed = value_of(await client.commit_transaction(self.slice_urn, geniam_transactions=named))
+            self.assertEqual(len(committed["geni_slivers"]), 2)
+            self.assertNotIn("geniam_transaction", committed)
+        for name in self.gates:
+            self.assertEqual([b.allocation_state.value for b in await self.live(name)], ["allocated"])
+        await self.assertBadArgs(client.commit_transaction(self.slice_urn, geniam_transactions={"urn:publicid:IDN+elsewhere+authority+am": "x"}))
+        await self.assertBadArgs(client.commit_transaction(self.slice_urn, geniam_transactions=named, geniam_transaction="x"))
+
+    async def assertBadArgs(self, d: Deferred[Any]) -> None:
+        """C{d} fires with a BADARGS return struct."""
+        struct = await d
+        self.assertEqual(struct["code"]["geni_code"], int(GeniCode.BADARGS), struct.get("output"))

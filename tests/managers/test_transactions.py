@@ -18,7 +18,8 @@ from geniam.booking.transactions import DesiredSlot, SliceState, plan
 from geniam.booking.errors import NotPermitted
 from geniam.booking.values import AllocationState, Booking, Slot, UserKeys
 from geniam.errors import GeniCode, GeniError
-from geniam.managers.transactions import TransactionManager
+from geniam.managers.transactions import DEFAULT_WATCH_INTERVAL, TransactionManager
+from geniam.timeutil import format_time
 from tests.managers.test_island import ALICE, CONTROLLER, DAY, OTHER_SLICE, SLICE, Island, at
 
 TTL = 600.0
@@ -276,6 +277,91 @@ class AutoAbortTests(SynchronousTestCase):
         self.assertEqual(second.live(), rows)
         second.clock.advance(TTL)
         self.assertEqual(second.state(), SliceState.UNINITIALISED)
+
+
+class IdentifiedAbortTests(SynchronousTestCase):
+    """AbortTransaction naming a transaction: only that one, and a retry answers as the first abort did."""
+
+    def test_abort_retried(self) -> None:
+        """An Abort naming the open transaction aborts it; the same Abort again answers True and changes nothing."""
+        t = Transactions(self)
+        kept = t.island.allocate(3000, 4000)
+        identifier = t.begin(desired(3000, 4000), desired(100, 200)).transaction.transaction_id
+        before = t.live(SLICE)
+        self.assertIs(t.ok(t.manager.abort(SLICE, identifier)), True)
+        self.assertEqual(t.state(), SliceState.ALLOCATED)
+        after = t.live(SLICE)
+        self.assertEqual([b.sliver_urn for b in after], [kept.sliver_urn])
+        self.assertNotEqual(after, before)
+        self.assertIs(t.ok(t.manager.abort(SLICE, identifier)), True)
+        self.assertEqual(t.live(SLICE), after)
+        t.error(t.manager.abort(SLICE), GeniCode.ERROR)
+        error = t.error(t.manager.commit(SLICE, identifier), GeniCode.ERROR)
+        self.assertEqual(error.value["reason"], "AbortTransaction")
+
+    def test_retry_leaves_a_newer_transaction(self) -> None:
+        """An Abort retried after the slice began another transaction answers True and leaves the newer one open."""
+        t = Transactions(self)
+        first = t.begin(desired(100, 200)).transaction.transaction_id
+        t.ok(t.manager.abort(SLICE, first))
+        second = t.begin(desired(300, 400)).transaction
+        rows = t.live()
+        self.assertIs(t.ok(t.manager.abort(SLICE, first)), True)
+        self.assertEqual(t.ok(t.manager.island.transaction(SLICE)), second)
+        self.assertEqual(t.live(), rows)
+
+    def test_abort_after_commit_by(self) -> None:
+        """An Abort naming a transaction the island aborted at its commit_by answers True as well."""
+        t = Transactions(self)
+        identifier = t.begin(desired(100, 2000)).transaction.transaction_id
+        t.clock.advance(TTL)
+        self.assertIs(t.ok(t.manager.abort(SLICE, identifier)), True)
+        self.assertEqual(t.live(), [])
+
+    def test_abort_of_a_committed_transaction(self) -> None:
+        """An Abort naming a committed transaction is ERROR saying when it was committed; the slivers stay."""
+        t = Transactions(self)
+        identifier = t.begin(desired(100, 200)).transaction.transaction_id
+        t.clock.advance(7)
+        t.ok(t.manager.commit(SLICE, identifier))
+        t.clock.advance(3)
+        error = t.error(t.manager.abort(SLICE, identifier), GeniCode.ERROR)
+        self.assertEqual(
+            error.value,
+            {"geniam_transaction": identifier, "geniam_transaction_outcome": "committed", "committed_at": format_time(at(7))},
+        )
+        self.assertIn("committed", error.output)
+        self.assertEqual(t.slivers(), [(Slot(at(100), at(200)), AllocationState.ALLOCATED)])
+
+    def test_unknown_identifier_leaves_the_open_transaction(self) -> None:
+        """An Abort naming an identifier the island does not know is ERROR; the open transaction keeps its holds."""
+        t = Transactions(self)
+        opened = t.begin(desired(100, 200)).transaction
+        rows = t.live()
+        error = t.error(t.manager.abort(SLICE, "f" * 32), GeniCode.ERROR)
+        self.assertIn("f" * 32, error.output)
+        self.assertEqual(t.ok(t.manager.island.transaction(SLICE)), opened)
+        self.assertEqual(t.live(), rows)
+
+    def test_identifier_of_another_slice(self) -> None:
+        """An identifier is good only with its own slice: another slice's Abort naming it is ERROR, and both stay open."""
+        t = Transactions(self)
+        mine = t.begin(desired(100, 200)).transaction
+        theirs = t.begin(desired(300, 400), slice_urn=OTHER_SLICE).transaction
+        t.error(t.manager.abort(SLICE, theirs.transaction_id), GeniCode.ERROR)
+        t.ok(t.manager.abort(OTHER_SLICE, theirs.transaction_id))
+        t.error(t.manager.abort(SLICE, theirs.transaction_id), GeniCode.ERROR)
+        self.assertEqual(t.ok(t.manager.island.transaction(SLICE)), mine)
+
+    def test_forgotten_after_retention(self) -> None:
+        """Once the outcome's retention passed, a retried Abort is ERROR (not known), no longer True."""
+        t = Transactions(self)
+        identifier = t.begin(desired(100, 2000)).transaction.transaction_id
+        t.ok(t.manager.abort(SLICE, identifier))
+        t.clock.advance(TTL + t.manager.outcome_retention - 1)
+        self.assertIs(t.ok(t.manager.abort(SLICE, identifier)), True)
+        t.clock.advance(1 + DEFAULT_WATCH_INTERVAL)
+        t.error(t.manager.abort(SLICE, identifier), GeniCode.ERROR)
 
 
 class PlanTests(SynchronousTestCase):

@@ -55,8 +55,8 @@ class ScriptedFan:
                 outcomes.append(outcome_of_struct(call.record, answer, 0.0))
         return succeed(outcomes)
 
-    def commits(self, url: str) -> list[tuple[float, dict[str, Any]]]:
-        return [(when, options) for when, u, method, options in self.calls if u == url and method == "CommitTransaction"]
+    def commits(self, url: str, method: str = "CommitTransaction") -> list[tuple[float, dict[str, Any]]]:
+        return [(when, options) for when, u, called, options in self.calls if u == url and called == method]
 
     def methods(self, url: str) -> list[str]:
         return [method for _, u, method, _ in self.calls if u == url]
@@ -162,3 +162,28 @@ class CommitPhaseTests(SynchronousTestCase):
         result = self.successResultOf(d)
         self.assert_outcomes(result, [True, False], failed=True)
         self.assertEqual(self.fan.methods(self.am2)[-1], "AbortTransaction")
+        self.assertEqual([o.get("geniam_transaction") for _, o in self.fan.commits(self.am2, "AbortTransaction")], ["t2"])
+
+
+class BeginPhaseTests(SynchronousTestCase):
+    """A Begin that fails: the others are aborted, each naming its own transaction where its Begin answered one."""
+
+    def setUp(self) -> None:
+        self.fan = ScriptedFan()
+        self.records = [PeerRecord(_Peer(f"https://am{i}.example/"), CircuitBreaker(self.fan.clock)) for i in (1, 2, 3)]
+        self.am1, self.am2, self.am3 = (r.url for r in self.records)
+
+    def test_aborts_name_their_transactions(self) -> None:
+        """am3 is refused: am1 (which answered t1) is aborted naming t1, am2 (which answered none) without."""
+        self.fan.answer(self.am1, "BeginTransaction", begun("t1"))
+        self.fan.answer(self.am2, "BeginTransaction", begun(None))
+        self.fan.answer(self.am3, "BeginTransaction", error_struct(GeniCode.UNAVAILABLE, "taken"))
+        for url in (self.am1, self.am2):
+            self.fan.answer(url, "AbortTransaction", success_struct(True))
+        parts = [(r, build_request(5000.0, 6000.0)) for r in self.records]
+        phases = TwoPhase(self.fan.clock, self.fan, lambda outcomes: rollup(outcomes, False, False), RETRY)
+        result = self.successResultOf(Deferred.fromCoroutine(phases.run(SLICE, [], parts, {"call_id": "c"}, 1060.0)))
+        self.assertEqual(result.code, int(GeniCode.UNAVAILABLE))
+        self.assertEqual(self.fan.commits(self.am1, "AbortTransaction"), [(1000.0, {"call_id": "c", "geniam_transaction": "t1"})])
+        self.assertEqual(self.fan.commits(self.am2, "AbortTransaction"), [(1000.0, {"call_id": "c"})])
+        self.assertEqual(self.fan.methods(self.am3), ["BeginTransaction"])
