@@ -28,7 +28,7 @@ was.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -154,6 +154,7 @@ class TransactionManager:
         opened elsewhere (and old outcomes are forgotten).
     @param outcome_retention: how long past its C{commit_by} a finished
         transaction's outcome is kept.
+    @param new_id: makes the identifier of each new transaction (random, 32 hex digits, by default).
     """
 
     log = Logger()
@@ -165,6 +166,7 @@ class TransactionManager:
         ttl: float = DEFAULT_TRANSACTION_TTL,
         watch_interval: float = DEFAULT_WATCH_INTERVAL,
         outcome_retention: float = DEFAULT_OUTCOME_RETENTION,
+        new_id: Callable[[], str] = lambda: secrets.token_hex(16),
     ) -> None:
         if not ttl > 0:
             raise GeniError(GeniCode.BADARGS, "the transaction lifetime must be positive")
@@ -176,6 +178,7 @@ class TransactionManager:
         self.island = island
         self.ttl = float(ttl)
         self.outcome_retention = float(outcome_retention)
+        self._new_id = new_id
         self._clock = clock
         self._locks: dict[str, DeferredLock] = {}
         self._timers: dict[str, IDelayedCall] = {}
@@ -335,7 +338,7 @@ class TransactionManager:
         await self._drop_if_expired(slice_urn)
         now = self._clock.seconds()
         empty = Transaction(
-            slice_urn, owner_urn, owner_email, (), (), now, now, request, credential_expires, transaction_id=secrets.token_hex(16)
+            slice_urn, owner_urn, owner_email, (), (), now, now, request, credential_expires, transaction_id=self._new_id()
         )
         return await self._propose(empty, desired, [], now)
 

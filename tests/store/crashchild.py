@@ -149,10 +149,16 @@ class Names:
 
     def __init__(self, first: int) -> None:
         self.next = first
+        self.next_transaction = first
 
     def __call__(self) -> str:
         self.next += 1
         return f"s{self.next - 1}"
+
+    def transaction_id(self) -> str:
+        """Transaction identifiers, counted the same way (32 hex digits, as the aggregate makes them)."""
+        self.next_transaction += 1
+        return f"{self.next_transaction - 1:032x}"
 
 
 async def open_store(job: dict[str, Any], reactor: Any) -> Any:
@@ -210,7 +216,7 @@ async def run_job(job: dict[str, Any], reactor: Any) -> dict[str, Any]:
     store = await open_store(job, reactor)
     names = Names(job.get("names_from", 1))
     island = island_manager(store, clock, names)
-    manager = TransactionManager(island, clock, TTL)
+    manager = TransactionManager(island, clock, TTL, new_id=names.transaction_id)
     await island.start()
     await manager.start()
     if job.get("setup") is not None:
