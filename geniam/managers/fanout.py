@@ -92,16 +92,15 @@ class PeerOutcome:
     code: int | None = None
     reason: str | None = None
     called: bool = True
+    ok: bool = field(init=False, repr=False, compare=False)
+    """Whether the peer answered with success."""
+    value: Any = field(init=False, repr=False, compare=False)
+    """The C{value} of the struct the peer answered, or C{None}."""
 
-    @property
-    def ok(self) -> bool:
-        """Whether the peer answered with success."""
-        return self.status == SUCCESS
-
-    @property
-    def value(self) -> Any:
-        """The C{value} of the struct the peer answered, or C{None}."""
-        return self.struct.get("value") if self.struct is not None else None
+    def __post_init__(self) -> None:
+        # Read many times per outcome by the merge and the rollup: worked out once.
+        object.__setattr__(self, "ok", self.status == SUCCESS)
+        object.__setattr__(self, "value", self.struct.get("value") if self.struct is not None else None)
 
     @property
     def name(self) -> str:

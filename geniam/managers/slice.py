@@ -105,7 +105,8 @@ from geniam.managers.smtransactions import SliceTransactionMethods
 from geniam.managers.twophase import DEFAULT_COMMIT_RETRY
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoJournal
 from geniam.managers.version import get_version_struct
-from geniam.rspec.merge import AggregateOutcome, merge_manifests, split_request
+from geniam.rspec.merge import AggregateOutcome, merge_manifests
+from geniam.rspec.split import split_request
 from geniam.rspec.mergecache import CACHEABLE_CHARS, AnswerCache
 from geniam.timeutil import parse_time
 from geniam.trust.context import CallContext

@@ -17,13 +17,12 @@ C{<statistics>} under the document's default namespace). Any
 C{<statistics>} already in an input, in that namespace or in none, is
 dropped, so nested slice managers do not pile them up.
 
-L{split_request} cuts a request into one request per aggregate by
-C{component_manager_id}.
+Splitting a request into one request per aggregate is
+L{geniam.rspec.split}.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from collections import Counter
@@ -32,26 +31,13 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from geniam.errors import GeniCode, GeniError
-from geniam.rspec import island
+from geniam.errors import GeniError
 from geniam.rspec.advertisement import GENERATED_BY
 from geniam.rspec.compression import maybe_decompress
 from geniam.rspec.namespaces import RSPEC_NS, XSI_NS, qname, rspec_tag
 from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, new_parser, parse_rspec, serialise, to_bytes
-from geniam.rspec.request import (
-    INTERFACE,
-    LINK,
-    NODE,
-    check_client_ids,
-    describe_element,
-    island_manager,
-    link_interface_client_ids,
-    link_managers,
-    node_authority,
-    node_manager,
-)
+from geniam.rspec.request import LINK, NODE
 from geniam.timeutil import format_time, parse_time
-from geniam.urn import URN, parse_urn
 
 STATISTICS = rspec_tag("statistics")
 AGGREGATE = rspec_tag("aggregate")
@@ -64,6 +50,9 @@ EXCEPTION_CHARS = 200
 _RSPEC = rspec_tag("rspec")
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
+_PLAIN = re.compile(r"[A-Za-z0-9 +:._/@,;()=?#%!*\[\]~$|{}^`-]*")
+_SMALLEST_ELEMENT = len(b"<a/>")
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -122,10 +111,46 @@ def add_statistics(root: etree._Element, call: str, outcomes: Iterable[Aggregate
         )
         if outcome.code is not None:
             entry.set("code", str(int(outcome.code)))
-        if outcome.exception:
-            reason = " ".join(str(outcome.exception).split())
-            entry.set("exception", reason[:EXCEPTION_CHARS])
+        reason = statistics_reason(outcome.exception)
+        if reason:
+            entry.set("exception", reason)
     return statistics
+
+
+def statistics_reason(exception: object) -> str:
+    """
+    An outcome's reason as C{<aggregate exception>} holds it: on one line,
+    at most L{EXCEPTION_CHARS} characters, characters XML cannot hold
+    replaced by U+FFFD.
+    """
+    if not exception:
+        return ""
+    return _NOT_XML.sub("\ufffd", " ".join(str(exception).split()))[:EXCEPTION_CHARS]
+
+
+def statistics_text(call: str, reported: Sequence[AggregateOutcome]) -> str | None:
+    """
+    C{<statistics>} as L{add_statistics} writes it in a merged document,
+    or C{None} when a value holds a character that would need escaping
+    (that rarer case is left to L{add_statistics}).
+    """
+    values = [call]
+    lines = []
+    for outcome in reported:
+        line = f'<aggregate name="{outcome.name}" elapsed="{max(0.0, float(outcome.elapsed)):.3f}" status="{outcome.status}"'
+        values.append(outcome.name)
+        if outcome.code is not None:
+            line += f' code="{int(outcome.code)}"'
+        reason = statistics_reason(outcome.exception)
+        if reason:
+            values.append(reason)
+            line += f' exception="{reason}"'
+        lines.append(line + "/>")
+    if not all(_PLAIN.fullmatch(value) for value in values):
+        return None
+    if not lines:
+        return f'<statistics call="{call}"/>'
+    return f'<statistics call="{call}">\n    ' + "\n    ".join(lines) + "\n  </statistics>"
 
 
 def new_root(kind: str, generated: float | None, nsmap: dict[str | None, str]) -> etree._Element:
@@ -221,7 +246,10 @@ def parse_answer(
     except (ValueError, etree.LxmlError):
         return parse_rspec(data, kind, limits), True
     docinfo = root.getroottree().docinfo
-    count = int(_COUNT_ELEMENTS(root))
+    # No document holds more elements than fit in its bytes: a small one need not be counted.
+    count = len(raw) // _SMALLEST_ELEMENT
+    if count > min(limits.max_depth, limits.max_elements):
+        count = int(_COUNT_ELEMENTS(root))
     if (
         root.tag != _RSPEC
         or root.get("type") != kind
@@ -309,7 +337,17 @@ def _merge(
                     continue
                 seen_other.add(fingerprint)
             root.append(child)
-    finish_root(root, schemas, expiries, call, reported)
+    written = statistics_text(call, reported)
+    statistics = finish_root(root, schemas, expiries, call, [] if written is not None else reported)
+    text = serialise(root)
+    if written is None:
+        return text
+    # The statistics are written as text, where lxml left them empty.
+    before, found, after = text.rpartition(f'<statistics call="{call}"/>')
+    if found:
+        return before + written + after
+    root.remove(statistics)
+    add_statistics(root, call, reported)
     return serialise(root)
 
 
@@ -395,133 +433,3 @@ def read_statistics(text: str | bytes, limits: ParseLimits = DEFAULT_LIMITS) -> 
         for entry in statistics.iterchildren("aggregate", AGGREGATE):
             found.append(dict(entry.attrib, call=statistics.get("call", "")))
     return found
-
-
-def split_request(
-    text: str | bytes,
-    aggregates: Sequence[str],
-    limits: ParseLimits = DEFAULT_LIMITS,
-) -> dict[str, str]:
-    """
-    Split a request into one request per aggregate.
-
-    Routing, by top-level element:
-
-      - C{<node>}: to its C{component_manager_id}; without one, to the
-        aggregate whose authority minted its C{component_id};
-      - C{<link>}: to every aggregate its C{<component_manager>}s name and
-        every aggregate owning a node its C{<interface_ref client_id>}s
-        point at (a link spanning aggregates goes to each);
-      - island elements: to their C{component_manager_id}; without one,
-        to every aggregate that receives something else;
-      - anything else (extensions) to every aggregate that receives
-        something; C{<statistics>} to none.
-
-    With a single known aggregate, elements naming none go to it.
-
-    @param text: the request.
-    @param aggregates: the known aggregates' URNs.
-    @return: C{{aggregate URN as given: request XML}}, only for the
-        aggregates the request concerns, in the order of C{aggregates}.
-    @raise GeniError: BADARGS, listing them, for elements naming no known
-        aggregate (or naming none when several are known), and for a
-        request that concerns no aggregate; also as L{parse_rspec}.
-    """
-    known: dict[str, str] = {}
-    by_authority: dict[str, list[str]] = {}
-    # Each URN text is parsed once: the aggregates' here, and a node naming one of them by the same text reuses it.
-    parsed_texts: dict[str, URN] = {}
-    for urn in aggregates:
-        parsed = parsed_texts.get(urn) or parsed_texts.setdefault(urn, parse_urn(urn))
-        known.setdefault(parsed.key, urn)
-        by_authority.setdefault(parsed.authority.lower(), []).append(urn)
-    if not known:
-        raise GeniError(GeniCode.BADARGS, "no aggregate to send the request to")
-    only = next(iter(known.values())) if len(known) == 1 else None
-    root = parse_rspec(text, "request", limits)
-    check_client_ids(root)
-
-    unknown: list[str] = []
-    targets: dict[etree._Element, list[str]] = {}
-    interface_owner: dict[str, str] = {}
-    keys: dict[str, str] = {urn: parsed_texts[urn].key for urn in known.values()}
-
-    def route(element: etree._Element, urns: Iterable[str]) -> None:
-        """Send C{element} to the aggregates C{urns} name, or record it as unroutable."""
-        chosen: list[str] = []
-        for urn in urns:
-            key = keys.get(urn)
-            if key is None:
-                key = keys[urn] = parse_urn(urn).key
-            aggregate = known.get(key)
-            if aggregate is None:
-                unknown.append(f"{describe_element(element)} (component manager {urn})")
-                return
-            if aggregate not in chosen:
-                chosen.append(aggregate)
-        if not chosen:
-            if only is None:
-                unknown.append(f"{describe_element(element)} (names no component manager)")
-                return
-            chosen = [only]
-        targets[element] = chosen
-
-    for node in root.iterchildren(NODE):
-        named = node.get("component_manager_id")
-        manager = parsed_texts.get(named.strip()) if named is not None else None
-        if manager is None:
-            manager = node_manager(node)
-        if manager is not None:
-            route(node, [str(manager)])
-        else:
-            authority = node_authority(node)
-            candidates = by_authority.get(authority.lower(), []) if authority else []
-            route(node, candidates[:1] if len(candidates) == 1 else [])
-        for interface in node.iterchildren(INTERFACE):
-            if interface.get("client_id") and node in targets:
-                interface_owner[interface.get("client_id", "")] = targets[node][0]
-    for link in root.iterchildren(LINK):
-        urns = [str(m) for m in link_managers(link)]
-        urns += [interface_owner[c] for c in link_interface_client_ids(link) if c in interface_owner]
-        route(link, urns)
-    for element in root:
-        if island.is_island_element(element):
-            island.check_request_element(element)
-            scope = island_manager(element)
-            if scope is not None:
-                route(element, [str(scope)])
-    if unknown:
-        raise GeniError(
-            GeniCode.BADARGS,
-            "request elements name no known aggregate: "
-            + "; ".join(unknown[:20])
-            + (f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else "")
-            + f". Known aggregates: {', '.join(known.values())}",
-        )
-    concerned = {urn for chosen in targets.values() for urn in chosen}
-    if not concerned:
-        if only is None:
-            raise GeniError(GeniCode.BADARGS, "the request names no aggregate (set component_manager_id)")
-        concerned = {only}
-    ordered = [a for a in known.values() if a in concerned]
-    children: dict[str, list[etree._Element]] = {aggregate: [] for aggregate in ordered}
-    everywhere = list(children.values())
-    for child in root:
-        if is_statistics(child):
-            continue
-        chosen = targets.get(child)
-        if chosen is None:
-            for kept in everywhere:
-                kept.append(child)
-        else:
-            for aggregate in chosen:
-                part_children = children.get(aggregate)
-                if part_children is not None:
-                    part_children.append(child)
-    attributes = dict(root.attrib)
-    result: dict[str, str] = {}
-    for aggregate in ordered:
-        part = etree.Element(root.tag, attrib=attributes, nsmap=root.nsmap)
-        part.extend([copy.deepcopy(child) for child in children[aggregate]])
-        result[aggregate] = serialise(part)
-    return result

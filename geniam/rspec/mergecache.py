@@ -34,8 +34,6 @@ merged by L{merge_advertisements} or L{merge_manifests} themselves.
 
 from __future__ import annotations
 
-import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -46,7 +44,6 @@ from lxml import etree
 from geniam.errors import GeniError
 from geniam.rspec.compression import maybe_decompress
 from geniam.rspec.merge import (
-    EXCEPTION_CHARS,
     AggregateOutcome,
     earliest_expiry,
     finish_root,
@@ -58,10 +55,12 @@ from geniam.rspec.merge import (
     other_key,
     parse_answer,
     schema_pairs,
+    statistics_text,
     strip_statistics,
 )
 from geniam.rspec.namespaces import rspec_tag
 from geniam.rspec.parser import DEFAULT_LIMITS, ParseLimits, new_parser
+from geniam.rspec.render import MARKER, NamespaceMap, NotExact, render_children
 
 CACHEABLE_CHARS = 256 * 1024
 """Answers longer than this are checked at every merge and not kept."""
@@ -71,17 +70,8 @@ DEFAULT_MAX_ANSWERS = 4096
 
 KINDS = ("advertisement", "manifest")
 
-# Separates the rendered elements; random per process, so no answer can hold it.
-_MARKER = secrets.token_hex(16)
-_GENERATED_PREFIX = re.compile(r"xmlns:ns[0-9]")
 _RSPEC = rspec_tag("rspec")
-_PLAIN = re.compile(r"[A-Za-z0-9 +:._/@,;()=?#%!*\[\]~$|{}^`-]*")
 
-NamespaceMap = tuple[tuple[str | None, str], ...]
-
-
-class _NotExact(Exception):
-    """The rendering would not match the tree merge's; merge the documents themselves."""
 
 
 @dataclass(frozen=True)
@@ -138,53 +128,6 @@ class _Body:
     text: str
     schemas: dict[str, str]
     expiries: tuple[float, ...]
-
-
-def _render(children: Sequence[etree._Element], nsmap: NamespaceMap) -> tuple[str, ...]:
-    """
-    The text of each element as it stands in a merged document with
-    C{nsmap}: moved under such a root (as the tree merge moves it), indented, written.
-
-    @raise _NotExact: when lxml had to invent a prefix.
-    """
-    holder = etree.Element(_RSPEC, nsmap=dict(nsmap))  # type: ignore[arg-type]
-    holder.text = _MARKER
-    for child in children:
-        holder.append(child)
-        child.tail = _MARKER
-    etree.indent(holder, space="  ")
-    parts = etree.tostring(holder, encoding="unicode", pretty_print=True).split(_MARKER)
-    if len(parts) != len(children) + 2:
-        raise _NotExact()
-    texts = tuple(parts[1:-1])
-    if any(_GENERATED_PREFIX.search(text) for text in texts):
-        raise _NotExact()
-    return texts
-
-
-def _statistics_text(call: str, reported: Sequence[AggregateOutcome]) -> str | None:
-    """
-    C{<statistics>} as L{add_statistics} writes it in a merged document,
-    or C{None} when a value holds a character that would need escaping
-    (that rarer case is left to lxml).
-    """
-    values = [call]
-    lines = []
-    for outcome in reported:
-        line = f'<aggregate name="{outcome.name}" elapsed="{max(0.0, float(outcome.elapsed)):.3f}" status="{outcome.status}"'
-        values.append(outcome.name)
-        if outcome.code is not None:
-            line += f' code="{int(outcome.code)}"'
-        if outcome.exception:
-            reason = " ".join(str(outcome.exception).split())[:EXCEPTION_CHARS]
-            values.append(reason)
-            line += f' exception="{reason}"'
-        lines.append(line + "/>")
-    if not all(_PLAIN.fullmatch(value) for value in values):
-        return None
-    if not lines:
-        return f'<statistics call="{call}"/>'
-    return f'<statistics call="{call}">\n    ' + "\n    ".join(lines) + "\n  </statistics>"
 
 
 class AnswerCache:
@@ -285,9 +228,9 @@ class AnswerCache:
                 source = self._parse(kind, answer.data, answer.limits)
             found = list(source)
             if len(found) != len(answer.pieces):
-                raise _NotExact()
+                raise NotExact()
             children.extend(found)
-        texts = _render(children, nsmap)
+        texts = render_children(children, _RSPEC, nsmap)
         start = 0
         for answer in todo:
             end = start + len(answer.pieces)
@@ -325,7 +268,7 @@ class AnswerCache:
             used.append(answer)
         try:
             return self._assemble(kind, used, call, generated, reported)
-        except _NotExact:
+        except NotExact:
             whole = merge_advertisements if kind == "advertisement" else merge_manifests
             return whole(outcomes, call, generated, limits)
 
@@ -350,19 +293,19 @@ class AnswerCache:
             self._bodies[kind] = body
         root = new_root(kind, generated, dict(nsmap))
         reported = list(reported)
-        written = _statistics_text(call, reported)
+        written = statistics_text(call, reported)
         statistics = finish_root(root, body.schemas, body.expiries, call, [] if written is not None else reported)
         if written is not None:
             root.remove(statistics)
         else:
-            statistics.tail = _MARKER
-        root.text = _MARKER
+            statistics.tail = MARKER
+        root.text = MARKER
         etree.indent(root, space="  ")
-        parts = etree.tostring(root, encoding="unicode", pretty_print=True).split(_MARKER)
+        parts = etree.tostring(root, encoding="unicode", pretty_print=True).split(MARKER)
         if written is not None:
             parts.insert(1, written)
         if len(parts) != 3:
-            raise _NotExact()
+            raise NotExact()
         head, written, closing = parts
         return f"{head}\n  {body.text}{written}\n{closing}"
 

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from geniam.errors import GeniCode, GeniError
 from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.manifest import build_manifest
@@ -18,12 +17,12 @@ from geniam.rspec.merge import (
     merge_advertisements,
     merge_manifests,
     read_statistics,
-    split_request,
     strip_statistics,
 )
 from geniam.rspec.namespaces import ISLAND_NS, RSPEC_NS
 from geniam.rspec.parser import parse_rspec
-from geniam.rspec.request import build_request, parse_request
+from geniam.rspec.request import build_request
+from geniam.rspec.split import split_request
 from geniam.rspec.resources import IslandResources
 from tests.rspec.test_fixtures import (
     AM,
@@ -157,6 +156,12 @@ class MergeAdvertisementTests(SynchronousTestCase):
         self.assertEqual(merged, expected)
 
 
+def _xml_char(c: str) -> bool:
+    """Whether XML 1.0 can hold C{c} (its Char production)."""
+    code = ord(c)
+    return c in "\t\n\r" or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000
+
+
 class MergeManifestTests(SynchronousTestCase):
     """merge_manifests."""
 
@@ -186,6 +191,32 @@ class MergeManifestTests(SynchronousTestCase):
         """A failed aggregate adds only its statistics entry."""
         text = merge_manifests([AggregateOutcome(AM, 3, "error", code=14, exception="busy")])
         self.assertEqual(read_statistics(text)[0]["code"], "14")
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from([AM, OTHER_AM, "https://am.example:8001/am/3.0?x=1&y=2"]),
+                st.floats(min_value=-1, max_value=1e4, allow_nan=False),
+                st.sampled_from(["error", "timeout"]),
+                st.one_of(st.none(), st.integers(min_value=0, max_value=25)),
+                st.one_of(st.none(), st.text(max_size=240)),
+            ),
+            max_size=6,
+        )
+    )
+    def test_statistics_read_back(self, failed: list[tuple[str, float, str, int | None, str | None]]) -> None:
+        """Property: whatever the names and reasons (markup, quotes, spaces), the statistics read back as reported."""
+        ours = build_manifest(island(), [{"sliver_urn": SLIVER, "slot": (START, END)}], START)
+        outcomes = [AggregateOutcome(AM, 0.25, rspec=ours)]
+        outcomes += [AggregateOutcome(name, elapsed, status, code=code, exception=why) for name, elapsed, status, code, why in failed]
+        read = read_statistics(merge_manifests(outcomes, call="Allocate"))
+        self.assertEqual([entry["name"] for entry in read], [o.name for o in outcomes])
+        for entry, outcome in zip(read, outcomes):
+            self.assertEqual(entry["elapsed"], f"{max(0.0, outcome.elapsed):.3f}")
+            self.assertEqual(entry["status"], outcome.status)
+            self.assertEqual(entry.get("code"), None if outcome.code is None else str(outcome.code))
+            reason = "".join(c if _xml_char(c) else "\ufffd" for c in " ".join((outcome.exception or "").split()))
+            self.assertEqual(entry.get("exception"), reason[:200] or None)
 
 
 ISLAND_AMS = (AM, OTHER_AM, THIRD_AM)
@@ -272,96 +303,3 @@ class StripStatisticsTests(SynchronousTestCase):
         )
         strip_statistics(root)
         self.assertEqual([e.tag for e in root.iter() if "statistics" in str(e.tag)], ["{urn:x}statistics"])
-
-
-class SplitRequestTests(SynchronousTestCase):
-    """split_request."""
-
-    def test_by_component_manager(self) -> None:
-        """Each aggregate gets its own nodes, the links touching it, and its island elements."""
-        body = f"""
-            <node client_id="a" component_manager_id="{AM}"><interface client_id="a:1"/></node>
-            <node client_id="b" component_manager_id="{OTHER_AM}"><interface client_id="b:1"/></node>
-            <node client_id="c" component_id="urn:publicid:IDN+third.example+node+pc1"/>
-            <link client_id="ab"><interface_ref client_id="a:1"/><interface_ref client_id="b:1"/></link>
-            <link client_id="named"><component_manager name="{THIRD_AM}"/></link>
-            <island:slot start="2027-01-15T08:00:00Z" end="2027-01-15T09:00:00Z" component_manager_id="{AM}"/>
-            <island:slot start="2027-01-16T08:00:00Z" end="2027-01-16T09:00:00Z" component_manager_id="{OTHER_AM}"/>
-            <island:controller address="192.0.2.1:6633"/>
-            <ext:thing xmlns:ext="http://example.com/ext"/>
-            <statistics call="Allocate"/>
-        """
-        parts = split_request(request_document(body), [AM, OTHER_AM, THIRD_AM, "urn:publicid:IDN+idle.example+authority+am"])
-        self.assertEqual(list(parts), [AM, OTHER_AM, THIRD_AM])
-
-        def names(text: str) -> list[str | None]:
-            """The client_ids of a request's nodes and links."""
-            root = parse_rspec(text, "request")
-            return [e.get("client_id") for e in root.iterchildren(f"{G}node", f"{G}link")]
-
-        self.assertEqual(names(parts[AM]), ["a", "ab"])
-        self.assertEqual(names(parts[OTHER_AM]), ["b", "ab"])
-        self.assertEqual(names(parts[THIRD_AM]), ["c", "named"])
-        for text in parts.values():
-            self.assertNotIn("statistics", text)
-            self.assertIn("http://example.com/ext", text)
-            self.assertIn("192.0.2.1:6633", text)
-        self.assertEqual(parse_request(parts[AM], AM).slot, (START, START + 3600))
-        self.assertEqual(parse_request(parts[OTHER_AM], OTHER_AM).slot, (START + 86400, START + 86400 + 3600))
-        self.assertIsNone(parse_request(parts[THIRD_AM], THIRD_AM).slot)
-
-    def test_unknown_aggregates_listed(self) -> None:
-        """Elements naming no known aggregate are BADARGS, each listed."""
-        body = (
-            '<node client_id="lost" component_manager_id="urn:publicid:IDN+nowhere.example+authority+am"/>'
-            '<node client_id="anonymous"/>'
-            '<link client_id="orphan"><component_manager name="urn:publicid:IDN+void.example+authority+am"/></link>'
-            '<island:vlan testbed="1" island="2" component_manager_id="urn:publicid:IDN+gone.example+authority+am"/>'
-        )
-        error = self.assertRaises(GeniError, split_request, request_document(body), [AM, OTHER_AM])
-        self.assertEqual(error.code, GeniCode.BADARGS)
-        for fragment in ("lost", "anonymous", "orphan", "gone.example", AM):
-            self.assertIn(fragment, error.output)
-
-    def test_single_aggregate_takes_unnamed(self) -> None:
-        """With one known aggregate, a request naming none goes to it whole."""
-        text = build_request(START, END)
-        parts = split_request(text, [AM])
-        self.assertEqual(list(parts), [AM])
-        self.assertEqual(parse_request(parts[AM], AM).slot, (START, END))
-
-    def test_unnamed_with_several_aggregates(self) -> None:
-        """With several aggregates, an unnamed request is BADARGS asking for component_manager_id."""
-        error = self.assertRaises(GeniError, split_request, build_request(START, END), [AM, OTHER_AM])
-        self.assertIn("names no component manager", error.output)
-        error = self.assertRaises(GeniError, split_request, request_document(""), [AM, OTHER_AM])
-        self.assertIn("component_manager_id", error.output)
-
-    def test_routes_by_component_authority(self) -> None:
-        """A bound node without component_manager_id goes to the aggregate of its authority."""
-        body = f'<node client_id="sw" component_id="urn:publicid:IDN+other.example+node+{DPID1}"/>'
-        self.assertEqual(list(split_request(request_document(body), [AM, OTHER_AM])), [OTHER_AM])
-
-    def test_case_insensitive_and_as_given(self) -> None:
-        """Aggregates match case-insensitively and keys are the URNs as given."""
-        body = f'<node client_id="a" component_manager_id="{AM.upper().replace("URN:PUBLICID:IDN", "urn:publicid:IDN").replace("+AUTHORITY+AM", "+authority+am")}"/>'
-        self.assertEqual(list(split_request(request_document(body), [AM, OTHER_AM])), [AM])
-
-    def test_no_aggregates(self) -> None:
-        """Splitting for no aggregate is BADARGS."""
-        self.assertRaises(GeniError, split_request, build_request(START, END), [])
-
-    def test_not_a_request(self) -> None:
-        """Only requests are split."""
-        error = self.assertRaises(GeniError, split_request, build_manifest(island(), [], START), [AM])
-        self.assertEqual(error.code, GeniCode.BADARGS)
-
-    @given(st.lists(st.sampled_from([AM, OTHER_AM, THIRD_AM]), min_size=1, max_size=6))
-    def test_split_partitions_nodes(self, managers: list[str]) -> None:
-        """Property: every node goes to exactly the aggregate it names."""
-        body = "".join(f'<node client_id="n{i}" component_manager_id="{m}"/>' for i, m in enumerate(managers))
-        parts = split_request(request_document(body), [AM, OTHER_AM, THIRD_AM])
-        self.assertEqual(set(parts), set(managers))
-        for manager, text in parts.items():
-            got = [n.get("client_id") for n in xml(text).findall(f"{G}node")]
-            self.assertEqual(got, [f"n{i}" for i, m in enumerate(managers) if m == manager])

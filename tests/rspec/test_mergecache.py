@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.manifest import build_manifest
-from geniam.rspec.merge import AggregateOutcome, merge_advertisements, merge_manifests, read_statistics, split_request
+from geniam.rspec.merge import AggregateOutcome, merge_advertisements, merge_manifests, read_statistics
+from geniam.rspec.split import split_request
 from geniam.rspec.mergecache import AnswerCache
 from geniam.rspec.namespaces import RSPEC_NS
 from geniam.rspec.request import build_request
