@@ -32,6 +32,7 @@ C{--short} runs N = 10 only (for CI).
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -52,6 +53,7 @@ from geniam.protocols.peer import PeerConnectionError, XmlRpcPeer  # noqa: E402
 from geniam.protocols.xmlrpc import GeniXmlRpcResource, make_site  # noqa: E402
 from geniam.rspec.advertisement import build_advertisement  # noqa: E402
 from geniam.rspec.resources import IslandResources  # noqa: E402
+from geniam.tap.heap import settle_heap  # noqa: E402
 from geniam.trust.context import CallContext  # noqa: E402
 from geniam.trust.forwarding import DELEGATION, OWN, Forwarding  # noqa: E402
 
@@ -207,6 +209,7 @@ class Bench:
         unknown = [r.url for r in self.sm.records if not r.known]
         if unknown:
             raise RuntimeError(f"{len(unknown)} simulated aggregates did not answer GetVersion")
+        settle_heap()  # as geniam-sm does once started
 
     async def stop(self) -> None:
         try:
@@ -217,6 +220,7 @@ class Bench:
                 await self.pool.closeCachedConnections()
         finally:
             self.threads.stop()
+            gc.unfreeze()
 
     async def kill_last(self) -> None:
         """Make the last aggregate refuse connections (over HTTP: stop listening, drop kept-alive connections)."""

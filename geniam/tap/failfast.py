@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 
 from geniam.errors import GeniError
 from geniam.observe.logformat import choose_twistd_observer
+from geniam.tap.heap import settle_heap
 from geniam.store.errors import SchemaTooNew, StoreError
 
 T = TypeVar("T")
@@ -117,6 +118,8 @@ class StartupGuard(MultiService):
 
     Added to twistd's application, it sets the log observer
     C{--log-format} asks for (L{geniam.observe.logformat.choose_twistd_observer}).
+    Once the role's service has started, C{settle} runs
+    (L{geniam.tap.heap.settle_heap}).
 
     @ivar service: the role's service.
     @ivar exit_status: the status set after a failed start, else None.
@@ -131,9 +134,11 @@ class StartupGuard(MultiService):
         reactor: Any,
         set_exit_status: Callable[[int], None] = exit_at_process_end,
         options: Any = None,
+        settle: Callable[[], object] = settle_heap,
     ) -> None:
         """
         @param options: the role's parsed options (for C{--log-format}).
+        @param settle: what to do once the role's service has started.
         """
         super().__init__()
         self._options = options
@@ -141,6 +146,7 @@ class StartupGuard(MultiService):
         self.program = program
         self._reactor = reactor
         self._set_exit_status = set_exit_status
+        self._settle = settle
         self.exit_status: int | None = None
         service.setServiceParent(self)
 
@@ -163,7 +169,7 @@ class StartupGuard(MultiService):
             return
         when_started = getattr(self.service, "when_started", None)
         if when_started is not None:
-            when_started().addErrback(self.failed)
+            when_started().addCallbacks(lambda _: self._settle(), self.failed)
         try:
             super().startService()
         except Exception:

@@ -187,7 +187,9 @@ class GuardTests(SynchronousTestCase):
     def guard(self, service: Any) -> tuple[StartupGuard, MemoryReactor, list[int]]:
         statuses: list[int] = []
         memory = MemoryReactor()
-        return StartupGuard(service, "geniam-test", memory, statuses.append), memory, statuses
+        self.settled: list[bool] = []
+        guard = StartupGuard(service, "geniam-test", memory, statuses.append, settle=lambda: self.settled.append(True))
+        return guard, memory, statuses
 
     def test_late_failure_stops_the_reactor(self) -> None:
         """A start failing after startService sets the status and stops the reactor once it runs."""
@@ -196,19 +198,21 @@ class GuardTests(SynchronousTestCase):
         guard.startService()
         self.assertEqual(statuses, [])
         service.started.errback(StoreError("cannot connect to the database: refused"))
-        self.assertEqual((statuses, guard.exit_status), ([EXIT_UNAVAILABLE], EXIT_UNAVAILABLE))
+        self.assertEqual((statuses, guard.exit_status, self.settled), ([EXIT_UNAVAILABLE], EXIT_UNAVAILABLE, []))
         [(stop, _, _)] = memory.whenRunningHooks
         memory.running = True
         stop()
         self.assertTrue(memory.hasStopped)
 
     def test_success_leaves_it_running(self) -> None:
-        """A start that succeeds sets no status."""
+        """A start that succeeds sets no status, and the heap is settled once it has."""
         service = _Failing()
         guard, memory, statuses = self.guard(service)
         guard.startService()
+        self.assertEqual(self.settled, [])
         service.started.callback(service)
         self.assertEqual((statuses, memory.whenRunningHooks, guard.exit_status), ([], [], None))
+        self.assertEqual(self.settled, [True])
 
     def test_unexpected_error(self) -> None:
         """An unexpected error is logged with its traceback and gives EX_SOFTWARE."""
