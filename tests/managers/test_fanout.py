@@ -149,6 +149,33 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual((outcome.status, outcome.reason), (ERROR, "unexpected failure: ZeroDivisionError"))
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_peer_raising_at_once(self) -> None:
+        """A peer whose call raises instead of answering a Deferred gives an error, and its slot is free again."""
+        record = PeerRecord(_Raising("https://x.example/", ZeroDivisionError()), CircuitBreaker(self.clock))
+        fanout = FanOut(self.clock, max_concurrency=1)
+        (outcome,) = self.successResultOf(fanout.run([PeerCall(record, "GetVersion")]))
+        self.assertEqual((outcome.status, outcome.reason), (ERROR, "unexpected failure: ZeroDivisionError"))
+        self.assertEqual(fanout.in_flight, 0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_fault_in_the_fan_out_ends_the_run(self) -> None:
+        """A fault of the fan-out itself while taking in an answer still ends the run, that call an internal error."""
+        records = self.records(1.0, 1.0)
+        broken = records[0].breaker
+
+        def record_success() -> None:
+            raise KeyError("breaker state")
+
+        broken.record_success = record_success  # type: ignore[method-assign]
+        fanout = FanOut(self.clock)
+        d = self.fan(fanout, records)
+        self.clock.advance(1)
+        first, second = self.successResultOf(d)
+        self.assertEqual((first.status, first.code, first.reason), (ERROR, GeniCode.SERVERERROR, "internal error"))
+        self.assertEqual(second.status, SUCCESS)
+        self.assertEqual(fanout.in_flight, 0)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
     def test_bounded_concurrency(self) -> None:
         """With room for two calls, five peers are called two at a time."""
         records = self.records(1.0, 1.0, 1.0, 1.0, 1.0)
@@ -248,6 +275,13 @@ class _Failing:
 
     def call(self, method: str, *params: Any) -> Deferred[Any]:
         return fail(self.error)
+
+
+class _Raising(_Failing):
+    """A peer whose every call raises at once."""
+
+    def call(self, method: str, *params: Any) -> Deferred[Any]:
+        raise self.error
 
 
 class TransportIndependenceTests(SynchronousTestCase):
