@@ -278,8 +278,23 @@ def row(label: str, count: int, times: list[float], delay: float, cpu: list[floa
     )
 
 
+def machine_speed(rounds: int = 5) -> float:
+    """
+    Milliseconds a fixed pure-Python loop takes now (the best of C{rounds}):
+    the ratios depend on how fast this (shared) machine runs at the time,
+    so each run prints it beside them.
+    """
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.process_time() - started)
+    return best * 1000
+
+
 async def scale(reactor: Any, counts: Sequence[int], delay: float, transport: str, runs: int) -> None:
     print(f"slice manager latency, {transport} transport, every aggregate answering after {delay * 1000:.0f} ms")
+    print(f"machine speed now: a reference Python loop takes {machine_speed():.1f} ms (lower is faster)")
     print(f"{'call':<14}{'N':>6}{'median ms':>11}{'max ms':>10}{'cpu ms':>9}{'ratio':>8}  (target <= {TARGET})")
     for count in counts:
         bench = Bench(reactor, count, delay, transport, peer_timeout=max(5.0, delay * 10))
