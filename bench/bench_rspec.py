@@ -20,10 +20,10 @@ from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec, decompress_rspec
 from geniam.rspec.manifest import build_manifest
 from geniam.rspec.merge import AggregateOutcome, merge_advertisements
-from geniam.rspec.split import split_request
 from geniam.rspec.parser import ParseLimits, parse_rspec
 from geniam.rspec.request import build_request, parse_request
 from geniam.rspec.resources import IslandResources
+from geniam.rspec.split import split_request
 
 START = 1_800_000_000.0
 

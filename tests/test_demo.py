@@ -31,8 +31,8 @@ from geniam.demo import (
 )
 from geniam.errors import GeniCode, GeniError
 from geniam.loopback import LoopbackFederation
-from geniam.rspec.split import split_request
 from geniam.rspec.request import parse_request
+from geniam.rspec.split import split_request
 from tests.domains import copied_domain
 
 NAMES = ("am1", "am2")

@@ -97,17 +97,17 @@ from geniam.managers.peers import Peer, PeerRecord
 from geniam.managers.replay import CallReplay
 from geniam.managers.rollup import concatenated, result_struct, rollup
 from geniam.managers.shared import Shared
-from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION
 from geniam.managers.smallocate import UNDO_FIELD, SliceAllocateMethods
 from geniam.managers.smpeers import CALL_ID_OPTION, SlicePeerMethods, caller_key, caller_urn, known_code
 from geniam.managers.smreads import CACHED_OPTION, SliceReadMethods
 from geniam.managers.smtransactions import SliceTransactionMethods
+from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION
 from geniam.managers.twophase import DEFAULT_COMMIT_RETRY
 from geniam.managers.undo import DEFAULT_UNDO_GIVE_UP, DEFAULT_UNDO_RETRY, Undoer, UndoJournal
 from geniam.managers.version import get_version_struct
 from geniam.rspec.merge import AggregateOutcome, merge_manifests
-from geniam.rspec.split import split_request
 from geniam.rspec.mergecache import CACHEABLE_CHARS, AnswerCache
+from geniam.rspec.split import split_request
 from geniam.timeutil import parse_time
 from geniam.trust.context import CallContext
 from geniam.trust.forwarding import Forwarding

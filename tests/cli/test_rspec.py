@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.cli.main import main as geniam_main
 from geniam.cli.rspec import main, parse_when
-from geniam.rspec.split import split_request
 from geniam.rspec.request import build_request, parse_request
+from geniam.rspec.split import split_request
 from geniam.timeutil import format_time
 from tests.rspec.test_fixtures import AM, END, OTHER_AM, START, THIRD_AM
 

@@ -22,8 +22,8 @@ from geniam.rspec.merge import (
 from geniam.rspec.namespaces import ISLAND_NS, RSPEC_NS
 from geniam.rspec.parser import parse_rspec
 from geniam.rspec.request import build_request
-from geniam.rspec.split import split_request
 from geniam.rspec.resources import IslandResources
+from geniam.rspec.split import split_request
 from tests.rspec.test_fixtures import (
     AM,
     DPID1,

@@ -13,11 +13,11 @@ from geniam.rspec.advertisement import build_advertisement
 from geniam.rspec.compression import compress_rspec
 from geniam.rspec.manifest import build_manifest
 from geniam.rspec.merge import AggregateOutcome, merge_advertisements, merge_manifests, read_statistics
-from geniam.rspec.split import split_request
 from geniam.rspec.mergecache import AnswerCache
 from geniam.rspec.namespaces import RSPEC_NS
 from geniam.rspec.request import build_request
 from geniam.rspec.resources import IslandResources
+from geniam.rspec.split import split_request
 from tests.rspec.test_fixtures import AM, DPID1, DPID2, END, OTHER_AM, START, THIRD_AM
 
 AMS = (AM, OTHER_AM, THIRD_AM)

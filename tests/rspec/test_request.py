@@ -14,8 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from geniam.errors import GeniCode, GeniError
 from geniam.rspec.island import read_schedule
 from geniam.rspec.namespaces import ISLAND_NS, RSPEC_NS
-from geniam.rspec.split import split_request
 from geniam.rspec.request import IslandRequest, build_request, island_client_ids, parse_request
+from geniam.rspec.split import split_request
 from geniam.timeutil import format_time
 from tests.rspec.test_fixtures import AM, DPID1, END, OTHER_AM, START, THIRD_AM, request_document, xml
 

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode, GeniError
+from geniam.rspec import split
 from geniam.rspec.manifest import build_manifest
 from geniam.rspec.namespaces import RSPEC_NS
 from geniam.rspec.parser import parse_rspec
-from geniam.rspec.request import build_request, parse_request
-from geniam.rspec import split
 from geniam.rspec.render import NotExact, render_children
+from geniam.rspec.request import build_request, parse_request
 from geniam.rspec.split import route_request, split_by_trees, split_request
 from tests.rspec.test_fixtures import (
     AM,
