@@ -252,6 +252,32 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual([r.breaker.consecutive_failures for r in records], [0, 0])
         self.assertEqual(fanout.in_flight, 0)
 
+    def test_cancelling_the_run_makes_no_waiting_call(self) -> None:
+        """A call of a cancelled run that was waiting for a slot is not made when the cancellation frees one."""
+        records = self.records(0.0, 0.0)
+        for aggregate in self.aggregates:
+            aggregate.mode = "hang"
+        fanout = FanOut(self.clock, max_concurrency=1)
+        d = self.fan(fanout, records, deadline=60)
+        self.assertEqual((fanout.in_flight, fanout.queued), (1, 1))
+        d.cancel()
+        self.failureResultOf(d)
+        self.assertEqual([len(a.calls) for a in self.aggregates], [1, 0])
+        self.assertEqual((fanout.in_flight, fanout.queued), (0, 0))
+        self.assertEqual([r.breaker.consecutive_failures for r in records], [0, 0])
+
+    def test_deadline_cancels_a_call_answered_through_another(self) -> None:
+        """A peer Deferred already fired but waiting on another one is cancelled at the deadline."""
+        cancelled: list[Deferred[Any]] = []
+        inner: Deferred[Any] = Deferred(cancelled.append)
+        record = PeerRecord(_Chained("https://x.example/", inner), CircuitBreaker(self.clock))
+        d = FanOut(self.clock, peer_timeout=100).run([PeerCall(record, "GetVersion")], deadline=5)
+        self.clock.advance(5)
+        (outcome,) = self.successResultOf(d)
+        self.assertEqual(outcome.status, TIMEOUT)
+        self.assertIn("deadline (5 s)", outcome.reason)
+        self.assertEqual(cancelled, [inner])
+
 
 class _Answering:
     """A peer answering one fixed value."""
@@ -282,6 +308,20 @@ class _Raising(_Failing):
 
     def call(self, method: str, *params: Any) -> Deferred[Any]:
         raise self.error
+
+
+class _Chained:
+    """A peer answering with a Deferred that has fired but waits on C{inner}."""
+
+    def __init__(self, url: str, inner: Deferred[Any]) -> None:
+        self.url = url
+        self.inner = inner
+
+    def call(self, method: str, *params: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        d.callback(None)
+        d.addCallback(lambda _: self.inner)
+        return d
 
 
 class TransportIndependenceTests(SynchronousTestCase):
