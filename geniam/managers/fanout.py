@@ -409,8 +409,11 @@ class _OneCall:
 
     def _failed(self, failure: Failure) -> None:
         try:
-            self._over()
-            outcome = self._failure_outcome(failure)
+            try:
+                # The peer is charged before its slot goes to the next call, whose answer may come at once.
+                outcome = self._failure_outcome(failure)
+            finally:
+                self._over()
         except Exception:
             self._broken(Failure())
             return

@@ -278,6 +278,17 @@ class FanOutTests(SynchronousTestCase):
         self.assertIn("deadline (5 s)", outcome.reason)
         self.assertEqual(cancelled, [inner])
 
+    def test_breaker_charged_before_the_slot_is_passed_on(self) -> None:
+        """A failed call charges its peer before its slot starts the next call: the later answer has the last word."""
+        peer = _Scripted("https://x.example/")
+        record = PeerRecord(peer, CircuitBreaker(self.clock, 1, 30.0))
+        fanout = FanOut(self.clock, max_concurrency=1)
+        d = fanout.run([PeerCall(record, "Status"), PeerCall(record, "Status")])
+        (first,) = peer.pending
+        first.errback(PeerTimeout(peer.url, "Status", "slow"))
+        self.assertEqual([o.status for o in self.successResultOf(d)], [TIMEOUT, SUCCESS])
+        self.assertEqual((record.breaker.state, record.breaker.consecutive_failures), (BreakerState.CLOSED, 0))
+
 
 class _Answering:
     """A peer answering one fixed value."""
@@ -321,6 +332,21 @@ class _Chained:
         d: Deferred[Any] = Deferred()
         d.callback(None)
         d.addCallback(lambda _: self.inner)
+        return d
+
+
+class _Scripted:
+    """A peer whose first call waits for the test, and whose later calls answer at once."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pending: list[Deferred[Any]] = []
+
+    def call(self, method: str, *params: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.pending.append(d)
+        if len(self.pending) > 1:
+            d.callback({"code": {"geni_code": 0}, "value": {}})
         return d
 
 
