@@ -383,10 +383,18 @@ class _OneCall:
             self._failed(Failure())
             return
         self.d = d
-        if not d.called:
-            fan._watch_timeout(self.run, d)
-        if fan.health is not None:
-            self.token = fan.health.started(record, d)
+        try:
+            if not d.called:
+                fan._watch_timeout(self.run, d)
+            if fan.health is not None:
+                self.token = fan.health.started(record, d)
+        except Exception:
+            # The call is given up: it must not run on outside the bound on calls in flight.
+            failure = Failure()
+            d.addErrback(lambda _: None)
+            d.cancel()
+            self._failed(failure)
+            return
         # Also a Deferred already fired but waiting on another, which the deadline or a cancel must reach.
         self.run.waiting[self.index] = d
         d.addCallbacks(self._answered, self._failed)

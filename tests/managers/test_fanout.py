@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode
 from geniam.managers.breaker import BreakerState, CircuitBreaker
+from geniam.managers.health import PeerHealth
 from geniam.managers.fanout import ERROR, SUCCESS, TIMEOUT, FanOut, PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.protocols.peer import PeerRequestError, PeerTimeout
@@ -289,6 +290,19 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual([o.status for o in self.successResultOf(d)], [TIMEOUT, SUCCESS])
         self.assertEqual((record.breaker.state, record.breaker.consecutive_failures), (BreakerState.CLOSED, 0))
 
+    def test_fault_after_the_call_frees_its_slot(self) -> None:
+        """A fault of the fan-out itself once the peer is called ends that call and frees its slot."""
+        records = self.records(1.0, 1.0)
+        fanout = FanOut(self.clock, max_concurrency=1)
+        fanout.health = _BrokenHealth(self.clock, records)
+        d = self.fan(fanout, records)
+        self.clock.advance(1)
+        outcomes = self.successResultOf(d)
+        self.assertEqual([o.reason for o in outcomes], ["unexpected failure: KeyError"] * 2)
+        self.assertEqual([a.cancelled for a in self.aggregates], [1, 1])
+        self.assertEqual((fanout.in_flight, fanout.queued), (0, 0))
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 2)
+
 
 class _Answering:
     """A peer answering one fixed value."""
@@ -348,6 +362,13 @@ class _Scripted:
         if len(self.pending) > 1:
             d.callback({"code": {"geni_code": 0}, "value": {}})
         return d
+
+
+class _BrokenHealth(PeerHealth):
+    """A hang watch that fails to watch any call."""
+
+    def started(self, record: PeerRecord, call: Deferred[Any]) -> int:
+        raise KeyError("watch")
 
 
 class TransportIndependenceTests(SynchronousTestCase):
