@@ -290,6 +290,7 @@ class FanOut:
         run.timeouts = None
         now = self._clock.seconds()
         started = run.started
+        due: list[Deferred[Any]] = []
         while started:
             began, d = started[0]
             if d.called:
@@ -297,8 +298,11 @@ class FanOut:
                 continue
             if began + self.peer_timeout > now:
                 run.timeouts = self._clock.callLater(began + self.peer_timeout - now, self._time_out, run)
-                return
+                break
             started.popleft()
+            due.append(d)
+        # Cancelled once the timer is set: a cancelled call frees a slot, which may start a call that needs the timer.
+        for d in due:
             run.timed_out.add(id(d))
             d.cancel()
 

@@ -303,6 +303,18 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual((fanout.in_flight, fanout.queued), (0, 0))
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 2)
 
+    def test_peer_timeouts_leave_no_timer(self) -> None:
+        """A call started when the peer timeout cancels another leaves no timer once the run is over."""
+        records = self.records(0.0, 5.0, 0.0, 2.0)
+        self.aggregates[0].mode = self.aggregates[2].mode = "hang"
+        fanout = FanOut(self.clock, peer_timeout=10, max_concurrency=2)
+        d = self.fan(fanout, records)
+        self.clock.pump([5, 5])  # the second answers at 5, the third starts; the first times out at 10, the fourth starts
+        self.assertEqual([len(a.calls) for a in self.aggregates], [1, 1, 1, 1])
+        self.clock.pump([2, 3])  # the fourth answers at 12, the third times out at 15
+        self.assertEqual([o.status for o in self.successResultOf(d)], [TIMEOUT, SUCCESS, TIMEOUT, SUCCESS])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
 
 class _Answering:
     """A peer answering one fixed value."""
