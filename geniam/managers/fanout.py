@@ -132,6 +132,7 @@ class _Run:
     start: float
     deadline: float | None
     passed: bool = False
+    cancelled: bool = False
     # What each call still running waits for (a connection slot or its peer's answer), by index.
     waiting: dict[int, Deferred[Any]] = field(default_factory=dict)
     # Calls in flight by start time, the one timer for their peer timeouts, and the calls it cancelled.
@@ -206,7 +207,7 @@ class FanOut:
         run = _Run(self._clock.seconds(), deadline)
         run.results = [(False, None)] * len(calls)
         run.left = len(calls)
-        run.done = Deferred(lambda _: self._cancel_all(run))
+        run.done = Deferred(lambda _: self._cancel_run(run))
         if not calls:
             run.done.callback(None)
         for index, call in enumerate(calls):
@@ -244,11 +245,14 @@ class FanOut:
                 self.observer(call.method, outcome)
         return outcomes
 
+    def _cancel_run(self, run: _Run) -> None:
+        run.cancelled = True
+        self._cancel_all(run)
+
     @staticmethod
     def _cancel_all(run: _Run) -> None:
         for d in list(run.waiting.values()):
-            if not d.called:
-                d.cancel()
+            d.cancel()  # also reaches a fired Deferred waiting on another
 
     def _deadline_passed(self, run: _Run) -> None:
         run.passed = True
@@ -286,6 +290,7 @@ class FanOut:
         run.timeouts = None
         now = self._clock.seconds()
         started = run.started
+        due: list[Deferred[Any]] = []
         while started:
             began, d = started[0]
             if d.called:
@@ -293,8 +298,11 @@ class FanOut:
                 continue
             if began + self.peer_timeout > now:
                 run.timeouts = self._clock.callLater(began + self.peer_timeout - now, self._time_out, run)
-                return
+                break
             started.popleft()
+            due.append(d)
+        # Cancelled once the timer is set: a cancelled call frees a slot, which may start a call that needs the timer.
+        for d in due:
             run.timed_out.add(id(d))
             d.cancel()
 
@@ -346,10 +354,13 @@ class _OneCall:
     def _slot_taken(self, _: object) -> None:
         try:
             self.run.waiting.pop(self.index, None)
-            if self.run.passed:
+            if self.run.passed or self.run.cancelled:
                 self.fan._slots.release()
                 self.call.record.breaker.release()
-                self._done(self.fan._late(self.call.record, self.run, called=False))
+                if self.run.cancelled:
+                    self._broken(Failure(CancelledError()))
+                else:
+                    self._done(self.fan._late(self.call.record, self.run, called=False))
                 return
             self._call()
         except Exception:
@@ -376,11 +387,20 @@ class _OneCall:
             self._failed(Failure())
             return
         self.d = d
-        if not d.called:
-            fan._watch_timeout(self.run, d)
-            self.run.waiting[self.index] = d
-        if fan.health is not None:
-            self.token = fan.health.started(record, d)
+        try:
+            if not d.called:
+                fan._watch_timeout(self.run, d)
+            if fan.health is not None:
+                self.token = fan.health.started(record, d)
+        except Exception:
+            # The call is given up: it must not run on outside the bound on calls in flight.
+            failure = Failure()
+            d.addErrback(lambda _: None)
+            d.cancel()
+            self._failed(failure)
+            return
+        # Also a Deferred already fired but waiting on another, which the deadline or a cancel must reach.
+        self.run.waiting[self.index] = d
         d.addCallbacks(self._answered, self._failed)
 
     def _over(self) -> None:
@@ -401,8 +421,11 @@ class _OneCall:
 
     def _failed(self, failure: Failure) -> None:
         try:
-            self._over()
-            outcome = self._failure_outcome(failure)
+            try:
+                # The peer is charged before its slot goes to the next call, whose answer may come at once.
+                outcome = self._failure_outcome(failure)
+            finally:
+                self._over()
         except Exception:
             self._broken(Failure())
             return

@@ -94,7 +94,7 @@ def split_request(
     """
     root, parts = route_request(text, aggregates, limits)
     try:
-        return _written_once(root, parts)
+        return _written_once(root, parts, _declared_on_root(text, root))
     except NotExact:
         return split_by_trees(root, parts)
 
@@ -201,15 +201,37 @@ def route_request(
     return root, children
 
 
-def _written_once(root: etree._Element, parts: Parts) -> dict[str, str]:
-    """Each part's text, every element written once; the elements are moved out of C{root}."""
+def _declared_on_root(text: str | bytes, root: etree._Element) -> bool:
+    """
+    Whether every namespace declaration of the document C{root} was
+    parsed from is on the root.
+
+    Only then does moving an element under a root with the same
+    declarations write it as copying it there does: lxml looks namespaces
+    up by URI, and a moved element using a URI that an inner declaration
+    binds to a second prefix can come out under that prefix, even where a
+    deeper declaration has taken it for another URI. Counting C{xmlns} in
+    the text errs only towards C{False} (text or attribute values holding
+    it, encodings other than UTF-8).
+    """
+    found = text.count("xmlns") if isinstance(text, str) else bytes(text).count(b"xmlns")
+    return found == len(root.nsmap)  # the root's own declarations: it has no parent
+
+
+def _written_once(root: etree._Element, parts: Parts, movable: bool) -> dict[str, str]:
+    """
+    Each part's text, every element written once: moved out of C{root}
+    when C{movable} (L{_declared_on_root}), else copied as the trees
+    copy it.
+    """
     if any((child.tail or "").strip() for child in root):
         raise NotExact()  # text between top-level elements: left to the trees
     nsmap = tuple(root.nsmap.items())
     head, end = root_frame(root.tag, dict(root.attrib), nsmap)
     routed = list(dict.fromkeys(child for children in parts.values() for child in children))
+    written = routed if movable else [copy.deepcopy(child) for child in routed]
     try:
-        rendered = render_children(routed, root.tag, nsmap)
+        rendered = render_children(written, root.tag, nsmap)
     except NotExact:
         for child in routed:
             child.tail = None  # as the trees will indent it

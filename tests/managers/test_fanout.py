@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from geniam.errors import GeniCode
 from geniam.managers.breaker import BreakerState, CircuitBreaker
+from geniam.managers.health import PeerHealth
 from geniam.managers.fanout import ERROR, SUCCESS, TIMEOUT, FanOut, PeerCall, PeerOutcome
 from geniam.managers.peers import PeerRecord
 from geniam.protocols.peer import PeerRequestError, PeerTimeout
@@ -252,6 +253,68 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual([r.breaker.consecutive_failures for r in records], [0, 0])
         self.assertEqual(fanout.in_flight, 0)
 
+    def test_cancelling_the_run_makes_no_waiting_call(self) -> None:
+        """A call of a cancelled run that was waiting for a slot is not made when the cancellation frees one."""
+        records = self.records(0.0, 0.0)
+        for aggregate in self.aggregates:
+            aggregate.mode = "hang"
+        fanout = FanOut(self.clock, max_concurrency=1)
+        d = self.fan(fanout, records, deadline=60)
+        self.assertEqual((fanout.in_flight, fanout.queued), (1, 1))
+        d.cancel()
+        self.failureResultOf(d)
+        self.assertEqual([len(a.calls) for a in self.aggregates], [1, 0])
+        self.assertEqual((fanout.in_flight, fanout.queued), (0, 0))
+        self.assertEqual([r.breaker.consecutive_failures for r in records], [0, 0])
+
+    def test_deadline_cancels_a_call_answered_through_another(self) -> None:
+        """A peer Deferred already fired but waiting on another one is cancelled at the deadline."""
+        cancelled: list[Deferred[Any]] = []
+        inner: Deferred[Any] = Deferred(cancelled.append)
+        record = PeerRecord(_Chained("https://x.example/", inner), CircuitBreaker(self.clock))
+        d = FanOut(self.clock, peer_timeout=100).run([PeerCall(record, "GetVersion")], deadline=5)
+        self.clock.advance(5)
+        (outcome,) = self.successResultOf(d)
+        self.assertEqual(outcome.status, TIMEOUT)
+        self.assertIn("deadline (5 s)", outcome.reason)
+        self.assertEqual(cancelled, [inner])
+
+    def test_breaker_charged_before_the_slot_is_passed_on(self) -> None:
+        """A failed call charges its peer before its slot starts the next call: the later answer has the last word."""
+        peer = _Scripted("https://x.example/")
+        record = PeerRecord(peer, CircuitBreaker(self.clock, 1, 30.0))
+        fanout = FanOut(self.clock, max_concurrency=1)
+        d = fanout.run([PeerCall(record, "Status"), PeerCall(record, "Status")])
+        (first,) = peer.pending
+        first.errback(PeerTimeout(peer.url, "Status", "slow"))
+        self.assertEqual([o.status for o in self.successResultOf(d)], [TIMEOUT, SUCCESS])
+        self.assertEqual((record.breaker.state, record.breaker.consecutive_failures), (BreakerState.CLOSED, 0))
+
+    def test_fault_after_the_call_frees_its_slot(self) -> None:
+        """A fault of the fan-out itself once the peer is called ends that call and frees its slot."""
+        records = self.records(1.0, 1.0)
+        fanout = FanOut(self.clock, max_concurrency=1)
+        fanout.health = _BrokenHealth(self.clock, records)
+        d = self.fan(fanout, records)
+        self.clock.advance(1)
+        outcomes = self.successResultOf(d)
+        self.assertEqual([o.reason for o in outcomes], ["unexpected failure: KeyError"] * 2)
+        self.assertEqual([a.cancelled for a in self.aggregates], [1, 1])
+        self.assertEqual((fanout.in_flight, fanout.queued), (0, 0))
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 2)
+
+    def test_peer_timeouts_leave_no_timer(self) -> None:
+        """A call started when the peer timeout cancels another leaves no timer once the run is over."""
+        records = self.records(0.0, 5.0, 0.0, 2.0)
+        self.aggregates[0].mode = self.aggregates[2].mode = "hang"
+        fanout = FanOut(self.clock, peer_timeout=10, max_concurrency=2)
+        d = self.fan(fanout, records)
+        self.clock.pump([5, 5])  # the second answers at 5, the third starts; the first times out at 10, the fourth starts
+        self.assertEqual([len(a.calls) for a in self.aggregates], [1, 1, 1, 1])
+        self.clock.pump([2, 3])  # the fourth answers at 12, the third times out at 15
+        self.assertEqual([o.status for o in self.successResultOf(d)], [TIMEOUT, SUCCESS, TIMEOUT, SUCCESS])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
 
 class _Answering:
     """A peer answering one fixed value."""
@@ -282,6 +345,42 @@ class _Raising(_Failing):
 
     def call(self, method: str, *params: Any) -> Deferred[Any]:
         raise self.error
+
+
+class _Chained:
+    """A peer answering with a Deferred that has fired but waits on C{inner}."""
+
+    def __init__(self, url: str, inner: Deferred[Any]) -> None:
+        self.url = url
+        self.inner = inner
+
+    def call(self, method: str, *params: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        d.callback(None)
+        d.addCallback(lambda _: self.inner)
+        return d
+
+
+class _Scripted:
+    """A peer whose first call waits for the test, and whose later calls answer at once."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pending: list[Deferred[Any]] = []
+
+    def call(self, method: str, *params: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.pending.append(d)
+        if len(self.pending) > 1:
+            d.callback({"code": {"geni_code": 0}, "value": {}})
+        return d
+
+
+class _BrokenHealth(PeerHealth):
+    """A hang watch that fails to watch any call."""
+
+    def started(self, record: PeerRecord, call: Deferred[Any]) -> int:
+        raise KeyError("watch")
 
 
 class TransportIndependenceTests(SynchronousTestCase):

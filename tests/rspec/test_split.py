@@ -138,6 +138,7 @@ _ELEMENTS = st.sampled_from(
         '<island:controller address="192.0.2.1:6633"/>',
         '<ext:thing xmlns:ext="http://example.com/ext" ext:level="{n}"><ext:deep>&lt;x&gt; &amp; "y"</ext:deep></ext:thing>',
         '<other xmlns="http://example.com/default"><inner a="{n}"/></other>',
+        f'<node client_id="{{n}}" component_manager_id="{AM}"><x xmlns:p="{RSPEC_NS}" p:a="{{n}}"><y xmlns:p="http://example.com/p"/></x></node>',
         "<statistics/>",
     ]
 )
@@ -159,6 +160,20 @@ class WrittenOnceTests(SynchronousTestCase):
         made, trees = self.both(request_document(body), [AM, OTHER_AM, THIRD_AM])
         self.assertEqual(made, trees)
         self.assertTrue(all(parse_rspec(text, "request") is not None for text in made.values()))
+
+    def test_namespace_bound_again_below_the_root(self) -> None:
+        """
+        A namespace given a second prefix inside an element, that prefix
+        bound again deeper: every element keeps its namespace, character
+        for character as the trees write it.
+        """
+        body = (
+            f'<node client_id="a" component_manager_id="{AM}">'
+            f'<x xmlns:p="{RSPEC_NS}" p:a="1"><y xmlns:p="http://example.com/p"/></x></node>'
+        )
+        made, trees = self.both(request_document(body), [AM, OTHER_AM])
+        self.assertEqual(made, trees)
+        self.assertIsNotNone(parse_rspec(made[AM], "request").find(f"{G}node/{G}x/{G}y"))
 
     def test_text_between_elements(self) -> None:
         """Text standing between top-level elements is kept, as the trees keep it."""
