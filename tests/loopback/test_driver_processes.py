@@ -126,6 +126,7 @@ class ProcessFailoverTests(ClusterCase):
         children = [self.spawn() for _ in range(3)]
         for child in children:
             await child.when_said("status listener (booking calendar) at")
+            await child.when_said("start-up heap settled")  # as every daemon does once started
         [driver] = [c for c in children if c.gained]
         others = [c for c in children if c is not driver]
         start = reactor.seconds() + 2.0
@@ -147,6 +148,7 @@ class ProcessFailoverTests(ClusterCase):
         children = [self.spawn() for _ in range(3)]
         for child in children:
             await child.when_said("status listener (booking calendar) at")
+            await child.when_said("start-up heap settled")  # as every daemon does once started
         [driver] = [c for c in children if c.gained]
         for child in children:
             self.assertIn("driver: yes" if child is driver else "driver: no", await self.healthz(child), child.output)
