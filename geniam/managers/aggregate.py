@@ -43,7 +43,7 @@ from geniam.managers.arguments import (
     vlans_option,
 )
 from geniam.managers.inventory import KnownInventory
-from geniam.managers.transactionapi import TRANSACTION_METHODS, TRANSACTIONS_EXTENSION, TransactionMethods
+from geniam.managers.transactionapi import RETENTION_FIELD, TRANSACTION_METHODS, TRANSACTIONS_EXTENSION, TransactionMethods
 from geniam.managers.transactions import TransactionManager
 from geniam.gatewayconfig import ControllerPolicy, limits_struct
 from geniam.managers.advertising import AdvertisementCache
@@ -266,7 +266,7 @@ class AggregateManager(TransactionMethods):
             extensions[TRANSACTIONS_EXTENSION] = {
                 "methods": list(TRANSACTION_METHODS),
                 "ttl": int(self.transactions.ttl),
-                "outcome_retention": int(self.transactions.outcome_retention),
+                RETENTION_FIELD: int(self.transactions.outcome_retention),
             }
         struct = get_version_struct(
             self.info.url,

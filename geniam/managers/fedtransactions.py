@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IReactorTime
 from geniam.booking.values import urn_key
 from geniam.errors import GeniCode, GeniError
 from geniam.managers.fanout import PeerOutcome
-from geniam.managers.transactionapi import transaction_option
+from geniam.managers.transactionapi import RETENTION_FIELD, TRANSACTIONS_EXTENSION, transaction_option
 from geniam.managers.transactions import DEFAULT_OUTCOME_RETENTION, TRANSACTION_OPTION
 
 TRANSACTIONS_OPTION = "geniam_transactions"
@@ -213,6 +213,6 @@ def naming(options: dict[str, Any], identifier: str | None) -> dict[str, Any]:
 
 def advertised_retention(version: Any) -> float:
     """The C{outcome_retention} an aggregate's GetVersion advertises, or the default."""
-    extension = version.get("geniam_transactions") if isinstance(version, dict) else None
-    value = extension.get("outcome_retention") if isinstance(extension, dict) else None
+    extension = version.get(TRANSACTIONS_EXTENSION) if isinstance(version, dict) else None
+    value = extension.get(RETENTION_FIELD) if isinstance(extension, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else DEFAULT_OUTCOME_RETENTION

@@ -46,6 +46,9 @@ from geniam.urn import parse_urn
 TRANSACTIONS_EXTENSION = "geniam_transactions"
 """The GetVersion member naming the transaction methods an aggregate serves (its presence advertises them)."""
 
+RETENTION_FIELD = "outcome_retention"
+"""The member of L{TRANSACTIONS_EXTENSION} saying how long, in seconds, how a transaction ended is remembered."""
+
 TRANSACTION_METHODS: tuple[str, ...] = tuple(TRANSACTION_SIGNATURES)
 """The four method names, as advertised."""
 
